@@ -1,0 +1,110 @@
+"""Sentiment / text classification demo: a text box gives label confidences; a CSV gives a table to download.
+
+Run: ``python -m apps.sentiment RUN_DIR`` or ``toolkit serve RUN_DIR``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from toolkit.api import load
+from toolkit.run import read_results, read_run_config
+
+MAX_CSV_ROWS = 10_000
+EMPTY = "Empty input: type some text to classify."
+
+
+def metrics_markdown(results: dict) -> str:
+    lines = []
+    for split in ("validation", "test"):
+        scores = results.get(split) or {}
+        if "accuracy" in scores:
+            lines.append(f"**{split}**: accuracy {scores['accuracy']:.3f}, macro-F1 {scores.get('macro_f1', 0):.3f} "
+                         f"on {scores.get('count', '?')} examples")
+    return "\n\n".join(lines) or "No metrics recorded for this run."
+
+
+def build_demo(run_dir: str | Path) -> gr.Blocks:
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    results = read_results(run_dir)
+    predictor = load(run_dir)
+    examples = results.get("examples") or ["A gripping, beautifully acted film.", "Dull, predictable and far too long."]
+
+    def classify(texts: list[str]) -> tuple[list]:
+        """Batched by the queue: one forward pass for all waiting requests."""
+        wanted = [i for i, t in enumerate(texts) if t and t.strip()]
+        answers = predictor([texts[i] for i in wanted]) if wanted else []
+        out: list = [EMPTY] * len(texts)
+        for i, answer in zip(wanted, answers):
+            out[i] = answer["scores"]
+        return (out,)
+
+    def classify_csv(file) -> tuple[pd.DataFrame, str]:
+        if file is None:
+            raise gr.Error("Upload a CSV file with a text column first.")
+        table = read_upload(file, cfg.data.text_column)
+        texts = table["text"].tolist()
+        answers = predictor(texts)
+        table["label"] = [a["label"] for a in answers]
+        for label in predictor.labels:
+            table[f"score_{label}"] = [round(a["scores"][label], 4) for a in answers]
+        out = Path(tempfile.mkdtemp(prefix="predictions-")) / "predictions.csv"
+        table.to_csv(out, index=False)
+        return table, str(out)
+
+    with gr.Blocks(title=f"{run_dir.name}: text classification") as demo:
+        gr.Markdown(f"# {run_dir.name}\nFine-tuned from `{cfg.model}`. Labels: {', '.join(predictor.labels)}.")
+        with gr.Tab("Text"):
+            with gr.Row():
+                with gr.Column():
+                    text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence", elem_id="text-input")
+                    button = gr.Button("Classify", variant="primary", elem_id="classify")
+                label = gr.Label(label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction")
+            gr.Examples(examples=[[e] for e in examples], inputs=[text])
+            button.click(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_name="classify")
+            text.submit(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_visibility="private")
+        with gr.Tab("CSV file"):
+            gr.Markdown(f"Upload a CSV with a `{cfg.data.text_column}` (or `text`) column, up to {MAX_CSV_ROWS:,} rows.")
+            upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
+            run_csv = gr.Button("Classify file", elem_id="classify-csv")
+            table = gr.Dataframe(label="Predictions", interactive=False)
+            download = gr.File(label="Download predictions")
+            run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv")
+        with gr.Accordion("Run metrics", open=False):
+            gr.Markdown(metrics_markdown(results))
+    demo.queue(default_concurrency_limit=1)  # batching, not threads, serves concurrent users
+    return demo
+
+
+def read_upload(file, text_column: str) -> pd.DataFrame:
+    """The uploaded CSV's text column as ``text``, or a gr.Error naming the problem."""
+    path = getattr(file, "name", file)
+    try:
+        table = pd.read_csv(path, encoding="utf-8", keep_default_na=False)
+    except UnicodeDecodeError:
+        raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise gr.Error(f"Could not read the file as CSV: {err}")
+    column = next((c for c in (text_column, "text") if c in table.columns), None)
+    if column is None:
+        raise gr.Error(f"No '{text_column}' or 'text' column; the file has: {', '.join(map(str, table.columns))}.")
+    if len(table) > MAX_CSV_ROWS:
+        raise gr.Error(f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files.")
+    table = table[[column]].rename(columns={column: "text"})
+    table = table[table["text"].astype(str).str.strip() != ""].reset_index(drop=True)
+    if table.empty:
+        raise gr.Error("Every row's text is empty.")
+    table["text"] = table["text"].astype(str)
+    return table
+
+
+if __name__ == "__main__":
+    from apps import launch
+
+    launch(sys.argv[1] if len(sys.argv) > 1 else "runs/sentiment_minilm")

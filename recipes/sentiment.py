@@ -1,0 +1,150 @@
+"""Sentiment / text classification: any number of string or integer labels, full fine-tune or LoRA."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.config import Config
+from toolkit.data import load_table, require_columns
+from toolkit.engine import Task
+from toolkit.errors import ToolkitError
+from toolkit.metrics import classification_metrics
+from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, save_model
+
+log = logging.getLogger(__name__)
+LABELS_FILE = "labels.json"
+
+
+def load_splits(cfg: Config) -> dict:
+    """Train, validation and test tables, checked for the configured columns and for empty text."""
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
+    splits = {}
+    for split in ("train", "validation", "test"):
+        source = getattr(cfg.data, split)
+        if not source:
+            continue
+        table = load_table(source, split)
+        where = f"data.{split} ('{source}')"
+        require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
+        table = drop_empty_text(table, cfg.data.text_column, where)
+        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
+        if limit and len(table) > limit:
+            table = table.shuffle(seed=cfg.seed).select(range(limit))
+        splits[split] = table
+    if "validation" not in splits:
+        # Like AutoTrain: hold out 10% of training rows rather than train without a way to pick best/.
+        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
+        splits["train"], splits["validation"] = held["train"], held["test"]
+        log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
+    return splits
+
+
+def drop_empty_text(table, column: str, where: str):
+    keep = [i for i, text in enumerate(table[column]) if isinstance(text, str) and text.strip()]
+    dropped = len(table) - len(keep)
+    if dropped:
+        log.warning("%s: skipped %d rows with empty or missing text", where, dropped)
+        if not keep:
+            raise ToolkitError(f"{where}: every row's text is empty. Check data.text_column.")
+        table = table.select(keep)
+    return table
+
+
+def label_names(values: list) -> list[str]:
+    """Sorted label names; integer labels sort numerically (2 before 10)."""
+    unique = set(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unique):
+        return [str(v) for v in sorted(unique)]
+    return sorted(str(v) for v in unique)
+
+
+def encode_labels(values: list, names: list[str], where: str) -> list[int]:
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ToolkitError(
+            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
+            "Fix those rows, or add examples of them to the training data."
+        )
+    return [index[str(v)] for v in values]
+
+
+def tokenize(table, tokenizer, cfg: Config, names: list[str], where: str) -> list[dict]:
+    encoded = tokenizer(list(table[cfg.data.text_column]), truncation=True, max_length=cfg.max_length)
+    labels = encode_labels(list(table[cfg.data.label_column]), names, where)
+    keys = list(encoded.keys())
+    return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(labels))]
+
+
+def build_task(cfg: Config) -> Task:
+    from transformers import DataCollatorWithPadding
+
+    splits = load_splits(cfg)
+    names = label_names(list(splits["train"][cfg.data.label_column]))
+    if len(names) < 2:
+        raise ToolkitError(f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column.")
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    features = {s: tokenize(t, tokenizer, cfg, names, f"data.{s}") for s, t in splits.items()}
+    model = load_text_classifier(cfg.model, names, cfg.trust_remote_code)
+    if cfg.peft.enabled:
+        model = apply_lora(model, cfg.peft, task_type="SEQ_CLS")
+
+    def save(unwrapped, folder: Path) -> None:
+        save_model(unwrapped, tokenizer, folder)
+        (folder / LABELS_FILE).write_text(json.dumps(names))
+
+    def finalize(unwrapped, best: Path) -> None:
+        if cfg.peft.enabled and cfg.peft.merge:
+            from toolkit.checkpoint import write_atomically
+
+            def write(tmp: Path) -> None:
+                save_model(unwrapped, tokenizer, tmp, merge_lora=True)
+                (tmp / LABELS_FILE).write_text(json.dumps(names))
+            write_atomically(best, write)
+
+    return Task(
+        model=model,
+        train_set=features["train"],
+        eval_set=features["validation"],
+        test_set=features.get("test"),
+        collate=DataCollatorWithPadding(tokenizer),
+        compute_loss=lambda model, batch: model(**batch).loss,
+        evaluate=lambda model, loader, accelerator: evaluate(model, loader, accelerator, names),
+        save=save,
+        train_lengths=[len(f["input_ids"]) for f in features["train"]],
+        info={"labels": names, "examples": list(splits["validation"][cfg.data.text_column][:5])},
+        finalize=finalize,
+    )
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, names: list[str]) -> dict:
+    """Loss and classification metrics over ``loader``, gathered from every process."""
+    predictions, labels, losses = [], [], []
+    for batch in loader:
+        out = model(**batch)
+        preds, gold = accelerator.gather_for_metrics((out.logits.argmax(-1), batch["labels"]))
+        loss = accelerator.gather_for_metrics(out.loss.detach().float().repeat(len(batch["labels"])))
+        predictions.append(preds.cpu())
+        labels.append(gold.cpu())
+        losses.append(loss.cpu())
+    metrics = classification_metrics(torch.cat(labels).numpy(), torch.cat(predictions).numpy(), names)
+    return {"loss": float(torch.cat(losses).mean()), **metrics}
+
+
+def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
+    """Score a finished run's predictor on a data file with the run's own columns and labels."""
+    table = load_table(source, split)
+    where = f"'{source}'"
+    require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
+    table = drop_empty_text(table, cfg.data.text_column, where)
+    gold = encode_labels(list(table[cfg.data.label_column]), predictor.labels, where)
+    answers = predictor(list(table[cfg.data.text_column]))
+    index = {name: i for i, name in enumerate(predictor.labels)}
+    return classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)

@@ -1,0 +1,22 @@
+"""toolkit: transfer learning on one Accelerate engine.
+
+Notebook use::
+
+    import toolkit
+    run = toolkit.train("recipes/configs/sentiment_minilm.yaml", epochs=1)
+    predict = toolkit.load(run.dir)
+    predict("a gripping, beautifully shot film")
+"""
+
+from .errors import ToolkitError
+
+__all__ = ["ToolkitError", "train", "resume", "load", "evaluate", "results"]
+
+
+def __getattr__(name: str):
+    # Heavy imports (torch, transformers) wait until a function is used: importing toolkit stays instant.
+    if name in ("train", "resume", "load", "evaluate", "results"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

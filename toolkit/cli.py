@@ -1,0 +1,121 @@
+"""The ``toolkit`` command: train, eval, predict, serve. Printing happens here, not in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .errors import ToolkitError
+
+EPILOG = """examples:
+  toolkit train recipes/configs/sentiment_minilm.yaml epochs=1 lr=3e-5
+  toolkit train --resume runs/sentiment_minilm
+  toolkit eval runs/sentiment_minilm --data test.csv
+  toolkit predict runs/sentiment_minilm "a gripping film" "a dull mess"
+  toolkit serve runs/sentiment_minilm --port 7860
+  accelerate launch --config_file recipes/accelerate/ddp.yaml -m toolkit train CONFIG
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolkit", description="Fine-tune, evaluate, predict with and serve models.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="fine-tune from a YAML config")
+    p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv lr=3e-5")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last/ checkpoint with its saved config")
+    p = sub.add_parser("eval", help="score a run's best checkpoint; prints metrics as JSON on the last line")
+    p.add_argument("run")
+    p.add_argument("--data", help="data file/folder/hub id (default: the run's test split, else validation)")
+    p.add_argument("--split", help="train, validation or test: one of the run's configured splits, or the hub split for --data")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p = sub.add_parser("predict", help="predict for each input; one JSON object per line")
+    p.add_argument("run")
+    p.add_argument("inputs", nargs="+", help="texts (use - to read one input per line from stdin)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p = sub.add_parser("serve", help="serve a run's Gradio app")
+    p.add_argument("run")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except ToolkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_train(args) -> int:
+    from . import api
+
+    if args.resume:
+        if args.config:
+            args.overrides.insert(0, args.config)  # `train --resume RUN key=value` lands here
+        run = api.resume(args.resume) if not args.overrides else api.train(
+            api.read_run_config(args.resume), [*args.overrides, f"output_dir={args.resume}", "resume=true"])
+    elif not args.config:
+        raise ToolkitError("give a config file (e.g. recipes/configs/sentiment_minilm.yaml) or --resume RUN.")
+    else:
+        run = api.train(args.config, args.overrides)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"run: {run.dir}")
+        print(json.dumps(_summary(run.metrics)))
+    return 0
+
+
+def _summary(results: dict) -> dict:
+    out = {k: v for k, v in results.items() if not isinstance(v, (dict, list))}
+    for split in ("validation", "test"):
+        for key, value in results.get(split, {}).items():
+            if isinstance(value, (int, float)):
+                out[f"{split}_{key}"] = value
+    return out
+
+
+def cmd_eval(args) -> int:
+    from . import api
+
+    metrics = api.evaluate(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint)
+    print(json.dumps(metrics))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from . import api
+
+    inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.inputs == ["-"] else args.inputs
+    predictor = api.load(args.run, args.checkpoint)
+    for text, answer in zip(inputs, predictor(inputs)):
+        print(json.dumps({"input": text, **answer}))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from apps import launch
+
+    launch(args.run, host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "serve": cmd_serve}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

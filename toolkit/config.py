@@ -1,0 +1,215 @@
+"""Typed run configuration: dataclasses, YAML files, dotted ``key=value`` overrides.
+
+Every value passes through :func:`build_config`, so a typo or a wrong type in a file
+or on the command line gets the same error naming the key and what would be valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import ToolkitError
+
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and which columns mean what."""
+
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    max_train_rows: Optional[int] = None  # take the first N rows (after a seeded shuffle)
+    max_eval_rows: Optional[int] = None
+
+
+@dataclass
+class PeftConfig:
+    """LoRA through peft; ``enabled: false`` trains the whole model."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
+    merge: bool = True  # merge the adapters into the saved best/ model at the end
+
+
+@dataclass
+class Config:
+    """One training run. Defaults run as they are."""
+
+    task: str = "sentiment"
+    model: str = DEFAULT_TEXT_MODEL
+    data: DataConfig = field(default_factory=DataConfig)
+    epochs: float = 3.0
+    max_steps: Optional[int] = None  # overrides epochs when set
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None  # default: 2 x batch_size
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: Optional[float] = 1.0
+    max_length: int = 128
+    group_by_length: bool = True
+    precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 42
+    eval_every: Union[int, Literal["epoch"]] = "epoch"  # optimizer steps, or once per epoch
+    save_every: Optional[int] = None  # extra last/ checkpoints every N steps (for resume)
+    metric: str = "accuracy"  # validation metric that picks best/
+    greater_is_better: bool = True
+    patience: Optional[int] = None  # early stopping: evaluations without improvement
+    log_every: int = 10
+    output_dir: Optional[str] = None  # default: runs/<config file name>
+    resume: bool = False
+    overwrite: bool = False
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    trust_remote_code: bool = False
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert only lossless cases (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ToolkitError:
+                continue
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin is list:
+        if isinstance(value, str):  # CLI: a,b,c
+            value = [v for v in value.split(",") if v]
+        if isinstance(value, list):
+            (item_tp,) = typing.get_args(tp)
+            return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _build(tp, value, prefix=f"{key}.")
+    raise ToolkitError(
+        f"config key '{key}' has value {value!r} ({type(value).__name__}); expected {_type_name(tp)}."
+    )
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+            raise ToolkitError(
+                f"unknown config key '{prefix}{key}'.{hint} Valid keys here: {', '.join(prefix + n for n in names)}."
+            )
+        kwargs[key] = _coerce(value, hints[key], prefix + key)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    """A CLI value is read as YAML, so ``lr=3e-5``, ``peft.enabled=true`` and ``x=null`` work."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` strings to a nested dict (a copy)."""
+    out = yaml.safe_load(yaml.safe_dump(values))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ToolkitError(f"override '{item}' is not of the form key=value (e.g. lr=3e-5).")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ToolkitError(f"override '{item}': '{part}' is not a section.")
+        node[parts[-1]] = _parse_scalar(raw)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"config file '{path}' does not exist. Shipped configs live in recipes/configs/.")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ToolkitError(f"config file '{path}' is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise ToolkitError(f"config file '{path}' must hold a mapping of keys to values.")
+    return values
+
+
+def build_config(values: dict) -> Config:
+    """Validate plain values (from YAML and overrides) into a :class:`Config`."""
+    return _build(Config, values)
+
+
+def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:
+    """Load a config from a YAML path, a dict or a Config, then apply overrides.
+
+    When loaded from a file and ``output_dir`` is unset, the run goes to ``runs/<file stem>``.
+    """
+    if isinstance(source, Config):
+        values = config_to_dict(source)
+    elif isinstance(source, dict):
+        values = source
+    else:
+        values = read_yaml(source)
+        values.setdefault("output_dir", str(Path("runs") / Path(source).stem))
+    cfg = build_config(apply_overrides(values, overrides or []))
+    if cfg.output_dir is None:
+        cfg.output_dir = str(Path("runs") / cfg.task)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

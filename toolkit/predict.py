@@ -1,0 +1,93 @@
+"""Predictors: load a run's checkpoint and answer raw inputs. The CLI, apps and notebooks all use these."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from .checkpoint import find_checkpoint
+from .errors import ToolkitError
+
+
+class TextClassifier:
+    """Call with a string (one answer) or a list of strings (a list of answers).
+
+    An answer is ``{"label": best label, "scores": {label: probability}}``.
+    """
+
+    def __init__(self, folder: Union[str, Path], batch_size: int = 32, max_length: int = 512, device: str | None = None):
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        self.folder = folder
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = _load_classifier(folder).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        labels_file = folder / "labels.json"
+        config = self.model.config
+        self.labels = json.loads(labels_file.read_text()) if labels_file.is_file() else [config.id2label[i] for i in range(config.num_labels)]
+        self.batch_size = batch_size
+        self.max_length = min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length)
+
+    def __call__(self, texts: Union[str, list[str]]):
+        if isinstance(texts, str):
+            return self([texts])[0]
+        check_texts(texts)
+        answers: list = [None] * len(texts)
+        # Sort by length so each batch pads little; answers go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, probs in zip(chunk, self.probabilities([texts[i] for i in chunk])):
+                scores = {label: float(p) for label, p in zip(self.labels, probs)}
+                answers[i] = {"label": max(scores, key=scores.get), "scores": scores}
+        return answers
+
+    @torch.inference_mode()
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+        return self.model(**batch).logits.float().softmax(-1).cpu()
+
+
+def check_texts(texts) -> None:
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise ToolkitError("predict takes a string or a list of strings.")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise ToolkitError(f"input {i + 1} is empty: give some text to classify.")
+
+
+def _load_classifier(folder: Path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    if (folder / "adapter_config.json").is_file():
+        # Unmerged LoRA: rebuild the base with the run's labels, then add the adapters.
+        from peft import PeftModel
+
+        base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(folder))
+        return PeftModel.from_pretrained(base, folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier}
+
+
+def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):
+    """The predictor for a run directory (or a checkpoint folder inside one)."""
+    from .run import read_run_config
+
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
+        run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
+    cfg = read_run_config(run_dir)
+    folder = find_checkpoint(run_dir, checkpoint)
+    if folder is None:
+        raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
+    if cfg.task not in PREDICTORS:
+        raise ToolkitError(f"run '{run_dir}' is a '{cfg.task}' run, which has no predictor yet.")
+    return PREDICTORS[cfg.task](folder, max_length=cfg.max_length, **kwargs)
