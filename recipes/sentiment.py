@@ -91,7 +91,7 @@ def build_task(cfg: Config) -> Task:
         raise ToolkitError(f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column.")
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     features = {s: tokenize(t, tokenizer, cfg, names, f"data.{s}") for s, t in splits.items()}
-    model = load_text_classifier(cfg.model, names, cfg.trust_remote_code)
+    model = load_text_classifier(cfg.model, names, cfg.trust_remote_code, cfg.attn_implementation)
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_CLS")
 

@@ -79,6 +79,8 @@ class Config:
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     peft: PeftConfig = field(default_factory=PeftConfig)
     trust_remote_code: bool = False
+    # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.
+    attn_implementation: str = "auto"
 
 
 def _type_name(tp: Any) -> str:

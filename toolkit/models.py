@@ -41,7 +41,16 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
 
 
-def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool = False):
+def attention_backend(choice: str) -> str | None:
+    """Resolve ``attn_implementation: auto``; other values go to transformers unchanged."""
+    if choice != "auto":
+        return choice
+    import torch
+
+    return None if torch.cuda.is_available() else "eager"
+
+
+def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"):
     """A sequence classifier with a fresh head sized for ``labels`` (names kept in its config)."""
     from transformers import AutoModelForSequenceClassification
 
@@ -54,6 +63,7 @@ def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool =
             label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
             trust_remote_code=trust_remote_code,
+            attn_implementation=attention_backend(attn_implementation),
         )
 
 
