@@ -6,8 +6,10 @@ or on the command line gets the same error naming the key and what would be vali
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ import yaml
 
 from .errors import ToolkitError
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -126,6 +129,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 3e-5 (no dot) as a string
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -162,7 +167,7 @@ def _parse_scalar(text: str) -> Any:
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """Apply ``dotted.key=value`` strings to a nested dict (a copy)."""
-    out = yaml.safe_load(yaml.safe_dump(values))  # deep copy of plain data
+    out = copy.deepcopy(values)
     for item in overrides:
         if "=" not in item:
             raise ToolkitError(f"override '{item}' is not of the form key=value (e.g. lr=3e-5).")

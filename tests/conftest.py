@@ -1,0 +1,119 @@
+"""Shared fixtures: a tiny random BERT with a tokenizer trained here, and small learnable text data."""
+
+from __future__ import annotations
+
+import os
+
+# Nothing may reach the hub in tests; set before transformers/datasets/gradio are imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import csv
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant", "delightful", "excellent"]
+NEGATIVE = ["bad", "awful", "terrible", "dull", "boring", "dreadful", "poor", "horrible"]
+FILLER = ["the", "film", "was", "a", "story", "with", "plot", "and", "acting", "really", "quite", "very",
+          "food", "service", "book", "phone", "movie", "it", "this", "show"]
+
+
+def make_sentence(rng: random.Random, label: str) -> str:
+    words = rng.choices(FILLER, k=rng.randint(3, 12))
+    cue = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+    words.insert(rng.randrange(len(words) + 1), cue)
+    return " ".join(words)
+
+
+def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory) -> dict[str, Path]:
+    """train/validation/test CSVs where one cue word decides the label (learnable in seconds)."""
+    folder = tmp_path_factory.mktemp("text_data")
+    rng = random.Random(0)
+    out = {}
+    for split, n in (("train", 320), ("validation", 64), ("test", 64)):
+        rows = [(make_sentence(rng, label), label) for label in ["positive", "negative"] * (n // 2)]
+        out[split] = write_rows(folder / f"{split}.csv", rows)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, text_data) -> Path:
+    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer trained on the test vocabulary."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    corpus = [" ".join(POSITIVE + NEGATIVE + FILLER)] * 5 + ["a b c d e f g h i j k l m n o p q r s t u v w x y z ! , ."]
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    fast.save_pretrained(folder)
+    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_config(tiny_bert, text_data, tmp_path) -> dict:
+    """A fast sentiment config on the tiny model; tests override what they exercise."""
+    return {
+        "task": "sentiment",
+        "model": str(tiny_bert),
+        "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"]),
+                 "test": str(text_data["test"])},
+        "epochs": 4, "batch_size": 16, "lr": 3e-3, "max_length": 32, "seed": 0, "precision": "no",
+        "log_every": 5, "output_dir": str(tmp_path / "run"), "trackers": [],
+    }
+
+
+def write_config(path: Path, values: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+    """Run ``python -m toolkit ARGS`` as a user would."""
+    return subprocess.run([sys.executable, "-m", "toolkit", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}: these tests need the shared data folder beside the repo (../shared/data)")
+    return path

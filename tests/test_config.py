@@ -1,0 +1,46 @@
+import pytest
+
+from toolkit.config import Config, load_config
+from toolkit.errors import ToolkitError
+
+
+def test_defaults_and_overrides_are_typed():
+    cfg = load_config({"task": "sentiment"}, ["lr=3e-5", "epochs=2", "data.train=x.csv", "peft.enabled=true",
+                                              "peft.target_modules=query,value", "eval_every=50"])
+    assert isinstance(cfg, Config)
+    assert cfg.lr == 3e-5 and cfg.epochs == 2.0 and isinstance(cfg.epochs, float)
+    assert cfg.data.train == "x.csv"
+    assert cfg.peft.enabled is True and cfg.peft.target_modules == ["query", "value"]
+    assert cfg.eval_every == 50
+
+
+def test_unknown_key_names_the_closest_valid_one():
+    with pytest.raises(ToolkitError) as err:
+        load_config({"learning_rate": 1e-4, "epohcs": 2})
+    assert "'learning_rate'" in str(err.value)
+    with pytest.raises(ToolkitError, match=r"unknown config key 'epohcs'.*Did you mean epochs"):
+        load_config({"epohcs": 2})
+    with pytest.raises(ToolkitError, match=r"unknown config key 'data.text_colum'.*Did you mean data.text_column"):
+        load_config({}, ["data.text_colum=review"])
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(ToolkitError, match=r"'batch_size' has value 'big' \(str\); expected int"):
+        load_config({}, ["batch_size=big"])
+    with pytest.raises(ToolkitError, match=r"'precision' has value 'fp8'.*expected 'no' or 'fp16' or 'bf16'"):
+        load_config({"precision": "fp8"})
+    with pytest.raises(ToolkitError, match=r"'data' has value 'x.csv'"):
+        load_config({"data": "x.csv"})
+
+
+def test_yaml_file_sets_default_output_dir(tmp_path):
+    path = tmp_path / "my_run.yaml"
+    path.write_text("task: sentiment\nlr: 1.0e-4\n")
+    cfg = load_config(path)
+    assert cfg.output_dir == "runs/my_run" and cfg.lr == 1e-4
+    with pytest.raises(ToolkitError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1,\n")
+    with pytest.raises(ToolkitError, match="not valid YAML"):
+        load_config(bad)

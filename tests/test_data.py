@@ -1,0 +1,82 @@
+import json
+
+import pandas as pd
+import pytest
+
+from recipes.sentiment import encode_labels, label_names
+from toolkit.data import load_table, require_columns
+from toolkit.errors import ToolkitError
+
+ROWS = [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+def test_every_file_format_loads_the_same_rows(tmp_path, suffix):
+    frame = pd.DataFrame(ROWS)
+    path = tmp_path / f"data{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif suffix == ".json":
+        path.write_text(json.dumps(ROWS))
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    table = load_table(str(path))
+    assert table["text"] == ["good film", "bad film"] and table["label"] == ["positive", "negative"]
+
+
+def test_saved_datasets_folder_and_its_splits(tmp_path):
+    import datasets
+
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS[:1])})
+    dd.save_to_disk(tmp_path / "saved")
+    assert len(load_table(str(tmp_path / "saved"), "test")) == 1
+    with pytest.raises(ToolkitError, match="no split 'validation'; it has: train, test"):
+        load_table(str(tmp_path / "saved"), "validation")
+
+
+def test_bad_files_get_clear_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ToolkitError, match="is empty"):
+        load_table(str(empty))
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    with pytest.raises(ToolkitError, match="has no rows"):
+        load_table(str(header_only))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9 cr\xe8me,positive\n".encode("latin-1"))
+    with pytest.raises(ToolkitError, match="not UTF-8.*iconv"):
+        load_table(str(latin))
+    with pytest.raises(ToolkitError, match="does not exist"):
+        load_table(str(tmp_path / "nope.csv"))
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(ToolkitError, match="unsupported type '.xlsx'"):
+        load_table(str(tmp_path / "data.xlsx"))
+
+
+def test_hub_id_offline_fails_fast_and_clearly():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ToolkitError, match="HF_HUB_OFFLINE=1"):
+        load_table("someone/no-such-dataset")
+    assert time.perf_counter() - start < 10
+
+
+def test_missing_column_suggests_the_close_name(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame([{"review": "ok", "label": "a"}]).to_csv(path, index=False)
+    with pytest.raises(ToolkitError, match="column 'reviews' is missing.*Did you mean 'review'"):
+        require_columns(load_table(str(path)), ["reviews"], "data.train")
+
+
+def test_labels_sort_naturally_and_unknown_labels_are_named():
+    assert label_names([10, 2, 1, 2]) == ["1", "2", "10"]
+    assert label_names(["pos", "neg"]) == ["neg", "pos"]
+    assert encode_labels([2, 10], ["1", "2", "10"], "x") == [1, 2]
+    with pytest.raises(ToolkitError, match="labels that training never saw: neutral"):
+        encode_labels(["pos", "neutral"], ["neg", "pos"], "data.validation")

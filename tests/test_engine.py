@@ -1,0 +1,104 @@
+"""The shared engine on a tiny random BERT: learning, checkpoints, reload, LoRA, accumulation, early stop."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import toolkit
+
+
+def train_losses(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if r["split"] == "train"]
+
+
+def test_training_learns_and_writes_a_complete_run(tiny_config):
+    run = toolkit.train(tiny_config)
+    losses = train_losses(run.dir)
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert run.metrics["test"]["accuracy"] >= 0.9
+    assert set(run.metrics["test"]) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+    assert sum(map(sum, run.metrics["test"]["confusion_matrix"])) == 64
+    for name in ("config.yaml", "metrics.jsonl", "results.json", "README.md", "best/model.safetensors",
+                 "best/tokenizer.json", "best/labels.json", "last/model.safetensors", "last/training_state.pt"):
+        assert (run.dir / name).is_file(), name
+    assert json.loads((run.dir / "best/labels.json").read_text()) == ["negative", "positive"]
+    card = (run.dir / "README.md").read_text()
+    assert f"{run.metrics['test']['accuracy']:.4f}" in card and "Reproduce" in card
+    assert not list(run.dir.glob(".*.tmp")) and not list(run.dir.glob(".*.old"))
+
+
+def test_reloaded_predictor_matches_the_trained_model(tiny_config):
+    run = toolkit.train(tiny_config, epochs=1)
+    predict = toolkit.load(run.dir)
+    texts = ["the film was great", "a dull boring story", "service was awful", "lovely"]
+    answers = predict(texts)
+    model = run.model.eval()
+    with torch.no_grad():
+        batch = predict.tokenizer(texts, padding=True, return_tensors="pt")
+        expected = model(**batch).logits.softmax(-1)
+    got = torch.tensor([[a["scores"][label] for label in predict.labels] for a in answers])
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert predict("the film was great") == answers[0]
+    with pytest.raises(toolkit.ToolkitError, match="input 2 is empty"):
+        predict(["fine", "  "])
+
+
+def test_best_checkpoint_is_the_best_validation_step(tiny_config):
+    run = toolkit.train(tiny_config, eval_every=5, epochs=2)
+    evals = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in evals if r["split"] == "validation"]
+    best = max(evals, key=lambda r: r["accuracy"])  # first of the ties wins, as in the engine
+    assert run.metrics["best_step"] == best["step"]
+    assert run.metrics["validation"]["accuracy"] == pytest.approx(best["accuracy"])
+    assert len(evals) == 40 // 5
+
+
+def test_early_stopping_stops_after_patience(tiny_config):
+    # lr=0 never improves after the first evaluation: patience 2 stops at the third.
+    run = toolkit.train(tiny_config, lr=0.0, eval_every=2, patience=2, epochs=4)
+    assert run.metrics["steps"] == 6
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny_config):
+    run = toolkit.train(tiny_config, grad_accum=4, epochs=1, eval_every="epoch")
+    assert run.metrics["steps"] == 5  # 20 batches / 4
+    assert run.metrics["train_samples"] == 320
+
+
+def test_bf16_and_max_steps(tiny_config):
+    run = toolkit.train(tiny_config, precision="bf16", max_steps=30, scheduler="cosine")
+    assert run.metrics["steps"] == 30
+    losses = train_losses(run.dir)
+    assert losses[-1] < losses[0]
+
+
+def test_lora_trains_adapters_and_merges_into_best(tiny_config):
+    run = toolkit.train(tiny_config, peft={"enabled": True, "r": 4, "alpha": 8, "target_modules": ["query", "value"]}, lr=1e-2)
+    assert (run.dir / "last/adapter_model.safetensors").is_file()  # training checkpoints hold adapters
+    assert not (run.dir / "best/adapter_model.safetensors").exists()  # best/ was merged at the end
+    merged = load_file(run.dir / "best/model.safetensors")
+    assert not any("lora" in key for key in merged)
+    predict = toolkit.load(run.dir)
+    assert predict("a wonderful story")["label"] == "positive"
+    assert toolkit.evaluate(run.dir)["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
+
+
+def test_lora_unmerged_reloads_from_adapters(tiny_config):
+    run = toolkit.train(tiny_config, peft={"enabled": True, "r": 4, "target_modules": ["query", "value"], "merge": False}, lr=1e-2)
+    assert (run.dir / "best/adapter_model.safetensors").is_file()
+    assert toolkit.evaluate(run.dir)["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
+
+
+def test_integer_labels_and_three_classes(tiny_config, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(tiny_config["data"]["train"])
+    frame["label"] = frame["label"].map({"positive": 10, "negative": 2})
+    frame.loc[::3, "label"] = 7
+    frame.to_csv(tmp_path / "ints.csv", index=False)
+    run = toolkit.train(tiny_config, data={"train": str(tmp_path / "ints.csv"), "validation": None, "test": None}, epochs=1)
+    assert run.metrics["labels"] == ["2", "7", "10"]
+    assert set(toolkit.load(run.dir)("great film")["scores"]) == {"2", "7", "10"}
