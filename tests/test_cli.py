@@ -1,0 +1,135 @@
+"""The command line as a user runs it: train, eval, predict, resume, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_cli, write_config
+
+
+def test_train_eval_predict(tiny_config, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    out = tmp_path / "cli_run"
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=2", "lr=3e-3")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["test_accuracy"] >= 0.8
+
+    evaluated = run_cli("eval", str(out))
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert metrics["accuracy"] == pytest.approx(summary["test_accuracy"])
+    on_validation = json.loads(run_cli("eval", str(out), "--data", tiny_config["data"]["validation"]).stdout.splitlines()[-1])
+    assert on_validation["accuracy"] == pytest.approx(summary["validation_accuracy"])
+
+    predicted = run_cli("predict", str(out), "a great film", "an awful dull story")
+    assert predicted.returncode == 0, predicted.stderr
+    lines = [json.loads(line) for line in predicted.stdout.strip().splitlines()]
+    assert [line["input"] for line in lines] == ["a great film", "an awful dull story"]
+    assert [line["label"] for line in lines] == ["positive", "negative"]
+    assert sum(lines[0]["scores"].values()) == pytest.approx(1.0)
+
+    empty = run_cli("predict", str(out), "")
+    assert empty.returncode == 2 and "input 1 is empty" in empty.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epohcs=2", "unknown config key 'epohcs'. Did you mean epochs?"),
+    ("batch_size=many", "'batch_size' has value 'many' (str); expected int"),
+    ("data.text_column=review", "column 'review' is missing"),
+    ("data.train=/nonexistent/train.csv", "does not exist"),
+])
+def test_bad_input_exits_nonzero_and_writes_nothing(tiny_config, tmp_path, override, message):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    out = tmp_path / "never"
+    done = run_cli("train", str(config), f"output_dir={out}", override)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_unseen_validation_label_and_bad_encoding(tiny_config, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    val = tmp_path / "val.csv"
+    val.write_text("text,label\ngood film,positive\nso-so film,neutral\n")
+    done = run_cli("train", str(config), f"output_dir={tmp_path / 'a'}", f"data.validation={val}")
+    assert done.returncode == 2 and "labels that training never saw: neutral" in done.stderr
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9,positive\n".encode("latin-1"))
+    done = run_cli("train", str(config), f"output_dir={tmp_path / 'b'}", f"data.train={latin}")
+    assert done.returncode == 2 and "not UTF-8" in done.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_unreachable_hub_model_fails_fast(tiny_config, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "toolkit", "train", str(config), "model=someone/no-such-model",
+                           f"output_dir={tmp_path / 'x'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert "someone/no-such-model" in done.stderr and "local folder" in done.stderr
+    assert time.perf_counter() - start < 30  # not huggingface_hub's ~46 s of retries
+
+
+def test_existing_run_is_protected(tiny_config, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    out = tmp_path / "run"
+    assert run_cli("train", str(config), f"output_dir={out}", "epochs=1").returncode == 0
+    before = (out / "best/model.safetensors").read_bytes()
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=1", "lr=1e-3")
+    assert done.returncode == 2 and "already holds a different run" in done.stderr and "overwrite=true" in done.stderr
+    assert (out / "best/model.safetensors").read_bytes() == before
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=1", "lr=1e-3", "resume=true")
+    assert done.returncode == 2 and "config differs from the run's in lr" in done.stderr
+    assert run_cli("train", str(config), f"output_dir={out}", "epochs=1", "lr=1e-3", "overwrite=true").returncode == 0
+    assert "lr: 0.001" in (out / "config.yaml").read_text()
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_path):
+    settings = {**tiny_config, "epochs": 3, "batch_size": 4, "save_every": 7, "eval_every": "epoch"}
+    config = write_config(tmp_path / "resume.yaml", settings)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli("train", str(config), f"output_dir={whole}").returncode == 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={killed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    state = killed / "last" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill once a mid-epoch checkpoint of the second epoch exists
+        try:
+            counters = json.loads(state.read_text())
+        except (OSError, ValueError):
+            counters = {}
+        if counters.get("epoch") == 1 and counters.get("batch_in_epoch", 0) > 0:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    counters = json.loads(state.read_text())
+    assert counters["epoch"] == 1 and 0 < counters["batch_in_epoch"] < 80
+
+    resumed = run_cli("train", "--resume", str(killed))
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _results(whole), _results(killed)
+    for split in ("validation", "test"):
+        assert a[split]["accuracy"] == b[split]["accuracy"]
+        assert a[split]["loss"] == pytest.approx(b[split]["loss"], abs=1e-6)
+    assert a["best_step"] == b["best_step"] and a["steps"] == b["steps"]
+    wa, wb = load_file(whole / "best/model.safetensors"), load_file(killed / "best/model.safetensors")
+    assert all(wa[k].allclose(wb[k], atol=1e-6) for k in wa)
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["split"] == "train"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # no duplicate records after the resume
