@@ -53,10 +53,10 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     """
     from accelerate import PartialState
 
-    from .engine import fit
+    from .engine import cpu_only, fit
 
     cfg = resolve_config(config, overrides, **kwargs)
-    state = PartialState()
+    state = PartialState(cpu=cpu_only())
     run_dir = prepare_run_dir(cfg)
     task = recipe(cfg.task).build_task(cfg)
     state.wait_for_everyone()  # every rank has checked the folder before rank 0 changes it

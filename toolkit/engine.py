@@ -42,6 +42,12 @@ class Task:
     finalize: Optional[Callable] = None  # (unwrapped model, best folder) -> None, e.g. merge LoRA
 
 
+def cpu_only() -> bool:
+    """No accelerator here: tell accelerate, so that a multi-process launch becomes gloo DDP on the CPU."""
+    xpu = getattr(torch, "xpu", None)
+    return not torch.cuda.is_available() and not (xpu is not None and xpu.is_available())
+
+
 def make_accelerator(cfg: Config, run_dir: Optional[Path]):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
@@ -53,6 +59,7 @@ def make_accelerator(cfg: Config, run_dir: Optional[Path]):
 
     trackers = cfg.trackers if run_dir is not None else []
     return Accelerator(
+        cpu=cpu_only(),
         mixed_precision=cfg.precision,
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=trackers or None,

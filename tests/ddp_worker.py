@@ -1,0 +1,19 @@
+"""Launched by test_ddp.py under ``accelerate launch``: train, then record this rank's final weights."""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import toolkit
+
+config, digest_dir = sys.argv[1], Path(sys.argv[2])
+run = toolkit.train(config)
+from accelerate import PartialState
+
+state = PartialState()
+rank, world = state.process_index, state.num_processes
+weights = run.model.state_dict()
+digest = hashlib.sha256(b"".join(weights[k].detach().cpu().numpy().tobytes() for k in sorted(weights))).hexdigest()
+(digest_dir / f"rank{rank}.json").write_text(json.dumps({"world": world, "digest": digest, "metrics": run.metrics["test"]["accuracy"]}))
