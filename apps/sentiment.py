@@ -91,9 +91,10 @@ def read_upload(file, text_column: str) -> pd.DataFrame:
         raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         raise gr.Error(f"Could not read the file as CSV: {err}")
-    column = next((c for c in (text_column, "text") if c in table.columns), None)
+    wanted = list(dict.fromkeys([text_column, "text"]))
+    column = next((c for c in wanted if c in table.columns), None)
     if column is None:
-        raise gr.Error(f"No '{text_column}' or 'text' column; the file has: {', '.join(map(str, table.columns))}.")
+        raise gr.Error(f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}.")
     if len(table) > MAX_CSV_ROWS:
         raise gr.Error(f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files.")
     table = table[[column]].rename(columns={column: "text"})

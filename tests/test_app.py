@@ -1,0 +1,97 @@
+"""The sentiment app on a real Gradio server: gradio_client calls and headless Chromium through Playwright."""
+
+import csv
+import shutil
+
+import pytest
+
+from conftest import free_port
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert, text_data, tmp_path_factory):
+    import toolkit
+
+    out = tmp_path_factory.mktemp("app") / "run"
+    return toolkit.train({
+        "task": "sentiment", "model": str(tiny_bert), "output_dir": str(out), "trackers": [],
+        "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"])},
+        "epochs": 4, "batch_size": 16, "lr": 3e-3, "seed": 0,
+    })
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    from apps.sentiment import build_demo
+
+    demo = build_demo(trained_run.dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size="1mb")
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_client_classifies_text_and_csv(server, trained_run, tmp_path):
+    from gradio_client import Client, handle_file
+
+    import toolkit
+
+    client = Client(server, verbose=False)
+    answer = client.predict("the acting was wonderful", api_name="/classify")
+    assert answer["label"] == "positive"
+    expected = toolkit.load(trained_run.dir)("the acting was wonderful")["scores"]
+    confidences = {c["label"]: c["confidence"] for c in answer["confidences"]}
+    assert confidences == pytest.approx(expected, abs=1e-4)
+    assert client.predict("   ", api_name="/classify")["label"].startswith("Empty input")
+
+    upload = tmp_path / "reviews.csv"
+    with open(upload, "w", newline="") as fh:
+        csv.writer(fh).writerows([["text"], ["a dreadful plot"], ["a lovely story"], [""]])
+    table, download = client.predict(handle_file(str(upload)), api_name="/classify_csv")
+    rows = {row[0]: row[1] for row in table["data"]}
+    assert rows == {"a dreadful plot": "negative", "a lovely story": "positive"}
+    assert "a lovely story,positive" in open(download).read()
+
+
+def test_bad_csv_upload_gets_a_clear_error(server, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("review\nnice\n")
+    with pytest.raises(Exception, match="No 'text' column; the file has: review"):
+        client.predict(handle_file(str(wrong)), api_name="/classify_csv")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("text\n" + "a lovely story\n" * 100_000)  # 1.5 MB: over the 1 MB upload limit
+    with pytest.raises(Exception, match="(?i)file.*(too large|exceeds|size)"):
+        client.predict(handle_file(str(huge)), api_name="/classify_csv")
+
+
+def test_browser_types_submits_and_sees_the_label(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(server)
+        page.locator("#text-input textarea").fill("a truly awful and boring film")
+        page.locator("#classify").click()
+        expect(page.locator("#prediction")).to_contain_text("negative", timeout=30_000)
+        page.locator("#text-input textarea").fill("what a wonderful, lovely story")
+        page.locator("#classify").click()
+        expect(page.locator("#prediction")).to_contain_text("positive", timeout=30_000)
+        page.screenshot(path=str(server_shot_path()))
+        browser.close()
+
+
+def server_shot_path():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.gettempdir()) / "toolkit-sentiment-app.png"
