@@ -95,8 +95,8 @@ def build_task(cfg: Config) -> Task:
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_CLS")
 
-    def save(unwrapped, folder: Path) -> None:
-        save_model(unwrapped, tokenizer, folder)
+    def save(unwrapped, folder: Path, state_dict=None) -> None:
+        save_model(unwrapped, tokenizer, folder, state_dict)
         (folder / LABELS_FILE).write_text(json.dumps(names))
 
     def finalize(unwrapped, best: Path) -> None:

@@ -58,6 +58,7 @@ def text_data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, text_data) -> Path:
     """A 2-layer, 32-wide random BERT with a WordPiece tokenizer trained on the test vocabulary."""
+    import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -76,6 +77,7 @@ def tiny_bert(tmp_path_factory, text_data) -> Path:
     fast.save_pretrained(folder)
     config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    torch.manual_seed(0)  # the same tiny model every session
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 

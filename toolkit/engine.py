@@ -35,7 +35,7 @@ class Task:
     collate: Callable
     compute_loss: Callable  # (model, batch) -> scalar loss
     evaluate: Callable  # (model, loader, accelerator) -> metrics dict
-    save: Callable  # (unwrapped model, folder) -> None; save_pretrained layout
+    save: Callable  # (unwrapped model, folder, state_dict) -> None; save_pretrained layout
     train_lengths: Optional[list[int]] = None  # for length-grouped batches
     test_set: Optional[Sequence] = None
     info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
@@ -177,9 +177,11 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
 
     def save(name: str, with_state: bool) -> None:
         accelerator.wait_for_everyone()
+        # Every rank joins: under FSDP/ZeRO-3 this gathers the sharded weights.
+        state_dict = accelerator.get_state_dict(model)
         if main:
             def write(tmp: Path) -> None:
-                task.save(accelerator.unwrap_model(model), tmp)
+                task.save(accelerator.unwrap_model(model), tmp, state_dict)
                 if with_state:
                     ckpt.save_training_state(tmp, optimizer, scheduler, counters)
                 else:

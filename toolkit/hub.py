@@ -28,8 +28,17 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 @contextlib.contextmanager
 def hub_guard(repo_id: str, repo_type: str = "model"):
-    """Run a hub load; turn "cannot reach the hub" into one clear ToolkitError, fast."""
+    """Run a hub load; turn "cannot reach the hub" into one clear ToolkitError, fast.
+
+    A local folder skips the hub check; if it cannot be loaded, the error says what it lacks.
+    """
     kind = "dataset" if repo_type == "dataset" else "model"
+    if os.path.isdir(repo_id):
+        try:
+            yield
+        except (OSError, ValueError) as err:
+            raise ToolkitError(f"folder '{repo_id}' could not be loaded as a {kind}: {err}") from err
+        return
     fix = (
         f"Give a local folder or file instead, or download it on a machine with internet "
         f"(`hf download {repo_id}{' --repo-type dataset' if kind == 'dataset' else ''}`) and set HF_HUB_OFFLINE=1."

@@ -88,17 +88,20 @@ def apply_lora(model, settings: PeftConfig, task_type: str):
     return model
 
 
-def save_model(model, tokenizer, folder: Path, merge_lora: bool = False) -> None:
-    """Write ``save_pretrained`` layout with safetensors: weights (or LoRA adapters), config, tokenizer."""
+def save_model(model, tokenizer, folder: Path, state_dict: dict | None = None, merge_lora: bool = False) -> None:
+    """Write ``save_pretrained`` layout with safetensors: weights (or LoRA adapters), config, tokenizer.
+
+    ``state_dict``: full weights gathered by the caller (needed when the model is sharded across processes).
+    """
     folder = Path(folder)
     if _is_peft(model):
         if merge_lora:
             model.merge_and_unload().save_pretrained(folder, safe_serialization=True)
         else:
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
             model.get_base_model().config.save_pretrained(folder)  # label names for reloading the base
     else:
-        model.save_pretrained(folder, safe_serialization=True)
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
 
