@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make demo` and `make test` install first when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+PORT ?= 7860
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch/torchvision first, pinned, with pip: these builds install from the machine's local files.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(OFFLINE) $(BIN)/toolkit train recipes/configs/sentiment_minilm.yaml overwrite=true
+	$(OFFLINE) $(BIN)/toolkit serve runs/sentiment_minilm --port $(PORT)
+
+test: install
+	$(OFFLINE) $(BIN)/python -m pytest
+
+bench: install
+	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
+
+clean:
+	rm -rf runs .pytest_cache
