@@ -76,12 +76,15 @@ def train_loader(task: Task, cfg: Config, generator: torch.Generator) -> DataLoa
         sampler = LengthGroupedSampler(cfg.batch_size, lengths=task.train_lengths, generator=generator)
     else:
         sampler = RandomSampler(task.train_set, generator=generator)
-    return DataLoader(task.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=task.collate)
+    # Own generators: a DataLoader otherwise draws its base seed from the global RNG on every iter(),
+    # which would shift dropout masks after a resume.
+    return DataLoader(task.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=task.collate,
+                      generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def eval_loader(dataset, cfg: Config, collate) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                      sampler=SequentialSampler(dataset), collate_fn=collate)
+                      sampler=SequentialSampler(dataset), collate_fn=collate, generator=torch.Generator())
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config):
