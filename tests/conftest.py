@@ -57,18 +57,18 @@ def text_data(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, text_data) -> Path:
-    """A 2-layer, 32-wide random BERT with a WordPiece tokenizer trained on the test vocabulary."""
+    """A 2-layer, 32-wide random BERT (seeded) with a WordPiece tokenizer over the test vocabulary."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny_bert")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # A fixed vocabulary (not a trained one): token ids, and so the random model, are the same every run.
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    words += [c for c in "abcdefghijklmnopqrstuvwxyz!,.-'" if c not in words] + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    tok = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(dict.fromkeys(words))}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    corpus = [" ".join(POSITIVE + NEGATIVE + FILLER)] * 5 + ["a b c d e f g h i j k l m n o p q r s t u v w x y z ! , ."]
-    tok.train_from_iterator(corpus, trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])

@@ -16,7 +16,7 @@ from conftest import ROOT, run_cli, write_config
 def test_train_eval_predict(tiny_config, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config)
     out = tmp_path / "cli_run"
-    done = run_cli("train", str(config), f"output_dir={out}", "epochs=2", "lr=3e-3")
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=4", "lr=3e-3")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["test_accuracy"] >= 0.8
