@@ -21,3 +21,37 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray, names: l
         "confusion_matrix": confusion_matrix(labels, predictions, labels=ids).tolist(),
         "count": int(len(labels)),
     }
+
+
+def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus sacreBLEU and chrF (0-100) with sacrebleu's default tokenisation, one reference each."""
+    import sacrebleu
+
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(hypotheses, [references]).score),
+        "chrf": float(sacrebleu.corpus_chrf(hypotheses, [references]).score),
+        "count": len(hypotheses),
+    }
+
+
+def summarization_metrics(hypotheses: list[str], references: list[str]) -> dict:
+    """Mean ROUGE-1/2/L/Lsum F1 (0-100, Porter stemming) and mean output length in words."""
+    from rouge_score import rouge_scorer
+
+    kinds = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    scorer = rouge_scorer.RougeScorer(kinds, use_stemmer=True)
+    totals = dict.fromkeys(kinds, 0.0)
+    for hyp, ref in zip(hypotheses, references):
+        # rougeLsum splits on newlines: one sentence per line (nltk's punkt would need a download).
+        scores = scorer.score(_sentence_lines(ref), _sentence_lines(hyp))
+        for kind in kinds:
+            totals[kind] += scores[kind].fmeasure
+    n = max(len(hypotheses), 1)
+    return {**{k: 100 * v / n for k, v in totals.items()},
+            "gen_len": sum(len(h.split()) for h in hypotheses) / n, "count": len(hypotheses)}
+
+
+def _sentence_lines(text: str) -> str:
+    import re
+
+    return "\n".join(s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s)
