@@ -117,3 +117,13 @@ def test_integer_labels_and_three_classes(tiny_config, tmp_path):
     run = toolkit.train(tiny_config, data={"train": str(tmp_path / "ints.csv"), "validation": None, "test": None}, epochs=1)
     assert run.metrics["labels"] == ["2", "7", "10"]
     assert set(toolkit.load(run.dir)("great film")["scores"]) == {"2", "7", "10"}
+
+
+def test_best_by_loss_and_unknown_metric(tiny_config):
+    run = toolkit.train(tiny_config, metric="loss", eval_every=5, epochs=2)
+    evals = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    losses = {r["step"]: r["loss"] for r in evals if r["split"] == "validation"}
+    assert run.metrics["metric"] == "loss" and run.metrics["best_step"] == min(losses, key=losses.get)
+    with pytest.raises(toolkit.ToolkitError, match="metric 'bleu' is not a validation metric.*accuracy, macro_f1, loss"):
+        toolkit.train(tiny_config, metric="bleu", output_dir=tiny_config["output_dir"] + "_bleu")
+    assert not __import__("pathlib").Path(tiny_config["output_dir"] + "_bleu").exists()

@@ -53,12 +53,13 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     """
     from accelerate import PartialState
 
-    from .engine import cpu_only, fit
+    from .engine import choose_metric, cpu_only, fit
 
     cfg = resolve_config(config, overrides, **kwargs)
     state = PartialState(cpu=cpu_only())
     run_dir = prepare_run_dir(cfg)
     task = recipe(cfg.task).build_task(cfg)
+    choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     state.wait_for_everyone()  # every rank has checked the folder before rank 0 changes it
     if state.is_main_process and cfg.overwrite and not cfg.resume and run_dir.exists():
         shutil.rmtree(run_dir)

@@ -35,6 +35,20 @@ class DataConfig:
     label_column: str = "label"
     max_train_rows: Optional[int] = None  # take the first N rows (after a seeded shuffle)
     max_eval_rows: Optional[int] = None
+    source_lang: Optional[str] = None  # translation: field of the source text (e.g. en)
+    target_lang: Optional[str] = None  # translation: field of the target text (e.g. de)
+    summary_column: str = "summary"  # summarization: the target column (text_column is the input)
+    source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings used by evaluation, predict and the apps of sequence-to-sequence tasks."""
+
+    num_beams: int = 4
+    max_new_tokens: int = 64
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
 
 
 @dataclass
@@ -67,13 +81,14 @@ class Config:
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: Optional[float] = 1.0
     max_length: int = 128
+    max_target_length: int = 128  # sequence-to-sequence targets
     group_by_length: bool = True
     precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 42
     eval_every: Union[int, Literal["epoch"]] = "epoch"  # optimizer steps, or once per epoch
     save_every: Optional[int] = None  # extra last/ checkpoints every N steps (for resume)
-    metric: str = "accuracy"  # validation metric that picks best/
-    greater_is_better: bool = True
+    metric: Optional[str] = None  # validation metric that picks best/; default: the task's (accuracy, bleu, rougeL)
+    greater_is_better: Optional[bool] = None  # default: False for loss, True for the others
     patience: Optional[int] = None  # early stopping: evaluations without improvement
     log_every: int = 10
     output_dir: Optional[str] = None  # default: runs/<config file name>
@@ -81,6 +96,7 @@ class Config:
     overwrite: bool = False
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     peft: PeftConfig = field(default_factory=PeftConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     trust_remote_code: bool = False
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.
     attn_implementation: str = "auto"

@@ -40,6 +40,17 @@ class Task:
     test_set: Optional[Sequence] = None
     info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
     finalize: Optional[Callable] = None  # (unwrapped model, best folder) -> None, e.g. merge LoRA
+    metric: str = "accuracy"  # the task's default validation metric for best/
+    metric_names: tuple = ("accuracy", "macro_f1", "loss")  # what cfg.metric may name
+
+
+def choose_metric(task: Task, cfg: Config) -> str:
+    from .errors import ToolkitError
+
+    metric = cfg.metric or task.metric
+    if metric not in task.metric_names:
+        raise ToolkitError(f"metric '{metric}' is not a validation metric of task '{cfg.task}'. Choose one of: {', '.join(task.metric_names)}.")
+    return metric
 
 
 def cpu_only() -> bool:
@@ -111,10 +122,11 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def improved(value: float, best: Optional[float], cfg: Config) -> bool:
+def improved(value: float, best: Optional[float], metric: str, cfg: Config) -> bool:
     if best is None:
         return True
-    return value > best if cfg.greater_is_better else value < best
+    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric != "loss"
+    return value > best if higher else value < best
 
 
 def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run:
@@ -123,6 +135,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    metric = choose_metric(task, cfg)
     accelerator = make_accelerator(cfg, run_dir)
     main = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -161,10 +174,8 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     def evaluate_and_checkpoint() -> bool:
         """Evaluate, keep best/ and last/; return True when early stopping says stop."""
         metrics = task.evaluate(model, evaluation, accelerator) if evaluation is not None else {}
-        value = metrics.get(cfg.metric)
-        if evaluation is not None and value is None:
-            raise KeyError(f"metric '{cfg.metric}' is not among the validation metrics {sorted(metrics)}")
-        better = value is None or improved(value, counters["best_metric"], cfg)
+        value = metrics.get(metric)
+        better = value is None or improved(value, counters["best_metric"], metric, cfg)
         if better:
             counters.update(best_metric=value, best_step=counters["step"], stale_evals=0)
         else:
@@ -262,7 +273,7 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
     unwrapped = accelerator.unwrap_model(model)
     ckpt.load_weights(unwrapped, best)
     model.eval()
-    results = {**task.info, "best_step": counters["best_step"], "steps": counters["step"],
+    results = {**task.info, "metric": choose_metric(task, cfg), "best_step": counters["best_step"], "steps": counters["step"],
                "train_seconds": round(counters["train_seconds"], 2), "train_samples": counters["train_samples"],
                "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2)}
     for split, dataset in (("validation", task.eval_set), ("test", task.test_set)):

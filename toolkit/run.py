@@ -145,7 +145,7 @@ tags: [toolkit, {cfg.task}]
 Fine-tuned from `{cfg.model}` for **{cfg.task}** with toolkit.
 
 - Labels: {', '.join(results.get('labels', [])) or 'n/a'}
-- Best checkpoint: step {results.get('best_step')} by validation `{cfg.metric}`
+- Best checkpoint: step {results.get('best_step')} by validation `{results.get('metric', cfg.metric)}`
 - Training: {results.get('train_samples', '?')} samples, {results.get('train_seconds', 0):.1f} s, precision `{cfg.precision}`, seed {cfg.seed}
 
 ## Validation (best checkpoint)
