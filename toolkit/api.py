@@ -12,7 +12,8 @@ from .errors import ToolkitError
 from .run import Run, prepare_run_dir, read_results, read_run_config
 
 # Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
-RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment"}
+RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
+           "translation": "recipes.translation", "summarization": "recipes.summarization"}
 
 
 def recipe(task: str):
@@ -88,8 +89,10 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
         data = getattr(cfg.data, split, None) if split in ("train", "validation", "test") else None
         if not data:
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")
-    predictor = load(run_dir, checkpoint)
-    return recipe(cfg.task).evaluate_run(predictor, cfg, data, split or "test")
+    module = recipe(cfg.task)
+    if not hasattr(module, "evaluate_run"):
+        raise ToolkitError(f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json.")
+    return module.evaluate_run(load(run_dir, checkpoint), cfg, data, split or "test")
 
 
 def results(run_dir: Union[str, Path]) -> dict:

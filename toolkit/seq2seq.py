@@ -1,0 +1,124 @@
+"""What translation and summarization share: seq2seq data, model, generate-and-score evaluation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import Config
+from .data import load_table, require_columns
+from .engine import Task
+from .errors import ToolkitError
+from .hub import hub_guard
+from .models import apply_lora, attention_backend, load_tokenizer, resolve_model_source, save_model
+
+log = logging.getLogger(__name__)
+
+
+def load_pairs(cfg: Config, source: str, target: str) -> dict:
+    """Train/validation/test tables of (source, target) text; rows with an empty side are skipped and counted."""
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
+    splits = {}
+    for split in ("train", "validation", "test"):
+        path = getattr(cfg.data, split)
+        if not path:
+            continue
+        table = load_table(path, split)
+        where = f"data.{split} ('{path}')"
+        require_columns(table, [source, target], where)
+        keep = [i for i, (s, t) in enumerate(zip(table[source], table[target]))
+                if isinstance(s, str) and s.strip() and isinstance(t, str) and t.strip()]
+        if len(keep) < len(table):
+            log.warning("%s: skipped %d rows with an empty %s or %s", where, len(table) - len(keep), source, target)
+            if not keep:
+                raise ToolkitError(f"{where}: every row has an empty '{source}' or '{target}'.")
+            table = table.select(keep)
+        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
+        if limit and len(table) > limit:
+            table = table.shuffle(seed=cfg.seed).select(range(limit))
+        splits[split] = table
+    if "validation" not in splits:
+        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
+        splits["train"], splits["validation"] = held["train"], held["test"]
+    return splits
+
+
+def load_seq2seq_model(cfg: Config):
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    source = resolve_model_source(cfg.model)
+    with hub_guard(source):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        if not getattr(config, "is_encoder_decoder", False):
+            raise ToolkitError(f"model '{cfg.model}' ({config.model_type}) is not a sequence-to-sequence model. "
+                               "Use an encoder-decoder such as T5, BART, Marian or mBART.")
+        return AutoModelForSeq2SeqLM.from_pretrained(source, trust_remote_code=cfg.trust_remote_code,
+                                                     attn_implementation=attention_backend(cfg.attn_implementation))
+
+
+def generation_kwargs(cfg: Config) -> dict:
+    g = cfg.generation
+    kwargs = {"num_beams": g.num_beams, "max_new_tokens": g.max_new_tokens, "length_penalty": g.length_penalty}
+    if g.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = g.no_repeat_ngram_size
+    return kwargs
+
+
+def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, metric: str, metric_names: tuple) -> Task:
+    """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics."""
+    from transformers import DataCollatorForSeq2Seq
+
+    splits = load_pairs(cfg, source, target)
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    model = load_seq2seq_model(cfg)
+    if cfg.peft.enabled:
+        model = apply_lora(model, cfg.peft, task_type="SEQ_2_SEQ_LM")
+    prefix = cfg.data.source_prefix or ""
+
+    def encode(table) -> list[dict]:
+        enc = tokenizer([prefix + s for s in table[source]], truncation=True, max_length=cfg.max_length)
+        labels = tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)["input_ids"]
+        return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
+                for i in range(len(labels))]
+
+    features = {s: encode(t) for s, t in splits.items()}
+
+    def save(unwrapped, folder: Path, state_dict=None) -> None:
+        save_model(unwrapped, tokenizer, folder, state_dict)
+
+    return Task(
+        model=model,
+        train_set=features["train"],
+        eval_set=features["validation"],
+        test_set=features.get("test"),
+        collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_loss=lambda m, batch: m(**batch).loss,
+        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, tokenizer, cfg, score),
+        save=save,
+        train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
+        info={"source": source, "target": target, "examples": list(splits["validation"][source][:5])},
+        metric=metric,
+        metric_names=metric_names,
+    )
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable) -> dict:
+    """Generate with the configured decoding settings, gather from every process, score against references."""
+    pad = tokenizer.pad_token_id
+    hypotheses, references, losses = [], [], []
+    generator = accelerator.unwrap_model(model)
+    for batch in loader:
+        losses.append(accelerator.gather_for_metrics(model(**batch).loss.detach().float().repeat(len(batch["labels"]))).cpu())
+        out = generator.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generation_kwargs(cfg))
+        out = accelerator.pad_across_processes(out, dim=1, pad_index=pad)
+        labels = accelerator.pad_across_processes(batch["labels"], dim=1, pad_index=-100)
+        out, labels = accelerator.gather_for_metrics((out, labels))
+        labels = labels.masked_fill(labels == -100, pad)
+        hypotheses += tokenizer.batch_decode(out, skip_special_tokens=True)
+        references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+    return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
