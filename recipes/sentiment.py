@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from toolkit.config import Config
-from toolkit.data import load_table, require_columns
+from toolkit.data import drop_empty_text, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
@@ -18,42 +18,6 @@ from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, sav
 
 log = logging.getLogger(__name__)
 LABELS_FILE = "labels.json"
-
-
-def load_splits(cfg: Config) -> dict:
-    """Train, validation and test tables, checked for the configured columns and for empty text."""
-    if not cfg.data.train:
-        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
-    splits = {}
-    for split in ("train", "validation", "test"):
-        source = getattr(cfg.data, split)
-        if not source:
-            continue
-        table = load_table(source, split)
-        where = f"data.{split} ('{source}')"
-        require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
-        table = drop_empty_text(table, cfg.data.text_column, where)
-        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
-        if limit and len(table) > limit:
-            table = table.shuffle(seed=cfg.seed).select(range(limit))
-        splits[split] = table
-    if "validation" not in splits:
-        # Like AutoTrain: hold out 10% of training rows rather than train without a way to pick best/.
-        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
-        splits["train"], splits["validation"] = held["train"], held["test"]
-        log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
-    return splits
-
-
-def drop_empty_text(table, column: str, where: str):
-    keep = [i for i, text in enumerate(table[column]) if isinstance(text, str) and text.strip()]
-    dropped = len(table) - len(keep)
-    if dropped:
-        log.warning("%s: skipped %d rows with empty or missing text", where, dropped)
-        if not keep:
-            raise ToolkitError(f"{where}: every row's text is empty. Check data.text_column.")
-        table = table.select(keep)
-    return table
 
 
 def label_names(values: list) -> list[str]:
@@ -85,7 +49,7 @@ def tokenize(table, tokenizer, cfg: Config, names: list[str], where: str) -> lis
 def build_task(cfg: Config) -> Task:
     from transformers import DataCollatorWithPadding
 
-    splits = load_splits(cfg)
+    splits = load_splits(cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column])
     names = label_names(list(splits["train"][cfg.data.label_column]))
     if len(names) < 2:
         raise ToolkitError(f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column.")
@@ -143,7 +107,7 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     table = load_table(source, split)
     where = f"'{source}'"
     require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
-    table = drop_empty_text(table, cfg.data.text_column, where)
+    table = drop_empty_text(table, [cfg.data.text_column], where)
     gold = encode_labels(list(table[cfg.data.label_column]), predictor.labels, where)
     answers = predictor(list(table[cfg.data.text_column]))
     index = {name: i for i, name in enumerate(predictor.labels)}

@@ -106,3 +106,43 @@ def require_columns(ds, columns: list[str], where: str) -> None:
                 f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
                 f"Set the right name in the config (e.g. data.text_column=...)."
             )
+
+
+def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
+    """The configured train/validation/test tables, checked and trimmed the same way for every text task.
+
+    ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted).
+    Without data.validation, 10% of train is held out (as AutoTrain does) so best/ can still be picked.
+    """
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
+    splits = {}
+    for split in ("train", "validation", "test"):
+        source = getattr(cfg.data, split)
+        if not source:
+            continue
+        table = load_table(source, split)
+        where = f"data.{split} ('{source}')"
+        require_columns(table, required, where)
+        table = drop_empty_text(table, text_columns, where)
+        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
+        if limit and len(table) > limit:
+            table = table.shuffle(seed=cfg.seed).select(range(limit))
+        splits[split] = table
+    if "validation" not in splits:
+        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
+        splits["train"], splits["validation"] = held["train"], held["test"]
+        log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
+    return splits
+
+
+def drop_empty_text(table, columns: list[str], where: str):
+    columns_values = [table[c] for c in columns]
+    keep = [i for i, values in enumerate(zip(*columns_values))
+            if all(isinstance(v, str) and v.strip() for v in values)]
+    if len(keep) < len(table):
+        log.warning("%s: skipped %d rows with empty or missing %s", where, len(table) - len(keep), " or ".join(columns))
+        if not keep:
+            raise ToolkitError(f"{where}: every row has empty {' or '.join(columns)}. Check the column settings.")
+        table = table.select(keep)
+    return table

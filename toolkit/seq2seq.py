@@ -9,42 +9,13 @@ from typing import Callable
 import torch
 
 from .config import Config
-from .data import load_table, require_columns
+from .data import load_splits
 from .engine import Task
 from .errors import ToolkitError
 from .hub import hub_guard
 from .models import apply_lora, attention_backend, load_tokenizer, resolve_model_source, save_model
 
 log = logging.getLogger(__name__)
-
-
-def load_pairs(cfg: Config, source: str, target: str) -> dict:
-    """Train/validation/test tables of (source, target) text; rows with an empty side are skipped and counted."""
-    if not cfg.data.train:
-        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
-    splits = {}
-    for split in ("train", "validation", "test"):
-        path = getattr(cfg.data, split)
-        if not path:
-            continue
-        table = load_table(path, split)
-        where = f"data.{split} ('{path}')"
-        require_columns(table, [source, target], where)
-        keep = [i for i, (s, t) in enumerate(zip(table[source], table[target]))
-                if isinstance(s, str) and s.strip() and isinstance(t, str) and t.strip()]
-        if len(keep) < len(table):
-            log.warning("%s: skipped %d rows with an empty %s or %s", where, len(table) - len(keep), source, target)
-            if not keep:
-                raise ToolkitError(f"{where}: every row has an empty '{source}' or '{target}'.")
-            table = table.select(keep)
-        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
-        if limit and len(table) > limit:
-            table = table.shuffle(seed=cfg.seed).select(range(limit))
-        splits[split] = table
-    if "validation" not in splits:
-        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
-        splits["train"], splits["validation"] = held["train"], held["test"]
-    return splits
 
 
 def load_seq2seq_model(cfg: Config):
@@ -72,7 +43,7 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
     """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics."""
     from transformers import DataCollatorForSeq2Seq
 
-    splits = load_pairs(cfg, source, target)
+    splits = load_splits(cfg, [source, target], [source, target])
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     model = load_seq2seq_model(cfg)
     if cfg.peft.enabled:
