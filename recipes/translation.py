@@ -6,7 +6,7 @@ from toolkit.config import Config
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import translation_metrics
-from toolkit.seq2seq import build_seq2seq_task
+from toolkit import seq2seq
 
 
 def columns(cfg: Config) -> tuple[str, str]:
@@ -18,4 +18,9 @@ def columns(cfg: Config) -> tuple[str, str]:
 
 def build_task(cfg: Config) -> Task:
     source, target = columns(cfg)
-    return build_seq2seq_task(cfg, source, target, translation_metrics, metric="bleu", metric_names=("bleu", "chrf", "loss"))
+    return seq2seq.build_seq2seq_task(cfg, source, target, translation_metrics, metric="bleu",
+                                      metric_names=("bleu", "chrf", "loss"))
+
+
+def evaluate_run(predictor, cfg: Config, data: str, split: str) -> dict:
+    return seq2seq.evaluate_run(predictor, cfg, data, split, *columns(cfg), translation_metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -89,8 +90,12 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     for name in files:
         state.update(load_file(folder / name))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # Tied weights (e.g. decoder embeddings) are saved once; anything else missing is a real mismatch.
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    really_missing = [k for k in missing if k not in tied]
+    # Tied weights (shared embeddings, LM heads) are saved once: a missing key that shares storage with a
+    # loaded one is fine; anything else missing is a real mismatch.
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {params[k].data_ptr() for k in state if k in params}
+    ignorable = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_missing", None) or []]  # e.g. sinusoids
+    really_missing = [k for k in missing if not any(p.search(k) for p in ignorable)
+                      and (k not in params or params[k].data_ptr() not in loaded)]
     if really_missing or unexpected:
         raise RuntimeError(f"checkpoint {folder} does not match the model: missing {really_missing[:5]}, unexpected {unexpected[:5]}")

@@ -53,12 +53,12 @@ class TextClassifier:
         return self.model(**batch).logits.float().softmax(-1).cpu()
 
 
-def check_texts(texts) -> None:
+def check_texts(texts, what: str = "classify") -> None:
     if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
         raise ToolkitError("predict takes a string or a list of strings.")
     for i, text in enumerate(texts):
         if not text.strip():
-            raise ToolkitError(f"input {i + 1} is empty: give some text to classify.")
+            raise ToolkitError(f"input {i + 1} is empty: give some text to {what}.")
 
 
 def _load_classifier(folder: Path):
@@ -74,7 +74,68 @@ def _load_classifier(folder: Path):
     return AutoModelForSequenceClassification.from_pretrained(folder)
 
 
-PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier}
+class TextGenerator:
+    """Sequence-to-sequence generation (translation, summarization) with the run's decoding settings.
+
+    Call with a string or a list; an answer is ``{"output": text, "truncated": whether the input was cut
+    to the model's maximum input length}``. Keyword arguments override decoding settings per call.
+    """
+
+    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 16, device: str | None = None):
+        from transformers import AutoTokenizer
+
+        from .config import Config
+        from .seq2seq import TARGET_TOKENIZER, generation_kwargs
+
+        folder = Path(folder)
+        cfg = cfg or Config()
+        self.folder = folder
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        target = folder / TARGET_TOKENIZER
+        self.target_tokenizer = AutoTokenizer.from_pretrained(target) if target.is_dir() else self.tokenizer
+        self.model = _load_seq2seq(folder).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.prefix = cfg.data.source_prefix or ""
+        self.max_length = cfg.max_length
+        self.generation = generation_kwargs(cfg)
+        self.batch_size = batch_size
+
+    def __call__(self, texts: Union[str, list[str]], **generation):
+        if isinstance(texts, str):
+            return self([texts], **generation)[0]
+        check_texts(texts, what="translate or summarize")
+        answers: list = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, answer in zip(chunk, self.generate([texts[i] for i in chunk], **generation)):
+                answers[i] = answer
+        return answers
+
+    @torch.inference_mode()
+    def generate(self, texts: list[str], **generation) -> list[dict]:
+        inputs = [self.prefix + t for t in texts]
+        full = self.tokenizer(inputs, truncation=False)["input_ids"]
+        batch = self.tokenizer(inputs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  **{**self.generation, **generation})
+        outputs = self.target_tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [{"output": o.strip(), "truncated": len(ids) > self.max_length} for o, ids in zip(outputs, full)]
+
+
+def _load_seq2seq(folder: Path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    if (folder / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForSeq2SeqLM
+
+        return AutoPeftModelForSeq2SeqLM.from_pretrained(folder)
+    return AutoModelForSeq2SeqLM.from_pretrained(folder)
+
+
+PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier,
+              "translation": TextGenerator, "summarization": TextGenerator}
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):
@@ -90,4 +151,6 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs
         raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
     if cfg.task not in PREDICTORS:
         raise ToolkitError(f"run '{run_dir}' is a '{cfg.task}' run, which has no predictor yet.")
-    return PREDICTORS[cfg.task](folder, max_length=cfg.max_length, **kwargs)
+    if PREDICTORS[cfg.task] is TextClassifier:
+        return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
+    return PREDICTORS[cfg.task](folder, cfg=cfg, **kwargs)

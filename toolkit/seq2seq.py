@@ -16,6 +16,7 @@ from .hub import hub_guard
 from .models import apply_lora, attention_backend, load_tokenizer, resolve_model_source, save_model
 
 log = logging.getLogger(__name__)
+TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
 
 def load_seq2seq_model(cfg: Config):
@@ -93,3 +94,15 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
         hypotheses += tokenizer.batch_decode(out, skip_special_tokens=True)
         references += tokenizer.batch_decode(labels, skip_special_tokens=True)
     return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
+
+
+def evaluate_run(predictor, cfg: Config, data: str, split: str, source: str, target: str, score: Callable) -> dict:
+    """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
+    from .data import drop_empty_text, load_table, require_columns
+
+    table = load_table(data, split)
+    where = f"'{data}'"
+    require_columns(table, [source, target], where)
+    table = drop_empty_text(table, [source, target], where)
+    answers = predictor(list(table[source]))
+    return score([a["output"] for a in answers], [t.strip() for t in table[target]])
