@@ -116,3 +116,32 @@ def test_each_family_trains_saves_reloads_and_generates_the_same(kind, tiny_t5, 
         batch = generate.tokenizer(texts, padding=True, return_tensors="pt")
         expected = generate.tokenizer.batch_decode(model.generate(**batch, num_beams=1, max_new_tokens=12), skip_special_tokens=True)
     assert [a["output"] for a in generate(texts)] == [e.strip() for e in expected]
+
+
+@pytest.mark.parametrize("decoder", ["bert2bert", "new decoder, trained target vocabulary"])
+def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder, tiny_bert, text_data, tmp_path):
+    import pandas as pd
+    import torch
+
+    rows = pd.read_csv(text_data["train"])["text"].tolist()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"en": t, "de": t.capitalize() + " ÄÖü"}) + "\n" for t in rows))
+    warm = {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 1, "decoder_intermediate_size": 64}
+    warm.update({"decoder": str(tiny_bert)} if decoder == "bert2bert" else {"target_tokenizer": "train", "target_vocab_size": 300})
+    run = toolkit.train({"task": "translation", "output_dir": str(tmp_path / "run"), "trackers": [], "seed": 0,
+                         "data": {"train": str(data), "source_lang": "en", "target_lang": "de"}, "warm_start": warm,
+                         "max_steps": 20, "eval_every": 10, "batch_size": 16, "lr": 1e-3, "max_length": 32,
+                         "generation": {"num_beams": 2, "max_new_tokens": 10}})
+    assert run.metrics["steps"] == 20
+    kept = (run.dir / "best/target_tokenizer").is_dir()
+    assert kept == (decoder != "bert2bert")
+    generate = toolkit.load(run.dir)
+    if kept:  # the trained target vocabulary is cased and keeps umlauts
+        assert generate.target_tokenizer.tokenize("Ä") == ["Ä"]
+    texts = ["the film was good", "boring plot"]
+    model = run.model.eval()
+    with torch.no_grad():
+        batch = generate.tokenizer(texts, padding=True, return_tensors="pt")
+        out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=2, max_new_tokens=10)
+    expected = [t.strip() for t in generate.target_tokenizer.batch_decode(out, skip_special_tokens=True)]
+    assert [a["output"] for a in generate(texts)] == expected

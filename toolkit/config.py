@@ -33,8 +33,9 @@ class DataConfig:
     test: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
-    max_train_rows: Optional[int] = None  # take the first N rows (after a seeded shuffle)
-    max_eval_rows: Optional[int] = None
+    max_train_rows: Optional[int] = None  # a seeded sample of N training rows
+    max_eval_rows: Optional[int] = None  # ... of validation rows (evaluated at every evaluation)
+    max_test_rows: Optional[int] = None  # ... of test rows
     source_lang: Optional[str] = None  # translation: field of the source text (e.g. en)
     target_lang: Optional[str] = None  # translation: field of the target text (e.g. de)
     summary_column: str = "summary"  # summarization: the target column (text_column is the input)
@@ -61,6 +62,26 @@ class PeftConfig:
     dropout: float = 0.1
     target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
     merge: bool = True  # merge the adapters into the saved best/ model at the end
+
+
+@dataclass
+class WarmStartConfig:
+    """An encoder-decoder built from encoder checkpoints (transformers' EncoderDecoderModel; Rothe et al. 2020).
+
+    Set ``encoder`` to use it (``model`` is then not used). ``decoder`` set: warm-start the decoder too
+    (bert2bert, shared vocabulary); unset: a new decoder of the encoder's width.
+    """
+
+    encoder: Optional[str] = None
+    decoder: Optional[str] = None
+    decoder_layers: int = 3  # new decoder only
+    decoder_heads: int = 12
+    decoder_intermediate_size: int = 1536
+    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (WordPiece trained on the training
+    # targets, cased with accents: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
+    target_tokenizer: str = "encoder"
+    target_vocab_size: int = 8000
+    pretrained: bool = True  # false: the same architecture from random weights (the from-scratch baseline)
 
 
 @dataclass
@@ -97,6 +118,8 @@ class Config:
     trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
     peft: PeftConfig = field(default_factory=PeftConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    max_train_minutes: Optional[float] = None  # stop training after this much training time (a fixed budget)
     trust_remote_code: bool = False
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.
     attn_implementation: str = "auto"

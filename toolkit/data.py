@@ -125,7 +125,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
         where = f"data.{split} ('{source}')"
         require_columns(table, required, where)
         table = drop_empty_text(table, text_columns, where)
-        limit = cfg.data.max_train_rows if split == "train" else cfg.data.max_eval_rows
+        limit = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}[split]
         if limit and len(table) > limit:
             table = table.shuffle(seed=cfg.seed).select(range(limit))
         splits[split] = table

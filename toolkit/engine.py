@@ -254,7 +254,8 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
             elif cfg.save_every and step % cfg.save_every == 0:
                 save("last", with_state=True)
             tic = time.perf_counter()
-            if stop or step >= total_steps:
+            out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
+            if stop or step >= total_steps or out_of_time:
                 stop = True
                 break
     progress.close()

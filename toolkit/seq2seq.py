@@ -32,6 +32,73 @@ def load_seq2seq_model(cfg: Config):
                                                      attn_implementation=attention_backend(cfg.attn_implementation))
 
 
+def train_target_tokenizer(texts: list[str], vocab_size: int):
+    """A cased WordPiece tokenizer trained on the target texts (keeps umlauts and accents)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def target_tokenizer_for(cfg: Config, targets: list[str], source_tokenizer):
+    from transformers import AutoTokenizer
+
+    choice = cfg.warm_start.target_tokenizer
+    if choice == "encoder":
+        return source_tokenizer
+    if choice == "train":
+        saved = Path(cfg.output_dir) / "last" / TARGET_TOKENIZER
+        if cfg.resume and saved.is_dir():
+            return AutoTokenizer.from_pretrained(saved)  # the vocabulary the checkpoint was trained with
+        return train_target_tokenizer(targets, cfg.warm_start.target_vocab_size)
+    if not Path(choice).is_dir():
+        raise ToolkitError(f"warm_start.target_tokenizer '{choice}' is not 'encoder', 'train' or a tokenizer folder.")
+    return AutoTokenizer.from_pretrained(choice)
+
+
+def build_encoder_decoder(cfg: Config, targets: list[str]):
+    """Source tokenizer, target tokenizer and an EncoderDecoderModel warm-started from encoder checkpoints."""
+    from transformers import AutoConfig, AutoModel, BertConfig, BertLMHeadModel, EncoderDecoderModel
+
+    ws = cfg.warm_start
+    encoder_source = resolve_model_source(ws.encoder)
+    tokenizer = load_tokenizer(ws.encoder, cfg.trust_remote_code)
+    target_tokenizer = target_tokenizer_for(cfg, targets, tokenizer)
+    with hub_guard(encoder_source):
+        encoder_config = AutoConfig.from_pretrained(encoder_source)
+        encoder = AutoModel.from_pretrained(encoder_source, add_pooling_layer=False) if ws.pretrained else \
+            AutoModel.from_config(encoder_config, add_pooling_layer=False)
+    if ws.decoder:
+        decoder_source = resolve_model_source(ws.decoder)
+        with hub_guard(decoder_source):
+            decoder_config = AutoConfig.from_pretrained(decoder_source, is_decoder=True, add_cross_attention=True)
+            decoder = BertLMHeadModel.from_pretrained(decoder_source, config=decoder_config) if ws.pretrained else \
+                BertLMHeadModel(decoder_config)
+        if decoder.config.vocab_size != len(target_tokenizer):
+            raise ToolkitError(f"warm_start.decoder '{ws.decoder}' has a vocabulary of {decoder.config.vocab_size}, "
+                               f"the target tokenizer {len(target_tokenizer)}: use target_tokenizer=encoder with a warm decoder.")
+    else:
+        decoder = BertLMHeadModel(BertConfig(
+            vocab_size=len(target_tokenizer), hidden_size=encoder_config.hidden_size, num_hidden_layers=ws.decoder_layers,
+            num_attention_heads=ws.decoder_heads, intermediate_size=ws.decoder_intermediate_size,
+            max_position_embeddings=512, is_decoder=True, add_cross_attention=True, pad_token_id=target_tokenizer.pad_token_id))
+    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    for settings in (model.config, model.generation_config):
+        settings.decoder_start_token_id = target_tokenizer.cls_token_id
+        settings.eos_token_id = target_tokenizer.sep_token_id
+        settings.pad_token_id = target_tokenizer.pad_token_id
+    return tokenizer, target_tokenizer, model
+
+
 def generation_kwargs(cfg: Config) -> dict:
     g = cfg.generation
     kwargs = {"num_beams": g.num_beams, "max_new_tokens": g.max_new_tokens, "length_penalty": g.length_penalty}
@@ -45,15 +112,22 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
     from transformers import DataCollatorForSeq2Seq
 
     splits = load_splits(cfg, [source, target], [source, target])
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-    model = load_seq2seq_model(cfg)
+    if cfg.warm_start.encoder:
+        tokenizer, target_tokenizer, model = build_encoder_decoder(cfg, list(splits["train"][target]))
+    else:
+        tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+        target_tokenizer, model = tokenizer, load_seq2seq_model(cfg)
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_2_SEQ_LM")
     prefix = cfg.data.source_prefix or ""
 
     def encode(table) -> list[dict]:
         enc = tokenizer([prefix + s for s in table[source]], truncation=True, max_length=cfg.max_length)
-        labels = tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)["input_ids"]
+        labels = target_tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)["input_ids"]
+        start = model.config.decoder_start_token_id
+        if start is not None and start == target_tokenizer.cls_token_id:
+            # BERT-style targets begin with [CLS], which is already the decoder's start token.
+            labels = [ids[1:] if ids and ids[0] == start else ids for ids in labels]
         return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
                 for i in range(len(labels))]
 
@@ -61,6 +135,8 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
 
     def save(unwrapped, folder: Path, state_dict=None) -> None:
         save_model(unwrapped, tokenizer, folder, state_dict)
+        if target_tokenizer is not tokenizer:
+            target_tokenizer.save_pretrained(folder / TARGET_TOKENIZER)
 
     return Task(
         model=model,
@@ -69,7 +145,7 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         test_set=features.get("test"),
         collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_loss=lambda m, batch: m(**batch).loss,
-        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, tokenizer, cfg, score),
+        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
         train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
         info={"source": source, "target": target, "examples": list(splits["validation"][source][:5])},
