@@ -27,6 +27,8 @@ test: install
 
 bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
+	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py
+	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -7,7 +7,19 @@ from pathlib import Path
 
 from toolkit.errors import ToolkitError
 
-APPS = {"sentiment": "apps.sentiment", "text_classification": "apps.sentiment"}
+APPS = {"sentiment": "apps.sentiment", "text_classification": "apps.sentiment",
+        "translation": "apps.translation", "summarization": "apps.summarization"}
+
+
+def metrics_markdown(results: dict, names: list[str]) -> str:
+    """The run's validation and test scores of ``names``, as Markdown lines."""
+    lines = []
+    for split in ("validation", "test"):
+        scores = results.get(split) or {}
+        shown = [f"{name} {scores[name]:.3f}" for name in names if isinstance(scores.get(name), (int, float))]
+        if shown:
+            lines.append(f"**{split}** ({scores.get('count', '?')} examples): " + ", ".join(shown))
+    return "\n\n".join(lines) or "No metrics recorded for this run."
 
 
 def build_app(run_dir: str | Path):

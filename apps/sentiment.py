@@ -12,21 +12,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from apps import metrics_markdown
 from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
 MAX_CSV_ROWS = 10_000
 EMPTY = "Empty input: type some text to classify."
-
-
-def metrics_markdown(results: dict) -> str:
-    lines = []
-    for split in ("validation", "test"):
-        scores = results.get(split) or {}
-        if "accuracy" in scores:
-            lines.append(f"**{split}**: accuracy {scores['accuracy']:.3f}, macro-F1 {scores.get('macro_f1', 0):.3f} "
-                         f"on {scores.get('count', '?')} examples")
-    return "\n\n".join(lines) or "No metrics recorded for this run."
 
 
 def build_demo(run_dir: str | Path) -> gr.Blocks:
@@ -77,7 +68,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
             download = gr.File(label="Download predictions")
             run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv")
         with gr.Accordion("Run metrics", open=False):
-            gr.Markdown(metrics_markdown(results))
+            gr.Markdown(metrics_markdown(results, ["accuracy", "macro_f1"]))
     demo.queue(default_concurrency_limit=1)  # batching, not threads, serves concurrent users
     return demo
 

@@ -11,6 +11,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import csv
+import json
 import random
 import socket
 import subprocess
@@ -119,3 +120,55 @@ def require_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path}: these tests need the shared data folder beside the repo (../shared/data)")
     return path
+
+
+# Sequence-to-sequence: a tiny random T5 over a word-level vocabulary, and a copy task (target = source).
+WORDS = "red green blue cat dog bird one two three four five six seven eight nine ten house tree sun moon".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    folder = tmp_path_factory.mktemp("tiny_t5")
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=32)
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(vocab), d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2, num_heads=4,
+                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def copy_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("copy")
+    rng = random.Random(0)
+    for split, n in (("train", 2000), ("validation", 64), ("test", 64)):
+        with open(folder / f"{split}.jsonl", "w") as fh:
+            for _ in range(n):
+                text = " ".join(rng.choices(WORDS, k=rng.randint(3, 8)))
+                fh.write(json.dumps({"en": text, "de": text}) + "\n")
+    return folder
+
+
+def seq2seq_config(tiny_t5, copy_data, tmp_path, **extra):
+    """A tiny T5 translation config on the copy task; tests override what they exercise."""
+    return {"task": "translation", "model": str(tiny_t5), "output_dir": str(tmp_path / "run"), "trackers": [],
+            "data": {"train": str(copy_data / "train.jsonl"), "validation": str(copy_data / "validation.jsonl"),
+                     "test": str(copy_data / "test.jsonl"), "source_lang": "en", "target_lang": "de"},
+            "epochs": 25, "batch_size": 32, "lr": 3e-3, "warmup_ratio": 0.05, "max_length": 16, "max_target_length": 16,
+            "generation": {"num_beams": 1, "max_new_tokens": 12}, "seed": 0, **extra}
+
+
+@pytest.fixture(scope="session")
+def copy_run(tiny_t5, copy_data, tmp_path_factory):
+    import toolkit
+
+    return toolkit.train(seq2seq_config(tiny_t5, copy_data, tmp_path_factory.mktemp("copy_run")))

@@ -1,0 +1,85 @@
+"""Translation and summarization apps on real Gradio servers: gradio_client and headless Chromium."""
+
+import shutil
+
+import pytest
+
+import toolkit
+from conftest import free_port, seq2seq_config as config
+from test_app import BROWSER_ARGS
+
+
+def serve(build_demo, run_dir):
+    demo = build_demo(run_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size="1mb")
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def summary_run(tiny_t5, copy_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("summary_run")
+    values = config(tiny_t5, copy_data, folder, task="summarization", max_steps=20, eval_every=20)
+    values["data"] = {**values["data"], "text_column": "en", "summary_column": "de", "source_lang": None, "target_lang": None}
+    return toolkit.train(values)
+
+
+def browser(playwright):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
+    return playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+
+
+@pytest.mark.slow
+def test_translation_app_client_and_browser(copy_run):
+    from gradio_client import Client
+    from playwright.sync_api import expect, sync_playwright
+
+    from apps.translation import build_demo
+
+    demo, url = serve(build_demo, copy_run.dir)
+    try:
+        output, note = Client(url, verbose=False).predict("red cat one two", 1, 16, api_name="/translate")
+        assert output == "red cat one two" and note == ""
+        _, note = Client(url, verbose=False).predict(" ".join(["tree"] * 40), 1, 16, api_name="/translate")
+        assert "cut to fit" in note
+        with sync_playwright() as p:
+            page = browser(p).new_page()
+            page.goto(url)
+            expect(page.get_by_text("en → de")).to_be_visible()
+            page.locator("#source textarea").fill("blue dog seven")
+            page.locator("#translate").click()
+            expect(page.locator("#output textarea")).to_have_value("blue dog seven", timeout=30_000)
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+def test_summarization_app_text_upload_and_browser(summary_run, tmp_path):
+    from gradio_client import Client, handle_file
+    from playwright.sync_api import expect, sync_playwright
+
+    from apps.summarization import build_demo
+
+    expected = toolkit.load(summary_run.dir)("red cat one two sun moon", max_new_tokens=12)["output"]
+    demo, url = serve(build_demo, summary_run.dir)
+    try:
+        client = Client(url, verbose=False)
+        assert client.predict("red cat one two sun moon", None, 12, api_name="/summarize")[0] == expected
+        upload = tmp_path / "doc.txt"
+        upload.write_text("red cat one two sun moon")
+        assert client.predict("", handle_file(str(upload)), 12, api_name="/summarize")[0] == expected
+        latin = tmp_path / "latin.txt"
+        latin.write_bytes("caf\xe9".encode("latin-1"))
+        with pytest.raises(Exception, match="not UTF-8"):
+            client.predict("", handle_file(str(latin)), 12, api_name="/summarize")
+        with sync_playwright() as p:
+            page = browser(p).new_page()
+            page.goto(url)
+            page.locator("#text textarea").fill("red cat one two sun moon")
+            page.locator("input[type=range]").first.fill("12")
+            page.locator("#summarize").click()
+            expect(page.locator("#summary textarea")).to_have_value(expected, timeout=30_000)
+    finally:
+        demo.close()
