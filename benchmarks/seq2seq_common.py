@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+os.chdir(ROOT)  # the shipped configs name their data relative to the repository root
 
 
 def run_toolkit(config: Path, out: Path, *overrides: str) -> dict:
