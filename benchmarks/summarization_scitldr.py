@@ -37,7 +37,7 @@ def main() -> int:
         print(f"SciTLDR not found at {DATA}", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_toolkit(CONFIG, Path(tmp) / "bert2bert", f"max_train_minutes={args.minutes}")["test"]
+        ours = run_toolkit(CONFIG, Path(tmp) / "bert2bert", f"max_train_minutes={args.minutes}", score_test=True)["test"]
     baseline = lead_1()
     rows = [(name, *(f"{m[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")), f"{m['gen_len']:.1f}")
             for name, m in (("bert2bert (MiniLM, warm-started)", ours), ("lead-1", baseline))]

@@ -29,8 +29,9 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         budget = f"max_train_minutes={args.minutes}"
-        results["warm-started (MiniLM encoder)"] = run_toolkit(CONFIG, Path(tmp) / "warm", budget)
-        results["from scratch (same architecture)"] = run_toolkit(CONFIG, Path(tmp) / "scratch", budget, "warm_start.pretrained=false")
+        results["warm-started (MiniLM encoder)"] = run_toolkit(CONFIG, Path(tmp) / "warm", budget, score_test=True)
+        results["from scratch (same architecture)"] = run_toolkit(CONFIG, Path(tmp) / "scratch", budget, "warm_start.pretrained=false",
+                                                                 score_test=True)
     ours = toolkit_samples_per_second(CONFIG, args.speed_steps)
     theirs = trainer_samples_per_second(CONFIG, args.speed_steps)
     rows = [(name, f"{r['test']['bleu']:.2f}", f"{r['test']['chrf']:.2f}", r["steps"], f"{r['train_seconds'] / 60:.1f}")
