@@ -99,6 +99,13 @@ def build_encoder_decoder(cfg: Config, targets: list[str]):
     return tokenizer, target_tokenizer, model
 
 
+class Examples(list):
+    """Tokenized examples that keep their raw target strings, so scores compare with the real references
+    (not with targets decoded back from truncated, possibly lower-cased tokens)."""
+
+    references: list[str] = []
+
+
 def generation_kwargs(cfg: Config) -> dict:
     g = cfg.generation
     kwargs = {"num_beams": g.num_beams, "max_new_tokens": g.max_new_tokens, "length_penalty": g.length_penalty}
@@ -128,8 +135,10 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         if start is not None and start == target_tokenizer.cls_token_id:
             # BERT-style targets begin with [CLS], which is already the decoder's start token.
             labels = [ids[1:] if ids and ids[0] == start else ids for ids in labels]
-        return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
-                for i in range(len(labels))]
+        examples = Examples({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
+                            for i in range(len(labels)))
+        examples.references = [t.strip() for t in table[target]]
+        return examples
 
     features = {s: encode(t) for s, t in splits.items()}
 
@@ -169,6 +178,10 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
         labels = labels.masked_fill(labels == -100, pad)
         hypotheses += tokenizer.batch_decode(out, skip_special_tokens=True)
         references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+    # A sequential loader gathered in step order gives back the dataset's order, so raw references line up.
+    raw = getattr(loader.dataset, "references", None)
+    if raw is not None and len(raw) == len(hypotheses):
+        references = raw
     return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
 
 
