@@ -29,7 +29,7 @@ def run_toolkit(config: Path, out: Path, *overrides: str, score_test: bool = Fal
 
 def trainer_samples_per_second(config: Path, steps: int, *overrides: str) -> float:
     """Seq2SeqTrainer's training speed at its best settings here (bf16, dynamic padding) on the same model and data."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     import toolkit.api as api
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
 from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, save_model
 
-log = logging.getLogger(__name__)
 LABELS_FILE = "labels.json"
 
 

@@ -1,6 +1,7 @@
 """The shared engine on a tiny random BERT: learning, checkpoints, reload, LoRA, accumulation, early stop."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,4 +127,4 @@ def test_best_by_loss_and_unknown_metric(tiny_config):
     assert run.metrics["metric"] == "loss" and run.metrics["best_step"] == min(losses, key=losses.get)
     with pytest.raises(toolkit.ToolkitError, match="metric 'bleu' is not a validation metric.*accuracy, macro_f1, loss"):
         toolkit.train(tiny_config, metric="bleu", output_dir=tiny_config["output_dir"] + "_bleu")
-    assert not __import__("pathlib").Path(tiny_config["output_dir"] + "_bleu").exists()
+    assert not Path(tiny_config["output_dir"] + "_bleu").exists()

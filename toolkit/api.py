@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Union
 
-from .config import Config, apply_overrides, build_config, config_to_dict, load_config
+from .config import Config, build_config, config_to_dict, load_config
 from .errors import ToolkitError
 from .run import Run, prepare_run_dir, read_results, read_run_config
 

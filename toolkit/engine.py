@@ -146,7 +146,6 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     model, optimizer, loader = accelerator.prepare(task.model, optimizer, loader)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
-    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     total_steps = count_steps(cfg, len(loader))
     scheduler = accelerator.prepare(build_scheduler(optimizer, cfg, total_steps))
 

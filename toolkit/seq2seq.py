@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +14,6 @@ from .errors import ToolkitError
 from .hub import hub_guard
 from .models import apply_lora, attention_backend, load_tokenizer, resolve_model_source, save_model
 
-log = logging.getLogger(__name__)
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
 
@@ -169,6 +167,8 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
     pad = tokenizer.pad_token_id
     hypotheses, references, losses = [], [], []
     generator = accelerator.unwrap_model(model)
+    # A sequential loader gathered in step order gives back the dataset's order, so raw references line up.
+    raw = getattr(loader.dataset, "references", None)
     for batch in loader:
         losses.append(accelerator.gather_for_metrics(model(**batch).loss.detach().float().repeat(len(batch["labels"]))).cpu())
         out = generator.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generation_kwargs(cfg))
@@ -177,10 +177,9 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
         out, labels = accelerator.gather_for_metrics((out, labels))
         labels = labels.masked_fill(labels == -100, pad)
         hypotheses += tokenizer.batch_decode(out, skip_special_tokens=True)
-        references += tokenizer.batch_decode(labels, skip_special_tokens=True)
-    # A sequential loader gathered in step order gives back the dataset's order, so raw references line up.
-    raw = getattr(loader.dataset, "references", None)
-    if raw is not None and len(raw) == len(hypotheses):
+        if raw is None:
+            references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+    if raw is not None:
         references = raw
     return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
 
