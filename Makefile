@@ -29,6 +29,8 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py
+	$(OFFLINE) $(BIN)/python benchmarks/hymenoptera.py
+	$(OFFLINE) $(BIN)/python benchmarks/seed_cnn_mnist.py
 
 clean:
 	rm -rf runs .pytest_cache

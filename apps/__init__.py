@@ -8,7 +8,8 @@ from pathlib import Path
 from toolkit.errors import ToolkitError
 
 APPS = {"sentiment": "apps.sentiment", "text_classification": "apps.sentiment",
-        "translation": "apps.translation", "summarization": "apps.summarization"}
+        "translation": "apps.translation", "summarization": "apps.summarization",
+        "image_classification": "apps.image_classifier"}
 
 
 def metrics_markdown(results: dict, names: list[str]) -> str:

@@ -9,32 +9,13 @@ import numpy as np
 import torch
 
 from toolkit.config import Config
-from toolkit.data import drop_empty_text, load_splits, load_table, require_columns
+from toolkit.data import drop_empty_text, encode_labels, label_names, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
 from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, save_model
 
 LABELS_FILE = "labels.json"
-
-
-def label_names(values: list) -> list[str]:
-    """Sorted label names; integer labels sort numerically (2 before 10)."""
-    unique = set(values)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unique):
-        return [str(v) for v in sorted(unique)]
-    return sorted(str(v) for v in unique)
-
-
-def encode_labels(values: list, names: list[str], where: str) -> list[int]:
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in values} - set(index))
-    if unknown:
-        raise ToolkitError(
-            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
-            "Fix those rows, or add examples of them to the training data."
-        )
-    return [index[str(v)] for v in values]
 
 
 def tokenize(table, tokenizer, cfg: Config, names: list[str], where: str) -> list[dict]:
@@ -73,14 +54,14 @@ def build_task(cfg: Config) -> Task:
     return Task(
         model=model,
         train_set=features["train"],
-        eval_set=features["validation"],
+        eval_set=features.get("validation"),
         test_set=features.get("test"),
         collate=DataCollatorWithPadding(tokenizer),
         compute_loss=lambda model, batch: model(**batch).loss,
         evaluate=lambda model, loader, accelerator: evaluate(model, loader, accelerator, names),
         save=save,
         train_lengths=[len(f["input_ids"]) for f in features["train"]],
-        info={"labels": names, "examples": list(splits["validation"][cfg.data.text_column][:5])},
+        info={"labels": names, "examples": list(splits.get("validation", splits["train"])[cfg.data.text_column][:5])},
         finalize=finalize,
     )
 

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from recipes.sentiment import encode_labels, label_names
+from toolkit.data import encode_labels, label_names
 from toolkit.data import load_table, require_columns
 from toolkit.errors import ToolkitError
 

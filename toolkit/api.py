@@ -13,7 +13,8 @@ from .run import Run, prepare_run_dir, read_results, read_run_config
 
 # Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
 RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
-           "translation": "recipes.translation", "summarization": "recipes.summarization"}
+           "translation": "recipes.translation", "summarization": "recipes.summarization",
+           "image_classification": "recipes.image_classification"}
 
 
 def recipe(task: str):

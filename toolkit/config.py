@@ -33,6 +33,7 @@ class DataConfig:
     test: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
+    holdout: float = 0.1  # without data.validation: this fraction of train validates; 0: none (best/ = the final weights)
     max_train_rows: Optional[int] = None  # a seeded sample of N training rows
     max_eval_rows: Optional[int] = None  # ... of validation rows (evaluated at every evaluation)
     max_test_rows: Optional[int] = None  # ... of test rows
@@ -40,6 +41,7 @@ class DataConfig:
     target_lang: Optional[str] = None  # translation: field of the target text (e.g. de)
     summary_column: str = "summary"  # summarization: the target column (text_column is the input)
     source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
+    image_column: str = "image"  # image classification from a hub / saved dataset: the image column
 
 
 @dataclass
@@ -85,6 +87,32 @@ class WarmStartConfig:
 
 
 @dataclass
+class ImageConfig:
+    """Image classification: input size, augmentation (torchvision transforms v2) and the transfer mode.
+
+    Unset size/mean/std/crop_pct come from the backbone's pretrained data config (timm's, or the
+    image processor's for transformers models).
+    """
+
+    pretrained: bool = True  # false: the backbone from random weights
+    mode: Literal["full", "linear_probe", "two_stage"] = "full"
+    head_epochs: float = 1.0  # two_stage: epochs that train only the head before the backbone is unfrozen
+    backbone_lr_scale: Optional[float] = None  # the backbone's learning rate is lr x this; default 0.1 for two_stage, else 1
+    size: Optional[int] = None
+    channels: Optional[int] = None  # 1 (grey) or 3; default: the backbone's
+    crop_pct: Optional[float] = None  # evaluation: resize to size / crop_pct, then centre-crop
+    mean: Optional[list[float]] = None
+    std: Optional[list[float]] = None
+    random_resized_crop: bool = True
+    crop_scale_min: float = 0.25  # smallest random crop, as a fraction of the image area
+    hflip: float = 0.5  # probability
+    rotation: float = 0.0  # degrees, either way
+    color_jitter: float = 0.0  # brightness, contrast and saturation amount
+    max_upload_mb: float = 10.0  # apps and predict refuse larger files
+    top_k: int = 5  # labels shown by predict and the app
+
+
+@dataclass
 class Config:
     """One training run. Defaults run as they are."""
 
@@ -119,6 +147,8 @@ class Config:
     peft: PeftConfig = field(default_factory=PeftConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     max_train_minutes: Optional[float] = None  # stop training after this much training time (a fixed budget)
     trust_remote_code: bool = False
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import ToolkitError
@@ -112,7 +113,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
     """The configured train/validation/test tables, checked and trimmed the same way for every text task.
 
     ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted).
-    Without data.validation, 10% of train is held out (as AutoTrain does) so best/ can still be picked.
+    Without data.validation, data.holdout (10%) of train is held out (as AutoTrain does) so best/ can still be picked.
     """
     if not cfg.data.train:
         raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
@@ -129,8 +130,8 @@ def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
         if limit and len(table) > limit:
             table = table.shuffle(seed=cfg.seed).select(range(limit))
         splits[split] = table
-    if "validation" not in splits:
-        held = splits["train"].train_test_split(test_size=0.1, seed=cfg.seed)
+    if "validation" not in splits and cfg.data.holdout > 0:
+        held = splits["train"].train_test_split(test_size=cfg.data.holdout, seed=cfg.seed)
         splits["train"], splits["validation"] = held["train"], held["test"]
         log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
     return splits
@@ -146,3 +147,22 @@ def drop_empty_text(table, columns: list[str], where: str):
             raise ToolkitError(f"{where}: every row has empty {' or '.join(columns)}. Check the column settings.")
         table = table.select(keep)
     return table
+
+
+def label_names(values: list) -> list[str]:
+    """Sorted label names; integer labels sort numerically (2 before 10)."""
+    unique = set(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unique):
+        return [str(v) for v in sorted(unique)]
+    return sorted(str(v) for v in unique)
+
+
+def encode_labels(values: list, names: list[str], where: str) -> list[int]:
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ToolkitError(
+            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
+            "Fix those rows, or add examples of them to the training data."
+        )
+    return [index[str(v)] for v in values]

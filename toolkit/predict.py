@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 import torch
 
 from .checkpoint import find_checkpoint
@@ -134,8 +135,91 @@ def _load_seq2seq(folder: Path):
     return AutoModelForSeq2SeqLM.from_pretrained(folder)
 
 
+class ImageClassifier:
+    """Call with an image (a path or an HxWxC uint8 RGB array) or a list of them; an answer is
+    ``{"label": best label, "scores": {label: probability}}`` for the top-k labels.
+
+    :meth:`explain` adds a Grad-CAM heatmap over what the model saw.
+    """
+
+    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 32, device: str | None = None):
+        from torchvision.transforms import v2
+
+        from .config import Config
+        from .images import build_transform
+        from .vision import load_checkpoint
+
+        cfg = cfg or Config()
+        self.folder = Path(folder)
+        self.model, self.data = load_checkpoint(self.folder)
+        self.model.eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.labels = self.data["labels"]
+        self.transform = build_transform(cfg.image, self.data, train=False)
+        size = self.data["size"]
+        self.view = v2.Compose([v2.Resize(int(round(size / self.data["crop_pct"])), antialias=True), v2.CenterCrop(size)])
+        self.max_upload_mb = cfg.image.max_upload_mb
+        self.top_k = max(1, min(cfg.image.top_k, len(self.labels)))
+        self.batch_size = batch_size
+
+    def read(self, image) -> np.ndarray:
+        """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
+        from .images import BadImage, decode
+
+        if not hasattr(image, "shape"):
+            path = Path(image)
+            if not path.is_file():
+                raise ToolkitError(f"image '{image}' does not exist.")
+            megabytes = path.stat().st_size / 2**20
+            if megabytes > self.max_upload_mb:
+                raise ToolkitError(f"image '{path.name}' is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
+                                   "(image.max_upload_mb). Resize or compress it first.")
+        try:
+            return decode(image, self.data["channels"])
+        except BadImage as err:
+            raise ToolkitError(f"{err}. Give a JPEG, PNG, BMP, TIFF or WebP image.") from err
+
+    def tensor(self, array) -> torch.Tensor:
+        return self.transform(torch.from_numpy(array).permute(2, 0, 1))
+
+    @torch.inference_mode()
+    def logits(self, images: list) -> torch.Tensor:
+        from .vision import logits
+
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.tensor(self.read(im)) for im in images[start:start + self.batch_size]])
+            out.append(logits(self.model, batch.to(self.device)).float().cpu())
+        return torch.cat(out)
+
+    def __call__(self, images):
+        if isinstance(images, (str, Path)) or hasattr(images, "shape"):
+            return self([images])[0]
+        return [self.answer(row) for row in self.logits(list(images)).softmax(-1)]
+
+    def answer(self, probs: torch.Tensor) -> dict:
+        values, indices = probs.topk(self.top_k)
+        scores = {self.labels[i]: float(v) for v, i in zip(values.tolist(), indices.tolist())}
+        return {"label": self.labels[indices[0]], "scores": scores}
+
+    def explain(self, image, class_index: int | None = None) -> tuple[dict, np.ndarray]:
+        """The answer for one image and a Grad-CAM overlay (for the top label, or ``class_index``) on the model's view."""
+        from .vision import gradcam, overlay
+
+        array = self.read(image)
+        x = self.tensor(array)[None].to(self.device)
+        with torch.inference_mode():
+            probs = self.logits([array])[0].softmax(-1)
+        answer = self.answer(probs)
+        target = int(probs.argmax()) if class_index is None else class_index
+        heat = gradcam(self.model, x, target)
+        view = self.view(torch.from_numpy(array).permute(2, 0, 1)).permute(1, 2, 0).numpy()
+        return answer, overlay(view, heat)
+
+
 PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier,
-              "translation": TextGenerator, "summarization": TextGenerator}
+              "translation": TextGenerator, "summarization": TextGenerator, "image_classification": ImageClassifier}
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):

@@ -148,14 +148,14 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
     return Task(
         model=model,
         train_set=features["train"],
-        eval_set=features["validation"],
+        eval_set=features.get("validation"),
         test_set=features.get("test"),
         collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_loss=lambda m, batch: m(**batch).loss,
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
         train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
-        info={"source": source, "target": target, "examples": list(splits["validation"][source][:5])},
+        info={"source": source, "target": target, "examples": list(splits.get("validation", splits["train"])[source][:5])},
         metric=metric,
         metric_names=metric_names,
     )

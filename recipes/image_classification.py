@@ -1,0 +1,167 @@
+"""Image classification: a pretrained CNN (timm, transformers) or the seed CNN, fine-tuned fully, as a
+linear probe, or in two stages (head first, then the whole network with a lower backbone learning rate)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from toolkit import images as imlib
+from toolkit import vision
+from toolkit.config import Config
+from toolkit.data import encode_labels
+from toolkit.engine import Task
+from toolkit.errors import ToolkitError
+from toolkit.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+def class_names(labels: list[str]) -> list[str]:
+    """Sorted class names; all-digit names sort as numbers (2 before 10)."""
+    unique = set(labels)
+    return sorted(unique, key=int) if all(x.isdigit() for x in unique) else sorted(unique)
+
+
+def load_split_images(cfg: Config) -> tuple[dict, int]:
+    """The configured splits as ImageSets (unreadable files skipped and counted); data.holdout of train
+    validates when data.validation is unset."""
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to an image folder (one subfolder per class), a CSV manifest "
+                           "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits.")
+    splits, skipped = {}, 0
+    limits = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
+    for split in ("train", "validation", "test"):
+        source = getattr(cfg.data, split)
+        if not source:
+            continue
+        where = f"data.{split} ('{source}')"
+        found = imlib.load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
+        if limits[split] and len(found) > limits[split]:
+            found = found.subset(sorted(random.Random(cfg.seed).sample(range(len(found)), limits[split])))
+        found, bad = imlib.drop_unreadable(found)
+        splits[split], skipped = found, skipped + len(bad)
+    if "validation" not in splits and cfg.data.holdout > 0:
+        order = list(range(len(splits["train"])))
+        random.Random(cfg.seed).shuffle(order)
+        held = max(1, int(len(order) * cfg.data.holdout))
+        splits["validation"] = splits["train"].subset(sorted(order[:held]))
+        splits["train"] = splits["train"].subset(sorted(order[held:]))
+        log.info("no data.validation: holding out %d training images for validation", held)
+    return splits, skipped
+
+
+def build_task(cfg: Config) -> Task:
+    splits, skipped = load_split_images(cfg)
+    names = class_names(splits["train"].labels)
+    if len(names) < 2:
+        raise ToolkitError(f"data.train has a single class ({names[0]}): a classifier needs at least two. "
+                           "Add a folder (or manifest rows) for each other class.")
+    if len(splits["train"]) < cfg.batch_size:
+        log.warning("data.train has %d images, fewer than batch_size=%d", len(splits["train"]), cfg.batch_size)
+    ids = {s: encode_labels(images.labels, names, images.where) for s, images in splits.items()}
+    model, data = vision.build_model(cfg, len(names))
+    head = vision.head_parameter_names(model, data["kind"])
+    mode = cfg.image.mode
+    scale = cfg.image.backbone_lr_scale if cfg.image.backbone_lr_scale is not None else (0.1 if mode == "two_stage" else 1.0)
+    if mode == "linear_probe":
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in head)
+
+    def train_mode(unwrapped, epoch: int) -> None:
+        frozen = mode == "linear_probe" or (mode == "two_stage" and epoch < cfg.image.head_epochs)
+        for name, param in unwrapped.named_parameters():
+            if name not in head:
+                param.requires_grad_(not frozen)
+        if frozen:  # a frozen backbone keeps its pretrained batch-norm statistics too
+            for module in unwrapped.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    channels = data["channels"]
+    datasets = {s: imlib.ImageDataset(images, ids[s], imlib.build_transform(cfg.image, data, train=s == "train"), channels)
+                for s, images in splits.items()}
+    examples = [item for item in (splits.get("validation") or splits["train"]).items[:8] if isinstance(item, str)]
+    return Task(
+        model=model,
+        train_set=datasets["train"],
+        eval_set=datasets.get("validation"),
+        test_set=datasets.get("test"),
+        collate=imlib.collate,
+        compute_loss=compute_loss,
+        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
+        save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(unwrapped, folder, data, names, state_dict),
+        info={"labels": names, "examples": examples, "skipped_images": skipped, "image": {k: data[k] for k in ("size", "channels")}},
+        metric_names=("accuracy", "macro_f1", "top5_accuracy", "loss"),
+        lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
+        train_mode=train_mode if mode != "full" else None,
+        report=write_confusion_png,
+        find_unused_parameters=mode == "two_stage",
+    )
+
+
+def compute_loss(model, batch) -> torch.Tensor:
+    labels = batch["labels"]
+    out = vision.logits(model, batch["pixel_values"])
+    # Mean over readable images only (an image that failed mid-run carries IGNORE).
+    total = F.cross_entropy(out.float(), labels, ignore_index=imlib.IGNORE, reduction="sum")
+    return total / (labels != imlib.IGNORE).sum().clamp(min=1)
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, names: list[str]) -> dict:
+    """Loss, accuracy, top-5 (more than 5 classes), per-class P/R/F1 and the confusion matrix, over every process."""
+    all_logits, all_labels = [], []
+    for batch in loader:
+        out = vision.logits(model, batch["pixel_values"]).float()
+        out, labels = accelerator.gather_for_metrics((out, batch["labels"]))
+        all_logits.append(out.cpu())
+        all_labels.append(labels.cpu())
+    return score(torch.cat(all_logits), torch.cat(all_labels), names)
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
+    keep = labels != imlib.IGNORE
+    logits, labels = logits[keep], labels[keep]
+    metrics = classification_metrics(labels.numpy(), logits.argmax(-1).numpy(), names)
+    metrics["loss"] = float(F.cross_entropy(logits, labels)) if len(labels) else float("nan")
+    if len(names) > 5:
+        metrics["top5_accuracy"] = float((logits.topk(5, dim=-1).indices == labels[:, None]).any(-1).float().mean())
+    return metrics
+
+
+def write_confusion_png(results: dict, run_dir: Path) -> None:
+    split = "test" if "test" in results else "validation"
+    if "confusion_matrix" in results.get(split, {}):
+        save_confusion_png(results[split]["confusion_matrix"], results["labels"], run_dir / CONFUSION_PNG, f"{split} split")
+
+
+def save_confusion_png(matrix: list, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and none needed
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = min(4 + 0.5 * len(names), 16)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(np.array(matrix), display_labels=names).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(f"Confusion matrix ({title})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
+    """Score a finished run on an image source with the run's classes; unreadable files are skipped and counted."""
+    found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
+    found, bad = imlib.drop_unreadable(found)
+    labels = torch.tensor(encode_labels(found.labels, predictor.labels, f"'{source}'"))
+    logits = predictor.logits(found.items)
+    return {**score(logits, labels, predictor.labels), "skipped_images": len(bad)}

@@ -1,0 +1,262 @@
+"""Image data: sources (ImageFolder, CSV manifests, hub datasets, scikit-learn digits, MNIST IDX), OpenCV
+decoding, torchvision v2 transforms, and a dataset that skips unreadable images instead of crashing.
+
+A source may end in a slice, ``[start:stop]``, to take a fixed part of it in its own order, e.g.
+``../shared/data/images/mnist-test[:8000]`` to train and ``...[8000:]`` to test.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .errors import ToolkitError
+
+log = logging.getLogger(__name__)
+
+_SLICE = re.compile(r"(?P<base>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]")
+BUILTIN_SOURCES = ("sklearn:digits",)
+
+
+class BadImage(ValueError):
+    """An image file that OpenCV cannot decode."""
+
+
+@dataclass
+class ImageSet:
+    """One split: images (file paths, or arrays already in memory) and their label names."""
+
+    items: list
+    labels: list[str]
+    where: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, keep: Sequence[int]) -> "ImageSet":
+        return ImageSet([self.items[i] for i in keep], [self.labels[i] for i in keep], self.where)
+
+
+def load_images(source: str, where: str, split: str = "train", image_column: str = "image", label_column: str = "label") -> ImageSet:
+    """Load an image source; see the module docstring for the kinds of source."""
+    match = _SLICE.fullmatch(source.strip())
+    base = match["base"] if match else source.strip()
+    images = _load_unsliced(base, where, split, image_column, label_column)
+    if match:
+        part = slice(int(match["start"]) if match["start"] else None, int(match["stop"]) if match["stop"] else None)
+        keep = range(len(images))[part]
+        if not keep:
+            raise ToolkitError(f"{where}: the slice [{match['start']}:{match['stop']}] of '{base}' ({len(images)} images) is empty.")
+        images = images.subset(keep)
+    return images
+
+
+def _load_unsliced(source: str, where: str, split: str, image_column: str, label_column: str) -> ImageSet:
+    if source == "sklearn:digits":
+        return _sklearn_digits(where)
+    if source.startswith("sklearn:"):
+        raise ToolkitError(f"{where}: unknown built-in source '{source}'. Built-in sources: {', '.join(BUILTIN_SOURCES)}.")
+    path = Path(source)
+    if path.is_dir():
+        if _idx_files(path):
+            return _mnist_idx(path, where)
+        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            return _hub_images(source, where, split, image_column, label_column)
+        return _image_folder(path, where)
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return _csv_manifest(path, where)
+        if "idx3" in path.name:
+            return _mnist_idx(path.parent, where)
+        raise ToolkitError(f"{where}: '{source}' is a file but not a CSV manifest (path,label). Give a folder of class "
+                           "subfolders, a CSV manifest, MNIST IDX files, a hub id or sklearn:digits.")
+    if source.startswith((".", "/")) or "/" not in source:
+        raise ToolkitError(f"{where}: '{source}' does not exist. Give a folder of class subfolders, a CSV manifest "
+                           "(path,label), a folder with MNIST IDX files, a hub dataset id, or sklearn:digits.")
+    return _hub_images(source, where, split, image_column, label_column)
+
+
+def _image_folder(root: Path, where: str) -> ImageSet:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ToolkitError(f"{where}: folder '{root}' has no class subfolders. Lay images out as {root}/<label>/<image>.")
+    items, labels = [], []
+    for folder in classes:
+        files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise ToolkitError(f"{where}: class folder '{folder}' is empty. Add images to it or remove it.")
+        items += [str(f) for f in files]
+        labels += [folder.name] * len(files)
+    return ImageSet(items, labels, where)
+
+
+def _csv_manifest(path: Path, where: str) -> ImageSet:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ToolkitError(f"{where}: manifest '{path}' has no rows. It needs a header `path,label` and one row per image.")
+    missing = [c for c in ("path", "label") if c not in rows[0]]
+    if missing:
+        raise ToolkitError(f"{where}: manifest '{path}' has no column {' or '.join(missing)} (columns: {', '.join(rows[0])}). "
+                           "Its header must be `path,label`; paths are relative to the manifest's folder.")
+    items = [str((path.parent / r["path"]) if not Path(r["path"]).is_absolute() else Path(r["path"])) for r in rows]
+    return ImageSet(items, [str(r["label"]) for r in rows], where)
+
+
+def _sklearn_digits(where: str) -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)  # 0..16 grey levels -> 0..255
+    return ImageSet(list(images), [str(int(t)) for t in digits.target], where)
+
+
+def _idx_files(folder: Path) -> tuple[Path, Path] | None:
+    images = sorted(folder.glob("*idx3-ubyte*"))
+    labels = sorted(folder.glob("*idx1-ubyte*"))
+    return (images[0], labels[0]) if images and labels else None
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """The IDX format (MNIST): a magic number whose last byte is the number of dimensions, sizes, then uint8 data."""
+    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ToolkitError(f"'{path}' is not an IDX file of unsigned bytes (bad magic number).")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ToolkitError(f"'{path}' is truncated: its header says {shape} but it holds {array.size} bytes.")
+    return array.reshape(shape).copy()  # writable: torch.from_numpy warns on read-only buffers
+
+
+def _mnist_idx(folder: Path, where: str) -> ImageSet:
+    found = _idx_files(folder)
+    if found is None:
+        raise ToolkitError(f"{where}: '{folder}' needs both an *idx3-ubyte[.gz] images file and an *idx1-ubyte[.gz] labels file.")
+    images, labels = _read_idx(found[0]), _read_idx(found[1])
+    if len(images) != len(labels):
+        raise ToolkitError(f"{where}: {found[0].name} has {len(images)} images but {found[1].name} has {len(labels)} labels.")
+    return ImageSet(list(images), [str(int(t)) for t in labels], where)
+
+
+def _hub_images(source: str, where: str, split: str, image_column: str, label_column: str) -> ImageSet:
+    from .data import load_table, require_columns
+
+    table = load_table(source, split)
+    require_columns(table, [image_column, label_column], where)
+    feature = table.features.get(label_column)
+    names = getattr(feature, "names", None)  # a ClassLabel: store its names, not the integers
+    labels = [names[v] if names else str(v) for v in table[label_column]]
+    return ImageSet([np.asarray(im.convert("RGB")) for im in table[image_column]], labels, where)
+
+
+def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:
+    """An image as an HxWxC uint8 RGB (or grey) array. Files go through OpenCV; 16-bit, grey and RGBA are handled."""
+    import cv2
+
+    if isinstance(item, np.ndarray):
+        image, from_file = item, False
+    else:
+        buffer = np.fromfile(str(item), dtype=np.uint8)
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+        if image is None:
+            raise BadImage(f"OpenCV cannot decode '{item}' (corrupt, empty or an unsupported format)")
+        from_file = True
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image.astype(np.float32) * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 4:  # drop alpha
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if from_file else cv2.COLOR_RGBA2RGB)
+    elif image.shape[2] == 3 and from_file:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if channels == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif channels == 1 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return np.ascontiguousarray(image)
+
+
+def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
+    """Check every file decodes (at 1/8 scale: fast), skip the ones that don't with a warning naming each."""
+    import cv2
+
+    def readable(item) -> bool:
+        if isinstance(item, np.ndarray):
+            return True
+        buffer = np.fromfile(item, dtype=np.uint8)
+        if not buffer.size:
+            return False
+        return cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None or cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) is not None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # OpenCV releases the GIL while decoding
+        ok = list(pool.map(readable, images.items))
+    bad = [str(item) for item, good in zip(images.items, ok) if not good]
+    for name in bad:
+        log.warning("%s: skipping unreadable image %s (OpenCV cannot decode it)", images.where, name)
+    if bad:
+        log.warning("%s: skipped %d unreadable image(s) of %d", images.where, len(bad), len(images))
+    kept = images.subset([i for i, good in enumerate(ok) if good])
+    if not len(kept):
+        raise ToolkitError(f"{images.where}: none of its {len(images)} images could be decoded by OpenCV.")
+    return kept, bad
+
+
+def build_transform(image_cfg, data: dict, train: bool):
+    """torchvision transforms v2 on a uint8 CxHxW tensor: augmentation for training, resize + centre crop otherwise."""
+    from torchvision.transforms import v2
+
+    size = data["size"]
+    steps = []
+    if train and image_cfg.random_resized_crop:
+        steps.append(v2.RandomResizedCrop(size, scale=(image_cfg.crop_scale_min, 1.0), antialias=True))
+    else:
+        steps += [v2.Resize(int(round(size / data["crop_pct"])), antialias=True), v2.CenterCrop(size)]
+    if train:
+        if image_cfg.hflip:
+            steps.append(v2.RandomHorizontalFlip(image_cfg.hflip))
+        if image_cfg.rotation:
+            steps.append(v2.RandomRotation(image_cfg.rotation))
+        if image_cfg.color_jitter:
+            amount = image_cfg.color_jitter
+            steps.append(v2.ColorJitter(brightness=amount, contrast=amount, saturation=amount if data["channels"] == 3 else 0))
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data["mean"], data["std"])]
+    return v2.Compose(steps)
+
+
+IGNORE = -100  # the label of an image that failed to decode mid-run: the loss and metrics leave it out
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(image tensor, label id) per item, decoded with OpenCV and transformed with torchvision v2."""
+
+    def __init__(self, images: ImageSet, label_ids: list[int], transform, channels: int):
+        self.images, self.label_ids, self.transform, self.channels = images, label_ids, transform, channels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        try:
+            array = decode(self.images.items[index], self.channels)
+        except BadImage as err:
+            # Changed on disk since the up-front check: a blank stand-in that the loss ignores, never a crash mid-epoch.
+            log.warning("%s: skipping image: %s", self.images.where, err)
+            return self.transform(torch.zeros(self.channels, 8, 8, dtype=torch.uint8)), IGNORE
+        return self.transform(torch.from_numpy(array).permute(2, 0, 1)), self.label_ids[index]
+
+
+def collate(items: list) -> dict:
+    return {"pixel_values": torch.stack([x for x, _ in items]), "labels": torch.tensor([y for _, y in items])}
