@@ -85,7 +85,8 @@ def build_task(cfg: Config) -> Task:
                     module.eval()
 
     channels = data["channels"]
-    datasets = {s: imlib.ImageDataset(images, ids[s], imlib.build_transform(cfg.image, data, train=s == "train"), channels)
+    datasets = {s: imlib.ImageDataset(images, ids[s], imlib.build_transform(cfg.image, data, train=s == "train"), channels,
+                                      random=imlib.is_random(cfg.image, train=s == "train"))
                 for s, images in splits.items()}
     examples = [item for item in (splits.get("validation") or splits["train"]).items[:8] if isinstance(item, str)]
     return Task(

@@ -119,10 +119,21 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: Optional[Call
 
 
 def build_scheduler(optimizer, cfg: Config, total_steps: int):
-    from transformers import get_scheduler
+    """Linear warm-up, then linear decay to 0, half a cosine, or constant (the schedules of transformers' get_scheduler,
+    without importing transformers, which costs seconds for image tasks)."""
+    warmup = int(cfg.warmup_ratio * total_steps)
 
-    return get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
-                         num_training_steps=total_steps)
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        if cfg.scheduler == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def count_steps(cfg: Config, batches_per_epoch: int) -> int:

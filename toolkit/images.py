@@ -214,6 +214,11 @@ def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
     return kept, bad
 
 
+def is_random(image_cfg, train: bool) -> bool:
+    """Whether the training transform draws random numbers (else every epoch sees the same tensors)."""
+    return train and bool(image_cfg.random_resized_crop or image_cfg.hflip or image_cfg.rotation or image_cfg.color_jitter)
+
+
 def build_transform(image_cfg, data: dict, train: bool):
     """torchvision transforms v2 on a uint8 CxHxW tensor: augmentation for training, resize + centre crop otherwise."""
     from torchvision.transforms import v2
@@ -242,13 +247,21 @@ IGNORE = -100  # the label of an image that failed to decode mid-run: the loss a
 class ImageDataset(torch.utils.data.Dataset):
     """(image tensor, label id) per item, decoded with OpenCV and transformed with torchvision v2."""
 
-    def __init__(self, images: ImageSet, label_ids: list[int], transform, channels: int):
+    def __init__(self, images: ImageSet, label_ids: list[int], transform, channels: int, random: bool = True):
         self.images, self.label_ids, self.transform, self.channels = images, label_ids, transform, channels
+        self.ready = None
+        items = images.items
+        if not random and items and all(isinstance(x, np.ndarray) and x.shape == items[0].shape for x in items):
+            # Arrays in memory (MNIST, digits) under a fixed transform: transform them once, in batches.
+            batch = torch.from_numpy(np.stack([decode(x, channels) for x in items])).permute(0, 3, 1, 2)
+            self.ready = torch.cat([transform(chunk) for chunk in batch.split(1024)])
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
+        if self.ready is not None:
+            return self.ready[index], self.label_ids[index]
         try:
             array = decode(self.images.items[index], self.channels)
         except BadImage as err:

@@ -41,6 +41,10 @@ class SeedCNN(nn.Module):
         side = ((image_size - 2) // 2 - 2) // 2
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU())
         self.classifier = nn.Linear(64, num_classes)
+        for module in self.modules():  # Keras' initialisation (Glorot-uniform weights, zero biases), as the original
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -59,10 +63,10 @@ def logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
 
 def model_kind(name: str) -> str:
     """'seed_cnn', 'timm' or 'transformers' for a config's ``model``; unknown names get close suggestions."""
-    import timm
-
     if name == "seed_cnn":
         return "seed_cnn"
+    import timm  # imported here: it takes seconds, and the seed CNN does not need it
+
     if name.startswith(("hf-hub:", "timm/")) or timm.is_model(name):
         return "timm"
     if Path(name).expanduser().is_dir():
