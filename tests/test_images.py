@@ -178,6 +178,7 @@ def test_bad_input_is_refused_without_a_run_folder(colour_data, tmp_path):
         ({"data": {"train": str(tmp_path / "empty")}}, "class folder '.*bees' is empty"),
         ({"model": "efficientnet_lite00"}, "Close names: .*efficientnet_lite0"),
         ({"model": "microsoft/resnet-18"}, "HF_HUB_OFFLINE=1"),
+        ({"model": "resnet18", "image": {"pretrained": True}}, "cannot load model 'timm/resnet18"),
         ({"data": {"train": str(tmp_path / "nowhere")}}, "does not exist"),
     ]
     for i, (extra, message) in enumerate(cases):
@@ -273,3 +274,35 @@ def test_shipped_configs_load():
     for name in ("image_classification_hymenoptera", "seed_cnn_mnist"):
         cfg = resolve_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
         assert cfg.task == "image_classification" and cfg.data.train
+
+
+def test_saved_hub_style_image_dataset_source(tmp_path):
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pictures = [Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)) for _ in range(4)]
+    features = datasets.Features({"img": datasets.Image(), "kind": datasets.ClassLabel(names=["cat", "dog"])})
+    datasets.Dataset.from_dict({"img": pictures, "kind": [0, 1, 1, 0]}, features=features).save_to_disk(str(tmp_path / "saved"))
+    found = imlib.load_images(str(tmp_path / "saved"), "data.train", image_column="img", label_column="kind")
+    assert found.labels == ["cat", "dog", "dog", "cat"] and found.items[0].shape == (12, 10, 3)
+    with pytest.raises(ToolkitError, match="column 'image' is missing"):
+        imlib.load_images(str(tmp_path / "saved"), "data.train")
+
+
+def test_transformers_image_classifier_from_a_local_folder(colour_data, tmp_path):
+    """A (tiny, random) transformers ResNet with its image processor, fine-tuned, reloaded, explained."""
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessor
+
+    folder = tmp_path / "tiny_resnet"
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    ResNetForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    run = toolkit.train(image_config(colour_data, tmp_path / "run", model=str(folder), image={"pretrained": True, "size": None}))
+    assert run.metrics["validation"]["accuracy"] >= 0.9
+    predictor = toolkit.load(run.dir)
+    assert predictor.data["size"] == 32 and predictor.data["mean"] == [0.5] * 3
+    red = sorted(str(p) for p in (colour_data["val"] / "red").iterdir())[0]
+    answer, heat = predictor.explain(red)
+    assert answer["label"] == "red" and heat.shape == (32, 32, 3)
