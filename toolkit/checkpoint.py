@@ -59,13 +59,18 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-def save_training_state(folder: Path, optimizer, scheduler, counters: dict) -> None:
-    """Optimizer, scheduler, RNG (tensors, loaded back with weights_only=True) and loop counters (JSON)."""
+def save_training_state(folder: Path, optimizers: list, schedulers: list, counters: dict) -> None:
+    """Optimizers, schedulers, RNG (tensors, loaded back with weights_only=True) and loop counters (JSON)."""
     torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
+        {"optimizer": [o.state_dict() for o in optimizers], "scheduler": [s.state_dict() for s in schedulers], "rng": rng_state()},
         folder / TRAINING_STATE,
     )
     (folder / STATE_JSON).write_text(json.dumps(counters, indent=2))
+
+
+def as_list(saved) -> list:
+    """Training states hold a list of optimizer/scheduler states; checkpoints from before held one."""
+    return saved if isinstance(saved, list) else [saved]
 
 
 def load_training_state(folder: Path) -> tuple[dict, dict]:

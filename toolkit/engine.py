@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from . import checkpoint as ckpt
 from . import run as runlib
 from .config import Config, config_to_dict
+from .errors import ToolkitError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,12 @@ class Task:
     train_mode: Optional[Callable] = None  # (model, epoch) -> None, instead of model.train(): freeze or unfreeze by epoch
     report: Optional[Callable] = None  # (results, run dir) -> None on the main process: extra artefacts, e.g. plots
     find_unused_parameters: bool = False  # DDP: some parameters get no gradient in some steps (frozen stages)
+    # Several optimizers (a GAN's generator and discriminator): build them, and run one training step with them.
+    optimizers: Optional[Callable] = None  # (model, cfg) -> list of optimizers; default: one AdamW over everything
+    train_step: Optional[Callable] = None  # (model, batch, optimizers, accelerator) -> {"loss": tensor, ...}; does its own backward/step
 
 
 def choose_metric(task: Task, cfg: Config) -> str:
-    from .errors import ToolkitError
-
     metric = cfg.metric or task.metric
     if metric not in task.metric_names:
         raise ToolkitError(f"metric '{metric}' is not a validation metric of task '{cfg.task}'. Choose one of: {', '.join(task.metric_names)}.")
@@ -162,12 +164,12 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     generator = torch.Generator()
     loader = train_loader(task, cfg, generator)
     evaluation = eval_loader(task.eval_set, cfg, task.collate) if task.eval_set is not None else None
-    optimizer = build_optimizer(task.model, cfg, task.lr_scale)
-    model, optimizer, loader = accelerator.prepare(task.model, optimizer, loader)
+    optimizers = task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
+    model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
     total_steps = count_steps(cfg, len(loader))
-    scheduler = accelerator.prepare(build_scheduler(optimizer, cfg, total_steps))
+    schedulers = [accelerator.prepare(build_scheduler(o, cfg, total_steps)) for o in optimizers]
 
     counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
@@ -177,8 +179,10 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     if last is not None:
         state, counters = ckpt.load_training_state(last)
         ckpt.load_weights(accelerator.unwrap_model(model), last)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for optimizer, saved in zip(optimizers, ckpt.as_list(state["optimizer"])):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(schedulers, ckpt.as_list(state["scheduler"])):
+            scheduler.load_state_dict(saved)
         ckpt.set_rng_state(state["rng"])
         if main:
             runlib.truncate_metrics(run_dir, counters["step"])
@@ -216,7 +220,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
             def write(tmp: Path) -> None:
                 task.save(accelerator.unwrap_model(model), tmp, state_dict)
                 if with_state:
-                    ckpt.save_training_state(tmp, optimizer, scheduler, counters)
+                    ckpt.save_training_state(tmp, optimizers, schedulers, counters)
                 else:
                     (tmp / ckpt.STATE_JSON).write_text(json.dumps(counters, indent=2))
             ckpt.write_atomically(run_dir / name, write)
@@ -230,7 +234,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     progress = tqdm(total=total_steps, initial=counters["step"], disable=not accelerator.is_local_main_process,
                     desc=f"train {run_dir.name}", dynamic_ncols=True)
     stop = counters["step"] >= total_steps
-    running_loss, running_n, last_eval_step = 0.0, 0, counters["step"] if last is not None else -1
+    running, running_n, last_eval_step = {}, 0, counters["step"] if last is not None else -1
     tic = time.perf_counter()
     while not stop:
         epoch = counters["epoch"]
@@ -239,31 +243,44 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
         skip = counters["batch_in_epoch"]
         epoch_loader = skip_first_batches(loader, skip) if skip else loader
         for batch in epoch_loader:
-            with accelerator.accumulate(model):
-                loss = task.compute_loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
+            if task.train_step is not None:
+                losses = task.train_step(model, batch, optimizers, accelerator)
+            else:
+                with accelerator.accumulate(model):
+                    loss = task.compute_loss(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    for optimizer in optimizers:
+                        optimizer.step()
+                        optimizer.zero_grad()
+                losses = {"loss": loss}
+            values = {k: v.detach().float().item() for k, v in losses.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                # Stop before anything is saved: last/ and best/ still hold the last good weights.
+                raise ToolkitError(f"training diverged at step {counters['step'] + 1}: loss is {values}. Nothing after "
+                                   f"the last checkpoint was saved ({run_dir}/last). Lower lr, or check the data.")
             counters["batch_in_epoch"] += 1
             counters["train_samples"] += _batch_size(batch) * accelerator.num_processes
-            running_loss += loss.detach().float().item()
+            for key, value in values.items():
+                running[key] = running.get(key, 0.0) + value
             running_n += 1
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
+            for scheduler in schedulers:
+                scheduler.step()
             counters["step"] += 1
             progress.update(1)
             step = counters["step"]
             if step % cfg.log_every == 0 or step == total_steps:
-                train_loss = accelerator.reduce(torch.tensor(running_loss / running_n, device=accelerator.device), "mean").item()
-                lr = scheduler.get_last_lr()[0]
-                progress.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}")
+                means = {k: accelerator.reduce(torch.tensor(v / running_n, device=accelerator.device), "mean").item()
+                         for k, v in running.items()}
+                lr = schedulers[0].get_last_lr()[0]
+                progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
                 if main:
-                    runlib.append_metrics(run_dir, {"step": step, "epoch": epoch, "split": "train", "loss": train_loss, "lr": lr})
-                accelerator.log({"train/loss": train_loss, "train/lr": lr}, step=step)
-                running_loss, running_n = 0.0, 0
+                    runlib.append_metrics(run_dir, {"step": step, "epoch": epoch, "split": "train", **means, "lr": lr})
+                accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
+                running, running_n = {}, 0
             end_of_epoch = counters["batch_in_epoch"] >= len(loader)
             if end_of_epoch:
                 counters.update(epoch=epoch + 1, batch_in_epoch=0)
