@@ -4,7 +4,6 @@ linear probe, or in two stages (head first, then the whole network with a lower 
 from __future__ import annotations
 
 import logging
-import random
 from pathlib import Path
 
 import numpy as np
@@ -23,43 +22,9 @@ log = logging.getLogger(__name__)
 CONFUSION_PNG = "confusion_matrix.png"
 
 
-def class_names(labels: list[str]) -> list[str]:
-    """Sorted class names; all-digit names sort as numbers (2 before 10)."""
-    unique = set(labels)
-    return sorted(unique, key=int) if all(x.isdigit() for x in unique) else sorted(unique)
-
-
-def load_split_images(cfg: Config) -> tuple[dict, int]:
-    """The configured splits as ImageSets (unreadable files skipped and counted); data.holdout of train
-    validates when data.validation is unset."""
-    if not cfg.data.train:
-        raise ToolkitError("no training data: set data.train to an image folder (one subfolder per class), a CSV manifest "
-                           "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits.")
-    splits, skipped = {}, 0
-    limits = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
-    for split in ("train", "validation", "test"):
-        source = getattr(cfg.data, split)
-        if not source:
-            continue
-        where = f"data.{split} ('{source}')"
-        found = imlib.load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
-        if limits[split] and len(found) > limits[split]:
-            found = found.subset(sorted(random.Random(cfg.seed).sample(range(len(found)), limits[split])))
-        found, bad = imlib.drop_unreadable(found)
-        splits[split], skipped = found, skipped + len(bad)
-    if "validation" not in splits and cfg.data.holdout > 0:
-        order = list(range(len(splits["train"])))
-        random.Random(cfg.seed).shuffle(order)
-        held = max(1, int(len(order) * cfg.data.holdout))
-        splits["validation"] = splits["train"].subset(sorted(order[:held]))
-        splits["train"] = splits["train"].subset(sorted(order[held:]))
-        log.info("no data.validation: holding out %d training images for validation", held)
-    return splits, skipped
-
-
 def build_task(cfg: Config) -> Task:
-    splits, skipped = load_split_images(cfg)
-    names = class_names(splits["train"].labels)
+    splits, skipped = imlib.load_splits(cfg)
+    names = imlib.class_names(splits["train"].labels)
     if len(names) < 2:
         raise ToolkitError(f"data.train has a single class ({names[0]}): a classifier needs at least two. "
                            "Add a folder (or manifest rows) for each other class.")

@@ -14,7 +14,7 @@ from .run import Run, prepare_run_dir, read_results, read_run_config
 # Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
 RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
            "translation": "recipes.translation", "summarization": "recipes.summarization",
-           "image_classification": "recipes.image_classification"}
+           "image_classification": "recipes.image_classification", "gan": "recipes.gan"}
 
 
 def recipe(task: str):
@@ -60,6 +60,9 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     cfg = resolve_config(config, overrides, **kwargs)
     state = PartialState(cpu=cpu_only())
     run_dir = prepare_run_dir(cfg)
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
     task = recipe(cfg.task).build_task(cfg)
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     state.wait_for_everyone()  # every rank has checked the folder before rank 0 changes it

@@ -42,6 +42,8 @@ class DataConfig:
     summary_column: str = "summary"  # summarization: the target column (text_column is the input)
     source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
     image_column: str = "image"  # image classification from a hub / saved dataset: the image column
+    classes: Optional[list[str]] = None  # images: keep only these labels (e.g. digits 0-4)
+    max_per_class: Optional[int] = None  # images: keep the first N training images of each label (few-shot)
 
 
 @dataclass
@@ -113,6 +115,25 @@ class ImageConfig:
 
 
 @dataclass
+class GanConfig:
+    """DCGAN (Radford et al. 2016), optionally class-conditional (projection discriminator), spectral norm,
+    non-saturating or hinge loss, and an exponential moving average of the generator for sampling."""
+
+    latent_dim: int = 64
+    channels: int = 64  # width of the last generator / first discriminator block; doubles per block
+    conditional: bool = False
+    spectral_norm: bool = True  # on the discriminator
+    loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
+    d_lr_scale: float = 1.0  # the discriminator's learning rate is lr x this
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_decay: float = 0.999
+    init_from: Optional[str] = None  # fine-tune from this run directory's generator and discriminator
+    freeze_d_layers: int = 0  # FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks
+    grid_rows: int = 8  # the fixed-noise sample grid written every evaluation
+
+
+@dataclass
 class Config:
     """One training run. Defaults run as they are."""
 
@@ -148,6 +169,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     max_train_minutes: Optional[float] = None  # stop training after this much training time (a fixed budget)
     trust_remote_code: bool = False

@@ -144,10 +144,13 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
+LOWER_IS_BETTER = {"loss", "fid", "kid"}
+
+
 def improved(value: float, best: Optional[float], metric: str, cfg: Config) -> bool:
     if best is None:
         return True
-    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric != "loss"
+    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in LOWER_IS_BETTER
     return value > best if higher else value < best
 
 
@@ -216,6 +219,10 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
         accelerator.wait_for_everyone()
         # Every rank joins: under FSDP/ZeRO-3 this gathers the sharded weights.
         state_dict = accelerator.get_state_dict(model)
+        if not all(torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point()):  # every rank: all stop
+            # A finite loss can still leave NaN/inf weights after its update: never overwrite a good checkpoint with them.
+            raise ToolkitError(f"training diverged at step {counters['step']}: the weights hold NaN or inf. The checkpoints "
+                               f"in {run_dir} are from before it. Lower lr, or check the data.")
         if main:
             def write(tmp: Path) -> None:
                 task.save(accelerator.unwrap_model(model), tmp, state_dict)

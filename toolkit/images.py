@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
+import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -158,6 +159,60 @@ def _hub_images(source: str, where: str, split: str, image_column: str, label_co
     names = getattr(feature, "names", None)  # a ClassLabel: store its names, not the integers
     labels = [names[v] if names else str(v) for v in table[label_column]]
     return ImageSet([np.asarray(im.convert("RGB")) for im in table[image_column]], labels, where)
+
+
+def class_names(labels: list[str]) -> list[str]:
+    """Sorted class names; all-digit names sort as numbers (2 before 10)."""
+    unique = set(labels)
+    return sorted(unique, key=int) if all(x.isdigit() for x in unique) else sorted(unique)
+
+
+def load_splits(cfg) -> tuple[dict, int]:
+    """The configured splits as ImageSets (unreadable files skipped and counted); data.holdout of train
+    validates when data.validation is unset."""
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to an image folder (one subfolder per class), a CSV manifest "
+                           "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits.")
+    splits, skipped = {}, 0
+    limits = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
+    for split in ("train", "validation", "test"):
+        source = getattr(cfg.data, split)
+        if not source:
+            continue
+        where = f"data.{split} ('{source}')"
+        found = load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
+        found = keep_classes(found, cfg.data.classes, cfg.data.max_per_class if split == "train" else None)
+        if limits[split] and len(found) > limits[split]:
+            found = found.subset(sorted(random.Random(cfg.seed).sample(range(len(found)), limits[split])))
+        found, bad = drop_unreadable(found)
+        splits[split], skipped = found, skipped + len(bad)
+    if "validation" not in splits and cfg.data.holdout > 0:
+        order = list(range(len(splits["train"])))
+        random.Random(cfg.seed).shuffle(order)
+        held = max(1, int(len(order) * cfg.data.holdout))
+        splits["validation"] = splits["train"].subset(sorted(order[:held]))
+        splits["train"] = splits["train"].subset(sorted(order[held:]))
+        log.info("no data.validation: holding out %d training images for validation", held)
+    return splits, skipped
+
+
+def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | None) -> ImageSet:
+    """Only the listed labels (data.classes), and at most the first N images of each (data.max_per_class)."""
+    if classes is not None:
+        wanted = {str(c) for c in classes}
+        missing = sorted(wanted - set(images.labels))
+        if missing:
+            raise ToolkitError(f"{images.where} has no images of data.classes {', '.join(missing)} "
+                               f"(its labels: {', '.join(class_names(images.labels)[:20])}).")
+    seen: dict[str, int] = {}
+    keep = []
+    for i, label in enumerate(images.labels):
+        if classes is not None and label not in wanted:
+            continue
+        seen[label] = seen.get(label, 0) + 1
+        if per_class is None or seen[label] <= per_class:
+            keep.append(i)
+    return images.subset(keep) if len(keep) < len(images) else images
 
 
 def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:

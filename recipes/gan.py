@@ -1,0 +1,130 @@
+"""GANs: a DCGAN trained from scratch or fine-tuned from another run (gan.init_from, with FreezeD), on any
+image source the image recipes read (MNIST IDX, sklearn:digits, ImageFolder, ...)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from toolkit import gan as ganlib
+from toolkit import images as imlib
+from toolkit.config import Config
+from toolkit.data import encode_labels
+from toolkit.engine import Task
+from toolkit.errors import ToolkitError
+
+log = logging.getLogger(__name__)
+SAMPLES = "samples"
+
+
+def data_config(cfg: Config) -> dict:
+    channels, size = cfg.image.channels or 1, cfg.image.size or 28
+    return {"size": size, "channels": channels, "mean": [0.5] * channels, "std": [0.5] * channels, "crop_pct": 1.0}
+
+
+def build_task(cfg: Config) -> Task:
+    splits, _ = imlib.load_splits(cfg)
+    names = imlib.class_names(splits["train"].labels)
+    train = splits["train"]
+    if len(train) < cfg.batch_size:
+        raise ToolkitError(f"data.train has {len(train)} images, fewer than batch_size={cfg.batch_size}: lower batch_size "
+                           "or add images (batch-norm and the discriminator need full batches).")
+    data = data_config(cfg)
+    image_cfg = cfg.image
+    datasets = {s: imlib.ImageDataset(images, encode_labels(images.labels, names, images.where),
+                                      imlib.build_transform(image_cfg, data, train=False), data["channels"], random=True)
+                for s, images in splits.items()}
+    model = ganlib.GAN(cfg.gan, data["size"], data["channels"], len(names))
+    if cfg.gan.init_from:
+        load_init(model, cfg.gan.init_from)
+    if cfg.gan.freeze_d_layers:
+        ganlib.freeze_lower_blocks(model.discriminator, cfg.gan.freeze_d_layers)
+    run_dir = Path(cfg.output_dir)
+    rows = cfg.gan.grid_rows
+    noise = ganlib.fixed_noise(rows * rows, cfg.gan.latent_dim, cfg.seed)
+    labels = ganlib.grid_labels(rows, model.num_classes)
+    calls = {"n": 0}
+
+    def evaluate(wrapped, loader, accelerator) -> dict:
+        """The fixed-noise grid of the EMA generator, to samples/ and TensorBoard."""
+        gan = accelerator.unwrap_model(wrapped)
+        calls["n"] += 1
+        if accelerator.is_main_process:
+            from torchvision.io import write_png
+
+            picture = ganlib.grid(gan.sample(noise.to(accelerator.device), None if labels is None else labels.to(accelerator.device)).cpu(), rows)
+            (run_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
+            write_png(picture, str(run_dir / SAMPLES / f"eval_{calls['n']:04d}.png"))
+            for tracker in accelerator.trackers:
+                if tracker.name == "tensorboard":
+                    tracker.writer.add_image("samples", picture, calls["n"])
+        return {}
+
+    return Task(
+        model=model,
+        train_set=datasets["train"],
+        eval_set=datasets.get("validation") or torch.utils.data.Subset(datasets["train"], range(min(64, len(train)))),
+        collate=imlib.collate,
+        compute_loss=None,
+        evaluate=evaluate,
+        save=lambda unwrapped, folder, state_dict=None: save(unwrapped, folder, cfg, data, names, state_dict),
+        info={"labels": names, "image": {k: data[k] for k in ("size", "channels")}},
+        metric="fid",
+        metric_names=("fid", "kid", "loss"),
+        optimizers=lambda m, c: optimizers(m, c),
+        train_step=lambda m, batch, opts, accelerator: train_step(m, batch, opts, accelerator, cfg),
+    )
+
+
+def optimizers(model: ganlib.GAN, cfg: Config) -> list:
+    betas = (cfg.gan.beta1, cfg.gan.beta2)
+    trainable = lambda module: [p for p in module.parameters() if p.requires_grad]
+    return [torch.optim.Adam(trainable(model.generator), lr=cfg.lr, betas=betas),
+            torch.optim.Adam(trainable(model.discriminator), lr=cfg.lr * cfg.gan.d_lr_scale, betas=betas)]
+
+
+def train_step(model, batch, opts, accelerator, cfg: Config) -> dict:
+    """One discriminator step on real and generated images, then one generator step; then the EMA."""
+    gan = accelerator.unwrap_model(model)
+    opt_g, opt_d = opts
+    real = batch["pixel_values"]
+    labels = batch["labels"] if gan.num_classes else None
+    z = torch.randn(len(real), gan.latent_dim, device=real.device)
+    fake = gan.generator(z, labels)
+    d = ganlib.d_loss(cfg.gan.loss, gan.discriminator(real, labels), gan.discriminator(fake.detach(), labels))
+    opt_d.zero_grad(set_to_none=True)
+    accelerator.backward(d)
+    opt_d.step()
+    g = ganlib.g_loss(cfg.gan.loss, gan.discriminator(fake, labels))
+    opt_g.zero_grad(set_to_none=True)
+    accelerator.backward(g)
+    opt_g.step()
+    gan.update_ema(cfg.gan.ema_decay)
+    return {"d_loss": d, "g_loss": g}
+
+
+def save(model: ganlib.GAN, folder: Path, cfg: Config, data: dict, names: list[str], state_dict=None) -> None:
+    from safetensors.torch import save_file
+
+    state = state_dict if state_dict is not None else model.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps({
+        "architecture": "dcgan", "size": data["size"], "channels": data["channels"], "labels": names,
+        "gan": {k: getattr(cfg.gan, k) for k in ("latent_dim", "channels", "conditional", "spectral_norm")}}, indent=2))
+    (folder / "labels.json").write_text(json.dumps(names))
+
+
+def load_init(model: ganlib.GAN, source: str) -> None:
+    """Weights of another GAN run (its best/, else last/) for fine-tuning."""
+    from safetensors.torch import load_file
+
+    from toolkit.checkpoint import find_checkpoint
+
+    run = Path(source)
+    folder = run if (run / "model.safetensors").is_file() else (find_checkpoint(run, "best") or find_checkpoint(run, "last"))
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise ToolkitError(f"gan.init_from '{source}' holds no GAN checkpoint (best/ or last/ with model.safetensors).")
+    ganlib.load_matching(model, load_file(folder / "model.safetensors"), source)
