@@ -9,7 +9,7 @@ from toolkit.errors import ToolkitError
 
 APPS = {"sentiment": "apps.sentiment", "text_classification": "apps.sentiment",
         "translation": "apps.translation", "summarization": "apps.summarization",
-        "image_classification": "apps.image_classifier"}
+        "image_classification": "apps.image_classifier", "gan": "apps.gan"}
 
 
 def metrics_markdown(results: dict, names: list[str]) -> str:

@@ -47,11 +47,18 @@ def build_task(cfg: Config) -> Task:
     noise = ganlib.fixed_noise(rows * rows, cfg.gan.latent_dim, cfg.seed)
     labels = ganlib.grid_labels(rows, model.num_classes)
     calls = {"n": 0}
+    features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier) if cfg.gan.eval_classifier else None
 
     def evaluate(wrapped, loader, accelerator) -> dict:
-        """The fixed-noise grid of the EMA generator, to samples/ and TensorBoard."""
+        """The fixed-noise grid of the EMA generator, to samples/ and TensorBoard; FID/KID with a feature classifier."""
         gan = accelerator.unwrap_model(wrapped)
         calls["n"] += 1
+        metrics = {}
+        if features is not None:
+            real = torch.cat([batch["pixel_values"] for batch in loader]).cpu()
+            real = accelerator.gather_for_metrics(real) if accelerator.num_processes > 1 else real
+            fake, fake_labels = ganlib.sample_for_metrics(gan, cfg.gan.eval_samples, cfg.seed)
+            metrics = ganlib.generation_metrics((real + 1) / 2, fake, features, fake_labels, names if gan.num_classes else None)
         if accelerator.is_main_process:
             from torchvision.io import write_png
 
@@ -61,12 +68,12 @@ def build_task(cfg: Config) -> Task:
             for tracker in accelerator.trackers:
                 if tracker.name == "tensorboard":
                     tracker.writer.add_image("samples", picture, calls["n"])
-        return {}
+        return metrics
 
     return Task(
         model=model,
         train_set=datasets["train"],
-        eval_set=datasets.get("validation") or torch.utils.data.Subset(datasets["train"], range(min(64, len(train)))),
+        eval_set=datasets.get("validation") or torch.utils.data.Subset(datasets["train"], range(min(cfg.gan.eval_samples, len(train)))),
         collate=imlib.collate,
         compute_loss=None,
         evaluate=evaluate,
@@ -128,3 +135,20 @@ def load_init(model: ganlib.GAN, source: str) -> None:
     if folder is None or not (folder / "model.safetensors").is_file():
         raise ToolkitError(f"gan.init_from '{source}' holds no GAN checkpoint (best/ or last/ with model.safetensors).")
     ganlib.load_matching(model, load_file(folder / "model.safetensors"), source)
+
+
+def evaluate_run(sampler, cfg: Config, source: str, split: str) -> dict:
+    """FID, KID (and per-class accuracy for a conditional model) of a run's EMA generator against ``source``."""
+    if not cfg.gan.eval_classifier:
+        raise ToolkitError("`toolkit eval` of a GAN needs gan.eval_classifier: a finished image-classification run whose "
+                           "features FID/KID use (e.g. recipes/configs/seed_cnn_mnist.yaml's run for digits).")
+    found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
+    found = imlib.keep_classes(found, cfg.data.classes, None)
+    found, _ = imlib.drop_unreadable(found)
+    data = data_config(cfg)
+    dataset = imlib.ImageDataset(found, [0] * len(found), imlib.build_transform(cfg.image, data, train=False), data["channels"], random=False)
+    count = min(cfg.gan.eval_samples, len(dataset))
+    real = torch.stack([dataset[i][0] for i in range(count)])
+    fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
+    features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier)
+    return ganlib.generation_metrics((real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None)

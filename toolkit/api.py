@@ -89,7 +89,8 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
     """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits."""
     cfg = read_run_config(run_dir)
     if data is None:
-        split = split or ("test" if cfg.data.test else "validation")
+        # A GAN is compared with the images it learned from when no other split is set (as FID usually is).
+        split = split or ("test" if cfg.data.test else "validation" if cfg.data.validation or cfg.task != "gan" else "train")
         data = getattr(cfg.data, split, None) if split in ("train", "validation", "test") else None
         if not data:
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")

@@ -131,6 +131,10 @@ class GanConfig:
     init_from: Optional[str] = None  # fine-tune from this run directory's generator and discriminator
     freeze_d_layers: int = 0  # FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks
     grid_rows: int = 8  # the fixed-noise sample grid written every evaluation
+    # FID/KID features come from a finished image-classification run (ImageNet Inception weights cannot be
+    # downloaded here): e.g. a seed CNN on digits, or the EfficientNet-Lite0 run for colour images.
+    eval_classifier: Optional[str] = None
+    eval_samples: int = 1000  # generated (and at most this many real) images per FID/KID evaluation
 
 
 @dataclass

@@ -28,7 +28,8 @@ class Generator(nn.Module):
         self.seed = size // 2**self.k
         self.width = channels * 2 ** (self.k - 1)
         self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
-        self.project = nn.Sequential(nn.Linear(latent_dim, self.width * self.seed**2), nn.BatchNorm1d(self.width * self.seed**2), nn.ReLU())
+        inputs = latent_dim * 2 if num_classes else latent_dim
+        self.project = nn.Sequential(nn.Linear(inputs, self.width * self.seed**2), nn.BatchNorm1d(self.width * self.seed**2), nn.ReLU())
         blocks, width = [], self.width
         for _ in range(self.k - 1):
             blocks += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
@@ -38,7 +39,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
-            z = z * self.embed(labels)  # multiplicative conditioning keeps the latent's scale
+            z = torch.cat([z, self.embed(labels)], dim=1)
         h = self.project(z).view(len(z), self.width, self.seed, self.seed)
         return self.blocks(h)
 
@@ -158,10 +159,92 @@ def grid(images: torch.Tensor, rows: int) -> torch.Tensor:
     return to_uint8(picture[:1] if images.shape[1] == 1 else picture)  # make_grid repeats grey to RGB
 
 
-def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
-    """Spherical interpolation between two latents (Gaussian latents live near a sphere)."""
+def slerp(z0: torch.Tensor, z1: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two latents at fractions ``ts`` (Gaussian latents live near a sphere)."""
     a, b = z0 / z0.norm(), z1 / z1.norm()
     omega = torch.acos((a * b).sum().clamp(-1 + 1e-6, 1 - 1e-6))
-    ts = torch.linspace(0, 1, steps)[:, None]
-    out = (torch.sin((1 - ts) * omega) * z0 + torch.sin(ts * omega) * z1) / math.sin(float(omega))
+    ts = ts[:, None]
+    return (torch.sin((1 - ts) * omega) * z0 + torch.sin(ts * omega) * z1) / math.sin(float(omega))
+
+
+class ClassifierFeatures(nn.Module):
+    """A finished image-classification run as FID/KID's feature extractor (Inception weights cannot be downloaded
+    here): its penultimate features of images in [0, 1], resized and normalised the way it was trained."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        from .predict import load_predictor
+
+        predictor = load_predictor(run_dir)
+        if not hasattr(predictor, "explain"):
+            raise ToolkitError(f"'{run_dir}' is not an image-classification run: FID needs one as its feature extractor.")
+        self.model, self.data, self.labels = predictor.model.eval(), predictor.data, predictor.labels
+        self.register_buffer("mean", torch.tensor(self.data["mean"]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(self.data["std"]).view(1, -1, 1, 1))
+        self.num_features = int(self.embed(torch.zeros(1, self.data["channels"], self.data["size"], self.data["size"])).shape[1])
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.float()
+        channels = self.data["channels"]
+        if images.shape[1] != channels:
+            images = images.mean(1, keepdim=True) if channels == 1 else images.expand(-1, 3, -1, -1)
+        if images.shape[-1] != self.data["size"] or images.shape[-2] != self.data["size"]:
+            images = F.interpolate(images, size=(self.data["size"],) * 2, mode="bilinear", antialias=True, align_corners=False)
+        return (images - self.mean) / self.std
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.prepare(images)
+        if hasattr(self.model, "hidden"):  # the seed CNN: the Dense 64 layer
+            return self.model.hidden(self.model.forward_features(x))
+        if hasattr(self.model, "forward_head"):  # timm: pooled features before the classifier
+            return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        out = self.model(pixel_values=x, output_hidden_states=True)  # transformers: pooled last hidden state
+        return out.hidden_states[-1].mean(dim=(2, 3)) if out.hidden_states[-1].ndim == 4 else out.hidden_states[-1][:, 0]
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        from .vision import logits
+
+        return logits(self.model, self.prepare(images)).argmax(-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(images)
+
+
+@torch.no_grad()
+def sample_for_metrics(gan: GAN, count: int, seed: int, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``count`` EMA samples in [0, 1], classes in equal shares for a conditional model (and those classes)."""
+    z = fixed_noise(count, gan.latent_dim, seed + 1)
+    labels = torch.arange(count) % gan.num_classes if gan.num_classes else None
+    device = next(gan.parameters()).device
+    out = [gan.sample(z[i:i + batch].to(device), None if labels is None else labels[i:i + batch].to(device)).cpu()
+           for i in range(0, count, batch)]
+    return (torch.cat(out) + 1) / 2, labels
+
+
+def generation_metrics(real: torch.Tensor, fake: torch.Tensor, features: ClassifierFeatures,
+                       fake_labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+    """FID and KID (torchmetrics, with ``features`` as the extractor) between images in [0, 1]; for a conditional
+    model also how often the classifier sees the asked-for class, overall and per class."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    fid = FrechetInceptionDistance(feature=features, normalize=True)
+    kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=min(100, len(real), len(fake)), subsets=20)
+    for metric in (fid, kid):
+        for chunk in real.split(512):
+            metric.update(chunk, real=True)
+        for chunk in fake.split(512):
+            metric.update(chunk, real=False)
+    kid_mean, _ = kid.compute()
+    out = {"fid": float(fid.compute()), "kid": float(kid_mean), "count": len(fake)}
+    if fake_labels is not None and names is not None:
+        index = {name: i for i, name in enumerate(features.labels)}
+        if all(name in index for name in names):
+            wanted = torch.tensor([index[names[i]] for i in fake_labels.tolist()])
+            seen = torch.cat([features.predict(chunk) for chunk in fake.split(512)])
+            hits = (seen == wanted).float()
+            out["class_accuracy"] = float(hits.mean())
+            out["per_class_accuracy"] = {name: float(hits[fake_labels == i].mean()) for i, name in enumerate(names)}
     return out

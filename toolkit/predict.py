@@ -218,8 +218,53 @@ class ImageClassifier:
         return answer, overlay(view, heat)
 
 
+class GanSampler:
+    """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
+
+    def __init__(self, folder: Union[str, Path], cfg=None, device: str | None = None):
+        from safetensors.torch import load_file
+
+        from .config import Config, GanConfig
+        from .gan import GAN
+
+        self.folder = Path(folder)
+        spec = json.loads((self.folder / "config.json").read_text())
+        self.labels = spec["labels"]
+        self.gan = GAN(GanConfig(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
+        self.gan.load_state_dict(load_file(self.folder / "model.safetensors"))
+        self.gan.eval()
+        self.cfg = cfg or Config()
+
+    def class_index(self, label) -> int | None:
+        if not self.gan.num_classes:
+            return None
+        if str(label) not in self.labels:
+            raise ToolkitError(f"class '{label}' is not one this GAN was trained on: {', '.join(self.labels)}.")
+        return self.labels.index(str(label))
+
+    def grid(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
+        """A rows x rows grid (H x W x C uint8) from ``seed``; every cell of class ``label`` when conditional."""
+        from .gan import fixed_noise, grid, grid_labels
+
+        z = fixed_noise(rows * rows, self.gan.latent_dim, seed)
+        index = self.class_index(label) if label is not None else None
+        labels = torch.full((rows * rows,), index) if index is not None else grid_labels(rows, self.gan.num_classes)
+        return grid(self.gan.sample(z, labels), rows).permute(1, 2, 0).numpy()
+
+    def interpolate(self, seed_a: int, seed_b: int, t: float, label=None) -> np.ndarray:
+        """The image at fraction ``t`` of the way from seed_a's latent to seed_b's (H x W x C uint8)."""
+        from .gan import fixed_noise, slerp, to_uint8
+
+        z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
+        z = slerp(z0, z1, torch.tensor([float(t)]))
+        index = self.class_index(label if label is not None else self.labels[0])
+        image = self.gan.sample(z, torch.tensor([index]) if index is not None else None)[0]
+        return to_uint8(image).permute(1, 2, 0).numpy()
+
+
 PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier,
-              "translation": TextGenerator, "summarization": TextGenerator, "image_classification": ImageClassifier}
+              "translation": TextGenerator, "summarization": TextGenerator, "image_classification": ImageClassifier,
+              "gan": GanSampler}
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):
