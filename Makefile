@@ -31,6 +31,7 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py
 	$(OFFLINE) $(BIN)/python benchmarks/hymenoptera.py
 	$(OFFLINE) $(BIN)/python benchmarks/seed_cnn_mnist.py
+	$(OFFLINE) $(BIN)/python benchmarks/gan_transfer.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -104,13 +104,24 @@ def train_step(model, batch, opts, accelerator, cfg: Config) -> dict:
     d = ganlib.d_loss(cfg.gan.loss, gan.discriminator(real, labels), gan.discriminator(fake.detach(), labels))
     opt_d.zero_grad(set_to_none=True)
     accelerator.backward(d)
+    average_gradients(gan.discriminator, accelerator)
     opt_d.step()
     g = ganlib.g_loss(cfg.gan.loss, gan.discriminator(fake, labels))
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(g)
+    average_gradients(gan.generator, accelerator)
     opt_g.step()
     gan.update_ema(cfg.gan.ema_decay)
     return {"d_loss": d, "g_loss": g}
+
+
+def average_gradients(module: torch.nn.Module, accelerator) -> None:
+    """Several processes: average each gradient over them (what DDP does), since the step calls the unwrapped
+    generator and discriminator separately."""
+    if accelerator.num_processes > 1:
+        for param in module.parameters():
+            if param.grad is not None:
+                param.grad.copy_(accelerator.reduce(param.grad, "mean"))
 
 
 def save(model: ganlib.GAN, folder: Path, cfg: Config, data: dict, names: list[str], state_dict=None) -> None:

@@ -13,6 +13,10 @@ from accelerate import PartialState
 
 state = PartialState()
 rank, world = state.process_index, state.num_processes
-weights = run.model.state_dict()
-digest = hashlib.sha256(b"".join(weights[k].detach().cpu().numpy().tobytes() for k in sorted(weights))).hexdigest()
-(digest_dir / f"rank{rank}.json").write_text(json.dumps({"world": world, "digest": digest, "metrics": run.metrics["test"]["accuracy"]}))
+def digest(tensors: dict) -> str:
+    return hashlib.sha256(b"".join(tensors[k].detach().cpu().numpy().tobytes() for k in sorted(tensors))).hexdigest()
+
+
+(digest_dir / f"rank{rank}.json").write_text(json.dumps({
+    "world": world, "digest": digest(run.model.state_dict()), "parameters": digest(dict(run.model.named_parameters())),
+    "metrics": run.metrics.get("test", {}).get("accuracy")}))

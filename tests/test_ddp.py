@@ -36,3 +36,24 @@ def test_two_process_ddp_ranks_agree_and_only_rank0_writes(tiny_config, tmp_path
     results = json.loads((run_dir / "results.json").read_text())
     assert results["train_samples"] == 1280 and results["test"]["count"] == 64
     assert results["test"]["accuracy"] >= 0.8
+
+
+@pytest.mark.slow
+def test_two_process_gan_ranks_agree(tmp_path):
+    """The GAN's own training step averages gradients over processes: both ranks end with the same parameters."""
+    from test_gan import gan_config
+
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    config = write_config(tmp_path / "gan.yaml", gan_config(tmp_path / "run", epochs=2))
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    done = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", "0", str(ROOT / "tests/ddp_worker.py"), str(config), str(digests)],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["parameters"] == ranks[1]["parameters"]  # batch-norm statistics stay per rank, as without SyncBN
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["train_samples"] == 2 * 640  # 640 digits a epoch, split over the two ranks

@@ -307,12 +307,25 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
                 stop = True
                 break
     progress.close()
+    check_ranks_agree(accelerator, model)
     if last_eval_step != counters["step"]:
         model.eval()
         evaluate_and_checkpoint()
     results = _final_results(task, cfg, model, accelerator, run_dir, counters, command)
     accelerator.end_training()
     return runlib.Run(dir=run_dir, metrics=results, model=accelerator.unwrap_model(model))
+
+
+def check_ranks_agree(accelerator, model) -> None:
+    """Several processes must end with the same weights; a custom training step that forgot to average
+    gradients would otherwise be saved from rank 0 as if nothing were wrong."""
+    if accelerator.num_processes == 1:
+        return
+    checksum = torch.stack([p.detach().float().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
+    sums = accelerator.gather(checksum.reshape(1).to(accelerator.device))
+    if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-6, atol=0):
+        raise ToolkitError(f"the {accelerator.num_processes} processes ended training with different weights "
+                           f"(checksums {sums.tolist()}): gradients were not averaged across them.")
 
 
 def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str) -> dict:
