@@ -33,9 +33,9 @@ def build_task(cfg: Config) -> Task:
         raise ToolkitError(f"data.train has {len(train)} images, fewer than batch_size={cfg.batch_size}: lower batch_size "
                            "or add images (batch-norm and the discriminator need full batches).")
     data = data_config(cfg)
-    image_cfg = cfg.image
+    # Resize and centre-crop only (no augmentation): images held in memory are then transformed once.
     datasets = {s: imlib.ImageDataset(images, encode_labels(images.labels, names, images.where),
-                                      imlib.build_transform(image_cfg, data, train=False), data["channels"], random=True)
+                                      imlib.build_transform(cfg.image, data, train=False), data["channels"], random=False)
                 for s, images in splits.items()}
     model = ganlib.GAN(cfg.gan, data["size"], data["channels"], len(names))
     if cfg.gan.init_from:

@@ -282,7 +282,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
             if step % cfg.log_every == 0 or step == total_steps:
                 means = {k: accelerator.reduce(torch.tensor(v / running_n, device=accelerator.device), "mean").item()
                          for k, v in running.items()}
-                lr = schedulers[0].get_last_lr()[0]
+                lr = max(schedulers[0].get_last_lr())  # the head's when groups differ
                 progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
                 if main:
                     runlib.append_metrics(run_dir, {"step": step, "epoch": epoch, "split": "train", **means, "lr": lr})
