@@ -145,11 +145,23 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         if target_tokenizer is not tokenizer:
             target_tokenizer.save_pretrained(folder / TARGET_TOKENIZER)
 
+    def finalize(unwrapped, best: Path) -> None:
+        """LoRA with peft.merge: best/ becomes a plain model with the adapters merged in (no peft needed to load it)."""
+        if cfg.peft.enabled and cfg.peft.merge:
+            from .checkpoint import write_atomically
+
+            def write(tmp: Path) -> None:
+                save_model(unwrapped, tokenizer, tmp, merge_lora=True)
+                if target_tokenizer is not tokenizer:
+                    target_tokenizer.save_pretrained(tmp / TARGET_TOKENIZER)
+            write_atomically(best, write)
+
     return Task(
         model=model,
         train_set=features["train"],
         eval_set=features.get("validation"),
         test_set=features.get("test"),
+        finalize=finalize,
         collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_loss=lambda m, batch: m(**batch).loss,
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
