@@ -4,7 +4,6 @@ image source the image recipes read (MNIST IDX, sklearn:digits, ImageFolder, ...
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
@@ -16,7 +15,6 @@ from toolkit.data import encode_labels
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 
-log = logging.getLogger(__name__)
 SAMPLES = "samples"
 
 

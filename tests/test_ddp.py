@@ -11,18 +11,23 @@ import pytest
 from conftest import ROOT, write_config
 
 
-@pytest.mark.slow
-def test_two_process_ddp_ranks_agree_and_only_rank0_writes(tiny_config, tmp_path):
-    digests = tmp_path / "digests"
-    digests.mkdir()
-    config = write_config(tmp_path / "ddp.yaml", {**tiny_config, "epochs": 4, "lr": 5e-3, "eval_every": 10, "trackers": ["tensorboard"]})
+def launch_two_processes(config, digests) -> list[dict]:
+    """Run tests/ddp_worker.py under `accelerate launch` as 2-process gloo DDP; return each rank's record."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     done = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", "--main_process_port", "0", str(ROOT / "tests/ddp_worker.py"), str(config), str(digests)],
         cwd=ROOT, capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_agree_and_only_rank0_writes(tiny_config, tmp_path):
+    digests = tmp_path / "digests"
+    digests.mkdir()
+    config = write_config(tmp_path / "ddp.yaml", {**tiny_config, "epochs": 4, "lr": 5e-3, "eval_every": 10, "trackers": ["tensorboard"]})
+    ranks = launch_two_processes(config, digests)
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["digest"] == ranks[1]["digest"]  # identical weights after training
 
@@ -46,13 +51,7 @@ def test_two_process_gan_ranks_agree(tmp_path):
     digests = tmp_path / "digests"
     digests.mkdir()
     config = write_config(tmp_path / "gan.yaml", gan_config(tmp_path / "run", epochs=2))
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
-    done = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "0", str(ROOT / "tests/ddp_worker.py"), str(config), str(digests)],
-        cwd=ROOT, capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = launch_two_processes(config, digests)
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["parameters"] == ranks[1]["parameters"]  # batch-norm statistics stay per rank, as without SyncBN
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -224,7 +224,7 @@ class GanSampler:
     def __init__(self, folder: Union[str, Path], cfg=None, device: str | None = None):
         from safetensors.torch import load_file
 
-        from .config import Config, GanConfig
+        from .config import GanConfig
         from .gan import GAN
 
         self.folder = Path(folder)
@@ -232,8 +232,7 @@ class GanSampler:
         self.labels = spec["labels"]
         self.gan = GAN(GanConfig(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
         self.gan.load_state_dict(load_file(self.folder / "model.safetensors"))
-        self.gan.eval()
-        self.cfg = cfg or Config()
+        self.gan.eval()  # cfg: accepted like every predictor's; the checkpoint's config.json holds all it needs
 
     def class_index(self, label) -> int | None:
         if not self.gan.num_classes:
