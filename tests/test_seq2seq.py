@@ -128,3 +128,60 @@ def test_lora_on_a_seq2seq_model_trains_saves_and_reloads(merge, tiny_t5, copy_d
     losses = [json.loads(line)["loss"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()
               if json.loads(line)["split"] == "train"]
     assert losses[-1] < 0.8 * losses[0]  # the adapters learn (a random tiny base gives no BLEU to speak of)
+
+
+def tiny_mbart(folder, style: str):
+    """A tiny random mBART with a tokenizer over the test words plus mBART's language codes: 'mbart-50' targets
+    begin with their code, 'mbart-cc25' targets end with it."""
+    import torch
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration, MBartTokenizer
+
+    from conftest import WORDS
+
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *((f"\u2581{w}", -1.0) for w in WORDS)]
+    cls = MBart50Tokenizer if style == "mbart-50" else MBartTokenizer
+    tokenizer = cls(vocab=vocab, src_lang="en_XX", tgt_lang="ro_RO")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    MBartForConditionalGeneration(MBartConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=1,
+        bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("style", ["mbart-50", "mbart-cc25"])
+def test_mbart_language_codes_mark_source_and_target_and_start_generation(style, tiny_t5, copy_data, tmp_path):
+    import torch
+
+    folder = tiny_mbart(tmp_path / style, style)
+    codes = {"source_lang_code": "en_XX", "target_lang_code": "de_DE"}
+    run = toolkit.train(config(tiny_t5, copy_data, tmp_path, model=str(folder), epochs=4, eval_every=250, lr=5e-3,
+                               data={"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de", **codes}))
+    generate = toolkit.load(run.dir)
+    tokenizer = generate.tokenizer
+    de = tokenizer.convert_tokens_to_ids("de_DE")
+    # The source carries its code (the tokenizer saved with the model said ro_RO), the labels the target's.
+    assert "en_XX" in tokenizer.convert_ids_to_tokens(tokenizer("red cat")["input_ids"])
+    assert de in tokenizer(text_target="red cat")["input_ids"]
+    texts = ["red cat one", "two moon house tree"]
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        out = generate.model.generate(**batch, num_beams=1, max_new_tokens=12)
+    # Generation starts with the target's code: forced after </s> (mBART-50), or as the decoder's start (cc25).
+    assert out[:, 1 if style == "mbart-50" else 0].tolist() == [de, de]
+    expected = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    assert [a["output"] for a in generate(texts)] == expected
+    losses = [json.loads(line)["loss"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "train"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_unknown_language_code_names_close_ones(tiny_t5, copy_data, tmp_path):
+    folder = tiny_mbart(tmp_path / "mbart", "mbart-50")
+    bad = {"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de", "source_lang_code": "en_XX", "target_lang_code": "de_DX"}
+    with pytest.raises(toolkit.ToolkitError, match="de_DX.*de_DE"):
+        toolkit.train(config(tiny_t5, copy_data, tmp_path, model=str(folder), data=bad))
+    with pytest.raises(toolkit.ToolkitError, match="multilingual tokenizer"):
+        toolkit.train(config(tiny_t5, copy_data, tmp_path, data={**bad, "target_lang_code": "de_DE"}))
+    assert not (tmp_path / "run").exists()

@@ -39,6 +39,8 @@ class DataConfig:
     max_test_rows: Optional[int] = None  # ... of test rows
     source_lang: Optional[str] = None  # translation: field of the source text (e.g. en)
     target_lang: Optional[str] = None  # translation: field of the target text (e.g. de)
+    source_lang_code: Optional[str] = None  # multilingual models (mBART, NLLB): the source's code, e.g. en_XX
+    target_lang_code: Optional[str] = None  # ... the target's code, e.g. de_DE; generation starts with it
     summary_column: str = "summary"  # summarization: the target column (text_column is the input)
     source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
     image_column: str = "image"  # image classification from a hub / saved dataset: the image column

@@ -86,12 +86,13 @@ class TextGenerator:
         from transformers import AutoTokenizer
 
         from .config import Config
-        from .seq2seq import TARGET_TOKENIZER, generation_kwargs
+        from .seq2seq import TARGET_TOKENIZER, generation_kwargs, set_language_codes
 
         folder = Path(folder)
         cfg = cfg or Config()
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        set_language_codes(cfg, self.tokenizer)  # the source's code token; the saved model starts with the target's
         target = folder / TARGET_TOKENIZER
         self.target_tokenizer = AutoTokenizer.from_pretrained(target) if target.is_dir() else self.tokenizer
         self.model = _load_seq2seq(folder).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +99,37 @@ def build_encoder_decoder(cfg: Config, targets: list[str]):
     return tokenizer, target_tokenizer, model
 
 
+LANG_CODE = re.compile(r"^[a-z]{2,3}_[A-Z][A-Za-z]{1,3}$")  # en_XX (mBART), eng_Latn (NLLB)
+
+
+def set_language_codes(cfg: Config, tokenizer, model=None) -> None:
+    """Multilingual models (mBART, NLLB) mark each text's language with a code token. The tokenizer adds them;
+    generation must begin with the target's code: forced as the first token where targets begin with it
+    (mBART-50, NLLB), or as the decoder's start token where targets end with it (mBART-cc25)."""
+    src, tgt = cfg.data.source_lang_code, cfg.data.target_lang_code
+    if not src and not tgt:
+        return
+    if not (src and tgt):
+        raise ToolkitError("set both data.source_lang_code and data.target_lang_code (e.g. en_XX and de_DE for mBART).")
+    if not hasattr(tokenizer, "src_lang"):
+        raise ToolkitError(f"data.source_lang_code/target_lang_code need a multilingual tokenizer with language codes "
+                           f"(mBART, NLLB); {type(tokenizer).__name__} of '{cfg.model}' has none: drop those two keys.")
+    for key, code in (("source_lang_code", src), ("target_lang_code", tgt)):
+        if tokenizer.convert_tokens_to_ids(code) in (None, tokenizer.unk_token_id):
+            codes = sorted(t for t in tokenizer.get_vocab() if LANG_CODE.match(t))
+            close = difflib.get_close_matches(code, codes, n=5) or codes[:10]
+            raise ToolkitError(f"data.{key} '{code}' is not a language code of this tokenizer; it has {len(codes)} "
+                               f"codes, such as {', '.join(close)}.")
+    tokenizer.src_lang, tokenizer.tgt_lang = src, tgt
+    if model is None:
+        return
+    target_id = tokenizer.convert_tokens_to_ids(tgt)
+    if tokenizer(text_target="x")["input_ids"][0] == target_id:
+        model.generation_config.forced_bos_token_id = target_id
+    else:
+        model.config.decoder_start_token_id = model.generation_config.decoder_start_token_id = target_id
+
+
 class Examples(list):
     """Tokenized examples that keep their raw target strings, so scores compare with the real references
     (not with targets decoded back from truncated, possibly lower-cased tokens)."""
@@ -122,6 +155,7 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
     else:
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         target_tokenizer, model = tokenizer, load_seq2seq_model(cfg)
+    set_language_codes(cfg, tokenizer, model)
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_2_SEQ_LM")
     prefix = cfg.data.source_prefix or ""
