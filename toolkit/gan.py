@@ -1,5 +1,5 @@
-"""DCGAN generator and discriminator (28-64 px, grey or colour), class-conditional through a projection
-discriminator (Miyato & Koyama 2018), spectral norm, the non-saturating and hinge losses, and an EMA generator."""
+"""DCGAN generator and discriminator (28-64 px, grey or colour), class-conditional through conditional batch norm
+in the generator and a projection discriminator (Miyato & Koyama 2018), spectral norm, the non-saturating and hinge losses, and an EMA generator."""
 
 from __future__ import annotations
 
@@ -21,27 +21,49 @@ def upsamplings(size: int) -> int:
     raise ToolkitError(f"image.size={size} does not work for the DCGAN: use a multiple of 4 from 16 to 128 (e.g. 28, 32, 64).")
 
 
+class ConditionalBatchNorm(nn.Module):
+    """Batch norm whose scale and shift are looked up per class (de Vries et al. 2017; SNGAN, BigGAN). The class
+    modulates every layer while z stays the generator's only input, so z keeps deciding what varies within a
+    class (a class embedding concatenated to z let the generator ignore z: one image per class)."""
+
+    def __init__(self, features: int, num_classes: int, batch_norm=nn.BatchNorm2d):
+        super().__init__()
+        self.norm = batch_norm(features, affine=False)
+        self.scale = nn.Embedding(num_classes, features)
+        self.shift = nn.Embedding(num_classes, features)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        shape = (len(x), -1) + (1,) * (x.dim() - 2)
+        return self.norm(x) * self.scale(labels).view(shape) + self.shift(labels).view(shape)
+
+
 class Generator(nn.Module):
     def __init__(self, latent_dim: int, channels: int, size: int, image_channels: int, num_classes: int = 0):
         super().__init__()
         self.k = upsamplings(size)
         self.seed = size // 2**self.k
         self.width = channels * 2 ** (self.k - 1)
-        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
-        inputs = latent_dim * 2 if num_classes else latent_dim
-        self.project = nn.Sequential(nn.Linear(inputs, self.width * self.seed**2), nn.BatchNorm1d(self.width * self.seed**2), nn.ReLU())
-        blocks, width = [], self.width
+        norm = (lambda n, bn=nn.BatchNorm2d: ConditionalBatchNorm(n, num_classes, bn)) if num_classes else \
+            (lambda n, bn=nn.BatchNorm2d: bn(n))
+        self.project = nn.Linear(latent_dim, self.width * self.seed**2)
+        self.norms = nn.ModuleList([norm(self.width * self.seed**2, nn.BatchNorm1d)])
+        self.ups = nn.ModuleList()
+        width = self.width
         for _ in range(self.k - 1):
-            blocks += [nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
+            self.ups.append(nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False))
+            self.norms.append(norm(width // 2))
             width //= 2
-        blocks += [nn.ConvTranspose2d(width, image_channels, 4, 2, 1), nn.Tanh()]
-        self.blocks = nn.Sequential(*blocks)
+        self.to_image = nn.ConvTranspose2d(width, image_channels, 4, 2, 1)
+        self.conditional = bool(num_classes)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)
-        h = self.project(z).view(len(z), self.width, self.seed, self.seed)
-        return self.blocks(h)
+        normed = (lambda i, x: self.norms[i](x, labels)) if self.conditional else (lambda i, x: self.norms[i](x))
+        h = F.relu(normed(0, self.project(z))).view(len(z), self.width, self.seed, self.seed)
+        for i, up in enumerate(self.ups, start=1):
+            h = F.relu(normed(i, up(h)))
+        return torch.tanh(self.to_image(h))
 
 
 class Discriminator(nn.Module):
