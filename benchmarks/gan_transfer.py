@@ -57,8 +57,29 @@ def main() -> int:
         print(f"{name:40s} FID {scores['fid']:7.2f}  KID {scores['kid']:8.3f}  class accuracy {scores['class_accuracy']:.3f}  "
               f"{run.metrics['steps']} steps at {run.metrics['train_samples_per_second']:.0f} images/s")
     print(json.dumps(rows))
+    write_side_by_side([run.dir for run in runs.values()], OUT / "samples.png")
+    print(f"samples (fine-tuned left, from scratch right; a row per digit 5-9): {OUT / 'samples.png'}")
     tuned, scratch = rows.values()
     return 0 if tuned["fid"] < scratch["fid"] else 3
+
+
+def write_side_by_side(run_dirs: list[Path], path: Path, columns: int = 8) -> None:
+    """Each run's best/ EMA generator on the same latents: a row per class, the runs side by side."""
+    import torch
+    from torchvision.io import write_png
+    from torchvision.utils import make_grid
+
+    import toolkit
+    from toolkit.gan import to_uint8
+
+    panels = []
+    for run_dir in run_dirs:
+        gan = toolkit.load(run_dir).gan
+        labels = torch.arange(gan.num_classes).repeat_interleave(columns)
+        z = torch.randn(columns, gan.latent_dim, generator=torch.Generator().manual_seed(0)).repeat(gan.num_classes, 1)
+        panels.append(make_grid(gan.sample(z, labels), nrow=columns, padding=2, pad_value=-1))
+    gap = torch.ones(3, panels[0].shape[1], 8)  # a white strip between the panels
+    write_png(to_uint8(torch.cat([panels[0], gap, *panels[1:]], dim=2)), str(path))
 
 
 if __name__ == "__main__":

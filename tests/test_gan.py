@@ -185,3 +185,25 @@ def test_gan_app_client_and_browser(tmp_path):
 
 def np_equal(a, b) -> bool:
     return a.shape == b.shape and bool((a == b).all())
+
+
+def test_colour_fid_on_the_packaged_efficientnet_lite0_features():
+    """Colour FID/KID with the ImageNet EfficientNet-Lite0 backbone: real photos against themselves about 0, against
+    noise large; it has no class names, so no class accuracy; a name that is not a model is refused."""
+    from conftest import require_shared
+    from toolkit import gan as ganlib
+    from toolkit import images as imlib
+
+    val = require_shared("images", "hymenoptera", "val")
+    found = imlib.load_images(str(val), "x")
+    photos = [torch.from_numpy(imlib.decode(found.items[i], 3)).permute(2, 0, 1) for i in range(0, len(found), 2)]
+    real = torch.stack([torch.nn.functional.interpolate(p[None].float(), size=(64, 64), mode="bilinear", antialias=True)[0]
+                        for p in photos]) / 255
+    features = ganlib.ClassifierFeatures("tf_efficientnet_lite0")
+    assert features.num_features == 1280 and features.labels == []
+    same = ganlib.generation_metrics(real, real, features)
+    noise = ganlib.generation_metrics(real, torch.rand_like(real), features, torch.zeros(len(real), dtype=torch.long), ["ants"])
+    print(f"EfficientNet-Lite0 FID: same {same['fid']:.2f}, noise {noise['fid']:.1f}")
+    assert abs(same["fid"]) < 0.5 and noise["fid"] > 100 and "class_accuracy" not in noise
+    with pytest.raises(ToolkitError, match="neither a run folder nor a timm model"):
+        ganlib.ClassifierFeatures("runs/no_such_run")

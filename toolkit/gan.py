@@ -190,17 +190,24 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
 
 
 class ClassifierFeatures(nn.Module):
-    """A finished image-classification run as FID/KID's feature extractor (Inception weights cannot be downloaded
-    here): its penultimate features of images in [0, 1], resized and normalised the way it was trained."""
+    """FID/KID's feature extractor (Inception weights cannot be downloaded here): a finished image-classification
+    run (e.g. the seed CNN on digits), or an ImageNet backbone by timm name (the packaged ``tf_efficientnet_lite0``
+    for colour images). Its penultimate features of images in [0, 1], resized and normalised as it expects."""
 
-    def __init__(self, run_dir):
+    def __init__(self, source):
         super().__init__()
-        from .predict import load_predictor
+        from pathlib import Path
 
-        predictor = load_predictor(run_dir)
-        if not hasattr(predictor, "explain"):
-            raise ToolkitError(f"'{run_dir}' is not an image-classification run: FID needs one as its feature extractor.")
-        self.model, self.data, self.labels = predictor.model.eval(), predictor.data, predictor.labels
+        if Path(source).is_dir():
+            from .predict import load_predictor
+
+            predictor = load_predictor(source)
+            if not hasattr(predictor, "explain"):
+                raise ToolkitError(f"'{source}' is not an image-classification run: FID needs one as its feature extractor.")
+            self.model, self.data, self.labels = predictor.model.eval(), predictor.data, predictor.labels
+        else:
+            self.model = imagenet_backbone(str(source))
+            self.data, self.labels = self.model.toolkit_data, []
         self.register_buffer("mean", torch.tensor(self.data["mean"]).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(self.data["std"]).view(1, -1, 1, 1))
         self.num_features = int(self.embed(torch.zeros(1, self.data["channels"], self.data["size"], self.data["size"])).shape[1])
@@ -232,6 +239,19 @@ class ClassifierFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images)
+
+
+def imagenet_backbone(name: str) -> nn.Module:
+    """A pretrained timm backbone without its classifier (its data config as ``toolkit_data``)."""
+    from .config import Config, ImageConfig
+    from .vision import build_model, model_kind
+
+    if model_kind(name) != "timm":
+        raise ToolkitError(f"gan.eval_classifier '{name}' is neither a run folder nor a timm model name "
+                           "(e.g. tf_efficientnet_lite0, whose ImageNet weights are packaged).")
+    model, data = build_model(Config(task="image_classification", model=name, image=ImageConfig(pretrained=True)), num_classes=0)
+    model.toolkit_data = data
+    return model.eval()
 
 
 @torch.no_grad()
