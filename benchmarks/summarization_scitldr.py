@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,10 +20,10 @@ DATA = ROOT.parent / "shared/data/summarization/scitldr"
 
 
 def lead_1() -> dict:
-    from toolkit.metrics import summarization_metrics
+    from toolkit.metrics import split_sentences, summarization_metrics
 
     rows = [json.loads(line) for line in (DATA / "test.jsonl").read_text().splitlines()]
-    firsts = [re.split(r"(?<=[.!?])\s+", r["document"].strip())[0] for r in rows]
+    firsts = [split_sentences(r["document"])[0] for r in rows]
     return summarization_metrics(firsts, [r["summary"] for r in rows])
 
 

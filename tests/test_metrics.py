@@ -35,3 +35,20 @@ def test_rouge_by_hand():
     two = summarization_metrics(["We study cats. They sleep."], ["They sleep. We study cats."])
     assert two["rougeLsum"] == pytest.approx(100.0)  # sentence-level LCS ignores sentence order
     assert two["rougeL"] < 100.0
+
+
+def test_oracle_sentences_pair_each_document_with_its_sentence_closest_to_the_summary():
+    from datasets import Dataset
+
+    from recipes.summarization import with_oracle_sentences
+
+    table = Dataset.from_dict({
+        "document": ["Cats sleep a lot. We propose a new model for dogs! Results are good.", "One idea. Another idea here?"],
+        "summary": ["We propose a dog model.", "Another idea."],
+        "id": [1, 2]})
+    extended = with_oracle_sentences(table, "document", "summary", seed=0)
+    pairs = sorted(zip(extended["document"], extended["summary"]))
+    assert len(pairs) == 4 and extended.column_names == ["document", "summary"]
+    assert pairs == sorted([*zip(table["document"], table["summary"]),
+                            (table["document"][0], "We propose a new model for dogs!"),
+                            (table["document"][1], "Another idea here?")])

@@ -42,6 +42,7 @@ class DataConfig:
     source_lang_code: Optional[str] = None  # multilingual models (mBART, NLLB): the source's code, e.g. en_XX
     target_lang_code: Optional[str] = None  # ... the target's code, e.g. de_DE; generation starts with it
     summary_column: str = "summary"  # summarization: the target column (text_column is the input)
+    oracle_sentences: bool = False  # summarization: also train on (document, its sentence closest to the summary)
     source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
     image_column: str = "image"  # image classification from a hub / saved dataset: the image column
     classes: Optional[list[str]] = None  # images: keep only these labels (e.g. digits 0-4)

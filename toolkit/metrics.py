@@ -51,7 +51,12 @@ def summarization_metrics(hypotheses: list[str], references: list[str]) -> dict:
             "gen_len": sum(len(h.split()) for h in hypotheses) / n, "count": len(hypotheses)}
 
 
-def _sentence_lines(text: str) -> str:
+def split_sentences(text: str) -> list[str]:
+    """Sentences at . ! or ? followed by a space (nltk's punkt would need a download)."""
     import re
 
-    return "\n".join(s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s)
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def _sentence_lines(text: str) -> str:
+    return "\n".join(split_sentences(text))

@@ -145,11 +145,15 @@ def generation_kwargs(cfg: Config) -> dict:
     return kwargs
 
 
-def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, metric: str, metric_names: tuple) -> Task:
-    """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics."""
+def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, metric: str, metric_names: tuple,
+                       extend_train: Callable | None = None) -> Task:
+    """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics.
+    ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
 
     splits = load_splits(cfg, [source, target], [source, target])
+    if extend_train is not None:
+        splits["train"] = extend_train(splits["train"])
     if cfg.warm_start.encoder:
         tokenizer, target_tokenizer, model = build_encoder_decoder(cfg, list(splits["train"][target]))
     else:
