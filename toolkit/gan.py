@@ -1,5 +1,6 @@
 """DCGAN generator and discriminator (28-64 px, grey or colour), class-conditional through conditional batch norm
-in the generator and a projection discriminator (Miyato & Koyama 2018), spectral norm, the non-saturating and hinge losses, and an EMA generator."""
+in the generator and a projection discriminator (Miyato & Koyama 2018); spectral norm, the non-saturating and
+hinge losses, and an EMA generator."""
 
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ class Generator(nn.Module):
         self.k = upsamplings(size)
         self.seed = size // 2**self.k
         self.width = channels * 2 ** (self.k - 1)
-        norm = (lambda n, bn=nn.BatchNorm2d: ConditionalBatchNorm(n, num_classes, bn)) if num_classes else \
-            (lambda n, bn=nn.BatchNorm2d: bn(n))
+
+        def norm(features: int, batch_norm=nn.BatchNorm2d) -> nn.Module:
+            return ConditionalBatchNorm(features, num_classes, batch_norm) if num_classes else batch_norm(features)
+
         self.project = nn.Linear(latent_dim, self.width * self.seed**2)
         self.norms = nn.ModuleList([norm(self.width * self.seed**2, nn.BatchNorm1d)])
         self.ups = nn.ModuleList()
@@ -59,11 +62,13 @@ class Generator(nn.Module):
         self.conditional = bool(num_classes)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        normed = (lambda i, x: self.norms[i](x, labels)) if self.conditional else (lambda i, x: self.norms[i](x))
-        h = F.relu(normed(0, self.project(z))).view(len(z), self.width, self.seed, self.seed)
+        h = F.relu(self.normed(0, self.project(z), labels)).view(len(z), self.width, self.seed, self.seed)
         for i, up in enumerate(self.ups, start=1):
-            h = F.relu(normed(i, up(h)))
+            h = F.relu(self.normed(i, up(h), labels))
         return torch.tanh(self.to_image(h))
+
+    def normed(self, i: int, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.norms[i](x, labels) if self.conditional else self.norms[i](x)
 
 
 class Discriminator(nn.Module):
