@@ -44,7 +44,7 @@ def build_task(cfg: Config) -> Task:
     rows = cfg.gan.grid_rows
     noise = ganlib.fixed_noise(rows * rows, cfg.gan.latent_dim, cfg.seed)
     labels = ganlib.grid_labels(rows, model.num_classes)
-    calls = {"n": 0}
+    calls = {"n": 0, "scorer": None}
     features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier) if cfg.gan.eval_classifier else None
 
     def evaluate(wrapped, loader, accelerator) -> dict:
@@ -53,10 +53,12 @@ def build_task(cfg: Config) -> Task:
         calls["n"] += 1
         metrics = {}
         if features is not None:
-            real = torch.cat([batch["pixel_values"] for batch in loader]).cpu()
-            real = accelerator.gather_for_metrics(real) if accelerator.num_processes > 1 else real
+            if calls["scorer"] is None:  # the real images do not change: their features once per run
+                real = torch.cat([batch["pixel_values"] for batch in loader]).cpu()
+                real = accelerator.gather_for_metrics(real) if accelerator.num_processes > 1 else real
+                calls["scorer"] = ganlib.GenerationScorer((real + 1) / 2, features)
             fake, fake_labels = ganlib.sample_for_metrics(gan, cfg.gan.eval_samples, cfg.seed)
-            metrics = ganlib.generation_metrics((real + 1) / 2, fake, features, fake_labels, names if gan.num_classes else None)
+            metrics = calls["scorer"](fake, fake_labels, names if gan.num_classes else None)
         if accelerator.is_main_process:
             from torchvision.io import write_png
 

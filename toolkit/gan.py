@@ -270,28 +270,47 @@ def sample_for_metrics(gan: GAN, count: int, seed: int, batch: int = 256) -> tup
     return (torch.cat(out) + 1) / 2, labels
 
 
+class GenerationScorer:
+    """FID and KID (torchmetrics, with ``features`` as the extractor) of generated sets against one fixed real set
+    (images in [0, 1]). The real features are computed once (reset_real_features=False), not at every evaluation:
+    with EfficientNet-Lite0 features that is most of an evaluation's time."""
+
+    def __init__(self, real: torch.Tensor, features: ClassifierFeatures):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        self.features = features
+        self.fid = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False)
+        self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=min(100, len(real)), subsets=20,
+                                           reset_real_features=False)
+        for metric in (self.fid, self.kid):
+            for chunk in real.split(512):
+                metric.update(chunk, real=True)
+
+    def __call__(self, fake: torch.Tensor, fake_labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+        """Scores of ``fake``; for a conditional model also how often the classifier sees the asked-for class,
+        overall and per class."""
+        if len(fake) < self.kid.subset_size:
+            raise ToolkitError(f"{len(fake)} generated images are fewer than KID's subset of {self.kid.subset_size}: "
+                               "raise gan.eval_samples.")
+        for metric in (self.fid, self.kid):
+            metric.reset()  # the fake features only
+            for chunk in fake.split(512):
+                metric.update(chunk, real=False)
+        kid_mean, _ = self.kid.compute()
+        out = {"fid": float(self.fid.compute()), "kid": float(kid_mean), "count": len(fake)}
+        if fake_labels is not None and names is not None:
+            index = {name: i for i, name in enumerate(self.features.labels)}
+            if all(name in index for name in names):
+                wanted = torch.tensor([index[names[i]] for i in fake_labels.tolist()])
+                seen = torch.cat([self.features.predict(chunk) for chunk in fake.split(512)])
+                hits = (seen == wanted).float()
+                out["class_accuracy"] = float(hits.mean())
+                out["per_class_accuracy"] = {name: float(hits[fake_labels == i].mean()) for i, name in enumerate(names)}
+        return out
+
+
 def generation_metrics(real: torch.Tensor, fake: torch.Tensor, features: ClassifierFeatures,
                        fake_labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
-    """FID and KID (torchmetrics, with ``features`` as the extractor) between images in [0, 1]; for a conditional
-    model also how often the classifier sees the asked-for class, overall and per class."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    fid = FrechetInceptionDistance(feature=features, normalize=True)
-    kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=min(100, len(real), len(fake)), subsets=20)
-    for metric in (fid, kid):
-        for chunk in real.split(512):
-            metric.update(chunk, real=True)
-        for chunk in fake.split(512):
-            metric.update(chunk, real=False)
-    kid_mean, _ = kid.compute()
-    out = {"fid": float(fid.compute()), "kid": float(kid_mean), "count": len(fake)}
-    if fake_labels is not None and names is not None:
-        index = {name: i for i, name in enumerate(features.labels)}
-        if all(name in index for name in names):
-            wanted = torch.tensor([index[names[i]] for i in fake_labels.tolist()])
-            seen = torch.cat([features.predict(chunk) for chunk in fake.split(512)])
-            hits = (seen == wanted).float()
-            out["class_accuracy"] = float(hits.mean())
-            out["per_class_accuracy"] = {name: float(hits[fake_labels == i].mean()) for i, name in enumerate(names)}
-    return out
+    """One-off FID/KID (and class accuracy) of ``fake`` against ``real``; see GenerationScorer."""
+    return GenerationScorer(real, features)(fake, fake_labels, names)
