@@ -13,7 +13,7 @@ from toolkit.data import drop_empty_text, encode_labels, label_names, load_split
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
-from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, save_model
+from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
 
 LABELS_FILE = "labels.json"
 
@@ -38,18 +38,9 @@ def build_task(cfg: Config) -> Task:
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_CLS")
 
-    def save(unwrapped, folder: Path, state_dict=None) -> None:
-        save_model(unwrapped, tokenizer, folder, state_dict)
+    def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
+        save_model(unwrapped, tokenizer, folder, state_dict, merge_lora)
         (folder / LABELS_FILE).write_text(json.dumps(names))
-
-    def finalize(unwrapped, best: Path) -> None:
-        if cfg.peft.enabled and cfg.peft.merge:
-            from toolkit.checkpoint import write_atomically
-
-            def write(tmp: Path) -> None:
-                save_model(unwrapped, tokenizer, tmp, merge_lora=True)
-                (tmp / LABELS_FILE).write_text(json.dumps(names))
-            write_atomically(best, write)
 
     return Task(
         model=model,
@@ -62,7 +53,7 @@ def build_task(cfg: Config) -> Task:
         save=save,
         train_lengths=[len(f["input_ids"]) for f in features["train"]],
         info={"labels": names, "examples": list(splits.get("validation", splits["train"])[cfg.data.text_column][:5])},
-        finalize=finalize,
+        finalize=lora_merge_finalizer(cfg, save),
     )
 
 

@@ -119,8 +119,9 @@ class ImageConfig:
 
 @dataclass
 class GanConfig:
-    """DCGAN (Radford et al. 2016), optionally class-conditional (projection discriminator), spectral norm,
-    non-saturating or hinge loss, and an exponential moving average of the generator for sampling."""
+    """DCGAN (Radford et al. 2016), optionally class-conditional (conditional batch norm in the generator, projection
+    discriminator), spectral norm, non-saturating or hinge loss, and an exponential moving average of the generator
+    for sampling."""
 
     latent_dim: int = 64
     channels: int = 64  # width of the last generator / first discriminator block; doubles per block
@@ -134,8 +135,8 @@ class GanConfig:
     init_from: Optional[str] = None  # fine-tune from this run directory's generator and discriminator
     freeze_d_layers: int = 0  # FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks
     grid_rows: int = 8  # the fixed-noise sample grid written every evaluation
-    # FID/KID features come from a finished image-classification run (ImageNet Inception weights cannot be
-    # downloaded here): e.g. a seed CNN on digits, or the EfficientNet-Lite0 run for colour images.
+    # FID/KID features (ImageNet Inception weights cannot be downloaded here): a finished image-classification run
+    # (e.g. a seed CNN on digits), or an ImageNet timm backbone by name (tf_efficientnet_lite0 for colour images).
     eval_classifier: Optional[str] = None
     eval_samples: int = 1000  # generated (and at most this many real) images per FID/KID evaluation
 

@@ -251,7 +251,11 @@ def imagenet_backbone(name: str) -> nn.Module:
     from .config import Config, ImageConfig
     from .vision import build_model, model_kind
 
-    if model_kind(name) != "timm":
+    try:
+        kind = model_kind(name)
+    except ToolkitError as err:
+        raise ToolkitError(f"gan.eval_classifier: {err}") from None
+    if kind != "timm":
         raise ToolkitError(f"gan.eval_classifier '{name}' is neither a run folder nor a timm model name "
                            "(e.g. tf_efficientnet_lite0, whose ImageNet weights are packaged).")
     model, data = build_model(Config(task="image_classification", model=name, image=ImageConfig(pretrained=True)), num_classes=0)

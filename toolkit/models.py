@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 from .config import PeftConfig
 from .errors import ToolkitError
@@ -104,6 +105,16 @@ def save_model(model, tokenizer, folder: Path, state_dict: dict | None = None, m
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
+
+
+def lora_merge_finalizer(cfg, save: Callable):
+    """With LoRA and peft.merge: a Task finalizer that rewrites best/ as a plain model with the adapters merged
+    in (no peft needed to load it), through the task's own ``save(unwrapped, folder, merge_lora=True)``."""
+    if not (cfg.peft.enabled and cfg.peft.merge):
+        return None
+    from .checkpoint import write_atomically
+
+    return lambda unwrapped, best: write_atomically(best, lambda tmp: save(unwrapped, tmp, merge_lora=True))
 
 
 def _is_peft(model) -> bool:

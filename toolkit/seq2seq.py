@@ -14,7 +14,7 @@ from .data import load_splits
 from .engine import Task
 from .errors import ToolkitError
 from .hub import hub_guard
-from .models import apply_lora, attention_backend, load_tokenizer, resolve_model_source, save_model
+from .models import apply_lora, attention_backend, load_tokenizer, lora_merge_finalizer, resolve_model_source, save_model
 
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
@@ -178,28 +178,17 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
 
     features = {s: encode(t) for s, t in splits.items()}
 
-    def save(unwrapped, folder: Path, state_dict=None) -> None:
-        save_model(unwrapped, tokenizer, folder, state_dict)
+    def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
+        save_model(unwrapped, tokenizer, folder, state_dict, merge_lora)
         if target_tokenizer is not tokenizer:
             target_tokenizer.save_pretrained(folder / TARGET_TOKENIZER)
-
-    def finalize(unwrapped, best: Path) -> None:
-        """LoRA with peft.merge: best/ becomes a plain model with the adapters merged in (no peft needed to load it)."""
-        if cfg.peft.enabled and cfg.peft.merge:
-            from .checkpoint import write_atomically
-
-            def write(tmp: Path) -> None:
-                save_model(unwrapped, tokenizer, tmp, merge_lora=True)
-                if target_tokenizer is not tokenizer:
-                    target_tokenizer.save_pretrained(tmp / TARGET_TOKENIZER)
-            write_atomically(best, write)
 
     return Task(
         model=model,
         train_set=features["train"],
         eval_set=features.get("validation"),
         test_set=features.get("test"),
-        finalize=finalize,
+        finalize=lora_merge_finalizer(cfg, save),
         collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_loss=lambda m, batch: m(**batch).loss,
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
