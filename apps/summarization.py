@@ -1,4 +1,5 @@
 """Summarization demo: a long text (typed or a .txt upload) in, its summary out, with a length control.
+For an extractive run it also shows the text with the picked sentences highlighted and every sentence's score.
 
 Run: ``python -m apps.summarization RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
@@ -23,21 +24,70 @@ def read_text_upload(file) -> str:
         raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 .txt.")
 
 
+def text_or_upload(text: str, upload) -> str:
+    if upload is not None:
+        text = read_text_upload(upload)
+    if not text or not text.strip():
+        raise gr.Error("Paste a text or upload a .txt file to summarize.")
+    return text
+
+
+def truncation_note(answer: dict, max_length: int) -> str:
+    return (f"The text was longer than the model's {max_length} input tokens: only its beginning was summarized."
+            if answer["truncated"] else "")
+
+
 def build_demo(run_dir: str | Path) -> gr.Blocks:
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     results = read_results(run_dir)
-    generate = load(run_dir)
+    model = load(run_dir)
+    if hasattr(model, "explain"):
+        return build_extractive_demo(run_dir, cfg, results, model)
+    return build_abstractive_demo(run_dir, cfg, results, model)
+
+
+def build_extractive_demo(run_dir: Path, cfg, results: dict, summarizer) -> gr.Blocks:
+    def summarize(text: str, upload, max_sentences: int, max_words: float):
+        answer = summarizer.explain(text_or_upload(text, upload), max_sentences=int(max_sentences),
+                                    max_words=int(max_words) if max_words else None)
+        spans = [(s["text"] + " ", "picked" if s["picked"] else None) for s in answer["sentences"]]
+        scores = [[i + 1, s["text"], round(s["score"], 4) if s["score"] is not None else None, "yes" if s["picked"] else ""]
+                  for i, s in enumerate(answer["sentences"])]
+        return answer["output"], spans, scores, truncation_note(answer, summarizer.max_length)
+
+    with gr.Blocks(title=f"{run_dir.name}: summarization") as demo:
+        gr.Markdown(f"# {run_dir.name}\nExtractive summarization: the model scores each sentence and picks the best, "
+                    "shown in the text's own order.")
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text", lines=10, elem_id="text")
+                upload = gr.File(label="…or a .txt file", file_types=[".txt"], elem_id="upload")
+                max_sentences = gr.Slider(1, 5, value=cfg.extractive.max_sentences, step=1, label="Sentences")
+                max_words = gr.Number(value=cfg.extractive.max_words or 0, precision=0, minimum=0,
+                                      label="Word limit (0: none)")
+                button = gr.Button("Summarize", variant="primary", elem_id="summarize")
+            with gr.Column():
+                summary = gr.Textbox(label="Summary", lines=4, elem_id="summary")
+                note = gr.Markdown(elem_id="note")
+        highlighted = gr.HighlightedText(label="Picked sentences in the text", color_map={"picked": "#facc15"},
+                                         show_legend=True, elem_id="highlighted")
+        scores = gr.Dataframe(headers=["#", "sentence", "score", "picked"], label="Sentence scores", wrap=True,
+                              elem_id="scores")
+        gr.Examples(examples=[[e] for e in results.get("examples", [])[:3]], inputs=[text])
+        button.click(summarize, inputs=[text, upload, max_sentences, max_words], outputs=[summary, highlighted, scores, note],
+                     api_name="summarize")
+        with gr.Accordion("Run metrics", open=False):
+            gr.Markdown(metrics_markdown(results, ["rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"]))
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def build_abstractive_demo(run_dir: Path, cfg, results: dict, generate) -> gr.Blocks:
 
     def summarize(text: str, upload, max_tokens: int) -> tuple[str, str]:
-        if upload is not None:
-            text = read_text_upload(upload)
-        if not text or not text.strip():
-            raise gr.Error("Paste a text or upload a .txt file to summarize.")
-        answer = generate(text, max_new_tokens=int(max_tokens))
-        note = (f"The text was longer than the model's {generate.max_length} input tokens: only its beginning was summarized."
-                if answer["truncated"] else "")
-        return answer["output"], note
+        answer = generate(text_or_upload(text, upload), max_new_tokens=int(max_tokens))
+        return answer["output"], truncation_note(answer, generate.max_length)
 
     with gr.Blocks(title=f"{run_dir.name}: summarization") as demo:
         gr.Markdown(f"# {run_dir.name}\nSummarization.")

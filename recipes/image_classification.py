@@ -53,6 +53,10 @@ def build_task(cfg: Config) -> Task:
     datasets = {s: imlib.ImageDataset(images, ids[s], imlib.build_transform(cfg.image, data, train=s == "train"), channels,
                                       random=imlib.is_random(cfg.image, train=s == "train"))
                 for s, images in splits.items()}
+    if mode == "lp_ft":
+        plain = imlib.ImageDataset(splits["train"], ids["train"], imlib.build_transform(cfg.image, data, train=False), channels,
+                                   random=False)
+        fit_probe_head(model, data["kind"], plain, len(names), cfg)
     examples = [item for item in (splits.get("validation") or splits["train"]).items[:8] if isinstance(item, str)]
     return Task(
         model=model,
@@ -69,7 +73,22 @@ def build_task(cfg: Config) -> Task:
         train_mode=train_mode if mode != "full" else None,
         report=write_confusion_png,
         find_unused_parameters=mode == "two_stage",
+        evaluate_first=mode == "lp_ft",
     )
+
+
+def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: Config) -> None:
+    """LP-FT's first stage: the head becomes a logistic-regression probe of the frozen backbone's features."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(train_images, batch_size=2 * cfg.batch_size, collate_fn=imlib.collate)
+    features, labels = vision.head_inputs(model, kind, loader)
+    weight, bias = vision.fit_linear_probe(features, labels, num_classes, cfg.seed)
+    layer = vision.last_linear(model, kind)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    log.info("lp_ft: head fitted as a linear probe on %d training images' features", len(labels))
 
 
 def compute_loss(model, batch) -> torch.Tensor:

@@ -1,18 +1,23 @@
-"""Summarization: any AutoModelForSeq2SeqLM; data.text_column in, data.summary_column out."""
+"""Summarization: data.text_column in, data.summary_column out. Extractive (extractive.enabled: an encoder scores
+the document's sentences) or abstractive (any AutoModelForSeq2SeqLM, or a warm-started encoder-decoder)."""
 
 from __future__ import annotations
 
 from toolkit.config import Config
 from toolkit.engine import Task
 from toolkit.metrics import split_sentences, summarization_metrics
-from toolkit import seq2seq
+from toolkit import extractive, seq2seq
+
+METRIC_NAMES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "loss")
 
 
 def build_task(cfg: Config) -> Task:
     text, summary = cfg.data.text_column, cfg.data.summary_column
+    if cfg.extractive.enabled:
+        return extractive.build_extractive_task(cfg, text, summary, summarization_metrics, "rougeL", METRIC_NAMES)
     extend = (lambda table: with_oracle_sentences(table, text, summary, cfg.seed)) if cfg.data.oracle_sentences else None
     return seq2seq.build_seq2seq_task(cfg, text, summary, summarization_metrics, metric="rougeL",
-                                      metric_names=("rouge1", "rouge2", "rougeL", "rougeLsum", "loss"), extend_train=extend)
+                                      metric_names=METRIC_NAMES, extend_train=extend)
 
 
 def oracle_sentence(document: str, summary: str, scorer) -> str:

@@ -229,6 +229,36 @@ def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_pat
     assert head < changed and any("conv_stem" in k for k in changed)
 
 
+def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_path):
+    """lp_ft: the head is scikit-learn's logistic regression on the frozen features before any step (the
+    step-0 evaluation scores exactly the probe's predictions), and best/ is never below that."""
+    from torch.utils.data import DataLoader
+
+    from recipes.image_classification import build_task
+    from toolkit import images as imlib
+    from toolkit.api import resolve_config
+    from toolkit.vision import build_model, fit_linear_probe, head_inputs
+
+    cfg = resolve_config(image_config(colour_data, tmp_path / "run", epochs=2, lr=3e-3, image={"mode": "lp_ft"}))
+    torch.manual_seed(cfg.seed)
+    model, data = build_model(cfg, 2)  # the same random backbone build_task makes under the same seed
+    splits, _ = imlib.load_splits(cfg)
+    names = imlib.class_names(splits["train"].labels)
+    plain = imlib.build_transform(cfg.image, data, train=False)
+    features = {s: head_inputs(model, "timm", DataLoader(imlib.ImageDataset(found, [names.index(x) for x in found.labels], plain, 3,
+                                                                           random=False), batch_size=16, collate_fn=imlib.collate))
+                for s, found in splits.items()}
+    weight, bias = fit_linear_probe(*features["train"], 2, cfg.seed)
+    x, y = features["validation"]
+    probe_accuracy = float(((x @ weight.numpy().T + bias.numpy()).argmax(1) == y).mean())
+
+    run = toolkit.train(cfg)
+    records = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in records if r["split"] == "validation")
+    assert first["step"] == 0 and first["accuracy"] == pytest.approx(probe_accuracy)
+    assert run.metrics["validation"]["accuracy"] >= probe_accuracy
+
+
 def test_gradcam_highlights_a_planted_square(tmp_path):
     """Class 'square' has a bright 6x6 square somewhere on noise; Grad-CAM for it must light up the square."""
     from toolkit.api import resolve_config

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import toolkit
-from conftest import run_cli, seq2seq_config as config
+from conftest import require_shared, run_cli, seq2seq_config as config
 
 @pytest.mark.slow
 def test_tiny_t5_learns_to_copy_bleu_above_90(copy_run, copy_data):
@@ -92,8 +92,11 @@ def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder
     kept = (run.dir / "best/target_tokenizer").is_dir()
     assert kept == (decoder != "bert2bert")
     generate = toolkit.load(run.dir)
-    if kept:  # the trained target vocabulary is cased and keeps umlauts
-        assert generate.target_tokenizer.tokenize("Ä") == ["Ä"]
+    if kept:  # the trained target vocabulary is cased, keeps umlauts, and decodes to exactly what it encoded
+        target = generate.target_tokenizer
+        for text in ("Ä", "Ein T-Shirt, l'eau.", "Ün  ÄÖü"):
+            assert target.decode(target(text)["input_ids"], skip_special_tokens=True) == text
+        assert target.unk_token_id not in target("Zoë's naïve café ½ 東京")["input_ids"]
     texts = ["the film was good", "boring plot"]
     model = run.model.eval()
     with torch.no_grad():
@@ -185,3 +188,21 @@ def test_unknown_language_code_names_close_ones(tiny_t5, copy_data, tmp_path):
     with pytest.raises(toolkit.ToolkitError, match="multilingual tokenizer"):
         toolkit.train(config(tiny_t5, copy_data, tmp_path, data={**bad, "target_lang_code": "de_DE"}))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("language", ["de", "fr"])
+def test_trained_target_vocabulary_is_lossless_on_every_multi30k_target(language):
+    """Encode then decode gives back every training target of Multi30k exactly (after NFC): hyphens and
+    apostrophes keep their spacing ("T-shirt", "l'eau"), accents stay, nothing becomes [UNK]."""
+    import unicodedata
+
+    from toolkit.seq2seq import train_target_tokenizer
+
+    path = require_shared("translation", "multi30k", "train.jsonl")
+    targets = [json.loads(line)[language] for line in path.read_text(encoding="utf-8").splitlines()]
+    tokenizer = train_target_tokenizer(targets, 8000)
+    ids = tokenizer(targets)["input_ids"]
+    decoded = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    wrong = [(t, d) for t, d in zip(targets, decoded) if d != unicodedata.normalize("NFC", t)]
+    assert len(targets) == 29000 and wrong == [], f"{len(wrong)} of {len(targets)} targets changed, e.g. {wrong[:3]}"
+    assert not any(tokenizer.unk_token_id in row for row in ids)

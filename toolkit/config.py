@@ -92,6 +92,20 @@ class WarmStartConfig:
 
 
 @dataclass
+class ExtractiveConfig:
+    """Summarization by picking the document's own sentences (BertSumExt, Liu & Lapata 2019): ``model`` is an
+    encoder (the packaged MiniLM offline), fine-tuned to score sentences against greedy ROUGE oracle labels."""
+
+    enabled: bool = False
+    max_sentences: int = 1  # the summary: at most this many sentences ...
+    max_words: Optional[int] = None  # ... and at most this many words (unset: no word limit)
+    block_trigrams: bool = True  # skip a sentence that repeats a trigram of one already picked (Paulus et al. 2018)
+    oracle_sentences: int = 3  # training labels: at most this many sentences, picked greedily by ROUGE
+    head_layers: int = 2  # inter-sentence transformer layers over the sentence vectors (0: a linear scorer alone)
+    max_position: int = 64  # sentence positions with their own embedding; later sentences share the last one
+
+
+@dataclass
 class ImageConfig:
     """Image classification: input size, augmentation (torchvision transforms v2) and the transfer mode.
 
@@ -100,7 +114,10 @@ class ImageConfig:
     """
 
     pretrained: bool = True  # false: the backbone from random weights
-    mode: Literal["full", "linear_probe", "two_stage"] = "full"
+    # lp_ft: fit the head as a logistic-regression probe on frozen features first, then fine-tune everything from
+    # there, with best/ starting as that probe (LP-FT, Kumar et al. 2022: fine-tuning with a random head distorts
+    # the pretrained features, and lost to a probe on classes ImageNet lacks)
+    mode: Literal["full", "linear_probe", "two_stage", "lp_ft"] = "full"
     head_epochs: float = 1.0  # two_stage: epochs that train only the head before the backbone is unfrozen
     backbone_lr_scale: Optional[float] = None  # the backbone's learning rate is lr x this; default 0.1 for two_stage, else 1
     size: Optional[int] = None
@@ -176,6 +193,7 @@ class Config:
     peft: PeftConfig = field(default_factory=PeftConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)

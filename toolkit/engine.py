@@ -50,6 +50,7 @@ class Task:
     # Several optimizers (a GAN's generator and discriminator): build them, and run one training step with them.
     optimizers: Optional[Callable] = None  # (model, cfg) -> list of optimizers; default: one AdamW over everything
     train_step: Optional[Callable] = None  # (model, batch, optimizers, accelerator) -> {"loss": tensor, ...}; does its own backward/step
+    evaluate_first: bool = False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
 
 
 def choose_metric(task: Task, cfg: Config) -> str:
@@ -242,6 +243,10 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
                     desc=f"train {run_dir.name}", dynamic_ncols=True)
     stop = counters["step"] >= total_steps
     running, running_n, last_eval_step = {}, 0, counters["step"] if last is not None else -1
+    if task.evaluate_first and last is None:
+        model.eval()
+        evaluate_and_checkpoint()
+        last_eval_step = 0
     tic = time.perf_counter()
     while not stop:
         epoch = counters["epoch"]

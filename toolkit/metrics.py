@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -51,11 +53,27 @@ def summarization_metrics(hypotheses: list[str], references: list[str]) -> dict:
             "gen_len": sum(len(h.split()) for h in hypotheses) / n, "count": len(hypotheses)}
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences at . ! or ? followed by a space (nltk's punkt would need a download)."""
-    import re
+# A period after these is not a sentence end (scientific text is full of them).
+_ABBREVIATIONS = {"e.g", "i.e", "et al", "al", "etc", "fig", "figs", "eq", "eqs", "vs", "cf", "approx", "resp", "sec",
+                  "dr", "mr", "mrs", "ms", "prof", "st", "jr", "inc", "ltd", "co", "u.s", "ph.d", "ref", "refs"}
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences at . ! or ? followed by space, except after common abbreviations (e.g., et al., Fig.) and
+    before a lower-case word (nltk's punkt would need a download)."""
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in _BOUNDARY.finditer(text):
+        before, after = text[start:match.start()], text[match.end():match.end() + 1]
+        last_word = before.rsplit(" ", 1)[-1].rstrip(".!?").lstrip("([{\"'").lower()
+        if last_word in _ABBREVIATIONS or after.islower():
+            continue
+        sentences.append(text[start:match.end()].strip())
+        start = match.end()
+    if text[start:].strip():
+        sentences.append(text[start:].strip())
+    return sentences
 
 
 def _sentence_lines(text: str) -> str:

@@ -282,4 +282,8 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs
         raise ToolkitError(f"run '{run_dir}' is a '{cfg.task}' run, which has no predictor yet.")
     if PREDICTORS[cfg.task] is TextClassifier:
         return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
+    from .extractive import HEAD_CONFIG, ExtractiveSummarizer
+
+    if (folder / HEAD_CONFIG).is_file():
+        return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
     return PREDICTORS[cfg.task](folder, cfg=cfg, **kwargs)

@@ -309,3 +309,48 @@ def crop_largest_face(image: np.ndarray, margin: float = 0.25) -> Optional[np.nd
     x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
     dx, dy = int(w * margin), int(h * margin)
     return image[max(0, y - dy): y + h + dy, max(0, x - dx): x + w + dx]
+
+
+def last_linear(model: nn.Module, kind: str) -> nn.Linear:
+    """The classifier head's final linear layer (timm's classifier, a transformers model's, the seed CNN's)."""
+    head = model.get_classifier() if kind == "timm" else model.classifier
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ToolkitError(f"the model's classifier head ({type(head).__name__}) has no linear layer for a probe.")
+    return linears[-1]
+
+
+@torch.no_grad()
+def head_inputs(model: nn.Module, kind: str, batches) -> tuple[np.ndarray, np.ndarray]:
+    """What the final linear layer sees (frozen features) for each image of ``batches``, with the labels."""
+    layer, seen = last_linear(model, kind), []
+    hook = layer.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().float().flatten(1).cpu()))
+    labels = []
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            logits(model, batch["pixel_values"])
+            labels.append(batch["labels"])
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(seen).numpy(), torch.cat(labels).numpy()
+
+
+def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0):
+    """Multinomial logistic regression (scikit-learn, L2 strength picked by 3-fold cross-validation on the
+    training features alone) as the weight and bias of a linear layer over the raw features."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features)
+    folds = max(2, min(3, int(np.bincount(labels).min())))
+    probe = LogisticRegressionCV(Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, max_iter=2000, random_state=seed)
+    probe.fit(scaler.transform(features), labels)
+    coef, bias = probe.coef_, probe.intercept_
+    if coef.shape[0] == 1 and num_classes == 2:  # binary: one logit; split it into two with the same softmax
+        coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
+    scale = scaler.scale_
+    weight = coef / scale  # fold the standardisation into the layer
+    return torch.tensor(weight, dtype=torch.float32), torch.tensor(bias - weight @ scaler.mean_, dtype=torch.float32)

@@ -1,0 +1,324 @@
+"""Extractive summarization: a pretrained encoder fine-tuned to score a document's sentences (BertSumExt,
+Liu & Lapata 2019, "Text Summarization with Pretrained Encoders"); the summary is the best sentences,
+in document order, under a length budget.
+
+The document is encoded once, each sentence wrapped in [CLS] ... [SEP]; a sentence's vector is the mean of its
+tokens (the pooling the packaged sentence-transformers MiniLM was trained with), plus its position; a small
+inter-sentence transformer and a linear layer give one score per sentence. Training labels are greedy ROUGE
+oracles, and the loss ranks a document's sentences against each other (softmax over them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import nn
+
+from .config import Config, ExtractiveConfig
+from .errors import ToolkitError
+from .metrics import split_sentences
+
+HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
+
+def rouge_scorer():
+    from rouge_score import rouge_scorer as rs
+
+    return rs.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
+def greedy_oracle(sentences: list[str], summary: str, max_sentences: int = 3, scorer=None) -> list[int]:
+    """Indices (in document order) of the sentences picked greedily to maximise ROUGE-1 + ROUGE-2 + ROUGE-L F1
+    against ``summary``; a sentence is added only while it raises the score (BertSum's oracle labels)."""
+    scorer = scorer or rouge_scorer()
+
+    def score(indices: list[int]) -> float:
+        scores = scorer.score(summary, " ".join(sentences[i] for i in sorted(indices)))
+        return sum(s.fmeasure for s in scores.values())
+
+    chosen, best = [], 0.0
+    for _ in range(min(max_sentences, len(sentences))):
+        value, index = max((score(chosen + [i]), i) for i in range(len(sentences)) if i not in chosen)
+        if value <= best:
+            break
+        chosen.append(index)
+        best = value
+    return sorted(chosen)
+
+
+def trigrams(sentence: str) -> set[tuple[str, str, str]]:
+    words = re.findall(r"\w+", sentence.lower())
+    return set(zip(words, words[1:], words[2:]))
+
+
+def select_sentences(sentences: list[str], scores: list[float], max_sentences: int = 1, max_words: int | None = None,
+                     block_trigrams: bool = True) -> list[int]:
+    """Indices, in document order, of the best-scoring sentences: at most ``max_sentences`` of them and
+    ``max_words`` words in all, skipping any that repeats a trigram of one already picked (trigram blocking,
+    Paulus et al. 2018). When no sentence fits the word budget, the best one alone (the caller cuts it)."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    chosen, seen, words = [], set(), 0
+    for i in order:
+        if len(chosen) >= max_sentences:
+            break
+        grams, length = trigrams(sentences[i]), len(sentences[i].split())
+        if (block_trigrams and grams & seen) or (max_words is not None and words + length > max_words):
+            continue
+        chosen.append(i)
+        seen |= grams
+        words += length
+    return sorted(chosen) if chosen else order[:1]
+
+
+def join_summary(sentences: list[str], chosen: list[int], max_words: int | None = None) -> str:
+    words = " ".join(sentences[i] for i in chosen).split()
+    return " ".join(words[:max_words] if max_words is not None else words)
+
+
+class SentenceScorer(nn.Module):
+    """A pretrained encoder, mean-pooled per sentence, a sentence-position embedding, a small inter-sentence
+    transformer, and a linear scorer: one logit per sentence."""
+
+    def __init__(self, encoder: nn.Module, head_layers: int = 2, max_sentences: int = 64):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.position = nn.Embedding(max_sentences, hidden)
+        nn.init.normal_(self.position.weight, std=0.02)
+        layer = nn.TransformerEncoderLayer(hidden, nhead=max(1, hidden // 64), dim_feedforward=2 * hidden, dropout=0.1,
+                                           batch_first=True, norm_first=True)
+        self.context = nn.TransformerEncoder(layer, head_layers, enable_nested_tensor=False) if head_layers else None
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, input_ids, attention_mask, sentence_ids, labels=None):
+        tokens = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        count = int(sentence_ids.max()) + 1
+        onehot = (sentence_ids.unsqueeze(-1) == torch.arange(count, device=tokens.device)).to(tokens.dtype)  # B,T,S
+        sizes = onehot.sum(1)  # B,S
+        vectors = (onehot.transpose(1, 2) @ tokens) / sizes.clamp(min=1).unsqueeze(-1)
+        present = sizes > 0
+        positions = torch.arange(count, device=tokens.device).clamp(max=self.position.num_embeddings - 1)
+        vectors = vectors + self.position(positions).to(vectors.dtype)
+        if self.context is not None:
+            vectors = self.context(vectors, src_key_padding_mask=~present)
+        logits = self.score(vectors).squeeze(-1).float().masked_fill(~present, -1e4)
+        out = {"logits": logits}
+        if labels is not None:
+            out["loss"] = ranking_loss(logits, labels)
+        return out
+
+
+def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between the softmax over a document's sentences and its oracle sentences (shared equally);
+    documents without an oracle sentence count for nothing."""
+    totals = labels.sum(1, keepdim=True)
+    target = labels / totals.clamp(min=1e-9)
+    per_doc = -(target * logits.log_softmax(-1)).sum(1)
+    weight = (totals.squeeze(1) > 0).float()
+    return (per_doc * weight).sum() / weight.sum().clamp(min=1)
+
+
+def encode_document(sentences: list[str], tokenizer, max_length: int) -> tuple[dict, int]:
+    """Token ids of [CLS] s1 [SEP] [CLS] s2 [SEP] ..., cut to ``max_length``; returns the features and how many
+    sentences fit (a sentence cut part-way still counts; ones that do not start within the limit are dropped)."""
+    pieces = tokenizer(sentences, add_special_tokens=False)["input_ids"] if sentences else []
+    ids, sentence_ids = [], []
+    for i, piece in enumerate(pieces):
+        room = max_length - len(ids)
+        if room < 3:
+            break
+        piece = [tokenizer.cls_token_id, *piece[:room - 2], tokenizer.sep_token_id]
+        ids += piece
+        sentence_ids += [i] * len(piece)
+    kept = sentence_ids[-1] + 1 if sentence_ids else 0
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "sentence_ids": sentence_ids}, kept
+
+
+def collate(tokenizer, multiple: int = 8):
+    """Pad a list of encoded documents: ids with the pad token, sentence ids with -1, labels with 0; lengths
+    rounded up to a ``multiple`` (what GPU kernels like)."""
+    def pad(features: list[dict]) -> dict:
+        length = -(-max(len(f["input_ids"]) for f in features) // multiple) * multiple
+        count = max(max(f["sentence_ids"]) + 1 for f in features)
+        batch = {
+            "input_ids": torch.tensor([f["input_ids"] + [tokenizer.pad_token_id] * (length - len(f["input_ids"])) for f in features]),
+            "attention_mask": torch.tensor([f["attention_mask"] + [0] * (length - len(f["input_ids"])) for f in features]),
+            "sentence_ids": torch.tensor([f["sentence_ids"] + [-1] * (length - len(f["input_ids"])) for f in features]),
+        }
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] + [0.0] * (count - len(f["labels"])) for f in features])
+        return batch
+    return pad
+
+
+class Documents(list):
+    """Encoded documents that keep their sentences and reference summaries, for generate-free evaluation."""
+
+    sentences: list[list[str]] = []
+    references: list[str] = []
+
+
+def encode_split(table, text: str, summary: str, tokenizer, cfg: Config, scorer) -> Documents:
+    ext = cfg.extractive
+    docs = Documents()
+    docs.sentences, docs.references = [], []
+    for document, reference in zip(table[text], table[summary]):
+        sentences = split_sentences(document) or [document.strip()]
+        features, kept = encode_document(sentences, tokenizer, cfg.max_length)
+        oracle = greedy_oracle(sentences[:kept], reference, ext.oracle_sentences, scorer)
+        features["labels"] = [1.0 if i in oracle else 0.0 for i in range(kept)]
+        docs.append(features)
+        docs.sentences.append(sentences[:kept])
+        docs.references.append(reference.strip())
+    return docs
+
+
+def build_extractive_task(cfg: Config, text: str, summary: str, score, metric: str, metric_names: tuple):
+    from transformers import AutoConfig, AutoModel
+
+    from .data import load_splits
+    from .engine import Task
+    from .hub import hub_guard
+    from .models import load_tokenizer, resolve_model_source
+
+    if cfg.peft.enabled:
+        raise ToolkitError("extractive summarization fine-tunes the whole encoder: set peft.enabled=false "
+                           "(LoRA is for the abstractive models).")
+    splits = load_splits(cfg, [text, summary], [text, summary])
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    source = resolve_model_source(cfg.model)
+    with hub_guard(source):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        if config.is_encoder_decoder:
+            raise ToolkitError(f"model '{cfg.model}' is an encoder-decoder; extractive summarization needs an encoder "
+                               "such as BERT or MiniLM. Set extractive.enabled=false to fine-tune it abstractively.")
+        # No dropout on attention probabilities: over a whole document's tokens (up to 512) sampling that mask cost
+        # more than the attention itself on the CPU, and without it SDPA takes its fused kernel.
+        encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, trust_remote_code=cfg.trust_remote_code,
+                                            attention_probs_dropout_prob=0.0, attn_implementation="sdpa"
+                                            if cfg.attn_implementation == "auto" else cfg.attn_implementation)
+    cfg.max_length = min(cfg.max_length, getattr(config, "max_position_embeddings", cfg.max_length))
+    model = SentenceScorer(encoder, cfg.extractive.head_layers, cfg.extractive.max_position)
+    scorer = rouge_scorer()
+    features = {s: encode_split(t, text, summary, tokenizer, cfg, scorer) for s, t in splits.items()}
+
+    def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
+        save_scorer(unwrapped, tokenizer, folder, state_dict, cfg.extractive)
+
+    return Task(
+        model=model,
+        train_set=features["train"],
+        eval_set=features.get("validation"),
+        test_set=features.get("test"),
+        collate=collate(tokenizer),
+        compute_loss=lambda m, batch: m(**batch)["loss"],
+        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, cfg.extractive, score),
+        save=save,
+        train_lengths=[len(f["input_ids"]) for f in features["train"]],
+        info={"source": text, "target": summary, "extractive": True,
+              "examples": list(splits.get("validation", splits["train"])[text][:5])},
+        metric=metric,
+        metric_names=metric_names,
+    )
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, ext: ExtractiveConfig, score) -> dict:
+    """Score every sentence, gather from every process, pick summaries with the run's budget, compute ROUGE."""
+    losses, rows = [], []
+    for batch in loader:
+        out = model(**batch)
+        losses.append(accelerator.gather_for_metrics(out["loss"].detach().float().repeat(len(batch["labels"]))).cpu())
+        logits = accelerator.pad_across_processes(out["logits"], dim=1, pad_index=-1e4)
+        rows += list(accelerator.gather_for_metrics(logits).cpu())
+    docs = loader.dataset
+    hypotheses = []
+    for sentences, logits in zip(docs.sentences, rows):
+        scores = logits[:len(sentences)].tolist()
+        chosen = select_sentences(sentences, scores, ext.max_sentences, ext.max_words, ext.block_trigrams)
+        hypotheses.append(join_summary(sentences, chosen, ext.max_words))
+    return {"loss": float(torch.cat(losses).mean()), **score(hypotheses, docs.references)}
+
+
+def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict | None, ext: ExtractiveConfig) -> None:
+    """model.safetensors (encoder and head), the encoder's config.json, the head's settings, the tokenizer."""
+    from safetensors.torch import save_file
+
+    state_dict = state_dict if state_dict is not None else model.state_dict()
+    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, Path(folder) / "model.safetensors",
+              metadata={"format": "pt"})
+    model.encoder.config.save_pretrained(folder)
+    (Path(folder) / HEAD_CONFIG).write_text(json.dumps({
+        "head_layers": ext.head_layers, "max_position": ext.max_position}, indent=2))
+    tokenizer.save_pretrained(folder)
+
+
+def load_scorer(folder: Path) -> SentenceScorer:
+    """Rebuild a saved sentence scorer from its own folder (no download)."""
+    from transformers import AutoConfig, AutoModel
+
+    from .checkpoint import load_weights
+
+    head = json.loads((folder / HEAD_CONFIG).read_text())
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder), add_pooling_layer=False)
+    model = SentenceScorer(encoder, head["head_layers"], head["max_position"])
+    load_weights(model, folder)
+    return model.eval()
+
+
+class ExtractiveSummarizer:
+    """An extractive run's sentence scorer. Call with a string or a list; an answer is ``{"output": the picked
+    sentences in document order, "truncated": whether the document was cut to the model's input length}``.
+    Keyword arguments ``max_sentences``/``max_words`` override the run's budget per call. :meth:`explain` adds
+    every sentence with its score and whether it was picked."""
+
+    def __init__(self, folder: Union[str, Path], cfg: Config | None = None, batch_size: int = 16, device: str | None = None):
+        from transformers import AutoTokenizer
+
+        cfg = cfg or Config()
+        self.folder = Path(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = load_scorer(self.folder)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.max_length = min(cfg.max_length, self.model.encoder.config.max_position_embeddings)
+        self.settings = cfg.extractive
+        self.batch_size = batch_size
+
+    def __call__(self, texts: Union[str, list[str]], **budget):
+        if isinstance(texts, str):
+            return self([texts], **budget)[0]
+        return [{"output": a["output"], "truncated": a["truncated"]} for a in self.explain_many(texts, **budget)]
+
+    def explain(self, text: str, **budget) -> dict:
+        """The answer for one text, plus ``sentences``: each with its ``text``, ``score`` (softmax over the
+        document's scored sentences) and ``picked``; sentences past the input limit have no score."""
+        return self.explain_many([text], **budget)[0]
+
+    def explain_many(self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None) -> list[dict]:
+        from .predict import check_texts
+
+        check_texts(texts, what="summarize")
+        max_sentences = max_sentences or self.settings.max_sentences
+        max_words = max_words if max_words is not None else self.settings.max_words
+        answers = []
+        for start in range(0, len(texts), self.batch_size):
+            for text, (sentences, kept, probs) in zip(texts[start:start + self.batch_size], self.score(texts[start:start + self.batch_size])):
+                chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
+                answers.append({
+                    "output": join_summary(sentences, chosen, max_words),
+                    "truncated": kept < len(sentences),
+                    "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
+                                  for i, s in enumerate(sentences)]})
+        return answers
+
+    @torch.inference_mode()
+    def score(self, texts: list[str]) -> list[tuple[list[str], int, list[float]]]:
+        docs = [split_sentences(t) or [t.strip()] for t in texts]
+        encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
+        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _ in encoded]).items()}
+        logits = self.model(**batch)["logits"].float().cpu()
+        return [(sentences, kept, row[:kept].softmax(-1).tolist()) for sentences, (_, kept), row in zip(docs, encoded, logits)]
