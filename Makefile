@@ -27,9 +27,11 @@ test: install
 
 bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
-	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py
+	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target de
+	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target fr --no-scratch --no-speed
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py
 	$(OFFLINE) $(BIN)/python benchmarks/hymenoptera.py
+	$(OFFLINE) $(BIN)/python benchmarks/image_new_classes.py --with-previous
 	$(OFFLINE) $(BIN)/python benchmarks/seed_cnn_mnist.py
 	$(OFFLINE) $(BIN)/python benchmarks/gan_transfer.py
 

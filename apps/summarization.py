@@ -63,7 +63,8 @@ def build_extractive_demo(run_dir: Path, cfg, results: dict, summarizer) -> gr.B
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=10, elem_id="text")
                 upload = gr.File(label="…or a .txt file", file_types=[".txt"], elem_id="upload")
-                max_sentences = gr.Slider(1, 5, value=cfg.extractive.max_sentences, step=1, label="Sentences")
+                max_sentences = gr.Slider(1, max(5, cfg.extractive.max_sentences), value=cfg.extractive.max_sentences, step=1,
+                                          label="Sentences")
                 max_words = gr.Number(value=cfg.extractive.max_words or 0, precision=0, minimum=0,
                                       label="Word limit (0: none)")
                 button = gr.Button("Summarize", variant="primary", elem_id="summarize")

@@ -128,3 +128,37 @@ def test_best_by_loss_and_unknown_metric(tiny_config):
     with pytest.raises(toolkit.ToolkitError, match="metric 'bleu' is not a validation metric.*accuracy, macro_f1, loss"):
         toolkit.train(tiny_config, metric="bleu", output_dir=tiny_config["output_dir"] + "_bleu")
     assert not Path(tiny_config["output_dir"] + "_bleu").exists()
+
+
+def test_schedule_under_a_time_budget_decays_with_the_time_used():
+    """With max_train_minutes, the decay follows the time budget when it runs out before the steps do."""
+    import torch
+
+    from toolkit.config import Config
+    from toolkit.engine import build_scheduler
+
+    clock = {"seconds": 0.0}
+    cfg = Config(max_train_minutes=1.0, warmup_ratio=0.0, scheduler="linear", lr=1.0)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, cfg, total_steps=1000, elapsed=lambda: clock["seconds"])
+    clock["seconds"] = 45.0  # 3/4 of the budget after only 10 of 1,000 steps
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert abs(scheduler.get_last_lr()[0] - 0.25) < 1e-9
+    steps_only = build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), Config(warmup_ratio=0.0), 1000)
+    for _ in range(10):
+        steps_only.optimizer.step()
+        steps_only.step()
+    assert abs(steps_only.get_last_lr()[0] - 0.99) < 1e-9
+
+
+def test_a_tie_on_the_metric_goes_to_the_lower_loss():
+    from toolkit.config import Config
+    from toolkit.engine import improved
+
+    cfg = Config()
+    assert improved(0.9, 0.9, "accuracy", cfg, loss=0.1, best_loss=0.2)
+    assert not improved(0.9, 0.9, "accuracy", cfg, loss=0.3, best_loss=0.2)
+    assert not improved(0.8, 0.9, "accuracy", cfg, loss=0.01, best_loss=0.2)
+    assert improved(0.2, 0.3, "loss", cfg)

@@ -116,12 +116,17 @@ def test_extractive_reload_predicts_the_same_and_explains(extractive_run, cue_da
     picked = [s["text"] for s in explained["sentences"] if s["picked"]]
     assert len(picked) == 2 and explained["output"] == " ".join(picked)  # document order
     assert abs(sum(s["score"] for s in explained["sentences"]) - 1) < 1e-4
+    assert not answers[0]["truncated"] and first(" ".join(texts))["truncated"]  # 12 documents overflow 64 tokens
+    from toolkit.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="at least 1"):
+        first(texts[0], max_words=0)
     # Scores from the reloaded checkpoint equal the in-memory model's.
     import torch
 
     from toolkit.extractive import collate, encode_document
 
-    features, _ = encode_document(split_sentences(texts[0]), first.tokenizer, 64)
+    features, _, _ = encode_document(split_sentences(texts[0]), first.tokenizer, 64)
     extractive_run.model.eval()
     with torch.no_grad():
         logits = extractive_run.model(**collate(first.tokenizer)([features]))["logits"][0].softmax(-1)

@@ -121,15 +121,22 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: Optional[Call
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
 
 
-def build_scheduler(optimizer, cfg: Config, total_steps: int):
+def build_scheduler(optimizer, cfg: Config, total_steps: int, elapsed: Optional[Callable[[], float]] = None):
     """Linear warm-up, then linear decay to 0, half a cosine, or constant (the schedules of transformers' get_scheduler,
-    without importing transformers, which costs seconds for image tasks)."""
+    without importing transformers, which costs seconds for image tasks).
+
+    With max_train_minutes and ``elapsed`` (training seconds so far), the decay follows whichever is further along,
+    the steps or the time budget: a run stopped by its budget has still annealed its learning rate (budgeted
+    training, Li et al. 2020), instead of stopping at a high one with noisy weights."""
     warmup = int(cfg.warmup_ratio * total_steps)
+    budget = 60 * cfg.max_train_minutes if cfg.max_train_minutes and elapsed is not None else None
 
     def factor(step: int) -> float:
         if step < warmup:
             return step / max(1, warmup)
         progress = (step - warmup) / max(1, total_steps - warmup)
+        if budget:
+            progress = max(progress, min(1.0, elapsed() / budget))
         if cfg.scheduler == "linear":
             return max(0.0, 1.0 - progress)
         if cfg.scheduler == "cosine":
@@ -148,9 +155,13 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
 LOWER_IS_BETTER = {"loss", "fid", "kid"}
 
 
-def improved(value: float, best: Optional[float], metric: str, cfg: Config) -> bool:
+def improved(value: float, best: Optional[float], metric: str, cfg: Config, loss: Optional[float] = None,
+             best_loss: Optional[float] = None) -> bool:
     if best is None:
         return True
+    if value == best and metric != "loss" and loss is not None and best_loss is not None:
+        # A tie (common for accuracy on a few hundred validation images): the lower validation loss wins.
+        return loss < best_loss
     higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in LOWER_IS_BETTER
     return value > best if higher else value < best
 
@@ -173,10 +184,10 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
     total_steps = count_steps(cfg, len(loader))
-    schedulers = [accelerator.prepare(build_scheduler(o, cfg, total_steps)) for o in optimizers]
-
     counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
+    schedulers = [accelerator.prepare(build_scheduler(o, cfg, total_steps, elapsed=lambda: counters["train_seconds"]))
+                  for o in optimizers]
     last = ckpt.find_checkpoint(run_dir, "last") if cfg.resume else None
     if cfg.resume and last is None:
         log.warning("resume=true but %s has no last/ checkpoint yet: starting from the beginning", run_dir)
@@ -202,9 +213,10 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
         """Evaluate, keep best/ and last/; return True when early stopping says stop."""
         metrics = task.evaluate(model, evaluation, accelerator) if evaluation is not None else {}
         value = metrics.get(metric)
-        better = value is None or improved(value, counters["best_metric"], metric, cfg)
+        better = value is None or improved(value, counters["best_metric"], metric, cfg, metrics.get("loss"),
+                                           counters.get("best_loss"))
         if better:
-            counters.update(best_metric=value, best_step=counters["step"], stale_evals=0)
+            counters.update(best_metric=value, best_loss=metrics.get("loss"), best_step=counters["step"], stale_evals=0)
         else:
             counters["stale_evals"] += 1
         record = {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)}
@@ -297,6 +309,12 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
             if end_of_epoch:
                 counters.update(epoch=epoch + 1, batch_in_epoch=0)
             counters["train_seconds"] += time.perf_counter() - tic
+            if cfg.max_train_minutes is not None and accelerator.num_processes > 1:
+                # Every rank takes rank 0's clock: the budget's learning rate and its stop must be the same on all.
+                from accelerate.utils import broadcast
+
+                clock = torch.tensor([counters["train_seconds"]], dtype=torch.float64, device=accelerator.device)
+                counters["train_seconds"] = broadcast(clock, from_process=0).item()
             tic = time.perf_counter()
             due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
             if due or step >= total_steps:

@@ -88,7 +88,8 @@ class SentenceScorer(nn.Module):
         self.encoder = encoder
         self.position = nn.Embedding(max_sentences, hidden)
         nn.init.normal_(self.position.weight, std=0.02)
-        layer = nn.TransformerEncoderLayer(hidden, nhead=max(1, hidden // 64), dim_feedforward=2 * hidden, dropout=0.1,
+        heads = next(h for h in (hidden // 64, 8, 6, 4, 3, 2, 1) if h and hidden % h == 0)
+        layer = nn.TransformerEncoderLayer(hidden, nhead=heads, dim_feedforward=2 * hidden, dropout=0.1,
                                            batch_first=True, norm_first=True)
         self.context = nn.TransformerEncoder(layer, head_layers, enable_nested_tensor=False) if head_layers else None
         self.score = nn.Linear(hidden, 1)
@@ -121,20 +122,23 @@ def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (per_doc * weight).sum() / weight.sum().clamp(min=1)
 
 
-def encode_document(sentences: list[str], tokenizer, max_length: int) -> tuple[dict, int]:
-    """Token ids of [CLS] s1 [SEP] [CLS] s2 [SEP] ..., cut to ``max_length``; returns the features and how many
-    sentences fit (a sentence cut part-way still counts; ones that do not start within the limit are dropped)."""
+def encode_document(sentences: list[str], tokenizer, max_length: int) -> tuple[dict, int, bool]:
+    """Token ids of [CLS] s1 [SEP] [CLS] s2 [SEP] ..., cut to ``max_length``; returns the features, how many
+    sentences fit (a sentence cut part-way still counts; ones that do not start within the limit are dropped),
+    and whether anything was cut."""
     pieces = tokenizer(sentences, add_special_tokens=False)["input_ids"] if sentences else []
-    ids, sentence_ids = [], []
+    ids, sentence_ids, cut = [], [], False
     for i, piece in enumerate(pieces):
         room = max_length - len(ids)
         if room < 3:
+            cut = True
             break
+        cut = cut or len(piece) > room - 2
         piece = [tokenizer.cls_token_id, *piece[:room - 2], tokenizer.sep_token_id]
         ids += piece
         sentence_ids += [i] * len(piece)
     kept = sentence_ids[-1] + 1 if sentence_ids else 0
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "sentence_ids": sentence_ids}, kept
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "sentence_ids": sentence_ids}, kept, cut
 
 
 def collate(tokenizer, multiple: int = 8):
@@ -167,13 +171,18 @@ def encode_split(table, text: str, summary: str, tokenizer, cfg: Config, scorer)
     docs.sentences, docs.references = [], []
     for document, reference in zip(table[text], table[summary]):
         sentences = split_sentences(document) or [document.strip()]
-        features, kept = encode_document(sentences, tokenizer, cfg.max_length)
+        features, kept, _ = encode_document(sentences, tokenizer, cfg.max_length)
         oracle = greedy_oracle(sentences[:kept], reference, ext.oracle_sentences, scorer)
         features["labels"] = [1.0 if i in oracle else 0.0 for i in range(kept)]
         docs.append(features)
         docs.sentences.append(sentences[:kept])
         docs.references.append(reference.strip())
     return docs
+
+
+def no_pooler(config) -> dict:
+    """BERT-style models take add_pooling_layer (the pooler is unused here); DistilBERT, DeBERTa and ELECTRA have none."""
+    return {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta", "camembert") else {}
 
 
 def build_extractive_task(cfg: Config, text: str, summary: str, score, metric: str, metric_names: tuple):
@@ -187,17 +196,25 @@ def build_extractive_task(cfg: Config, text: str, summary: str, score, metric: s
     if cfg.peft.enabled:
         raise ToolkitError("extractive summarization fine-tunes the whole encoder: set peft.enabled=false "
                            "(LoRA is for the abstractive models).")
+    ext = cfg.extractive
+    if ext.max_sentences < 1 or (ext.max_words is not None and ext.max_words < 1):
+        raise ToolkitError("extractive.max_sentences and extractive.max_words must be at least 1 (leave max_words "
+                           "unset for no word limit).")
     splits = load_splits(cfg, [text, summary], [text, summary])
-    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     source = resolve_model_source(cfg.model)
     with hub_guard(source):
         config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
-        if config.is_encoder_decoder:
-            raise ToolkitError(f"model '{cfg.model}' is an encoder-decoder; extractive summarization needs an encoder "
-                               "such as BERT or MiniLM. Set extractive.enabled=false to fine-tune it abstractively.")
+    if config.is_encoder_decoder:
+        raise ToolkitError(f"model '{cfg.model}' is an encoder-decoder; extractive summarization needs an encoder "
+                           "such as BERT or MiniLM. Set extractive.enabled=false to fine-tune it abstractively.")
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ToolkitError(f"the tokenizer of '{cfg.model}' has no [CLS]/[SEP]-style tokens to mark sentences; "
+                           "use a BERT-family encoder (BERT, MiniLM, RoBERTa, DistilBERT).")
+    with hub_guard(source):
         # No dropout on attention probabilities: over a whole document's tokens (up to 512) sampling that mask cost
         # more than the attention itself on the CPU, and without it SDPA takes its fused kernel.
-        encoder = AutoModel.from_pretrained(source, add_pooling_layer=False, trust_remote_code=cfg.trust_remote_code,
+        encoder = AutoModel.from_pretrained(source, trust_remote_code=cfg.trust_remote_code, **no_pooler(config),
                                             attention_probs_dropout_prob=0.0, attn_implementation="sdpa"
                                             if cfg.attn_implementation == "auto" else cfg.attn_implementation)
     cfg.max_length = min(cfg.max_length, getattr(config, "max_position_embeddings", cfg.max_length))
@@ -263,7 +280,8 @@ def load_scorer(folder: Path) -> SentenceScorer:
     from .checkpoint import load_weights
 
     head = json.loads((folder / HEAD_CONFIG).read_text())
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(folder), add_pooling_layer=False)
+    config = AutoConfig.from_pretrained(folder)
+    encoder = AutoModel.from_config(config, **no_pooler(config))
     model = SentenceScorer(encoder, head["head_layers"], head["max_position"])
     load_weights(model, folder)
     return model.eval()
@@ -278,14 +296,14 @@ class ExtractiveSummarizer:
     def __init__(self, folder: Union[str, Path], cfg: Config | None = None, batch_size: int = 16, device: str | None = None):
         from transformers import AutoTokenizer
 
-        cfg = cfg or Config()
         self.folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         self.model = load_scorer(self.folder)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device)
-        self.max_length = min(cfg.max_length, self.model.encoder.config.max_position_embeddings)
-        self.settings = cfg.extractive
+        limit = self.model.encoder.config.max_position_embeddings
+        self.max_length = min(cfg.max_length, limit) if cfg is not None else limit  # without the run's config: all it takes
+        self.settings = (cfg or Config()).extractive
         self.batch_size = batch_size
 
     def __call__(self, texts: Union[str, list[str]], **budget):
@@ -302,23 +320,27 @@ class ExtractiveSummarizer:
         from .predict import check_texts
 
         check_texts(texts, what="summarize")
-        max_sentences = max_sentences or self.settings.max_sentences
+        max_sentences = max_sentences if max_sentences is not None else self.settings.max_sentences
         max_words = max_words if max_words is not None else self.settings.max_words
+        if max_sentences < 1 or (max_words is not None and max_words < 1):
+            raise ToolkitError("max_sentences and max_words must be at least 1 (max_words=None: no word limit).")
         answers = []
         for start in range(0, len(texts), self.batch_size):
-            for text, (sentences, kept, probs) in zip(texts[start:start + self.batch_size], self.score(texts[start:start + self.batch_size])):
+            for sentences, kept, cut, probs in self.score(texts[start:start + self.batch_size]):
                 chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
                 answers.append({
                     "output": join_summary(sentences, chosen, max_words),
-                    "truncated": kept < len(sentences),
+                    "truncated": cut,
                     "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
                                   for i, s in enumerate(sentences)]})
         return answers
 
     @torch.inference_mode()
-    def score(self, texts: list[str]) -> list[tuple[list[str], int, list[float]]]:
+    def score(self, texts: list[str]) -> list[tuple[list[str], int, bool, list[float]]]:
+        """Per text: its sentences, how many the model saw, whether the text was cut, and their scores."""
         docs = [split_sentences(t) or [t.strip()] for t in texts]
         encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
-        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _ in encoded]).items()}
+        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
         logits = self.model(**batch)["logits"].float().cpu()
-        return [(sentences, kept, row[:kept].softmax(-1).tolist()) for sentences, (_, kept), row in zip(docs, encoded, logits)]
+        return [(sentences, kept, cut, row[:kept].softmax(-1).tolist())
+                for sentences, (_, kept, cut), row in zip(docs, encoded, logits)]

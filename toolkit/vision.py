@@ -335,22 +335,24 @@ def head_inputs(model: nn.Module, kind: str, batches) -> tuple[np.ndarray, np.nd
     finally:
         hook.remove()
         model.train(was_training)
-    return torch.cat(seen).numpy(), torch.cat(labels).numpy()
+    features, labels = torch.cat(seen).numpy(), torch.cat(labels).numpy()
+    readable = labels >= 0  # an image that failed to decode mid-run carries a negative (ignored) label
+    return features[readable], labels[readable]
 
 
 def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0):
-    """Multinomial logistic regression (scikit-learn, L2 strength picked by 3-fold cross-validation on the
+    """Multinomial logistic regression (scikit-learn; L2 strength picked by 3-fold cross-validated log-loss on the
     training features alone) as the weight and bias of a linear layer over the raw features."""
     from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(features)
+    # One scale for all features, not one per feature: per-feature standardisation folded into the layer gave
+    # near-constant features huge weights, and augmented images then produced logits in the hundreds.
+    scale = float(features.std()) or 1.0
     folds = max(2, min(3, int(np.bincount(labels).min())))
-    probe = LogisticRegressionCV(Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, max_iter=2000, random_state=seed)
-    probe.fit(scaler.transform(features), labels)
-    coef, bias = probe.coef_, probe.intercept_
+    probe = LogisticRegressionCV(Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, scoring="neg_log_loss", max_iter=2000,
+                                 random_state=seed)
+    probe.fit(features / scale, labels)
+    coef, bias = probe.coef_ / scale, probe.intercept_
     if coef.shape[0] == 1 and num_classes == 2:  # binary: one logit; split it into two with the same softmax
         coef, bias = np.concatenate([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
-    scale = scaler.scale_
-    weight = coef / scale  # fold the standardisation into the layer
-    return torch.tensor(weight, dtype=torch.float32), torch.tensor(bias - weight @ scaler.mean_, dtype=torch.float32)
+    return torch.tensor(coef, dtype=torch.float32), torch.tensor(bias, dtype=torch.float32)
