@@ -136,6 +136,71 @@ def _load_seq2seq(folder: Path):
     return AutoModelForSeq2SeqLM.from_pretrained(folder)
 
 
+class ExtractiveSummarizer:
+    """An extractive run's sentence scorer. Call with a string or a list; an answer is ``{"output": the picked
+    sentences in document order, "truncated": whether the document was cut to the model's input length}``.
+    Keyword arguments ``max_sentences``/``max_words`` override the run's budget per call. :meth:`explain` adds
+    every sentence with its score and whether it was picked."""
+
+    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 16, device: str | None = None):
+        from transformers import AutoTokenizer
+
+        from .config import Config
+        from .extractive import load_scorer
+
+        self.folder = Path(folder)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = load_scorer(self.folder)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        limit = self.model.encoder.config.max_position_embeddings
+        self.max_length = min(cfg.max_length, limit) if cfg is not None else limit  # without the run's config: all it takes
+        self.settings = (cfg or Config()).extractive
+        self.batch_size = batch_size
+
+    def __call__(self, texts: Union[str, list[str]], **budget):
+        if isinstance(texts, str):
+            return self([texts], **budget)[0]
+        return [{"output": a["output"], "truncated": a["truncated"]} for a in self.explain_many(texts, **budget)]
+
+    def explain(self, text: str, **budget) -> dict:
+        """The answer for one text, plus ``sentences``: each with its ``text``, ``score`` (softmax over the
+        document's scored sentences) and ``picked``; sentences past the input limit have no score."""
+        return self.explain_many([text], **budget)[0]
+
+    def explain_many(self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None) -> list[dict]:
+        from .extractive import join_summary, select_sentences
+
+        check_texts(texts, what="summarize")
+        max_sentences = max_sentences if max_sentences is not None else self.settings.max_sentences
+        max_words = max_words if max_words is not None else self.settings.max_words
+        if max_sentences < 1 or (max_words is not None and max_words < 1):
+            raise ToolkitError("max_sentences and max_words must be at least 1 (max_words=None: no word limit).")
+        answers = []
+        for start in range(0, len(texts), self.batch_size):
+            for sentences, kept, cut, probs in self.score(texts[start:start + self.batch_size]):
+                chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
+                answers.append({
+                    "output": join_summary(sentences, chosen, max_words),
+                    "truncated": cut,
+                    "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
+                                  for i, s in enumerate(sentences)]})
+        return answers
+
+    @torch.inference_mode()
+    def score(self, texts: list[str]) -> list[tuple[list[str], int, bool, list[float]]]:
+        """Per text: its sentences, how many the model saw, whether the text was cut, and their scores."""
+        from .extractive import collate, encode_document
+        from .metrics import split_sentences
+
+        docs = [split_sentences(t) or [t.strip()] for t in texts]
+        encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
+        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
+        logits = self.model(**batch)["logits"].float().cpu()
+        return [(sentences, kept, cut, row[:kept].softmax(-1).tolist())
+                for sentences, (_, kept, cut), row in zip(docs, encoded, logits)]
+
+
 class ImageClassifier:
     """Call with an image (a path or an HxWxC uint8 RGB array) or a list of them; an answer is
     ``{"label": best label, "scores": {label: probability}}`` for the top-k labels.
@@ -282,7 +347,7 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs
         raise ToolkitError(f"run '{run_dir}' is a '{cfg.task}' run, which has no predictor yet.")
     if PREDICTORS[cfg.task] is TextClassifier:
         return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
-    from .extractive import HEAD_CONFIG, ExtractiveSummarizer
+    from .extractive import HEAD_CONFIG
 
     if (folder / HEAD_CONFIG).is_file():
         return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
