@@ -6,7 +6,7 @@ on this CPU). Test sacreBLEU and chrF are scored on the full test split (1,000 s
 on its quarter least like the training data: the 250 sentences whose English word trigrams are least often
 found in the training sources. Also counts outputs with a spaced hyphen or apostrophe ("T - shirt", "l ' eau"),
 and times training samples/s against Seq2SeqTrainer (bf16, dynamic padding) on the same model and data.
-Usage: python benchmarks/translation_multi30k.py [--target de|fr] [--minutes 30] [--no-scratch] [--no-speed]
+Usage: python benchmarks/translation_multi30k.py [--target de|fr] [--minutes 30] [--no-scratch | --no-warm] [--no-speed]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--target", default="de", choices=["de", "fr"])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per model")
     parser.add_argument("--no-scratch", action="store_true", help="skip the from-scratch baseline")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-started default (run the baseline alone)")
     parser.add_argument("--no-speed", action="store_true", help="skip the samples/s comparison with Seq2SeqTrainer")
     parser.add_argument("--speed-steps", type=int, default=40)
     args = parser.parse_args()
@@ -74,7 +75,7 @@ def main() -> int:
     config = ROOT / f"recipes/configs/translation_multi30k_en_{args.target}.yaml"
     rows = [json.loads(line) for line in (DATA / "test.jsonl").read_text(encoding="utf-8").splitlines()]
     far = far_from_train(rows, "en")
-    models = {"warm-started (MiniLM encoder)": []}
+    models = {} if args.no_warm else {"warm-started (MiniLM encoder)": []}
     if not args.no_scratch:
         models["from scratch (same architecture)"] = ["warm_start.pretrained=false"]
     results = {}
