@@ -363,7 +363,7 @@ RANGES = {
     "peft.r": _at_least(1), "peft.alpha": _above(0), "peft.dropout": _between(0, 1, True),
     "warm_start.decoder_layers": _at_least(1), "warm_start.decoder_heads": _at_least(1),
     "warm_start.decoder_intermediate_size": _at_least(1), "warm_start.target_vocab_size": _at_least(300),
-    "warm_start.encoder_lr_scale": _above(0),
+    "warm_start.encoder_lr_scale": _at_least(0),
     "extractive.max_sentences": _at_least(1), "extractive.max_words": _at_least(1),
     "extractive.oracle_sentences": _at_least(1), "extractive.head_layers": _at_least(0),
     "extractive.max_position": _at_least(1),
