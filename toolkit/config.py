@@ -91,6 +91,7 @@ class WarmStartConfig:
     target_tokenizer: str = "encoder"
     target_vocab_size: int = 8000
     pretrained: bool = True  # false: the same architecture from random weights (the from-scratch baseline)
+    encoder_lr_scale: float = 1.0  # the pretrained encoder's learning rate is lr x this (the new decoder's is lr)
 
 
 @dataclass

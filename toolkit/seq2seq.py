@@ -202,7 +202,17 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         info={"source": source, "target": target, "examples": list(splits.get("validation", splits["train"])[source][:5])},
         metric=metric,
         metric_names=metric_names,
+        lr_scale=encoder_lr_scale(cfg),
     )
+
+
+def encoder_lr_scale(cfg: Config):
+    """A warm-started encoder learns at lr x warm_start.encoder_lr_scale; the new decoder (cross-attention
+    included) at lr."""
+    scale = cfg.warm_start.encoder_lr_scale
+    if not cfg.warm_start.encoder or scale == 1.0:
+        return None
+    return lambda name: scale if name.startswith(("encoder.", "base_model.model.encoder.")) else 1.0  # LoRA: peft's prefix
 
 
 @torch.no_grad()
