@@ -86,8 +86,8 @@ class WarmStartConfig:
     decoder_layers: int = 3  # new decoder only
     decoder_heads: int = 12
     decoder_intermediate_size: int = 1536
-    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (WordPiece trained on the training
-    # targets, cased with accents: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
+    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (byte-level BPE trained on the training
+    # targets, cased and lossless: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
     target_tokenizer: str = "encoder"
     target_vocab_size: int = 8000
     pretrained: bool = True  # false: the same architecture from random weights (the from-scratch baseline)
