@@ -182,12 +182,14 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
     if len(missing) == len(values):
         raise ToolkitError(f"{where}: every row's {column} is empty, NaN or null. Check data.label_column.")
     log.warning("%s: skipped %d rows with no %s (empty, NaN or null)", where, len(missing), column)
+    import datasets
+
     dropped = set(missing)
     table = table.select([i for i in range(len(values)) if i not in dropped])
     remaining = table[column]
     if all(isinstance(v, float) and v.is_integer() for v in remaining):
         # A JSON column of integers with nulls arrives as floats: 1.0 would otherwise become the class "1.0".
-        table = table.map(lambda row: {column: int(row[column])})
+        table = table.cast_column(column, datasets.Value("int64"))
     return table
 
 
