@@ -208,16 +208,17 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
     bomb = tmp_path / "bomb.png"
     cv2.imwrite(str(bomb), np.zeros((12000, 12000, 1), dtype=np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert bomb.stat().st_size < 0.5 * 2**20
-    import toolkit.images
+    import importlib
 
-    decode = toolkit.images.decode
+    images_module = importlib.import_module("toolkit.images")
+    decode = images_module.decode
     decoded = []
-    toolkit.images.decode = lambda *a, **k: decoded.append(a) or decode(*a, **k)  # a spy: is it ever decoded?
+    images_module.decode = lambda *a, **k: decoded.append(a) or decode(*a, **k)  # a spy: is it ever decoded?
     try:
         with pytest.raises(ToolkitError, match="144 megapixels, over the 40 megapixel limit"):
             predictor(str(bomb))
     finally:
-        toolkit.images.decode = decode
+        images_module.decode = decode
     assert decoded == []
 
 
