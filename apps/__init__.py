@@ -23,6 +23,43 @@ def metrics_markdown(results: dict, names: list[str]) -> str:
     return "\n\n".join(lines) or "No metrics recorded for this run."
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A cell a spreadsheet would run as a formula (=HYPERLINK(...), =cmd|...) gets a leading apostrophe, as OWASP
+    recommends for CSV exports; other values pass unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_download(table, folder: Path, name: str) -> str:
+    """``table`` as a CSV download in ``folder`` (the app's own temporary folder, removed when the app exits),
+    with formula cells escaped; downloads older than an hour are removed first."""
+    import time
+    import uuid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        if time.time() - old.stat().st_mtime > 3600:
+            old.unlink(missing_ok=True)
+    out = folder / f"{Path(name).stem}-{uuid.uuid4().hex[:8]}.csv"
+    table.map(spreadsheet_safe).to_csv(out, index=False)
+    return str(out)
+
+
+def app_temp_folder(prefix: str) -> Path:
+    """A temporary folder for one app's files, deleted when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def build_app(run_dir: str | Path):
     """The ``gr.Blocks`` app for a run, picked by the run's task."""
     from toolkit.run import read_run_config

@@ -46,7 +46,8 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
                     f"{', '.join(classifier.labels[:20])}{' …' if len(classifier.labels) > 20 else ''}.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam"], elem_id="image")
+                image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam"], elem_id="image",
+                                 image_mode=None)  # the file as uploaded: the size limits apply before any decoding
                 crop = gr.Checkbox(label="Crop to the largest face first (OpenCV Haar cascade)", value=False, elem_id="crop")
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
             with gr.Column():

@@ -6,13 +6,12 @@ Run: ``python -m apps.sentiment RUN_DIR`` or ``toolkit serve RUN_DIR``.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
-from apps import metrics_markdown
+from apps import app_temp_folder, metrics_markdown, write_download
 from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
@@ -27,11 +26,16 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
     predictor = load(run_dir)
     examples = results.get("examples") or ["A gripping, beautifully acted film.", "Dull, predictable and far too long."]
 
+    downloads = app_temp_folder("toolkit-predictions-")
+    columns = ["text", "label", *(f"score_{label}" for label in predictor.labels), "note"]
+
     def classify(texts: list[str]) -> tuple[list]:
         """Batched by the queue: one forward pass for all waiting requests."""
         wanted = [i for i, t in enumerate(texts) if t and t.strip()]
         answers = predictor([texts[i] for i in wanted]) if wanted else []
-        out: list = [EMPTY] * len(texts)
+        if len(wanted) < len(texts):
+            gr.Warning(EMPTY)  # a notice, not a prediction shown in the label's heading
+        out: list = [None] * len(texts)
         for i, answer in zip(wanted, answers):
             out[i] = answer["scores"]
         return (out,)
@@ -40,16 +44,16 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
         if file is None:
             raise gr.Error("Upload a CSV file with a text column first.")
         table = read_upload(file, cfg.data.text_column)
-        texts = table["text"].tolist()
-        answers = predictor(texts)
-        table["label"] = [a["label"] for a in answers]
+        filled = [i for i, t in enumerate(table["text"]) if t.strip()]
+        answers = dict(zip(filled, predictor([table["text"][i] for i in filled])))
+        # Every input row comes back, in order: an empty one is marked, not dropped, so the output lines up.
+        table["label"] = [answers[i]["label"] if i in answers else "" for i in range(len(table))]
         for label in predictor.labels:
-            table[f"score_{label}"] = [round(a["scores"][label], 4) for a in answers]
-        out = Path(tempfile.mkdtemp(prefix="predictions-")) / "predictions.csv"
-        table.to_csv(out, index=False)
-        return table, str(out)
+            table[f"score_{label}"] = [round(answers[i]["scores"][label], 4) if i in answers else None for i in range(len(table))]
+        table["note"] = ["" if i in answers else "skipped: empty text" for i in range(len(table))]
+        return table[columns], write_download(table[columns], downloads, "predictions")
 
-    with gr.Blocks(title=f"{run_dir.name}: text classification") as demo:
+    with gr.Blocks(title=f"{run_dir.name}: text classification", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nFine-tuned from `{cfg.model}`. Labels: {', '.join(predictor.labels)}.")
         with gr.Tab("Text"):
             with gr.Row():
@@ -61,10 +65,12 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
             button.click(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_name="classify")
             text.submit(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_visibility="private")
         with gr.Tab("CSV file"):
-            gr.Markdown(f"Upload a CSV with a `{cfg.data.text_column}` (or `text`) column, up to {MAX_CSV_ROWS:,} rows.")
+            named = f"`{cfg.data.text_column}`" + (" (or `text`)" if cfg.data.text_column != "text" else "")
+            gr.Markdown(f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
+                        f"order; rows with empty text are marked as skipped.")
             upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
-            run_csv = gr.Button("Classify file", elem_id="classify-csv")
-            table = gr.Dataframe(label="Predictions", interactive=False)
+            run_csv = gr.Button("Classify file", variant="primary", elem_id="classify-csv")
+            table = gr.Dataframe(value=pd.DataFrame(columns=columns), label="Predictions", interactive=False)
             download = gr.File(label="Download predictions")
             run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv")
         with gr.Accordion("Run metrics", open=False):
@@ -88,11 +94,10 @@ def read_upload(file, text_column: str) -> pd.DataFrame:
         raise gr.Error(f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}.")
     if len(table) > MAX_CSV_ROWS:
         raise gr.Error(f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files.")
-    table = table[[column]].rename(columns={column: "text"})
-    table = table[table["text"].astype(str).str.strip() != ""].reset_index(drop=True)
-    if table.empty:
-        raise gr.Error("Every row's text is empty.")
+    table = table[[column]].rename(columns={column: "text"}).reset_index(drop=True)
     table["text"] = table["text"].astype(str)
+    if not (table["text"].str.strip() != "").any():
+        raise gr.Error("Every row's text is empty.")
     return table
 
 

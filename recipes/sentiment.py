@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from toolkit.config import Config
-from toolkit.data import drop_empty_text, encode_labels, label_names, load_splits, load_table, require_columns
+from toolkit.data import drop_empty_text, drop_missing_labels, encode_labels, label_names, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
@@ -28,7 +28,7 @@ def tokenize(table, tokenizer, cfg: Config, names: list[str], where: str) -> lis
 def build_task(cfg: Config) -> Task:
     from transformers import DataCollatorWithPadding
 
-    splits = load_splits(cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column])
+    splits = load_splits(cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column], cfg.data.label_column)
     names = label_names(list(splits["train"][cfg.data.label_column]))
     if len(names) < 2:
         raise ToolkitError(f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column.")
@@ -78,6 +78,7 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     where = f"'{source}'"
     require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
     table = drop_empty_text(table, [cfg.data.text_column], where)
+    table = drop_missing_labels(table, cfg.data.label_column, where, cfg.data.missing_labels)
     gold = encode_labels(list(table[cfg.data.label_column]), predictor.labels, where)
     answers = predictor(list(table[cfg.data.text_column]))
     index = {name: i for i, name in enumerate(predictor.labels)}

@@ -45,15 +45,22 @@ def test_client_classifies_text_and_csv(server, trained_run, tmp_path):
     expected = toolkit.load(trained_run.dir)("the acting was wonderful")["scores"]
     confidences = {c["label"]: c["confidence"] for c in answer["confidences"]}
     assert confidences == pytest.approx(expected, abs=1e-4)
-    assert client.predict("   ", api_name="/classify")["label"].startswith("Empty input")
+    empty = client.predict("   ", api_name="/classify")
+    assert not (empty or {}).get("label")  # no prediction: the notice is a toast, not the label's heading
 
     upload = tmp_path / "reviews.csv"
+    formula = '=HYPERLINK("http://example.com","click")'
     with open(upload, "w", newline="") as fh:
-        csv.writer(fh).writerows([["text"], ["a dreadful plot"], ["a lovely story"], [""]])
+        csv.writer(fh).writerows([["text"], ["a dreadful plot"], [""], ["a lovely story"], [formula], ["@SUM(1+1)"]])
     table, download = client.predict(handle_file(str(upload)), api_name="/classify_csv")
-    rows = {row[0]: row[1] for row in table["data"]}
-    assert rows == {"a dreadful plot": "negative", "a lovely story": "positive"}
-    assert "a lovely story,positive" in open(download).read()
+    assert table["headers"][:2] == ["text", "label"] and table["headers"][-1] == "note"
+    rows = table["data"]
+    assert [row[0] for row in rows] == ["a dreadful plot", "", "a lovely story", formula, "@SUM(1+1)"]  # input order
+    assert [row[1] for row in rows[:3]] == ["negative", "", "positive"]
+    assert rows[1][-1] == "skipped: empty text" and rows[0][-1] == ""
+    written = list(csv.reader(open(download, encoding="utf-8")))
+    assert [r[0] for r in written[1:]] == ["a dreadful plot", "", "a lovely story", "'" + formula, "'@SUM(1+1)"]
+    assert written[3][1] == "positive"
 
 
 def test_bad_csv_upload_gets_a_clear_error(server, tmp_path):
@@ -95,3 +102,37 @@ def server_shot_path():
     from pathlib import Path
 
     return Path(tempfile.gettempdir()) / "toolkit-sentiment-app.png"
+
+
+def test_serve_with_auth_asks_for_the_login(trained_run):
+    import subprocess
+    import sys
+    import time
+
+    from gradio_client import Client
+
+    from conftest import ROOT, free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(trained_run.dir), "--port", str(port),
+                               "--auth", "alice:a-long-passphrase"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.time() + 120
+        while time.time() < deadline and server.poll() is None:
+            try:
+                client = Client(url, auth=("alice", "a-long-passphrase"), verbose=False)
+                break
+            except Exception:
+                time.sleep(1)
+        else:
+            pytest.fail(f"the server did not start: {server.stderr.read() if server.poll() is not None else 'timeout'}")
+        assert client.predict("a wonderful film", api_name="/classify")["label"] == "positive"
+        with pytest.raises(Exception):
+            Client(url, verbose=False).predict("a wonderful film", api_name="/classify")
+        with pytest.raises(Exception):
+            Client(url, auth=("alice", "wrong"), verbose=False)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

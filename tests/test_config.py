@@ -44,3 +44,27 @@ def test_yaml_file_sets_default_output_dir(tmp_path):
     bad.write_text("lr: [1,\n")
     with pytest.raises(ToolkitError, match="not valid YAML"):
         load_config(bad)
+
+
+OUT_OF_RANGE = ["epochs=-1", "epochs=0", "max_length=0", "batch_size=0", "grad_accum=0", "eval_every=0", "data.holdout=1.5",
+                "data.max_train_rows=-5", "lr=-1", "warmup_ratio=1.5", "seed=-1", "generation.num_beams=0", "image.channels=2",
+                "peft.dropout=1.0", "max_train_minutes=0", "log_every=0", "epochs=.nan", "epochs=.inf"]
+
+
+@pytest.mark.parametrize("override", OUT_OF_RANGE)
+def test_numbers_out_of_range_name_the_key_and_the_range(override):
+    key = override.split("=")[0]
+    with pytest.raises(ToolkitError, match=rf"config key '{key}' is .*; it must be "):
+        load_config({"task": "sentiment"}, [override])
+
+
+def test_out_of_range_on_the_command_line_writes_nothing(tiny_config, tmp_path):
+    from conftest import run_cli, write_config
+
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    for override in ("eval_every=0", "max_length=0", "data.holdout=1.5"):
+        out = tmp_path / override.split("=")[0]
+        done = run_cli("train", str(config), f"output_dir={out}", override)
+        assert done.returncode == 2, done.stderr
+        assert sum(line.startswith("error:") for line in done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+        assert not out.exists()

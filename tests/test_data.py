@@ -80,3 +80,35 @@ def test_labels_sort_naturally_and_unknown_labels_are_named():
     assert encode_labels([2, 10], ["1", "2", "10"], "x") == [1, 2]
     with pytest.raises(ToolkitError, match="labels that training never saw: neutral"):
         encode_labels(["pos", "neutral"], ["neg", "pos"], "data.validation")
+
+
+def test_rows_without_a_label_are_skipped_never_a_class(tiny_config, tmp_path):
+    import csv
+
+    from conftest import run_cli, write_config
+
+    rows = list(csv.reader(open(tiny_config["data"]["train"], encoding="utf-8")))
+    header, body = rows[0], rows[1:]
+    body[0][1], body[1][1], body[2][1], body[3][1] = "", "NaN", "null", " "
+    train = tmp_path / "train_with_gaps.csv"
+    with open(train, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *body])
+    config = write_config(tmp_path / "tiny.yaml", {**tiny_config, "data": {**tiny_config["data"], "train": str(train)}})
+    out = tmp_path / "run"
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "best/labels.json").read_text()) == ["negative", "positive"]
+    assert "skipped 4 rows with no label" in done.stderr
+
+    refused = run_cli("train", str(config), f"output_dir={tmp_path / 'strict'}", "data.missing_labels=error")
+    assert refused.returncode == 2 and "4 of 320 rows have no label" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "strict").exists()
+
+
+def test_integer_labels_with_nulls_stay_integers(tmp_path):
+    from toolkit.data import drop_missing_labels
+
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"text": f"row {i}", "label": v}) + "\n" for i, v in enumerate([0, 1, None, 1, 0])))
+    table = drop_missing_labels(load_table(str(path)), "label", "data.train")
+    assert label_names(list(table["label"])) == ["0", "1"] and len(table) == 4

@@ -203,6 +203,23 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
     with pytest.raises(ToolkitError, match="cannot decode"):
         predictor(str(tmp_path / "x.jpg"))
     assert isinstance(predictor, ImageClassifier)
+    # A decompression bomb: 12000x12000 of one colour compresses to well under a megabyte, and would take
+    # hundreds of megabytes once decoded. It is refused from its header, before decoding.
+    bomb = tmp_path / "bomb.png"
+    cv2.imwrite(str(bomb), np.zeros((12000, 12000, 1), dtype=np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert bomb.stat().st_size < 0.5 * 2**20
+    import importlib
+
+    images_module = importlib.import_module("toolkit.images")
+    decode = images_module.decode
+    decoded = []
+    images_module.decode = lambda *a, **k: decoded.append(a) or decode(*a, **k)  # a spy: is it ever decoded?
+    try:
+        with pytest.raises(ToolkitError, match="144 megapixels, over the 40 megapixel limit"):
+            predictor(str(bomb))
+    finally:
+        images_module.decode = decode
+    assert decoded == []
 
 
 def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_path):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import shutil
 from pathlib import Path
 from typing import Any, Union
 
 from .config import Config, build_config, config_to_dict, load_config
 from .errors import ToolkitError
-from .run import Run, prepare_run_dir, read_results, read_run_config
+from .run import CONFIG_FILE, Run, clear_run, prepare_run_dir, read_results, read_run_config, run_lock
 
 # Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
 RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
@@ -53,23 +53,45 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
 
     Nothing is written until the config, data and model have all loaded: bad input leaves no run folder.
     """
+    cfg = resolve_config(config, overrides, **kwargs)  # config errors come before torch is even imported
     from accelerate import PartialState
 
     from .engine import choose_metric, cpu_only, fit
 
-    cfg = resolve_config(config, overrides, **kwargs)
     state = PartialState(cpu=cpu_only())
-    run_dir = prepare_run_dir(cfg)
+    run_dir = Path(cfg.output_dir)
+    on_main_process(state, lambda: prepare_run_dir(cfg))
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
     task = recipe(cfg.task).build_task(cfg)
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
-    state.wait_for_everyone()  # every rank has checked the folder before rank 0 changes it
-    if state.is_main_process and cfg.overwrite and not cfg.resume and run_dir.exists():
-        shutil.rmtree(run_dir)
-    state.wait_for_everyone()
-    return fit(task, cfg, run_dir)
+    with contextlib.ExitStack() as held:
+        def take_folder() -> None:
+            held.enter_context(run_lock(run_dir))
+            prepare_run_dir(cfg)  # again, now that no other process can write there
+            if cfg.overwrite and not cfg.resume and (run_dir / CONFIG_FILE).exists():
+                clear_run(run_dir)
+
+        on_main_process(state, take_folder)
+        return fit(task, cfg, run_dir)
+
+
+def on_main_process(state, check) -> None:
+    """Run ``check`` on rank 0 only (the one process that owns the run folder) and raise its ToolkitError on every
+    rank, so that no process is left waiting at a barrier for one that refused."""
+    message = None
+    if state.is_main_process:
+        try:
+            check()
+        except ToolkitError as err:
+            message = str(err)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        message = broadcast_object_list([message], from_process=0)[0]
+    if message is not None:
+        raise ToolkitError(message)
 
 
 def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:
@@ -88,6 +110,10 @@ def load(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs: Any):
 def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best") -> dict:
     """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits."""
     cfg = read_run_config(run_dir)
+    if data is None and split is not None and split not in ("train", "validation", "test"):
+        configured = [name for name in ("train", "validation", "test") if getattr(cfg.data, name)]
+        raise ToolkitError(f"unknown split '{split}': use one of the run's splits ({', '.join(configured)}), or "
+                           f"--data FILE (with --split naming a hub dataset's split).")
     if data is None:
         # A GAN is compared with the images it learned from when no other split is set (as FID usually is).
         split = split or ("test" if cfg.data.test else "validation" if cfg.data.validation or cfg.task != "gan" else "train")

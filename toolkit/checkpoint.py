@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 TRAINING_STATE = "training_state.pt"
+UMASK = os.umask(0o022)  # read once, at import (before any threads): reading it means setting it
+os.umask(UMASK)
 STATE_JSON = "state.json"
 
 
@@ -28,6 +31,7 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write(tmp)
+    share_like_the_rest(tmp)
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
@@ -35,12 +39,55 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def find_checkpoint(run_dir: Path, name: str) -> Path | None:
-    """The checkpoint folder ``name`` (best/last), or its previous copy if a swap was interrupted."""
-    for candidate in (run_dir / name, run_dir / f".{name}.old"):
-        if (candidate / STATE_JSON).is_file() or (candidate / "config.json").is_file():
+def share_like_the_rest(folder: Path) -> None:
+    """Give files written through a private temporary file (transformers saves model.safetensors that way, 0600)
+    the permissions every other file of the run gets from the umask (usually 0644)."""
+    umask = UMASK
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and path.stat().st_mode & 0o777 == 0o600:
+            path.chmod(0o666 & ~umask)
+
+
+def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | None:
+    """The checkpoint folder ``name`` (best/last), or its previous copy if a swap was interrupted.
+
+    ``intact``: raise ToolkitError naming the damaged file when neither copy can be read."""
+    found = [c for c in (run_dir / name, run_dir / f".{name}.old")
+             if (c / STATE_JSON).is_file() or (c / "config.json").is_file()]
+    if not intact or not found:
+        return found[0] if found else None
+    for candidate in found:
+        if not damaged_files(candidate):
             return candidate
-    return None
+    from .errors import ToolkitError
+
+    fix = ("cannot resume from it; best/ still serves predictions, and overwrite=true trains the run again"
+           if name == "last" else "use --checkpoint last, or train the run again")
+    raise ToolkitError(f"checkpoint {name}/ of '{run_dir}' is damaged: {', '.join(damaged_files(found[0]))} "
+                       f"(truncated or corrupt, e.g. the disk filled up): {fix}.")
+
+
+def damaged_files(folder: Path) -> list[str]:
+    """Weight and state files in ``folder`` that cannot be read back (truncated or corrupt), by path."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    bad = []
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt") as fh:
+                fh.keys()
+        except Exception:  # safetensors raises its own SafetensorError, and OSError on unreadable files
+            bad.append(str(path))
+    state = Path(folder) / TRAINING_STATE
+    if state.is_file():
+        try:
+            with zipfile.ZipFile(state) as fh:  # torch.save's format; a cut file has no central directory
+                fh.namelist()
+        except (zipfile.BadZipFile, OSError):
+            bad.append(str(state))
+    return bad
 
 
 def rng_state() -> dict:

@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a run's Gradio app")
     p.add_argument("run")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 for every network")
+    p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
+                   help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
+    p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     return parser
 
@@ -107,10 +110,52 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def check_port(host: str, port: int) -> None:
+    """A port out of range or already taken is an error line now, not a traceback after the model has loaded."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise ToolkitError(f"--port {port} is not a port number: use 1-65535 (e.g. --port 7860).")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is not "in use"
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ToolkitError(f"cannot serve on {host}:{port}: {err.strerror or err}. Another program may be using "
+                               f"that port: choose another with --port N.") from err
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_auth(args) -> tuple[str, str] | None:
+    """The login to ask for; serving beyond this machine (another --host, or --share) needs one or --no-auth."""
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise ToolkitError("--auth takes USER:PASSWORD, e.g. --auth alice:a-long-passphrase.")
+        return user, password
+    if (args.share or not is_loopback(args.host)) and not args.no_auth:
+        where = "a public share link" if args.share else f"--host {args.host}"
+        raise ToolkitError(f"{where} makes the app reachable from other machines, and anyone who reaches it can run "
+                           f"the model: add --auth USER:PASSWORD, or --no-auth to serve without a login knowingly.")
+    return None
+
+
 def cmd_serve(args) -> int:
+    auth = serve_auth(args)
+    check_port(args.host, args.port)
     from apps import launch
 
-    launch(args.run, host=args.host, port=args.port, share=args.share)
+    launch(args.run, host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 

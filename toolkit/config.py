@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -33,6 +34,7 @@ class DataConfig:
     test: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
+    missing_labels: Literal["skip", "error"] = "skip"  # rows with an empty/NaN/null label: skipped and counted, or refused
     holdout: float = 0.1  # without data.validation: this fraction of train validates; 0: none (best/ = the final weights)
     max_train_rows: Optional[int] = None  # a seeded sample of N training rows
     max_eval_rows: Optional[int] = None  # ... of validation rows (evaluated at every evaluation)
@@ -84,8 +86,8 @@ class WarmStartConfig:
     decoder_layers: int = 3  # new decoder only
     decoder_heads: int = 12
     decoder_intermediate_size: int = 1536
-    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (WordPiece trained on the training
-    # targets, cased with accents: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
+    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (byte-level BPE trained on the training
+    # targets, cased and lossless: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
     target_tokenizer: str = "encoder"
     target_vocab_size: int = 8000
     pretrained: bool = True  # false: the same architecture from random weights (the from-scratch baseline)
@@ -132,6 +134,7 @@ class ImageConfig:
     rotation: float = 0.0  # degrees, either way
     color_jitter: float = 0.0  # brightness, contrast and saturation amount
     max_upload_mb: float = 10.0  # apps and predict refuse larger files
+    max_megapixels: float = 40.0  # ... and images of more pixels, read from the header before decoding
     top_k: int = 5  # labels shown by predict and the app
 
 
@@ -305,17 +308,83 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ToolkitError(f"config file '{path}' does not exist. Shipped configs live in recipes/configs/.")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        if "\x00" in text:
+            raise ToolkitError(f"config file '{path}' is not a text file (it holds binary data). Give a YAML config "
+                               f"(see recipes/configs/).")
+        values = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as err:
+        raise ToolkitError(f"config file '{path}' is not a text file (not UTF-8). Give a YAML config (see recipes/configs/).") from err
     except yaml.YAMLError as err:
-        raise ToolkitError(f"config file '{path}' is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ToolkitError(f"config file '{path}' is not valid YAML{where}: {problem}. Fix that line "
+                           f"(indent with spaces, 'key: value').") from err
     if not isinstance(values, dict):
         raise ToolkitError(f"config file '{path}' must hold a mapping of keys to values.")
     return values
 
 
-def build_config(values: dict) -> Config:
-    """Validate plain values (from YAML and overrides) into a :class:`Config`."""
-    return _build(Config, values)
+def build_config(values: dict, ranges: bool = True) -> Config:
+    """Validate plain values (from YAML and overrides) into a :class:`Config`; ``ranges=False`` skips the range
+    checks (a finished run's saved config, which an older version may have accepted)."""
+    cfg = _build(Config, values)
+    if ranges:
+        check_ranges(cfg)
+    return cfg
+
+
+def _at_least(low: float) -> tuple[str, Any]:
+    return f"at least {low}", lambda v: v >= low
+
+
+def _above(low: float) -> tuple[str, Any]:
+    return f"above {low}", lambda v: v > low
+
+
+def _between(low: float, high: float, high_open: bool = False) -> tuple[str, Any]:
+    if high_open:
+        return f"from {low} up to (not including) {high}", lambda v: low <= v < high
+    return f"from {low} to {high}", lambda v: low <= v <= high
+
+
+# Every numeric key's allowed values, checked when a config loads: a value out of range is a config error
+# naming the key, never a silent odd run or a traceback later.
+RANGES = {
+    "epochs": _above(0), "max_steps": _at_least(1), "batch_size": _at_least(1), "eval_batch_size": _at_least(1),
+    "grad_accum": _at_least(1), "lr": _at_least(0), "weight_decay": _at_least(0), "warmup_ratio": _between(0, 1),
+    "max_grad_norm": _at_least(0), "max_length": _at_least(2), "max_target_length": _at_least(2),
+    "seed": _between(0, 2**32 - 1), "eval_every": _at_least(1), "save_every": _at_least(1), "patience": _at_least(1),
+    "log_every": _at_least(1), "num_workers": _at_least(0), "max_train_minutes": _above(0),
+    "data.holdout": _between(0, 1, True), "data.max_train_rows": _at_least(1), "data.max_eval_rows": _at_least(1),
+    "data.max_test_rows": _at_least(1), "data.max_per_class": _at_least(1),
+    "generation.num_beams": _at_least(1), "generation.max_new_tokens": _at_least(1),
+    "generation.length_penalty": _between(-10, 10), "generation.no_repeat_ngram_size": _at_least(0),
+    "peft.r": _at_least(1), "peft.alpha": _above(0), "peft.dropout": _between(0, 1, True),
+    "warm_start.decoder_layers": _at_least(1), "warm_start.decoder_heads": _at_least(1),
+    "warm_start.decoder_intermediate_size": _at_least(1), "warm_start.target_vocab_size": _at_least(300),
+    "warm_start.encoder_lr_scale": _at_least(0),
+    "extractive.max_sentences": _at_least(1), "extractive.max_words": _at_least(1),
+    "extractive.oracle_sentences": _at_least(1), "extractive.head_layers": _at_least(0),
+    "extractive.max_position": _at_least(1),
+    "image.head_epochs": _at_least(0), "image.backbone_lr_scale": _at_least(0), "image.size": _at_least(8),
+    "image.channels": ("1 or 3", lambda v: v in (1, 3)), "image.crop_pct": _between(0.05, 1),
+    "image.crop_scale_min": _between(0.01, 1), "image.hflip": _between(0, 1), "image.rotation": _between(0, 180),
+    "image.color_jitter": _between(0, 1), "image.max_upload_mb": _above(0), "image.max_megapixels": _above(0), "image.top_k": _at_least(1),
+    "gan.latent_dim": _at_least(1), "gan.channels": _at_least(1), "gan.d_lr_scale": _above(0),
+    "gan.beta1": _between(0, 1, True), "gan.beta2": _between(0, 1, True), "gan.ema_decay": _between(0, 1, True),
+    "gan.freeze_d_layers": _at_least(0), "gan.grid_rows": _at_least(1), "gan.eval_samples": _at_least(2),
+}
+
+
+def check_ranges(cfg: Config) -> None:
+    for key, (allowed, ok) in RANGES.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and ok(value)):
+            raise ToolkitError(f"config key '{key}' is {value!r}; it must be {allowed}.")
 
 
 def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:

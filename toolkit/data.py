@@ -54,6 +54,12 @@ def _read_file(path: Path) -> pd.DataFrame:
         )
     if path.stat().st_size == 0:
         raise ToolkitError(f"data file '{path}' is empty. Point the config at a file with a header and rows.")
+    if path.suffix.lower() != ".parquet":
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+        if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise ToolkitError(f"data file '{path}' is not a text file (it holds binary data), so it cannot be read as "
+                               f"{path.suffix}. Export the data as CSV/JSONL text, or give a .parquet file.")
     try:
         frame = reader(path)
     except UnicodeDecodeError as err:
@@ -109,10 +115,11 @@ def require_columns(ds, columns: list[str], where: str) -> None:
             )
 
 
-def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
+def load_splits(cfg, required: list[str], text_columns: list[str], label_column: str | None = None) -> dict:
     """The configured train/validation/test tables, checked and trimmed the same way for every text task.
 
-    ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted).
+    ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted), and so
+    are rows whose ``label_column`` is missing (data.missing_labels=error refuses them instead).
     Without data.validation, data.holdout (10%) of train is held out (as AutoTrain does) so best/ can still be picked.
     """
     if not cfg.data.train:
@@ -126,6 +133,8 @@ def load_splits(cfg, required: list[str], text_columns: list[str]) -> dict:
         where = f"data.{split} ('{source}')"
         require_columns(table, required, where)
         table = drop_empty_text(table, text_columns, where)
+        if label_column:
+            table = drop_missing_labels(table, label_column, where, cfg.data.missing_labels)
         limit = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}[split]
         if limit and len(table) > limit:
             table = table.shuffle(seed=cfg.seed).select(range(limit))
@@ -146,6 +155,41 @@ def drop_empty_text(table, columns: list[str], where: str):
         if not keep:
             raise ToolkitError(f"{where}: every row has empty {' or '.join(columns)}. Check the column settings.")
         table = table.select(keep)
+    return table
+
+
+# Label cells that mean "no label": never a class of their own. ("none" and "NA" stay: they can be real classes.)
+MISSING_LABEL_TEXT = {"", "nan", "null", "n/a", "<na>"}
+
+
+def is_missing_label(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value  # NaN
+    return isinstance(value, str) and value.strip().lower() in MISSING_LABEL_TEXT
+
+
+def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
+    """Rows with an empty, NaN or null label: skipped with a count (policy "skip") or refused (policy "error")."""
+    values = table[column]
+    missing = [i for i, v in enumerate(values) if is_missing_label(v)]
+    if not missing:
+        return table
+    if policy == "error":
+        raise ToolkitError(f"{where}: {len(missing)} of {len(values)} rows have no {column} (empty, NaN or null). "
+                           f"Fill them in or delete them, or set data.missing_labels=skip to train without them.")
+    if len(missing) == len(values):
+        raise ToolkitError(f"{where}: every row's {column} is empty, NaN or null. Check data.label_column.")
+    log.warning("%s: skipped %d rows with no %s (empty, NaN or null)", where, len(missing), column)
+    import datasets
+
+    dropped = set(missing)
+    table = table.select([i for i in range(len(values)) if i not in dropped])
+    remaining = table[column]
+    if all(isinstance(v, float) and v.is_integer() for v in remaining):
+        # A JSON column of integers with nulls arrives as floats: 1.0 would otherwise become the class "1.0".
+        table = table.cast_column(column, datasets.Value("int64"))
     return table
 
 

@@ -188,7 +188,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
     schedulers = [accelerator.prepare(build_scheduler(o, cfg, total_steps, elapsed=lambda: counters["train_seconds"]))
                   for o in optimizers]
-    last = ckpt.find_checkpoint(run_dir, "last") if cfg.resume else None
+    last = ckpt.find_checkpoint(run_dir, "last", intact=True) if cfg.resume else None
     if cfg.resume and last is None:
         log.warning("resume=true but %s has no last/ checkpoint yet: starting from the beginning", run_dir)
     if last is not None:
@@ -205,6 +205,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        runlib.write_marker(run_dir)
         runlib.write_config(run_dir, cfg)
     if accelerator.log_with:
         accelerator.init_trackers("tensorboard", config=_hparams(cfg))

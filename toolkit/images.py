@@ -215,6 +215,25 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
     return images.subset(keep) if len(keep) < len(images) else images
 
 
+def pixel_count(path: Union[str, Path]) -> int | None:
+    """Width x height from the file's header, without decoding it (None when Pillow cannot read the header):
+    a 442 KB PNG can claim 12000x12000 pixels and take 1.8 GB once decoded."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # lazy: reads the header only
+                width, height = image.size
+    except Image.DecompressionBombError:
+        return 2**62  # Pillow's own limit (over ~179 megapixels): far over ours
+    except Exception:  # not an image Pillow knows; OpenCV decides later
+        return None
+    return width * height
+
+
 def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:
     """An image as an HxWxC uint8 RGB (or grey) array. Files go through OpenCV; 16-bit, grey and RGBA are handled."""
     import cv2

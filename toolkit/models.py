@@ -51,13 +51,33 @@ def attention_backend(choice: str) -> str | None:
     return None if torch.cuda.is_available() else "eager"
 
 
+def from_pretrained_quietly(cls, source: str, **kwargs):
+    """``cls.from_pretrained`` without transformers' multi-line LOAD REPORT table: weights the checkpoint lacks
+    (a new classification head, an unused pooler) are named in one plain log line instead."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(before)
+    keys = [k[0] if isinstance(k, (tuple, list)) else k for k in [*info.get("missing_keys", []), *info.get("mismatched_keys", [])]]
+    new = [k for k in keys if ".pooler." not in k and not k.startswith("pooler.")]
+    if new:
+        names = sorted({k.rsplit(".", 1)[0] for k in new})
+        log.info("initialised new weights not in %s: %s", source, ", ".join(names[:4]) + (" ..." if len(names) > 4 else ""))
+    return model
+
+
 def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"):
     """A sequence classifier with a fresh head sized for ``labels`` (names kept in its config)."""
     from transformers import AutoModelForSequenceClassification
 
     source = resolve_model_source(name)
     with hub_guard(source):
-        return AutoModelForSequenceClassification.from_pretrained(
+        return from_pretrained_quietly(
+            AutoModelForSequenceClassification,
             source,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),

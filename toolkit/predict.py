@@ -11,6 +11,7 @@ import torch
 
 from .checkpoint import find_checkpoint
 from .errors import ToolkitError
+from .models import from_pretrained_quietly
 
 
 class TextClassifier:
@@ -72,7 +73,7 @@ def _load_classifier(folder: Path):
         base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
         base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(folder))
         return PeftModel.from_pretrained(base, folder)
-    return AutoModelForSequenceClassification.from_pretrained(folder)
+    return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder))
 
 
 class TextGenerator:
@@ -133,7 +134,7 @@ def _load_seq2seq(folder: Path):
         from peft import AutoPeftModelForSeq2SeqLM
 
         return AutoPeftModelForSeq2SeqLM.from_pretrained(folder)
-    return AutoModelForSeq2SeqLM.from_pretrained(folder)
+    return from_pretrained_quietly(AutoModelForSeq2SeqLM, str(folder))
 
 
 class ExtractiveSummarizer:
@@ -226,12 +227,13 @@ class ImageClassifier:
         size = self.data["size"]
         self.view = v2.Compose([v2.Resize(int(round(size / self.data["crop_pct"])), antialias=True), v2.CenterCrop(size)])
         self.max_upload_mb = cfg.image.max_upload_mb
+        self.max_megapixels = cfg.image.max_megapixels
         self.top_k = max(1, min(cfg.image.top_k, len(self.labels)))
         self.batch_size = batch_size
 
     def read(self, image) -> np.ndarray:
         """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
-        from .images import BadImage, decode
+        from .images import BadImage, decode, pixel_count
 
         if not hasattr(image, "shape"):
             path = Path(image)
@@ -241,6 +243,10 @@ class ImageClassifier:
             if megabytes > self.max_upload_mb:
                 raise ToolkitError(f"image '{path.name}' is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
                                    "(image.max_upload_mb). Resize or compress it first.")
+            pixels = pixel_count(path)
+            if pixels is not None and pixels > self.max_megapixels * 1e6:
+                raise ToolkitError(f"image '{path.name}' has {pixels / 1e6:.0f} megapixels, over the {self.max_megapixels:g} "
+                                   "megapixel limit (image.max_megapixels). Resize it first.")
         try:
             return decode(image, self.data["channels"])
         except BadImage as err:
@@ -340,7 +346,7 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs
     if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
         run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
     cfg = read_run_config(run_dir)
-    folder = find_checkpoint(run_dir, checkpoint)
+    folder = find_checkpoint(run_dir, checkpoint, intact=True)
     if folder is None:
         raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
     if cfg.task not in PREDICTORS:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
+import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no run-folder lock
+    fcntl = None
 import yaml
 
-from .config import Config, config_to_dict, load_config
+from .config import Config, build_config, config_to_dict
 from .errors import ToolkitError
 
 CONFIG_FILE = "config.yaml"
 METRICS_LOG = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+MARKER = ".toolkit-run"  # written first into every run folder: only a folder holding it may be overwritten
+LOCK = ".toolkit-lock"  # {"pid", "host"} of the process training into the folder
+
+# Everything a run writes at its top level. Overwrite removes these and nothing else, and refuses a folder that
+# holds anything more: a user's own files are never deleted.
+RUN_ENTRIES = {MARKER, LOCK, CONFIG_FILE, METRICS_LOG, RESULTS_FILE, f".{RESULTS_FILE}.tmp", "README.md", "tensorboard",
+               "samples", "confusion_matrix.png", *(f"{prefix}{name}{suffix}" for name in ("best", "last")
+                                                     for prefix, suffix in (("", ""), (".", ".tmp"), (".", ".old")))}
 
 # Keys that may differ when a run is resumed: they steer the resume, not what is trained.
 _RESUME_KEYS = {"resume", "overwrite", "output_dir"}
@@ -39,7 +55,13 @@ def read_run_config(run_dir: str | Path) -> Config:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ToolkitError(f"'{run_dir}' is not a run directory (no {CONFIG_FILE}). Give a folder written by `toolkit train`.")
-    return load_config(yaml.safe_load(path.read_text()))
+    try:
+        values = yaml.safe_load(path.read_text())
+        if not isinstance(values, dict):
+            raise ToolkitError("it is not a mapping of keys to values")
+        return build_config(values, ranges=False)
+    except (ToolkitError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ToolkitError(f"'{run_dir}' does not hold a toolkit run: its {CONFIG_FILE} is not a run's config ({err}).") from err
 
 
 def prepare_run_dir(cfg: Config) -> Path:
@@ -50,6 +72,9 @@ def prepare_run_dir(cfg: Config) -> Path:
     """
     run_dir = Path(cfg.output_dir)
     existing = run_dir / CONFIG_FILE
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise _locked_error(run_dir, holder)
     if cfg.resume:
         if not existing.is_file():
             raise ToolkitError(f"cannot resume: '{run_dir}' holds no run. Drop resume=true to start a new run there.")
@@ -60,7 +85,8 @@ def prepare_run_dir(cfg: Config) -> Path:
                 f"Resume with the run's own config (`toolkit train --resume {run_dir}`) or start a new output_dir."
             )
         return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
+    check_writable(run_dir)
+    if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
         if not cfg.overwrite:
             what = "a different run" if existing.is_file() and _config_differences(read_run_config(run_dir), cfg) else "an earlier run"
             if not existing.is_file():
@@ -69,9 +95,138 @@ def prepare_run_dir(cfg: Config) -> Path:
                 f"output folder '{run_dir}' already holds {what}. Choose another output_dir=..., "
                 f"continue it with resume=true, or replace it with overwrite=true."
             )
-        if not existing.is_file():
-            raise ToolkitError(f"refusing to overwrite '{run_dir}': it holds files that are not a run. Choose another output_dir.")
+        check_overwritable(run_dir)
     return run_dir
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse, before anything loads, an output folder that could not be written: a file, under a file, read-only."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ToolkitError(f"output_dir '{run_dir}' is a file, not a folder. Choose another output_dir=...")
+    ancestor = run_dir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ToolkitError(f"output_dir '{run_dir}' is inside '{ancestor}', which is a file. Choose another output_dir=...")
+    if ancestor.parts[1:2] in (("proc",), ("sys",)) or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ToolkitError(f"output_dir '{run_dir}' cannot be written: '{ancestor}' is read-only for this user. "
+                           f"Choose a writable folder (output_dir=...).")
+    try:
+        if os.statvfs(ancestor).f_flag & os.ST_RDONLY:
+            raise ToolkitError(f"output_dir '{run_dir}' is on a read-only filesystem. Choose a writable folder (output_dir=...).")
+    except (AttributeError, OSError):
+        pass
+
+
+def check_overwritable(run_dir: Path) -> None:
+    """Overwrite only a folder that is provably a toolkit run: its marker (or, for runs older than the marker, a
+    config.yaml that is a run's config), and nothing but a run's own entries."""
+    is_run = (run_dir / MARKER).is_file() and (run_dir / CONFIG_FILE).is_file()
+    if not is_run:
+        try:
+            read_run_config(run_dir)
+            is_run = (run_dir / "best").is_dir() or (run_dir / "last").is_dir() or (run_dir / METRICS_LOG).is_file()
+        except ToolkitError:
+            pass
+    if not is_run:
+        raise ToolkitError(f"refusing to overwrite '{run_dir}': it is not a toolkit run folder (no {MARKER} marker, "
+                           f"no run config and checkpoints). Choose another output_dir=..., or delete the folder yourself.")
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ToolkitError(f"refusing to overwrite '{run_dir}': besides the run it holds {shown}, which overwrite "
+                           f"would delete. Move them out, or choose another output_dir=...")
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a run's own entries (checked by check_overwritable); the lock stays with its holder."""
+    check_overwritable(run_dir)
+    for name in RUN_ENTRIES - {LOCK}:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def write_marker(run_dir: Path) -> None:
+    (run_dir / MARKER).write_text(json.dumps({"toolkit_run": 1}) + "\n")
+
+
+def lock_holder(run_dir: Path) -> dict | None:
+    """Who else is training into ``run_dir`` now: the lock's {"pid", "host"}, or None (free, or ours).
+
+    The lock is an flock on .toolkit-lock held for the whole run: the kernel drops it when its process ends,
+    however it ends, so a file left behind by a killed run is free again (no guessing from pids and hosts)."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # nobody holds it
+    except OSError:
+        try:
+            holder = json.loads(os.read(fd, 4096) or b"{}")
+            holder = holder if isinstance(holder, dict) else {}
+        except ValueError:
+            holder = {}
+        if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            return None  # this process holds it
+        return {"pid": holder.get("pid", "?"), "host": holder.get("host", "?")}
+    finally:
+        os.close(fd)
+
+
+def _locked_error(run_dir: Path, holder: dict) -> ToolkitError:
+    return ToolkitError(f"'{run_dir}' is in use: process {holder.get('pid')} on {holder.get('host')} is training into it. "
+                        f"Wait for it to finish, or choose another output_dir=...")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run folder for this process: a second training into it is refused, naming the holder.
+
+    A folder created only to hold the lock is removed again if nothing else was written into it."""
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ToolkitError(f"cannot create output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder.") from err
+    path = run_dir / LOCK
+    fd = None
+    while fcntl is not None:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as err:
+            raise ToolkitError(f"cannot write into output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder.") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise _locked_error(run_dir, lock_holder(run_dir) or {"pid": "?", "host": "?"}) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+    if fd is not None:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()  # still holding the lock: nobody else can have taken this file
+            os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if empty: nothing was written after all
 
 
 def _config_differences(a: Config, b: Config) -> list[str]:

@@ -14,7 +14,8 @@ from .data import load_splits
 from .engine import Task
 from .errors import ToolkitError
 from .hub import hub_guard
-from .models import apply_lora, attention_backend, load_tokenizer, lora_merge_finalizer, resolve_model_source, save_model
+from .models import (apply_lora, attention_backend, from_pretrained_quietly, load_tokenizer, lora_merge_finalizer,
+                     resolve_model_source, save_model)
 
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
@@ -79,7 +80,7 @@ def build_encoder_decoder(cfg: Config, targets: list[str]):
     target_tokenizer = target_tokenizer_for(cfg, targets, tokenizer)
     with hub_guard(encoder_source):
         encoder_config = AutoConfig.from_pretrained(encoder_source)
-        encoder = AutoModel.from_pretrained(encoder_source, add_pooling_layer=False) if ws.pretrained else \
+        encoder = from_pretrained_quietly(AutoModel, encoder_source, add_pooling_layer=False) if ws.pretrained else \
             AutoModel.from_config(encoder_config, add_pooling_layer=False)
     if ws.decoder:
         decoder_source = resolve_model_source(ws.decoder)
