@@ -204,12 +204,17 @@ class ClassifierFeatures(nn.Module):
         from pathlib import Path
 
         if Path(source).is_dir():
-            from .predict import load_predictor
+            from .checkpoint import find_checkpoint
+            from .run import read_run_config
+            from .vision import load_checkpoint
 
-            predictor = load_predictor(source)
-            if not hasattr(predictor, "explain"):
+            if read_run_config(source).task != "image_classification":
                 raise ToolkitError(f"'{source}' is not an image-classification run: FID needs one as its feature extractor.")
-            self.model, self.data, self.labels = predictor.model.eval(), predictor.data, predictor.labels
+            folder = find_checkpoint(Path(source), "best", intact=True)
+            if folder is None:
+                raise ToolkitError(f"run '{source}' has no best/ checkpoint yet. Train it first with `toolkit train`.")
+            model, self.data = load_checkpoint(folder)  # the checkpoint alone, as the image predictor loads it
+            self.model, self.labels = model.eval(), self.data["labels"]
         else:
             self.model = imagenet_backbone(str(source))
             self.data, self.labels = self.model.toolkit_data, []
