@@ -49,14 +49,28 @@ def write_download(table, folder: Path, name: str) -> str:
     return str(out)
 
 
-def app_temp_folder(prefix: str) -> Path:
+def app_temp_folder(prefix: str, parent: str | None = None) -> Path:
     """A temporary folder for one app's files, deleted when the process exits."""
     import atexit
     import shutil
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def private_gradio_cache() -> Path:
+    """Give this server its own Gradio cache (uploads, outputs), removed at exit. Gradio reads GRADIO_TEMP_DIR when
+    it is imported and leaves files there after shutdown (an empty upload part even with delete_cache), so call
+    this before importing gradio. An existing GRADIO_TEMP_DIR becomes the parent folder."""
+    import os
+
+    parent = os.environ.get("GRADIO_TEMP_DIR") or None
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = app_temp_folder("toolkit-gradio-", parent)
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
     return folder
 
 

@@ -7,12 +7,12 @@ Run: ``python -m apps.gan RUN_DIR`` or ``toolkit serve RUN_DIR``.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
+from apps import app_temp_folder
 from toolkit.api import load
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
@@ -32,7 +32,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
     results = read_results(run_dir)
     sampler = load(run_dir)
     conditional = bool(sampler.gan.num_classes)
-    out_dir = Path(tempfile.mkdtemp(prefix="gan_app_"))
+    out_dir = app_temp_folder("toolkit-gan-")
 
     def as_rgb(image: np.ndarray) -> np.ndarray:
         return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
@@ -56,7 +56,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
 
     scores = results.get("validation") or {}
     shown = ", ".join(f"{k.upper()} {scores[k]:.3f}" for k in ("fid", "kid", "class_accuracy") if isinstance(scores.get(k), (int, float)))
-    with gr.Blocks(title=f"{run_dir.name}: GAN") as demo:
+    with gr.Blocks(title=f"{run_dir.name}: GAN", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nA {'class-conditional ' if conditional else ''}DCGAN "
                     f"({sampler.gan.generator.seed * 2 ** sampler.gan.generator.k} px). {shown}")
         label = gr.Dropdown(sampler.labels, value=sampler.labels[0], label="Class", visible=conditional, elem_id="label")

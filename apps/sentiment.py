@@ -16,7 +16,7 @@ from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
 MAX_CSV_ROWS = 10_000
-EMPTY = "Empty input: type some text to classify."
+EMPTY = "Type some text to classify."
 
 
 def build_demo(run_dir: str | Path) -> gr.Blocks:
@@ -33,9 +33,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
         """Batched by the queue: one forward pass for all waiting requests."""
         wanted = [i for i, t in enumerate(texts) if t and t.strip()]
         answers = predictor([texts[i] for i in wanted]) if wanted else []
-        if len(wanted) < len(texts):
-            gr.Warning(EMPTY)  # a notice, not a prediction shown in the label's heading
-        out: list = [None] * len(texts)
+        out: list = [None] * len(texts)  # an empty text (an API call: the page checks first) gets no prediction
         for i, answer in zip(wanted, answers):
             out[i] = answer["scores"]
         return (out,)
@@ -62,8 +60,11 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
                     button = gr.Button("Classify", variant="primary", elem_id="classify")
                 label = gr.Label(label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction")
             gr.Examples(examples=[[e] for e in examples], inputs=[text])
-            button.click(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_name="classify")
-            text.submit(classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_visibility="private")
+            # An empty text gets a notice (a toast, not a prediction in the label's heading) before it is queued.
+            button.click(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_name="classify")
+            text.submit(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_visibility="private")
         with gr.Tab("CSV file"):
             named = f"`{cfg.data.text_column}`" + (" (or `text`)" if cfg.data.text_column != "text" else "")
             gr.Markdown(f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
@@ -71,23 +72,34 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
             upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
             run_csv = gr.Button("Classify file", variant="primary", elem_id="classify-csv")
             table = gr.Dataframe(value=pd.DataFrame(columns=columns), label="Predictions", interactive=False)
-            download = gr.File(label="Download predictions")
-            run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv")
+            download = gr.File(label="Download predictions", visible=False)
+            # The download box appears once it has a file; the API still returns a plain path.
+            run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv").success(
+                lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False)
         with gr.Accordion("Run metrics", open=False):
             gr.Markdown(metrics_markdown(results, ["accuracy", "macro_f1"]))
     demo.queue(default_concurrency_limit=1)  # batching, not threads, serves concurrent users
     return demo
 
 
+def require_text(text: str) -> None:
+    """Stop an empty text before it is queued, with a notice rather than an error."""
+    if not (text and text.strip()):
+        gr.Warning(EMPTY, title="Empty input")
+        raise gr.Error(visible=False, print_exception=False)  # ends the chain: classify is not called
+
+
 def read_upload(file, text_column: str) -> pd.DataFrame:
     """The uploaded CSV's text column as ``text``, or a gr.Error naming the problem."""
     path = getattr(file, "name", file)
     try:
-        table = pd.read_csv(path, encoding="utf-8", keep_default_na=False)
+        table = pd.read_csv(path, encoding="utf-8", keep_default_na=False, skip_blank_lines=False,
+                            index_col=False)  # a row with an unquoted comma is an error, not a silent index
     except UnicodeDecodeError:
         raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        raise gr.Error(f"Could not read the file as CSV: {err}")
+        hint = " Put text that holds commas in double quotes." if "Expected" in str(err) else ""
+        raise gr.Error(f"Could not read the file as CSV: {str(err).strip()}.{hint}")
     wanted = list(dict.fromkeys([text_column, "text"]))
     column = next((c for c in wanted if c in table.columns), None)
     if column is None:

@@ -56,7 +56,7 @@ def build_extractive_demo(run_dir: Path, cfg, results: dict, summarizer) -> gr.B
                   for i, s in enumerate(answer["sentences"])]
         return answer["output"], spans, scores, truncation_note(answer, summarizer.max_length)
 
-    with gr.Blocks(title=f"{run_dir.name}: summarization") as demo:
+    with gr.Blocks(title=f"{run_dir.name}: summarization", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nExtractive summarization: the model scores each sentence and picks the best, "
                     "shown in the text's own order.")
         with gr.Row():
@@ -90,7 +90,7 @@ def build_abstractive_demo(run_dir: Path, cfg, results: dict, generate) -> gr.Bl
         answer = generate(text_or_upload(text, upload), max_new_tokens=int(max_tokens))
         return answer["output"], truncation_note(answer, generate.max_length)
 
-    with gr.Blocks(title=f"{run_dir.name}: summarization") as demo:
+    with gr.Blocks(title=f"{run_dir.name}: summarization", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nSummarization.")
         with gr.Row():
             with gr.Column():

@@ -29,7 +29,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
         note = f"The input was longer than {generate.max_length} tokens and was cut to fit the model." if answer["truncated"] else ""
         return answer["output"], note
 
-    with gr.Blocks(title=f"{run_dir.name}: translation {pair}") as demo:
+    with gr.Blocks(title=f"{run_dir.name}: translation {pair}", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nTranslation **{pair}**.")
         with gr.Row():
             with gr.Column():

@@ -71,6 +71,14 @@ def test_bad_csv_upload_gets_a_clear_error(server, tmp_path):
     wrong.write_text("review\nnice\n")
     with pytest.raises(Exception, match="No 'text' column; the file has: review"):
         client.predict(handle_file(str(wrong)), api_name="/classify_csv")
+    unquoted = tmp_path / "unquoted.csv"
+    unquoted.write_text("text\nnice\na gripping, tense film\n")  # a comma outside quotes: two fields, not one text
+    with pytest.raises(Exception, match="Expected 1 fields in line 3, saw 2.*double quotes"):
+        client.predict(handle_file(str(unquoted)), api_name="/classify_csv")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text\na lovely story\n\na dreadful plot\n")  # a blank line is an empty row, kept in place
+    table, _ = client.predict(handle_file(str(blank)), api_name="/classify_csv")
+    assert [row[-1] for row in table["data"]] == ["", "skipped: empty text", ""]
     huge = tmp_path / "huge.csv"
     huge.write_text("text\n" + "a lovely story\n" * 100_000)  # 1.5 MB: over the 1 MB upload limit
     with pytest.raises(Exception, match="(?i)file.*(too large|exceeds|size)"):
@@ -93,6 +101,10 @@ def test_browser_types_submits_and_sees_the_label(server):
         page.locator("#text-input textarea").fill("what a wonderful, lovely story")
         page.locator("#classify").click()
         expect(page.locator("#prediction")).to_contain_text("positive", timeout=30_000)
+        page.locator("#text-input textarea").fill("   ")
+        page.locator("#classify").click()  # a notice in a toast; the label keeps its last answer, not a message
+        expect(page.locator(".toast-body").filter(visible=True).first).to_contain_text("Type some text to classify.", timeout=10_000)
+        expect(page.locator("#prediction")).to_contain_text("positive")
         page.screenshot(path=str(server_shot_path()))
         browser.close()
 
@@ -104,19 +116,23 @@ def server_shot_path():
     return Path(tempfile.gettempdir()) / "toolkit-sentiment-app.png"
 
 
-def test_serve_with_auth_asks_for_the_login(trained_run):
+def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run, tmp_path):
+    import os
     import subprocess
     import sys
     import time
 
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
 
     from conftest import ROOT, free_port
 
     port = free_port()
+    server_tmp = tmp_path / "server-tmp"  # the server's temp folder: uploads, Gradio's cache, the CSV downloads
+    server_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
     server = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(trained_run.dir), "--port", str(port),
                                "--auth", "alice:a-long-passphrase"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, env=env)
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.time() + 120
@@ -133,6 +149,14 @@ def test_serve_with_auth_asks_for_the_login(trained_run):
             Client(url, verbose=False).predict("a wonderful film", api_name="/classify")
         with pytest.raises(Exception):
             Client(url, auth=("alice", "wrong"), verbose=False)
+        upload = tmp_path / "reviews.csv"
+        upload.write_text("text\na wonderful film\n")
+        client.predict(handle_file(str(upload)), api_name="/classify_csv")
+        written = [p for p in server_tmp.rglob("*") if p.is_file()]
+        assert any(p.name.startswith("predictions-") for p in written), written
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.terminate()  # SIGTERM, as `kill` and service managers send
+        code = server.wait(timeout=30)
+    assert code == 0, server.stderr.read()[-2000:]
+    left = [str(p.relative_to(server_tmp)) for p in server_tmp.rglob("*") if p.is_file()]
+    assert not left, f"temporary files left after SIGTERM: {left}"

@@ -7,9 +7,9 @@ import importlib
 from pathlib import Path
 from typing import Any, Union
 
-from .config import Config, build_config, config_to_dict, load_config
+from .config import Config, build_config, config_to_dict, default_output_dir, load_config
 from .errors import ToolkitError
-from .run import CONFIG_FILE, Run, clear_run, prepare_run_dir, read_results, read_run_config, run_lock
+from .run import CONFIG_FILE, Run, clear_run, fresh_run_dir, prepare_run_dir, read_results, read_run_config, run_lock
 
 # Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
 RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
@@ -28,12 +28,15 @@ def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] 
 
     Keyword overrides may be nested dicts (``data={"train": "x.csv"}``) or use ``__`` for dots (``data__train=...``).
     """
-    cfg = load_config(source, overrides)
+    cfg = load_config(source, overrides, default_output=False)
     if kwargs:
         values = config_to_dict(cfg)
         for key, value in kwargs.items():
             _merge(values, key.replace("__", ".").split("."), value)
         cfg = build_config(values)
+    if cfg.output_dir is None:  # not given: a fresh folder, unless asked to replace or continue the default one
+        base = default_output_dir(source, cfg)
+        cfg.output_dir = str(base if cfg.overwrite or cfg.resume else fresh_run_dir(base))
     return cfg
 
 
@@ -54,11 +57,22 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     Nothing is written until the config, data and model have all loaded: bad input leaves no run folder.
     """
     cfg = resolve_config(config, overrides, **kwargs)  # config errors come before torch is even imported
+    from .models import no_transformers_bars
+
+    with no_transformers_bars():  # one progress bar per run: the training one
+        return _train(cfg)
+
+
+def _train(cfg: Config) -> Run:
     from accelerate import PartialState
 
     from .engine import choose_metric, cpu_only, fit
 
     state = PartialState(cpu=cpu_only())
+    if state.num_processes > 1:  # every rank trains into the folder rank 0 chose (a fresh one is timestamped)
+        from accelerate.utils import broadcast_object_list
+
+        cfg.output_dir = broadcast_object_list([cfg.output_dir], from_process=0)[0]
     run_dir = Path(cfg.output_dir)
     on_main_process(state, lambda: prepare_run_dir(cfg))
     from accelerate.utils import set_seed
@@ -102,9 +116,11 @@ def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:
 
 def load(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs: Any):
     """A predictor for a finished run: call it on a string or a list of strings."""
+    from .models import no_transformers_bars
     from .predict import load_predictor
 
-    return load_predictor(run_dir, checkpoint, **kwargs)
+    with no_transformers_bars():
+        return load_predictor(run_dir, checkpoint, **kwargs)
 
 
 def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best") -> dict:

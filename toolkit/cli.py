@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 
 from .errors import ToolkitError
@@ -153,10 +154,16 @@ def serve_auth(args) -> tuple[str, str] | None:
 def cmd_serve(args) -> int:
     auth = serve_auth(args)
     check_port(args.host, args.port)
-    from apps import launch
+    from apps import launch, private_gradio_cache
 
+    private_gradio_cache()
+    signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
     launch(args.run, host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "serve": cmd_serve}

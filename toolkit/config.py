@@ -387,10 +387,11 @@ def check_ranges(cfg: Config) -> None:
             raise ToolkitError(f"config key '{key}' is {value!r}; it must be {allowed}.")
 
 
-def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:
+def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None,
+                default_output: bool = True) -> Config:
     """Load a config from a YAML path, a dict or a Config, then apply overrides.
 
-    When loaded from a file and ``output_dir`` is unset, the run goes to ``runs/<file stem>``.
+    When ``output_dir`` is unset (and ``default_output``), the run goes to :func:`default_output_dir`.
     """
     if isinstance(source, Config):
         values = config_to_dict(source)
@@ -398,11 +399,16 @@ def load_config(source: str | Path | dict | Config, overrides: list[str] | None 
         values = source
     else:
         values = read_yaml(source)
-        values.setdefault("output_dir", str(Path("runs") / Path(source).stem))
     cfg = build_config(apply_overrides(values, overrides or []))
-    if cfg.output_dir is None:
-        cfg.output_dir = str(Path("runs") / cfg.task)
+    if cfg.output_dir is None and default_output:
+        cfg.output_dir = str(default_output_dir(source, cfg))
     return cfg
+
+
+def default_output_dir(source: str | Path | dict | Config, cfg: Config) -> Path:
+    """``runs/<config file name>`` for a config file, ``runs/<task>`` otherwise."""
+    named = isinstance(source, (str, Path))
+    return Path("runs") / (Path(source).stem if named else cfg.task)
 
 
 def config_to_dict(cfg: Config) -> dict:

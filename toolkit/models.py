@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Callable
@@ -51,6 +52,21 @@ def attention_backend(choice: str) -> str | None:
     return None if torch.cuda.is_available() else "eager"
 
 
+@contextlib.contextmanager
+def no_transformers_bars():
+    """Hide transformers' own progress bars ("Loading weights", "Writing model shards") for a moment: they nest
+    inside the training bar, and in a notebook that prints cursor-up escape codes. A run shows one bar."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def from_pretrained_quietly(cls, source: str, **kwargs):
     """``cls.from_pretrained`` without transformers' multi-line LOAD REPORT table: weights the checkpoint lacks
     (a new classification head, an unused pooler) are named in one plain log line instead."""
@@ -59,7 +75,8 @@ def from_pretrained_quietly(cls, source: str, **kwargs):
     before = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
+        with no_transformers_bars():
+            model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(before)
     keys = [k[0] if isinstance(k, (tuple, list)) else k for k in [*info.get("missing_keys", []), *info.get("mismatched_keys", [])]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -21,6 +22,8 @@ import yaml
 
 from .config import Config, build_config, config_to_dict
 from .errors import ToolkitError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_LOG = "metrics.jsonl"
@@ -97,6 +100,21 @@ def prepare_run_dir(cfg: Config) -> Path:
             )
         check_overwritable(run_dir)
     return run_dir
+
+
+def fresh_run_dir(base: Path) -> Path:
+    """``base`` when it is free, else ``base-<YYYYmmdd-HHMMSS>`` beside it: a run whose output_dir was not given
+    never collides with an earlier one (a notebook cell run twice, the same command typed again)."""
+    if not base.exists() or (base.is_dir() and not any(base.iterdir())):
+        return base
+    stamped = base.with_name(f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    candidate, n = stamped, 1
+    while candidate.exists():
+        n += 1
+        candidate = stamped.with_name(f"{stamped.name}-{n}")
+    log.warning("%s already holds a run: this one goes to %s (continue the earlier one with "
+                "`toolkit train --resume %s`, or pass output_dir=...)", base, candidate, base)
+    return candidate
 
 
 def check_writable(run_dir: Path) -> None:
