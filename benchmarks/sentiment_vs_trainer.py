@@ -21,7 +21,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment" / "rt-polarity"
+# ../shared/data beside the repo, or TOOLKIT_SHARED_DATA (benchmarks/gpu_check.py on a machine without ../shared)
+SHARED = Path(os.environ.get("TOOLKIT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA = SHARED / "sentiment" / "rt-polarity"
 SETTINGS = dict(epochs=1, batch_size=32, lr=5e-5, max_length=128, seed=42)
 
 
