@@ -2,7 +2,7 @@
 sentiment job against transformers.Trainer, and the FSDP preset on one GPU. Prints one table; exits non-zero when
 any check fails.
 
-Usage: python benchmarks/gpu_check.py [--data ../shared/data] [--only text|images] [--steps 300] [--out DIR]
+Usage: python benchmarks/gpu_check.py [--data ../shared/data] [--only text|images] [--check NAME] [--steps 300] [--out DIR]
 (benchmarks/gpu_check.sh runs it on a machine lent by the device tool, with the assets of gpu_carry.py).
 """
 
@@ -109,6 +109,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--only", choices=["text", "images"])
+    parser.add_argument("--check", default="", help="run only the checks whose name holds this text")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--allow-cpu", action="store_true", help="try the checks' plumbing on a CPU (a few steps)")
@@ -122,10 +123,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for check in checks(args.data.resolve(), args.steps):
-        if args.only in (None, check["group"]):
+        if args.only in (None, check["group"]) and args.check.lower() in check["name"].lower():
             rows.append(run_check(check, out))
             print(json.dumps(rows[-1]), flush=True)
-    if args.only in (None, "text"):
+    if args.only in (None, "text") and args.check.lower() in "sentiment: toolkit vs trainer":
         rows.append(trainer_comparison(args.data.resolve(), out))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{'check':42} {'status':6} {'steps':>5} {'whole s':>8} {'train s':>8} {'samples/s':>9}  result")

@@ -88,6 +88,20 @@ def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameter
     )
 
 
+def fsdp_wrap_outside_embeddings(accelerator, model: torch.nn.Module) -> None:
+    """Under FSDP2, accelerate shards each of the model's no-split modules and then the input embedding on its own.
+    When a no-split module holds that embedding (BERT's BertEmbeddings), the second shard fails on torch 2.11
+    ("value was None"). Wrap only the no-split modules that do not hold it; the embedding gets its own unit."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    embed = getattr(model, "get_input_embeddings", lambda: None)()
+    names = list(getattr(model, "_no_split_modules", None) or [])
+    if plugin is None or getattr(plugin, "fsdp_version", 1) != 2 or plugin.transformer_cls_names_to_wrap or embed is None:
+        return
+    holders = {type(m).__name__ for m in model.modules() if m is not embed and any(sub is embed for sub in m.modules())}
+    if holders & set(names):
+        plugin.transformer_cls_names_to_wrap = [name for name in names if name not in holders]
+
+
 def train_loader(task: Task, cfg: Config, generator: torch.Generator) -> DataLoader:
     if cfg.group_by_length and task.train_lengths is not None:
         from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -180,6 +194,7 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     loader = train_loader(task, cfg, generator)
     evaluation = eval_loader(task.eval_set, cfg, task.collate) if task.eval_set is not None else None
     optimizers = task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
+    fsdp_wrap_outside_embeddings(accelerator, task.model)
     model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
