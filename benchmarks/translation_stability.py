@@ -3,7 +3,7 @@ number of steps, all at once on a GPU (one process each) or one after another on
 validation BLEU: a run whose decoder learned to ignore the source ends near 5 BLEU instead of 25-40.
 Usage: python benchmarks/translation_stability.py --assets .gpu --target fr --steps 2000 \
            --arm base= --arm enc0.1=warm_start.encoder_lr_scale=0.1 [--seeds 42 7]
-(an arm is NAME=override[,override...]; build the assets with benchmarks/gpu_carry.py)
+(an arm is NAME=override[,override...]; build the assets with `python benchmarks/gpu_carry.py --translation`)
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ zero over the steps), same model, same data; only the vocabulary file differs.
 On a GPU the runs go in parallel (one process each); on the CPU one after another. Scoring is the translation
 benchmark's: sacreBLEU/chrF on the 1,000 test sentences and on the quarter far from the training data.
 Usage: python benchmarks/translation_vocab_ablation.py --assets .gpu [--steps 4000] [--seeds 42 7]
-(build the assets with benchmarks/gpu_carry.py)
+(build the assets with `python benchmarks/gpu_carry.py --translation`)
 """
 
 from __future__ import annotations

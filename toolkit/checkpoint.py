@@ -126,6 +126,19 @@ def load_training_state(folder: Path) -> tuple[dict, dict]:
     return state, counters
 
 
+def _load_full_state_dict(model: torch.nn.Module, state: dict) -> tuple[list, list]:
+    """``load_state_dict(strict=False)``; a model sharded by FSDP2 (DTensor parameters) gets each rank's shard of
+    the full tensors through torch.distributed.checkpoint instead."""
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in model.parameters()):
+        return model.load_state_dict(state, strict=False)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    result = set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
+    return result.missing_keys, result.unexpected_keys
+
+
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
     """Load safetensors weights written by ``save_pretrained`` (single file, sharded, or a peft adapter)."""
     from safetensors.torch import load_file
@@ -141,7 +154,7 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     state = {}
     for name in files:
         state.update(load_file(folder / name))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = _load_full_state_dict(model, state)
     # Tied weights (shared embeddings, LM heads) are saved once: a missing key that shares storage with a
     # loaded one is fine; anything else missing is a real mismatch.
     params = dict(model.named_parameters(remove_duplicate=False))
