@@ -93,9 +93,12 @@ def fsdp_wrap_outside_embeddings(accelerator, model: torch.nn.Module) -> None:
     When a no-split module holds that embedding (BERT's BertEmbeddings), the second shard fails on torch 2.11
     ("value was None"). Wrap only the no-split modules that do not hold it; the embedding gets its own unit."""
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
-    embed = getattr(model, "get_input_embeddings", lambda: None)()
     names = list(getattr(model, "_no_split_modules", None) or [])
-    if plugin is None or getattr(plugin, "fsdp_version", 1) != 2 or plugin.transformer_cls_names_to_wrap or embed is None:
+    if plugin is None or getattr(plugin, "fsdp_version", 1) != 2 or plugin.transformer_cls_names_to_wrap or not names:
+        return
+    try:
+        embed = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # vision models have no input embedding
         return
     holders = {type(m).__name__ for m in model.modules() if m is not embed and any(sub is embed for sub in m.modules())}
     if holders & set(names):
