@@ -10,12 +10,12 @@ PORT ?= 7860
 
 install: $(STAMP)
 
-# torch/torchvision first, pinned, with pip: these builds install from the machine's local files.
-$(STAMP): pyproject.toml
+# torch/torchvision first, pinned by constraints.txt, with pip: these builds install from the machine's local files.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,dev]'
 	touch $(STAMP)
 
 demo: install

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-
-from toolkit.errors import ToolkitError
-
-APPS = {"sentiment": "apps.sentiment", "text_classification": "apps.sentiment",
-        "translation": "apps.translation", "summarization": "apps.summarization",
-        "image_classification": "apps.image_classifier", "gan": "apps.gan"}
 
 
 def metrics_markdown(results: dict, names: list[str]) -> str:
@@ -78,10 +71,9 @@ def build_app(run_dir: str | Path):
     """The ``gr.Blocks`` app for a run, picked by the run's task."""
     from toolkit.run import read_run_config
 
-    task = read_run_config(run_dir).task
-    if task not in APPS:
-        raise ToolkitError(f"run '{run_dir}' is a '{task}' run, which has no app yet. Apps: {', '.join(sorted(APPS))}.")
-    return importlib.import_module(APPS[task]).build_demo(run_dir)
+    from toolkit.tasks import get_task
+
+    return get_task(read_run_config(run_dir).task).build_app(run_dir)
 
 
 def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs):

@@ -40,7 +40,7 @@ def build_demo(run_dir: str | Path) -> gr.Blocks:
         answer, heatmap = classifier.explain(array)
         return answer["scores"], heatmap, note
 
-    examples = [e for e in results.get("examples", []) if Path(e).is_file()][:4]
+    examples = [str(run_dir / e) for e in results.get("examples", []) if (run_dir / e).is_file()][:4]  # inside the run
     with gr.Blocks(title=f"{run_dir.name}: image classification", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nImage classification over {len(classifier.labels)} classes: "
                     f"{', '.join(classifier.labels[:20])}{' …' if len(classifier.labels) > 20 else ''}.")

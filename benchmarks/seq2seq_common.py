@@ -32,10 +32,10 @@ def trainer_samples_per_second(config: Path, steps: int, *overrides: str) -> flo
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
     import toolkit.api as api
+    from toolkit.tasks import get_task
 
     cfg = api.resolve_config(config, [*overrides, "output_dir=/tmp/unused"])
-    module = api.recipe(cfg.task)
-    task = module.build_task(cfg)
+    task = get_task(cfg.task).build(cfg)
     model = task.model
     with tempfile.TemporaryDirectory() as tmp:
         args = Seq2SeqTrainingArguments(output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=steps,

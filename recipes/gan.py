@@ -14,8 +14,10 @@ from toolkit.config import Config
 from toolkit.data import encode_labels
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
+from toolkit.tasks import TaskSpec, register
 
 SAMPLES = "samples"
+METRICS = ("fid", "kid", "loss")  # validation metrics; the first picks best/
 
 
 def data_config(cfg: Config) -> dict:
@@ -79,8 +81,8 @@ def build_task(cfg: Config) -> Task:
         evaluate=evaluate,
         save=lambda unwrapped, folder, state_dict=None: save(unwrapped, folder, cfg, data, names, state_dict),
         info={"labels": names, "image": {k: data[k] for k in ("size", "channels")}},
-        metric="fid",
-        metric_names=("fid", "kid", "loss"),
+        metric=METRICS[0],
+        metric_names=METRICS,
         optimizers=lambda m, c: optimizers(m, c),
         train_step=lambda m, batch, opts, accelerator: train_step(m, batch, opts, accelerator, cfg),
     )
@@ -163,3 +165,24 @@ def evaluate_run(sampler, cfg: Config, source: str, split: str) -> dict:
     fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
     features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier)
     return ganlib.generation_metrics((real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None)
+
+
+def load_predictor(folder, cfg: Config, **kwargs):
+    from toolkit.predict import GanSampler
+
+    return GanSampler(folder, cfg=cfg, **kwargs)
+
+
+def eval_split(cfg: Config) -> str:
+    """FID is usually taken against the images the GAN learned from, when no other split is set."""
+    return "test" if cfg.data.test else "validation" if cfg.data.validation else "train"
+
+
+register(TaskSpec(
+    name="gan",
+    description="Image generation: a (class-conditional) DCGAN from scratch or fine-tuned from another GAN run.",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.gan",
+    example_config="recipes/configs/gan_mnist.yaml", metrics=METRICS, lower_is_better=METRICS, eval_split=eval_split,
+    base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
+    usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
+))

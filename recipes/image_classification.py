@@ -17,9 +17,12 @@ from toolkit.data import encode_labels
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
+from toolkit.tasks import TaskSpec, register
 
 log = logging.getLogger(__name__)
 CONFUSION_PNG = "confusion_matrix.png"
+EXAMPLES = "examples"  # example images for the app, copied into the run folder
+METRICS = ("accuracy", "macro_f1", "top5_accuracy", "loss")  # validation metrics; the first picks best/
 
 
 def build_task(cfg: Config) -> Task:
@@ -71,10 +74,10 @@ def build_task(cfg: Config) -> Task:
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
         save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(unwrapped, folder, data, names, state_dict),
         info={"labels": names, "examples": examples, "skipped_images": skipped, "image": {k: data[k] for k in ("size", "channels")}},
-        metric_names=("accuracy", "macro_f1", "top5_accuracy", "loss"),
+        metric_names=METRICS,
         lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
         train_mode=train_mode if mode != "full" else None,
-        report=write_confusion_png,
+        report=report,
         find_unused_parameters=mode == "two_stage",
         evaluate_first=mode == "lp_ft",
     )
@@ -124,6 +127,27 @@ def score(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
     return metrics
 
 
+def report(results: dict, run_dir: Path) -> None:
+    """Extra files of a finished run: the confusion matrix, and the app's example images copied into it (a run
+    folder must work when copied to another machine)."""
+    write_confusion_png(results, run_dir)
+    keep_examples(results, run_dir)
+
+
+def keep_examples(results: dict, run_dir: Path) -> None:
+    import shutil
+
+    folder = run_dir / EXAMPLES
+    kept = []
+    for i, source in enumerate(results.get("examples") or []):
+        source = Path(source)
+        if source.is_file():
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(source, folder / f"{i}{source.suffix.lower()}")
+            kept.append(f"{EXAMPLES}/{i}{source.suffix.lower()}")
+    results["examples"] = kept  # relative to the run folder
+
+
 def write_confusion_png(results: dict, run_dir: Path) -> None:
     split = "test" if "test" in results else "validation"
     if "confusion_matrix" in results.get(split, {}):
@@ -153,3 +177,32 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     labels = torch.tensor(encode_labels(found.labels, predictor.labels, f"'{source}'"))
     logits = predictor.logits(found.items)
     return {**score(logits, labels, predictor.labels), "skipped_images": len(bad)}
+
+
+def load_predictor(folder, cfg: Config, **kwargs):
+    from toolkit.predict import ImageClassifier
+
+    return ImageClassifier(folder, cfg=cfg, **kwargs)
+
+
+# A timm run's best/ loads with timm alone (a transformers run's with AutoModelForImageClassification).
+STOCK_USAGE = """import json, timm, torch
+from PIL import Image
+config = json.load(open("{folder}/config.json"))
+model = timm.create_model(config["architecture"], num_classes=config["num_classes"], pretrained=True,
+                          pretrained_cfg_overlay=dict(config["pretrained_cfg"], file="{folder}/model.safetensors")).eval()
+transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
+with torch.no_grad():
+    probabilities = model(transform(Image.open("photo.jpg").convert("RGB"))[None]).softmax(-1)[0]
+dict(zip(config["label_names"], probabilities.tolist()))"""
+
+
+register(TaskSpec(
+    name="image_classification",
+    description="Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch, fine-tuned or probed.",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.image_classifier",
+    example_config="recipes/configs/image_classification_hymenoptera.yaml", metrics=METRICS,
+    usage='predict("photo.jpg")', pipeline_tag="image-classification",
+    base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
+    stock_usage=STOCK_USAGE,
+))

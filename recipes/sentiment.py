@@ -14,6 +14,7 @@ from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
 from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
+from toolkit.tasks import TaskSpec, register
 
 LABELS_FILE = "labels.json"
 
@@ -83,3 +84,21 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     answers = predictor(list(table[cfg.data.text_column]))
     index = {name: i for i, name in enumerate(predictor.labels)}
     return classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)
+
+
+def load_predictor(folder: Path, cfg: Config, **kwargs):
+    from toolkit.predict import TextClassifier
+
+    return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
+
+
+register(TaskSpec(
+    name="sentiment", aliases=("text_classification",),
+    description="Text classification (sentiment or any labels): a pretrained encoder with a new classification head.",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.sentiment",
+    example_config="recipes/configs/sentiment_minilm.yaml", metrics=("accuracy", "macro_f1", "loss"),
+    usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
+    stock_usage='from transformers import pipeline\n'
+                'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
+                'classify("a gripping, beautifully acted film")',
+))

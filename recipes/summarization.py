@@ -6,6 +6,7 @@ from __future__ import annotations
 from toolkit.config import Config
 from toolkit.engine import Task
 from toolkit.metrics import split_sentences, summarization_metrics
+from toolkit.tasks import TaskSpec, register
 from toolkit import extractive, seq2seq
 
 METRIC_NAMES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "loss")
@@ -43,3 +44,21 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
 def evaluate_run(predictor, cfg: Config, data: str, split: str) -> dict:
     return seq2seq.evaluate_run(predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column,
                                 summarization_metrics)
+
+
+def load_predictor(folder, cfg: Config, **kwargs):
+    from toolkit.predict import ExtractiveSummarizer, TextGenerator
+
+    if (folder / extractive.HEAD_CONFIG).is_file():
+        return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
+    return TextGenerator(folder, cfg=cfg, **kwargs)
+
+
+register(TaskSpec(
+    name="summarization",
+    description="Summarization: extractive (an encoder scores the document's sentences) or abstractive (sequence-to-sequence).",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.summarization",
+    example_config="recipes/configs/summarization_scitldr.yaml", metrics=("rougeL", *[m for m in METRIC_NAMES if m != "rougeL"]),
+    usage='predict("The full text of a paper abstract ...")', pipeline_tag="summarization",
+    base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
+))

@@ -172,3 +172,28 @@ def copy_run(tiny_t5, copy_data, tmp_path_factory):
     import toolkit
 
     return toolkit.train(seq2seq_config(tiny_t5, copy_data, tmp_path_factory.mktemp("copy_run")))
+
+
+def check_run_folder(run_dir: Path) -> dict:
+    """A run folder any Hugging Face user can take away: its model card is in best/ too, huggingface_hub parses
+    its metadata and model-index results back to the run's validation metrics, and nothing in it names this
+    machine (no absolute paths in results.json, no local-loading flags in a saved tokenizer). Returns the card's
+    metadata."""
+    import json
+
+    from huggingface_hub import ModelCard
+
+    run_dir = Path(run_dir)
+    results_text = (run_dir / "results.json").read_text()
+    assert str(run_dir) not in results_text and '"/' not in results_text, results_text[:500]
+    for config in run_dir.glob("best/**/tokenizer_config.json"):
+        assert not {"is_local", "local_files_only"} & set(json.loads(config.read_text())), config
+    assert (run_dir / "best" / "README.md").read_text() == (run_dir / "README.md").read_text()
+    card = ModelCard.load(run_dir / "best" / "README.md")
+    meta = card.data.to_dict()
+    assert meta["library_name"] in ("transformers", "timm", "pytorch") and "toolkit" in meta["tags"]
+    validation = json.loads((run_dir / "results.json").read_text()).get("validation") or {}
+    parsed = {r.metric_type: r.metric_value for r in card.data.eval_results or [] if r.dataset_split == "validation"}
+    expected = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and k != "count"}
+    assert parsed == expected
+    return meta

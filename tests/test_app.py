@@ -63,6 +63,22 @@ def test_client_classifies_text_and_csv(server, trained_run, tmp_path):
     assert written[3][1] == "positive"
 
 
+def test_model_card_and_stock_pipeline_reload_best(trained_run):
+    from transformers import pipeline
+
+    import toolkit
+    from conftest import check_run_folder
+
+    meta = check_run_folder(trained_run.dir)
+    assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "transformers"
+    assert "pipeline(\"text-classification\"" in (trained_run.dir / "README.md").read_text()  # stock way shown first
+    classify = pipeline("text-classification", model=str(trained_run.dir / "best"), top_k=None, device="cpu")
+    ours = toolkit.load(trained_run.dir)
+    for text in ["a truly awful and boring film", "what a wonderful, lovely story"]:
+        stock = {a["label"]: a["score"] for a in classify([text])[0]}
+        assert stock == pytest.approx(ours(text)["scores"], abs=1.2e-7)  # the real label names, the same scores
+
+
 def test_bad_csv_upload_gets_a_clear_error(server, tmp_path):
     from gradio_client import Client, handle_file
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 import toolkit
-from conftest import FILLER, POSITIVE, require_shared, run_cli
+from conftest import FILLER, POSITIVE, check_run_folder, require_shared, run_cli
 from toolkit.extractive import greedy_oracle, select_sentences, trigrams
 from toolkit.metrics import split_sentences
 
@@ -98,6 +98,7 @@ def extractive_run(tiny_bert, cue_data, tmp_path_factory):
 def test_tiny_extractive_model_learns_to_pick_the_cue_sentence(extractive_run, cue_data):
     # A picked sentence that is the summary scores ROUGE-L 100; a random one of 3-5 sentences about 30-40.
     assert extractive_run.metrics["test"]["rougeL"] > 90
+    assert check_run_folder(extractive_run.dir)["pipeline_tag"] == "summarization"
     losses = [json.loads(line) for line in (extractive_run.dir / "metrics.jsonl").read_text().splitlines()]
     train = [r["loss"] for r in losses if r.get("split") == "train"]
     assert train[-1] < 0.5 * train[0]

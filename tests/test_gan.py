@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import toolkit
+from conftest import check_run_folder
 from toolkit.errors import ToolkitError
 
 
@@ -44,6 +45,7 @@ def test_gan_steps_losses_ema_grid_and_resume(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(gan.ema.parameters(), gan.generator.parameters()))
     grids = sorted((full.dir / "samples").glob("*.png"))
     assert len(grids) >= 2
+    assert check_run_folder(full.dir)["library_name"] == "pytorch"
     from torchvision.io import read_image
 
     picture = read_image(str(grids[-1]))

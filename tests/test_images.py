@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import toolkit
-from conftest import ROOT, require_shared, run_cli, write_config
+from conftest import ROOT, check_run_folder, require_shared, run_cli, write_config
 from toolkit import images as imlib
 from toolkit.errors import ToolkitError
 
@@ -124,9 +124,35 @@ def test_packaged_efficientnet_lite0_knows_ants_and_bees():
     assert rate >= 0.9
 
 
-def test_train_reload_predict_and_eval(colour_run, colour_data):
+def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
+    import shutil
+
     results = colour_run.metrics
     assert results["validation"]["accuracy"] >= 0.9, results["validation"]
+    assert check_run_folder(colour_run.dir)["pipeline_tag"] == "image-classification"
+    # timm alone reloads best/ as the model card shows: the same weights, labels and preprocessing settings.
+    import timm
+
+    from toolkit.vision import load_checkpoint
+
+    best = colour_run.dir / "best"
+    config = json.loads((best / "config.json").read_text())
+    stock = timm.create_model(config["architecture"], num_classes=config["num_classes"], pretrained=True,
+                              pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors"))).eval()
+    ours, data = load_checkpoint(best)
+    pixels = torch.rand(2, 3, data["size"], data["size"])
+    with torch.no_grad():
+        assert torch.allclose(stock(pixels), ours.eval()(pixels), atol=1e-6)
+    resolved = timm.data.resolve_data_config(model=stock)
+    assert list(resolved["mean"]) == pytest.approx(data["mean"]) and resolved["input_size"][-1] == data["size"]
+    assert config["label_names"] == results["labels"]
+    assert 'timm.create_model(config["architecture"]' in (colour_run.dir / "README.md").read_text()
+
+    moved = shutil.copytree(colour_run.dir, tmp_path / "moved")  # another machine: the run folder alone
+    examples = json.loads((moved / "results.json").read_text())["examples"]
+    assert examples and all((moved / e).is_file() for e in examples)
+    first = str(moved / examples[0])
+    assert toolkit.load(moved)(first)["scores"] == pytest.approx(toolkit.load(colour_run.dir)(first)["scores"])
     losses = [json.loads(line)["loss"] for line in (colour_run.dir / "metrics.jsonl").read_text().splitlines()
               if json.loads(line).get("split") == "train"]
     assert losses[-1] < losses[0]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import toolkit
-from conftest import require_shared, run_cli, seq2seq_config as config
+from conftest import check_run_folder, require_shared, run_cli, seq2seq_config as config
 
 @pytest.mark.slow
 def test_tiny_t5_learns_to_copy_bleu_above_90(copy_run, copy_data):
@@ -13,6 +13,7 @@ def test_tiny_t5_learns_to_copy_bleu_above_90(copy_run, copy_data):
     assert run.metrics["metric"] == "bleu"
     assert run.metrics["test"]["bleu"] > 90, run.metrics["test"]
     assert run.metrics["train_seconds"] < 60
+    assert check_run_folder(run.dir)["pipeline_tag"] == "translation"
 
     # The reloaded run generates through the predictor, `toolkit eval` and `toolkit predict` alike.
     generate = toolkit.load(run.dir)
@@ -109,7 +110,8 @@ def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder
 def test_warm_started_encoder_learns_at_its_own_rate(tiny_bert, text_data, tmp_path):
     import pandas as pd
 
-    from toolkit.api import recipe, resolve_config
+    from toolkit.api import resolve_config
+    from toolkit.tasks import get_task
     from toolkit.engine import build_optimizer
 
     rows = pd.read_csv(text_data["train"])["text"].tolist()[:64]
@@ -120,7 +122,7 @@ def test_warm_started_encoder_learns_at_its_own_rate(tiny_bert, text_data, tmp_p
                           "warm_start": {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 1,
                                          "decoder_intermediate_size": 64, "target_tokenizer": "train",
                                          "target_vocab_size": 300, "encoder_lr_scale": 0.1}})
-    task = recipe("translation").build_task(cfg)
+    task = get_task("translation").build(cfg)
     rate = {id(p): group["lr"] for group in build_optimizer(task.model, cfg, task.lr_scale).param_groups for p in group["params"]}
     names = [name for name, _ in task.model.named_parameters()]
     assert any(n.startswith("encoder.") for n in names) and any("crossattention" in n for n in names)

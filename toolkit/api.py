@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from pathlib import Path
 from typing import Any, Union
 
 from .config import Config, build_config, config_to_dict, default_output_dir, load_config
 from .errors import ToolkitError
+from .tasks import get_task
 from .run import CONFIG_FILE, Run, clear_run, fresh_run_dir, prepare_run_dir, read_results, read_run_config, run_lock
-
-# Task name -> recipe module (``recipes.<name>`` with ``build_task`` and ``evaluate_run``).
-RECIPES = {"sentiment": "recipes.sentiment", "text_classification": "recipes.sentiment",
-           "translation": "recipes.translation", "summarization": "recipes.summarization",
-           "image_classification": "recipes.image_classification", "gan": "recipes.gan"}
-
-
-def recipe(task: str):
-    if task not in RECIPES:
-        raise ToolkitError(f"unknown task '{task}'. Known tasks: {', '.join(sorted(RECIPES))}.")
-    return importlib.import_module(RECIPES[task])
-
 
 def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Config:
     """A validated config from a path/dict/Config, CLI-style ``key=value`` strings and keyword overrides.
@@ -78,7 +66,7 @@ def _train(cfg: Config) -> Run:
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
-    task = recipe(cfg.task).build_task(cfg)
+    task = get_task(cfg.task).build(cfg)
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     with contextlib.ExitStack() as held:
         def take_folder() -> None:
@@ -130,16 +118,15 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
         configured = [name for name in ("train", "validation", "test") if getattr(cfg.data, name)]
         raise ToolkitError(f"unknown split '{split}': use one of the run's splits ({', '.join(configured)}), or "
                            f"--data FILE (with --split naming a hub dataset's split).")
+    spec = get_task(cfg.task)
     if data is None:
-        # A GAN is compared with the images it learned from when no other split is set (as FID usually is).
-        split = split or ("test" if cfg.data.test else "validation" if cfg.data.validation or cfg.task != "gan" else "train")
+        split = split or spec.eval_split(cfg)
         data = getattr(cfg.data, split, None) if split in ("train", "validation", "test") else None
         if not data:
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")
-    module = recipe(cfg.task)
-    if not hasattr(module, "evaluate_run"):
+    if spec.evaluate_run is None:
         raise ToolkitError(f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json.")
-    return module.evaluate_run(load(run_dir, checkpoint), cfg, data, split or "test")
+    return spec.evaluate_run(load(run_dir, checkpoint), cfg, data, split or "test")
 
 
 def results(run_dir: Union[str, Path]) -> dict:

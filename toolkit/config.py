@@ -171,6 +171,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     epochs: float = 3.0
     max_steps: Optional[int] = None  # overrides epochs when set
+    license: Optional[str] = None  # the model card's license (default: the packaged base model's, where known)
     batch_size: int = 32
     eval_batch_size: Optional[int] = None  # default: 2 x batch_size
     grad_accum: int = 1

@@ -169,7 +169,10 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-LOWER_IS_BETTER = {"loss", "fid", "kid"}
+def lower_is_better(cfg: Config) -> tuple:
+    from .tasks import get_task
+
+    return get_task(cfg.task).lower_is_better
 
 
 def improved(value: float, best: Optional[float], metric: str, cfg: Config, loss: Optional[float] = None,
@@ -179,7 +182,7 @@ def improved(value: float, best: Optional[float], metric: str, cfg: Config, loss
     if value == best and metric != "loss" and loss is not None and best_loss is not None:
         # A tie (common for accuracy on a few hundred validation images): the lower validation loss wins.
         return loss < best_loss
-    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in LOWER_IS_BETTER
+    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in lower_is_better(cfg)
     return value > best if higher else value < best
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from .config import Config, ExtractiveConfig
 from .errors import ToolkitError
 from .metrics import split_sentences
+from .models import save_tokenizer
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
 
@@ -269,7 +270,7 @@ def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict
     model.encoder.config.save_pretrained(folder)
     (Path(folder) / HEAD_CONFIG).write_text(json.dumps({
         "head_layers": ext.head_layers, "max_position": ext.max_position}, indent=2))
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
 
 
 def load_scorer(folder: Path) -> SentenceScorer:

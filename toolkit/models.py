@@ -141,7 +141,23 @@ def save_model(model, tokenizer, folder: Path, state_dict: dict | None = None, m
     else:
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+        save_tokenizer(tokenizer, folder)
+
+
+# Loading flags transformers writes back into tokenizer_config.json: true on the machine that trained (a local
+# folder, offline), wrong on the next one. A saved checkpoint leaves them out.
+MACHINE_FLAGS = ("is_local", "local_files_only")
+
+
+def save_tokenizer(tokenizer, folder: Path) -> None:
+    import json
+
+    tokenizer.save_pretrained(folder)
+    path = Path(folder) / "tokenizer_config.json"
+    if path.is_file():
+        config = json.loads(path.read_text())
+        if any(flag in config for flag in MACHINE_FLAGS):
+            path.write_text(json.dumps({k: v for k, v in config.items() if k not in MACHINE_FLAGS}, indent=2, ensure_ascii=False) + "\n")
 
 
 def lora_merge_finalizer(cfg, save: Callable):

@@ -333,11 +333,6 @@ class GanSampler:
         return to_uint8(image).permute(1, 2, 0).numpy()
 
 
-PREDICTORS = {"sentiment": TextClassifier, "text_classification": TextClassifier,
-              "translation": TextGenerator, "summarization": TextGenerator, "image_classification": ImageClassifier,
-              "gan": GanSampler}
-
-
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):
     """The predictor for a run directory (or a checkpoint folder inside one)."""
     from .run import read_run_config
@@ -349,12 +344,6 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs
     folder = find_checkpoint(run_dir, checkpoint, intact=True)
     if folder is None:
         raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
-    if cfg.task not in PREDICTORS:
-        raise ToolkitError(f"run '{run_dir}' is a '{cfg.task}' run, which has no predictor yet.")
-    if PREDICTORS[cfg.task] is TextClassifier:
-        return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
-    from .extractive import HEAD_CONFIG
+    from .tasks import get_task
 
-    if (folder / HEAD_CONFIG).is_file():
-        return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
-    return PREDICTORS[cfg.task](folder, cfg=cfg, **kwargs)
+    return get_task(cfg.task).predictor(folder, cfg, **kwargs)

@@ -34,7 +34,7 @@ LOCK = ".toolkit-lock"  # {"pid", "host"} of the process training into the folde
 # Everything a run writes at its top level. Overwrite removes these and nothing else, and refuses a folder that
 # holds anything more: a user's own files are never deleted.
 RUN_ENTRIES = {MARKER, LOCK, CONFIG_FILE, METRICS_LOG, RESULTS_FILE, f".{RESULTS_FILE}.tmp", "README.md", "tensorboard",
-               "samples", "confusion_matrix.png", *(f"{prefix}{name}{suffix}" for name in ("best", "last")
+               "samples", "examples", "confusion_matrix.png", *(f"{prefix}{name}{suffix}" for name in ("best", "last")
                                                      for prefix, suffix in (("", ""), (".", ".tmp"), (".", ".old")))}
 
 # Keys that may differ when a run is resumed: they steer the resume, not what is trained.
@@ -301,21 +301,78 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+# Licenses of the packaged base models (the default for the card's `license` when config key `license` is unset).
+KNOWN_LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "tf_efficientnet_lite0": "apache-2.0"}
+
+
+def checkpoint_library(folder: Path) -> str:
+    """Which library loads a saved checkpoint: transformers (config.json with model_type), timm (its architecture
+    config), or plain PyTorch."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "pytorch"
+    if "model_type" in config:
+        return "transformers"
+    timm_style = "pretrained_cfg" in config and config.get("architecture") not in (None, "seed_cnn")
+    return "timm" if timm_style else "pytorch"
+
+
+def card_metadata(run_dir: Path, cfg: Config, results: dict, spec) -> dict:
+    """The model card's YAML header: what the Hub and huggingface_hub.ModelCard read, with model-index results."""
+    library = checkpoint_library(run_dir / "best")
+    base = spec.base_model(cfg)
+    meta = {"library_name": library, "tags": ["toolkit", spec.name]}
+    if spec.pipeline_tag:
+        meta["pipeline_tag"] = spec.pipeline_tag
+    if base:
+        meta["base_model"] = base
+    license_ = cfg.license or KNOWN_LICENSES.get(base or "")
+    if license_:
+        meta["license"] = license_
+    hub_data = [d for d in (cfg.data.train,) if d and _looks_like_hub_id(d)]
+    if hub_data:
+        meta["datasets"] = hub_data
+    entries = []
+    for split in ("validation", "test"):
+        scores = {k: v for k, v in (results.get(split) or {}).items() if isinstance(v, (int, float)) and k != "count"}
+        source = getattr(cfg.data, split) or cfg.data.train
+        if scores and source:
+            entries.append({
+                "task": {"type": spec.pipeline_tag or spec.name, "name": spec.name},
+                "dataset": {"name": Path(str(source)).stem if not _looks_like_hub_id(source) else source,
+                            "type": source if _looks_like_hub_id(source) else Path(str(source)).name, "split": split},
+                "metrics": [{"type": k, "value": float(v), "name": f"{split} {k}"} for k, v in scores.items()]})
+    if entries:
+        meta["model-index"] = [{"name": run_dir.name, "results": entries}]
+    return meta
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    return "/" in source and not source.startswith((".", "/", "~")) and not Path(source).exists()
+
+
 def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) -> None:
-    """A Hugging Face style README.md: what was trained, on what, with which results and command."""
+    """A Hugging Face model card, README.md in the run folder and in best/ (so that uploading best/ carries it):
+    metadata with model-index results, what was trained, the results, the command, and how to use it."""
     def table(metrics: dict) -> str:
         rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                 for k, v in metrics.items() if isinstance(v, (int, float))]
         return "| metric | value |\n|---|---|\n" + "\n".join(rows) if rows else "(none)"
 
+    from .tasks import get_task
+
+    spec = get_task(cfg.task)
+    meta = card_metadata(run_dir, cfg, results, spec)
+    stock = spec.stock_usage.format(folder=f"{run_dir}/best") if spec.stock_usage else ""
+    use = (f"With {meta['library_name']} alone:\n```python\n{stock}\n```\n\nWith toolkit:\n" if stock else "")
+    base = meta.get("base_model")
     text = f"""---
-library_name: transformers
-base_model: {cfg.model}
-tags: [toolkit, {cfg.task}]
+{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
 ---
 # {run_dir.name}
 
-Fine-tuned from `{cfg.model}` for **{cfg.task}** with toolkit.
+{f"Fine-tuned from `{base}`" if base else "Trained"} for **{spec.name}** with toolkit.
 
 - Labels: {', '.join(results.get('labels', [])) or 'n/a'}
 - Best checkpoint: step {results.get('best_step')} by validation `{results.get('metric', cfg.metric)}`
@@ -333,10 +390,12 @@ Fine-tuned from `{cfg.model}` for **{cfg.task}** with toolkit.
 ```
 
 ## Use
-```python
+{use}```python
 import toolkit
 predict = toolkit.load("{run_dir}")
-predict("a sentence to classify")
+{spec.usage}
 ```
 """
     (run_dir / "README.md").write_text(text)
+    if (run_dir / "best").is_dir():
+        (run_dir / "best" / "README.md").write_text(text)

@@ -15,7 +15,7 @@ from .engine import Task
 from .errors import ToolkitError
 from .hub import hub_guard
 from .models import (apply_lora, attention_backend, from_pretrained_quietly, load_tokenizer, lora_merge_finalizer,
-                     resolve_model_source, save_model)
+                     resolve_model_source, save_model, save_tokenizer)
 
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
@@ -186,7 +186,7 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
     def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
         save_model(unwrapped, tokenizer, folder, state_dict, merge_lora)
         if target_tokenizer is not tokenizer:
-            target_tokenizer.save_pretrained(folder / TARGET_TOKENIZER)
+            save_tokenizer(target_tokenizer, folder / TARGET_TOKENIZER)
 
     return Task(
         model=model,

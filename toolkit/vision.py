@@ -232,8 +232,9 @@ def save_checkpoint(model: nn.Module, folder: Path, data: dict, labels: list[str
         save_file({k: v.contiguous() for k, v in state_dict.items()}, folder / "model.safetensors", metadata={"format": "pt"})
         (folder / "config.json").write_text(json.dumps({
             "architecture": data["architecture"], "num_classes": len(labels), "label_names": labels,
-            "pretrained_cfg": {"input_size": [data["channels"], data["size"], data["size"]], "mean": data["mean"],
-                               "std": data["std"], "crop_pct": data["crop_pct"]}}, indent=2))
+            # num_classes: timm keeps the trained head when it loads this file (pretrained_cfg_overlay).
+            "pretrained_cfg": {"num_classes": len(labels), "input_size": [data["channels"], data["size"], data["size"]],
+                               "mean": data["mean"], "std": data["std"], "crop_pct": data["crop_pct"]}}, indent=2))
     (folder / IMAGE_CONFIG).write_text(json.dumps({**data, "labels": labels}, indent=2))
     (folder / "labels.json").write_text(json.dumps(labels))
 

@@ -1,0 +1,105 @@
+"""The task registry: every task is declared once, next to its recipe, and the rest of the toolkit asks here.
+
+A recipe module (``recipes/<name>.py``) ends with ``register(TaskSpec(...))``. The built-in recipes are found by
+importing every module of the ``recipes`` package; another package adds its tasks through the ``toolkit.tasks``
+entry-point group (each entry point a module that registers on import), and a notebook calls ``register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+from .errors import ToolkitError
+
+
+def default_eval_split(cfg) -> str:
+    """The split ``toolkit eval`` scores when none is named: test if the run has one, else validation."""
+    return "test" if cfg.data.test else "validation"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the toolkit needs to know about one task."""
+
+    name: str
+    description: str  # one line, for listings
+    build: Callable  # (cfg) -> engine.Task: the model, data and steps to train
+    predictor: Callable  # (checkpoint folder, cfg, **kwargs) -> a callable predictor
+    app: Union[str, Callable, None] = None  # a module with build_demo(run_dir), or build_demo itself
+    evaluate_run: Optional[Callable] = None  # (predictor, cfg, data, split) -> metrics of a finished run
+    aliases: tuple = ()
+    example_config: Optional[str] = None  # a shipped config, relative to the repository root
+    metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)
+    lower_is_better: tuple = ("loss",)  # of those, the ones where lower wins
+    eval_split: Callable = default_eval_split  # (cfg) -> the split `toolkit eval` scores by default
+    usage: str = 'predict("...")'  # the call shown in the model card, after `predict = toolkit.load(RUN)`
+    pipeline_tag: Optional[str] = None  # the Hugging Face task tag of the model card
+    stock_usage: Optional[str] = None  # how to load best/ ({folder}) without toolkit, shown first in the model card
+    base_model: Callable = lambda cfg: cfg.model  # (cfg) -> the pretrained model it starts from, or None
+    extra: dict = field(default_factory=dict)
+
+    def build_app(self, run_dir):
+        if self.app is None:
+            raise ToolkitError(f"'{self.name}' runs have no app yet.")
+        build = importlib.import_module(self.app).build_demo if isinstance(self.app, str) else self.app
+        return build(run_dir)
+
+
+_TASKS: dict[str, TaskSpec] = {}
+_ALIASES: dict[str, str] = {}
+_discovered = False
+
+
+def register(spec: TaskSpec, replace: bool = False) -> TaskSpec:
+    """Add a task (or, with ``replace``, redefine one): it can then be trained, evaluated, loaded and served."""
+    for name in (spec.name, *spec.aliases):
+        owner = _ALIASES.get(name)
+        if owner is not None and owner != spec.name and not replace:
+            raise ToolkitError(f"task name '{name}' is taken by task '{owner}'.")
+        if owner == spec.name and _TASKS[owner] is not spec and not replace:
+            raise ToolkitError(f"task '{name}' is already registered. Pass replace=True to redefine it.")
+    _TASKS[spec.name] = spec
+    for name in (spec.name, *spec.aliases):
+        _ALIASES[name] = spec.name
+    return spec
+
+
+def _discover() -> None:
+    """Import the built-in recipes and the modules named by ``toolkit.tasks`` entry points, once."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import recipes
+
+    for module in pkgutil.iter_modules(recipes.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"recipes.{module.name}")
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="toolkit.tasks"):
+        entry.load()
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in _ALIASES:
+        _discover()
+    if name not in _ALIASES:
+        raise ToolkitError(f"unknown task '{name}'. Known tasks: {', '.join(sorted(_ALIASES))}.")
+    return _TASKS[_ALIASES[name]]
+
+
+def all_tasks() -> list[TaskSpec]:
+    _discover()
+    return list(_TASKS.values())
+
+
+def describe(spec: TaskSpec) -> dict[str, Any]:
+    """A task as plain data (for listings and the studio)."""
+    return {"name": spec.name, "aliases": list(spec.aliases), "description": spec.description,
+            "example_config": spec.example_config, "metrics": list(spec.metrics),
+            "lower_is_better": list(spec.lower_is_better), "has_app": spec.app is not None,
+            "can_evaluate": spec.evaluate_run is not None}
