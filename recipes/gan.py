@@ -184,5 +184,6 @@ register(TaskSpec(
     build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.gan",
     example_config="recipes/configs/gan_mnist.yaml", metrics=METRICS, lower_is_better=METRICS, eval_split=eval_split,
     base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
+    sections=("image", "gan"),
     usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
 ))

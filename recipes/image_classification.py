@@ -204,5 +204,5 @@ register(TaskSpec(
     example_config="recipes/configs/image_classification_hymenoptera.yaml", metrics=METRICS,
     usage='predict("photo.jpg")', pipeline_tag="image-classification",
     base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
-    stock_usage=STOCK_USAGE,
+    stock_usage=STOCK_USAGE, sections=("image",),
 ))

@@ -97,7 +97,7 @@ register(TaskSpec(
     description="Text classification (sentiment or any labels): a pretrained encoder with a new classification head.",
     build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.sentiment",
     example_config="recipes/configs/sentiment_minilm.yaml", metrics=("accuracy", "macro_f1", "loss"),
-    usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
+    sections=("peft",), usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
     stock_usage='from transformers import pipeline\n'
                 'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
                 'classify("a gripping, beautifully acted film")',

@@ -61,4 +61,5 @@ register(TaskSpec(
     example_config="recipes/configs/summarization_scitldr.yaml", metrics=("rougeL", *[m for m in METRIC_NAMES if m != "rougeL"]),
     usage='predict("The full text of a paper abstract ...")', pipeline_tag="summarization",
     base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
+    sections=("peft", "generation", "warm_start", "extractive"),
 ))

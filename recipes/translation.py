@@ -41,5 +41,5 @@ register(TaskSpec(
     build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.translation",
     example_config="recipes/configs/translation_multi30k_en_de.yaml", metrics=METRICS,
     usage='predict("A man is riding a bicycle down the street.")', pipeline_tag="translation",
-    base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
+    base_model=lambda cfg: cfg.warm_start.encoder or cfg.model, sections=("peft", "generation", "warm_start"),
 ))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.screenshots import BROWSER_ARGS  # headless Chromium as root, as the docs' screenshots are taken
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -197,3 +199,63 @@ def check_run_folder(run_dir: Path) -> dict:
     expected = {k: v for k, v in validation.items() if isinstance(v, (int, float)) and k != "count"}
     assert parsed == expected
     return meta
+
+
+# Shared by several test modules: configs, data, servers and the browser.
+
+
+def gan_config(out, **extra):
+    values = {"task": "gan", "data": {"train": "sklearn:digits[:640]", "holdout": 0},
+              "image": {"channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0.0},
+              "gan": {"latent_dim": 16, "channels": 8, "conditional": True, "grid_rows": 4},
+              "epochs": 2, "batch_size": 32, "lr": 2e-4, "weight_decay": 0.0, "warmup_ratio": 0.0, "scheduler": "constant",
+              "max_grad_norm": None, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 5}
+    for key, value in extra.items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) else value
+    return values
+
+
+def image_config(folders, out, **extra):
+    data = folders
+    values = {"task": "image_classification", "model": "test_efficientnet",
+              "data": {"train": str(data["train"]), "validation": str(data["val"]), "test": str(data["val"])},
+              "image": {"pretrained": False, "size": 32, "rotation": 0},
+              "epochs": 3, "batch_size": 8, "lr": 3e-3, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 2}
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **value}
+        else:
+            values[key] = value
+    return values
+
+
+def write_folder(root, per_class=24, seed=0, classes=("blue", "red")):
+    """An ImageFolder whose class is the dominant colour, with noise, mixed sizes and formats."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = rng.integers(36, 60, size=2)
+            image = rng.integers(0, 90, size=(h, w, 3), dtype=np.uint8)
+            image[:, :, 2 if c == 1 else 0] += 150  # BGR: red or blue dominates
+            cv2.imwrite(str(root / name / f"{i}.{'png' if i % 3 else 'jpg'}"), image)
+    return root
+
+
+def serve(build_demo, run_dir):
+    demo = build_demo(run_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size="1mb")
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def browser(playwright):
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
+    return playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, write_config
+from conftest import ROOT, gan_config, write_config
 
 
 def launch_two_processes(config, digests) -> list[dict]:
@@ -46,7 +46,6 @@ def test_two_process_ddp_ranks_agree_and_only_rank0_writes(tiny_config, tmp_path
 @pytest.mark.slow
 def test_two_process_gan_ranks_agree(tmp_path):
     """The GAN's own training step averages gradients over processes: both ranks end with the same parameters."""
-    from test_gan import gan_config
 
     digests = tmp_path / "digests"
     digests.mkdir()

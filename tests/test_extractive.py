@@ -7,7 +7,7 @@ import random
 import pytest
 
 import toolkit
-from conftest import FILLER, POSITIVE, check_run_folder, require_shared, run_cli
+from conftest import FILLER, POSITIVE, browser, check_run_folder, require_shared, run_cli, serve
 from toolkit.extractive import greedy_oracle, select_sentences, trigrams
 from toolkit.metrics import split_sentences
 
@@ -175,7 +175,6 @@ def test_extractive_app_highlights_the_picked_sentence(extractive_run, cue_data)
     from playwright.sync_api import expect, sync_playwright
 
     from apps.summarization import build_demo
-    from test_seq2seq_apps import browser, serve
 
     row = json.loads((cue_data / "test.jsonl").read_text().splitlines()[0])
     demo, url = serve(build_demo, extractive_run.dir)

@@ -7,19 +7,8 @@ import pytest
 import torch
 
 import toolkit
-from conftest import check_run_folder
+from conftest import browser, check_run_folder, gan_config, serve
 from toolkit.errors import ToolkitError
-
-
-def gan_config(out, **extra):
-    values = {"task": "gan", "data": {"train": "sklearn:digits[:640]", "holdout": 0},
-              "image": {"channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0.0},
-              "gan": {"latent_dim": 16, "channels": 8, "conditional": True, "grid_rows": 4},
-              "epochs": 2, "batch_size": 32, "lr": 2e-4, "weight_decay": 0.0, "warmup_ratio": 0.0, "scheduler": "constant",
-              "max_grad_norm": None, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 5}
-    for key, value in extra.items():
-        values[key] = {**values[key], **value} if isinstance(value, dict) else value
-    return values
 
 
 def test_dcgan_shapes_for_grey_and_colour_sizes():
@@ -46,6 +35,8 @@ def test_gan_steps_losses_ema_grid_and_resume(tmp_path):
     grids = sorted((full.dir / "samples").glob("*.png"))
     assert len(grids) >= 2
     assert check_run_folder(full.dir)["library_name"] == "pytorch"
+    saved = (full.dir / "config.yaml").read_text()
+    assert "\ngan:" in saved and "\nimage:" in saved and "\npeft:" not in saved
     from torchvision.io import read_image
 
     picture = read_image(str(grids[-1]))
@@ -152,7 +143,6 @@ def test_gan_app_client_and_browser(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from apps.gan import build_demo
-    from test_seq2seq_apps import browser, serve
 
     run = toolkit.train(gan_config(tmp_path / "run", epochs=1))
     sampler = toolkit.load(run.dir)

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import toolkit
-from test_images import image_config, write_folder
-from test_seq2seq_apps import browser, serve
+from conftest import browser, image_config, serve, write_folder
 
 
 @pytest.fixture(scope="module")

@@ -10,42 +10,15 @@ import pytest
 import torch
 
 import toolkit
-from conftest import ROOT, check_run_folder, require_shared, run_cli, write_config
+from conftest import ROOT, check_run_folder, image_config, require_shared, run_cli, write_config, write_folder
 from toolkit import images as imlib
 from toolkit.errors import ToolkitError
-
-
-def write_folder(root, per_class=24, seed=0, classes=("blue", "red")):
-    """An ImageFolder whose class is the dominant colour, with noise, mixed sizes and formats."""
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            h, w = rng.integers(36, 60, size=2)
-            image = rng.integers(0, 90, size=(h, w, 3), dtype=np.uint8)
-            image[:, :, 2 if c == 1 else 0] += 150  # BGR: red or blue dominates
-            cv2.imwrite(str(root / name / f"{i}.{'png' if i % 3 else 'jpg'}"), image)
-    return root
 
 
 @pytest.fixture(scope="module")
 def colour_data(tmp_path_factory):
     base = tmp_path_factory.mktemp("colours")
     return {split: write_folder(base / split, n, seed) for split, n, seed in (("train", 24, 0), ("val", 10, 1))}
-
-
-def image_config(folders, out, **extra):
-    data = folders
-    values = {"task": "image_classification", "model": "test_efficientnet",
-              "data": {"train": str(data["train"]), "validation": str(data["val"]), "test": str(data["val"])},
-              "image": {"pretrained": False, "size": 32, "rotation": 0},
-              "epochs": 3, "batch_size": 8, "lr": 3e-3, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 2}
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            values[key] = {**values.get(key, {}), **value}
-        else:
-            values[key] = value
-    return values
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,10 @@
 """Translation and summarization apps on real Gradio servers: gradio_client and headless Chromium."""
 
-import shutil
 
 import pytest
 
 import toolkit
-from conftest import free_port, seq2seq_config as config
-from test_app import BROWSER_ARGS
-
-
-def serve(build_demo, run_dir):
-    demo = build_demo(run_dir)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size="1mb")
-    return demo, f"http://127.0.0.1:{port}/"
+from conftest import browser, seq2seq_config as config, serve
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +13,6 @@ def summary_run(tiny_t5, copy_data, tmp_path_factory):
     values = config(tiny_t5, copy_data, folder, task="summarization", max_steps=20, eval_every=20)
     values["data"] = {**values["data"], "text_column": "en", "summary_column": "de", "source_lang": None, "target_lang": None}
     return toolkit.train(values)
-
-
-def browser(playwright):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
-    return playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
 
 
 @pytest.mark.slow

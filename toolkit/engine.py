@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
 from . import run as runlib
-from .config import Config, config_to_dict
+from .config import Config
 from .errors import ToolkitError
 
 log = logging.getLogger(__name__)
@@ -409,5 +409,5 @@ def _scalars(metrics: dict) -> dict:
 
 
 def _hparams(cfg: Config) -> dict:
-    flat = runlib._flatten(config_to_dict(cfg))
+    flat = runlib._flatten(runlib.task_config(cfg))
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}

@@ -262,8 +262,20 @@ def _flatten(values: dict, prefix: str = "") -> dict:
     return out
 
 
+def task_config(cfg: Config) -> dict:
+    """The config as a dict with only the sections the run's task uses (``data`` and the task's ``sections``):
+    what config.yaml and the TensorBoard hyperparameters hold. Reading it back fills the rest with defaults."""
+    import dataclasses
+
+    from .tasks import get_task
+
+    used = {"data", *get_task(cfg.task).sections}
+    optional = {f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in optional or k in used}
+
+
 def write_config(run_dir: Path, cfg: Config) -> None:
-    values = config_to_dict(cfg)
+    values = task_config(cfg)
     values["resume"] = False
     values["overwrite"] = False
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))

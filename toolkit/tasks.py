@@ -34,6 +34,7 @@ class TaskSpec:
     example_config: Optional[str] = None  # a shipped config, relative to the repository root
     metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)
     lower_is_better: tuple = ("loss",)  # of those, the ones where lower wins
+    sections: tuple = ()  # the config sections it reads besides data (e.g. "peft"): a run's config.yaml keeps only these
     eval_split: Callable = default_eval_split  # (cfg) -> the split `toolkit eval` scores by default
     usage: str = 'predict("...")'  # the call shown in the model card, after `predict = toolkit.load(RUN)`
     pipeline_tag: Optional[str] = None  # the Hugging Face task tag of the model card
