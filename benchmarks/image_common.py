@@ -24,12 +24,12 @@ def linear_probe(config: Path, *overrides: str) -> dict:
     from toolkit import images as imlib
     from toolkit import vision
     from toolkit.api import resolve_config
-    from toolkit.data import encode_labels
+    from toolkit.splits import encode_labels, label_names
 
     tic = time.perf_counter()
     cfg = resolve_config(config, [*overrides, "output_dir=/tmp/unused"])
     splits, _ = imlib.load_splits(cfg)
-    names = imlib.class_names(splits["train"].labels)
+    names = label_names(splits["train"].labels)
     model, data = vision.build_model(cfg, len(names))
     transform = imlib.build_transform(cfg.image, data, train=False)
     features = {}

@@ -11,9 +11,9 @@ import torch
 from toolkit import gan as ganlib
 from toolkit import images as imlib
 from toolkit.config import Config
-from toolkit.data import encode_labels
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
+from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import TaskSpec, register
 
 SAMPLES = "samples"
@@ -27,7 +27,7 @@ def data_config(cfg: Config) -> dict:
 
 def build_task(cfg: Config) -> Task:
     splits, _ = imlib.load_splits(cfg)
-    names = imlib.class_names(splits["train"].labels)
+    names = label_names(splits["train"].labels)
     train = splits["train"]
     if len(train) < cfg.batch_size:
         raise ToolkitError(f"data.train has {len(train)} images, fewer than batch_size={cfg.batch_size}: lower batch_size "

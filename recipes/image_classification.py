@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from toolkit import images as imlib
 from toolkit import vision
 from toolkit.config import Config
-from toolkit.data import encode_labels
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
+from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import TaskSpec, register
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ METRICS = ("accuracy", "macro_f1", "top5_accuracy", "loss")  # validation metric
 
 def build_task(cfg: Config) -> Task:
     splits, skipped = imlib.load_splits(cfg)
-    names = imlib.class_names(splits["train"].labels)
+    names = label_names(splits["train"].labels)
     if len(names) < 2:
         raise ToolkitError(f"data.train has a single class ({names[0]}): a classifier needs at least two. "
                            "Add a folder (or manifest rows) for each other class.")

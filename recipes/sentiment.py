@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from toolkit.config import Config
-from toolkit.data import drop_empty_text, drop_missing_labels, encode_labels, label_names, load_splits, load_table, require_columns
+from toolkit.data import drop_empty_text, drop_missing_labels, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
 from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
+from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import TaskSpec, register
 
 LABELS_FILE = "labels.json"
@@ -89,7 +90,7 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
 def load_predictor(folder: Path, cfg: Config, **kwargs):
     from toolkit.predict import TextClassifier
 
-    return TextClassifier(folder, max_length=cfg.max_length, **kwargs)
+    return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
 register(TaskSpec(

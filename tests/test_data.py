@@ -1,11 +1,12 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from toolkit.data import encode_labels, label_names
 from toolkit.data import load_table, require_columns
 from toolkit.errors import ToolkitError
+from toolkit.splits import encode_labels, label_names
 
 ROWS = [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
 
@@ -77,6 +78,7 @@ def test_missing_column_suggests_the_close_name(tmp_path):
 def test_labels_sort_naturally_and_unknown_labels_are_named():
     assert label_names([10, 2, 1, 2]) == ["1", "2", "10"]
     assert label_names(["pos", "neg"]) == ["neg", "pos"]
+    assert label_names(["10", "2", "7"]) == ["2", "7", "10"]  # image class folders named by number
     assert encode_labels([2, 10], ["1", "2", "10"], "x") == [1, 2]
     with pytest.raises(ToolkitError, match="labels that training never saw: neutral"):
         encode_labels(["pos", "neutral"], ["neg", "pos"], "data.validation")
@@ -112,3 +114,29 @@ def test_integer_labels_with_nulls_stay_integers(tmp_path):
     path.write_text("".join(json.dumps({"text": f"row {i}", "label": v}) + "\n" for i, v in enumerate([0, 1, None, 1, 0])))
     table = drop_missing_labels(load_table(str(path)), "label", "data.train")
     assert label_names(list(table["label"])) == ["0", "1"] and len(table) == 4
+
+
+def test_text_and_images_share_one_split_scheme(tmp_path):
+    """The same seed, row limit and holdout pick the same row positions from a text table and an image manifest."""
+    import cv2
+    import numpy as np
+
+    from toolkit import images as imlib
+    from toolkit.api import resolve_config
+    from toolkit.data import load_splits
+
+    n = 40
+    pd.DataFrame({"text": [f"row {i}" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(tmp_path / "t.csv", index=False)
+    for i in range(n):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(tmp_path / "m.csv", index=False)
+    data = {"holdout": 0.25, "max_train_rows": 30}
+    text_cfg = resolve_config({"task": "sentiment", "seed": 7, "output_dir": str(tmp_path / "r1"), "data": {"train": str(tmp_path / "t.csv"), **data}})
+    image_cfg = resolve_config({"task": "image_classification", "seed": 7, "output_dir": str(tmp_path / "r2"),
+                                "data": {"train": str(tmp_path / "m.csv"), **data}})
+    text = load_splits(text_cfg, ["text", "label"], ["text"], "label")
+    images, skipped = imlib.load_splits(image_cfg)
+    positions = {s: [int(t.split()[1]) for t in text[s]["text"]] for s in ("train", "validation")}
+    assert skipped == 0 and len(positions["validation"]) == 8 and len(positions["train"]) == 22
+    assert set(positions["train"]).isdisjoint(positions["validation"])
+    assert positions == {s: [int(Path(p).stem) for p in images[s].items] for s in ("train", "validation")}

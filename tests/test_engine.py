@@ -45,6 +45,22 @@ def test_reloaded_predictor_matches_the_trained_model(tiny_config):
     assert predict("the film was great") == answers[0]
     with pytest.raises(toolkit.ToolkitError, match="input 2 is empty"):
         predict(["fine", "  "])
+    # Batches of 3 over length-sorted inputs: the answers still come back in input order, with the same scores.
+    small = toolkit.load(run.dir, batch_size=3, device="cpu")
+    assert small.batch_size == 3 and small.device.type == "cpu"
+    for got, want in zip(small(texts + texts[::-1]), answers + answers[::-1]):
+        assert got["label"] == want["label"]
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-5)
+
+
+def test_every_predictor_shares_one_constructor():
+    import inspect
+
+    from toolkit.predict import ExtractiveSummarizer, GanSampler, ImageClassifier, Predictor, TextClassifier, TextGenerator
+
+    shared = inspect.signature(Predictor.__init__)
+    for cls in (TextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):
+        assert issubclass(cls, Predictor) and inspect.signature(cls.__init__) == shared, cls
 
 
 def test_best_checkpoint_is_the_best_validation_step(tiny_config):

@@ -13,6 +13,7 @@ import toolkit
 from conftest import ROOT, check_run_folder, image_config, require_shared, run_cli, write_config, write_folder
 from toolkit import images as imlib
 from toolkit.errors import ToolkitError
+from toolkit.splits import label_names
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +260,7 @@ def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_pa
     torch.manual_seed(cfg.seed)
     model, data = build_model(cfg, 2)  # the same random backbone build_task makes under the same seed
     splits, _ = imlib.load_splits(cfg)
-    names = imlib.class_names(splits["train"].labels)
+    names = label_names(splits["train"].labels)
     plain = imlib.build_transform(cfg.image, data, train=False)
     features = {s: head_inputs(model, "timm", DataLoader(imlib.ImageDataset(found, [names.index(x) for x in found.labels], plain, 3,
                                                                            random=False), batch_size=16, collate_fn=imlib.collate))

@@ -6,10 +6,11 @@ import contextlib
 from pathlib import Path
 from typing import Any, Union
 
-from .config import Config, build_config, config_to_dict, default_output_dir, load_config
+from .config import Config, build_config, config_to_dict, load_config
 from .errors import ToolkitError
+from .run import Run, choose_output_dir, claim_run_dir, prepare_run_dir, read_results, read_run_config
 from .tasks import get_task
-from .run import CONFIG_FILE, Run, clear_run, fresh_run_dir, prepare_run_dir, read_results, read_run_config, run_lock
+
 
 def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Config:
     """A validated config from a path/dict/Config, CLI-style ``key=value`` strings and keyword overrides.
@@ -22,9 +23,7 @@ def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] 
         for key, value in kwargs.items():
             _merge(values, key.replace("__", ".").split("."), value)
         cfg = build_config(values)
-    if cfg.output_dir is None:  # not given: a fresh folder, unless asked to replace or continue the default one
-        base = default_output_dir(source, cfg)
-        cfg.output_dir = str(base if cfg.overwrite or cfg.resume else fresh_run_dir(base))
+    choose_output_dir(cfg, source)
     return cfg
 
 
@@ -61,22 +60,15 @@ def _train(cfg: Config) -> Run:
         from accelerate.utils import broadcast_object_list
 
         cfg.output_dir = broadcast_object_list([cfg.output_dir], from_process=0)[0]
-    run_dir = Path(cfg.output_dir)
-    on_main_process(state, lambda: prepare_run_dir(cfg))
+    on_main_process(state, lambda: prepare_run_dir(cfg))  # before anything loads: a refused folder costs nothing
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
     task = get_task(cfg.task).build(cfg)
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     with contextlib.ExitStack() as held:
-        def take_folder() -> None:
-            held.enter_context(run_lock(run_dir))
-            prepare_run_dir(cfg)  # again, now that no other process can write there
-            if cfg.overwrite and not cfg.resume and (run_dir / CONFIG_FILE).exists():
-                clear_run(run_dir)
-
-        on_main_process(state, take_folder)
-        return fit(task, cfg, run_dir)
+        on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))
+        return fit(task, cfg, Path(cfg.output_dir))
 
 
 def on_main_process(state, check) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from . import splits
 from .errors import ToolkitError
 from .hub import hub_guard
 
@@ -116,34 +116,20 @@ def require_columns(ds, columns: list[str], where: str) -> None:
 
 
 def load_splits(cfg, required: list[str], text_columns: list[str], label_column: str | None = None) -> dict:
-    """The configured train/validation/test tables, checked and trimmed the same way for every text task.
+    """The configured text splits (see :func:`toolkit.splits.load_splits`), each checked the same way.
 
     ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted), and so
     are rows whose ``label_column`` is missing (data.missing_labels=error refuses them instead).
-    Without data.validation, data.holdout (10%) of train is held out (as AutoTrain does) so best/ can still be picked.
     """
-    if not cfg.data.train:
-        raise ToolkitError("no training data: set data.train to a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id.")
-    splits = {}
-    for split in ("train", "validation", "test"):
-        source = getattr(cfg.data, split)
-        if not source:
-            continue
+    def load_split(split: str, source: str, where: str):
         table = load_table(source, split)
-        where = f"data.{split} ('{source}')"
         require_columns(table, required, where)
         table = drop_empty_text(table, text_columns, where)
         if label_column:
             table = drop_missing_labels(table, label_column, where, cfg.data.missing_labels)
-        limit = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}[split]
-        if limit and len(table) > limit:
-            table = table.shuffle(seed=cfg.seed).select(range(limit))
-        splits[split] = table
-    if "validation" not in splits and cfg.data.holdout > 0:
-        held = splits["train"].train_test_split(test_size=cfg.data.holdout, seed=cfg.seed)
-        splits["train"], splits["validation"] = held["train"], held["test"]
-        log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
-    return splits
+        return table
+
+    return splits.load_splits(cfg, load_split, "a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id")
 
 
 def drop_empty_text(table, columns: list[str], where: str):
@@ -191,22 +177,3 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
         # A JSON column of integers with nulls arrives as floats: 1.0 would otherwise become the class "1.0".
         table = table.cast_column(column, datasets.Value("int64"))
     return table
-
-
-def label_names(values: list) -> list[str]:
-    """Sorted label names; integer labels sort numerically (2 before 10)."""
-    unique = set(values)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unique):
-        return [str(v) for v in sorted(unique)]
-    return sorted(str(v) for v in unique)
-
-
-def encode_labels(values: list, names: list[str], where: str) -> list[int]:
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({str(v) for v in values} - set(index))
-    if unknown:
-        raise ToolkitError(
-            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
-            "Fix those rows, or add examples of them to the training data."
-        )
-    return [index[str(v)] for v in values]

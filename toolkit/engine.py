@@ -186,15 +186,70 @@ def improved(value: float, best: Optional[float], metric: str, cfg: Config, loss
     return value > best if higher else value < best
 
 
+def default_train_step(task: Task, cfg: Config) -> Callable:
+    """One batch of ``task.compute_loss``: backward, and, at the end of an accumulation, clip and step."""
+    def train_step(model, batch, optimizers, accelerator) -> dict:
+        with accelerator.accumulate(model):
+            loss = task.compute_loss(model, batch)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            for optimizer in optimizers:
+                optimizer.step()
+                optimizer.zero_grad()
+        return {"loss": loss}
+
+    return train_step
+
+
+@dataclass
+class Training:
+    """What the phases of one :func:`fit` share."""
+
+    task: Task
+    cfg: Config
+    run_dir: Path
+    accelerator: object
+    model: torch.nn.Module
+    loader: DataLoader
+    evaluation: Optional[DataLoader]
+    optimizers: list
+    generator: torch.Generator  # the training order's; reseeded every epoch
+    metric: str
+    total_steps: int
+    counters: dict  # step, epoch, batch_in_epoch, best metric and step, patience, clock: saved in every checkpoint
+    train_step: Callable
+    schedulers: list = field(default_factory=list)
+    restored: bool = False
+    last_eval_step: int = -1
+    running: dict = field(default_factory=dict)  # loss sums since the last log line
+    running_n: int = 0
+    tic: float = 0.0  # the training clock's last reading (evaluations do not count)
+    progress: object = None
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
 def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run:
-    """Train ``task`` per ``cfg`` into ``run_dir`` (created by the caller's checks); returns the run."""
-    from accelerate import skip_first_batches
+    """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run."""
+    t = setup(task, cfg, run_dir)
+    restore(t)
+    if t.main:
+        runlib.start_run_dir(run_dir, cfg)
+    if t.accelerator.log_with:
+        t.accelerator.init_trackers("tensorboard", config=_hparams(cfg))
+    loop(t)
+    return finish(t, command)
+
+
+def setup(task: Task, cfg: Config, run_dir: Path) -> Training:
+    """The accelerator, and the model, loaders, optimizers and schedules prepared for its devices and processes."""
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     metric = choose_metric(task, cfg)
     accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters)
-    main = accelerator.is_main_process
     set_seed(cfg.seed)
     generator = torch.Generator()
     loader = train_loader(task, cfg, generator)
@@ -204,161 +259,185 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run
     model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
-    total_steps = count_steps(cfg, len(loader))
     counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
-    schedulers = [accelerator.prepare(build_scheduler(o, cfg, total_steps, elapsed=lambda: counters["train_seconds"]))
-                  for o in optimizers]
-    last = ckpt.find_checkpoint(run_dir, "last", intact=True) if cfg.resume else None
-    if cfg.resume and last is None:
-        log.warning("resume=true but %s has no last/ checkpoint yet: starting from the beginning", run_dir)
-    if last is not None:
-        state, counters = ckpt.load_training_state(last)
-        ckpt.load_weights(accelerator.unwrap_model(model), last)
-        for optimizer, saved in zip(optimizers, ckpt.as_list(state["optimizer"])):
-            optimizer.load_state_dict(saved)
-        for scheduler, saved in zip(schedulers, ckpt.as_list(state["scheduler"])):
-            scheduler.load_state_dict(saved)
-        ckpt.set_rng_state(state["rng"])
-        if main:
-            runlib.truncate_metrics(run_dir, counters["step"])
-        log.info("resumed %s at step %d (epoch %d, batch %d)", run_dir, counters["step"], counters["epoch"], counters["batch_in_epoch"])
+    t = Training(task, cfg, run_dir, accelerator, model, loader, evaluation, optimizers, generator, metric,
+                 count_steps(cfg, len(loader)), counters, task.train_step or default_train_step(task, cfg))
+    t.schedulers = [accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
+                    for o in optimizers]
+    return t
 
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runlib.write_marker(run_dir)
-        runlib.write_config(run_dir, cfg)
-    if accelerator.log_with:
-        accelerator.init_trackers("tensorboard", config=_hparams(cfg))
 
-    def evaluate_and_checkpoint() -> bool:
-        """Evaluate, keep best/ and last/; return True when early stopping says stop."""
-        metrics = task.evaluate(model, evaluation, accelerator) if evaluation is not None else {}
-        value = metrics.get(metric)
-        better = value is None or improved(value, counters["best_metric"], metric, cfg, metrics.get("loss"),
-                                           counters.get("best_loss"))
-        if better:
-            counters.update(best_metric=value, best_loss=metrics.get("loss"), best_step=counters["step"], stale_evals=0)
-        else:
-            counters["stale_evals"] += 1
-        record = {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)}
-        if main:
-            runlib.append_metrics(run_dir, record)
-        accelerator.log({f"validation/{k}": v for k, v in _scalars(metrics).items()}, step=counters["step"])
-        if better:
-            save("best", with_state=False)
-        save("last", with_state=True)
-        return cfg.patience is not None and counters["stale_evals"] >= cfg.patience
+def restore(t: Training) -> None:
+    """With resume=true, continue exactly from last/: weights, optimizers, schedules, counters and RNG states."""
+    if not t.cfg.resume:
+        return
+    last = ckpt.find_checkpoint(t.run_dir, "last", intact=True)
+    if last is None:
+        log.warning("resume=true but %s has no last/ checkpoint yet: starting from the beginning", t.run_dir)
+        return
+    state, t.counters = ckpt.load_training_state(last)
+    ckpt.load_weights(t.accelerator.unwrap_model(t.model), last)
+    for optimizer, saved in zip(t.optimizers, ckpt.as_list(state["optimizer"])):
+        optimizer.load_state_dict(saved)
+    for scheduler, saved in zip(t.schedulers, ckpt.as_list(state["scheduler"])):
+        scheduler.load_state_dict(saved)
+    ckpt.set_rng_state(state["rng"])
+    if t.main:
+        runlib.truncate_metrics(t.run_dir, t.counters["step"])
+    t.restored, t.last_eval_step = True, t.counters["step"]
+    log.info("resumed %s at step %d (epoch %d, batch %d)", t.run_dir, t.counters["step"], t.counters["epoch"],
+             t.counters["batch_in_epoch"])
 
-    def save(name: str, with_state: bool) -> None:
-        accelerator.wait_for_everyone()
-        # Every rank joins: under FSDP/ZeRO-3 this gathers the sharded weights.
-        state_dict = accelerator.get_state_dict(model)
-        if not all(torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point()):  # every rank: all stop
-            # A finite loss can still leave NaN/inf weights after its update: never overwrite a good checkpoint with them.
-            raise ToolkitError(f"training diverged at step {counters['step']}: the weights hold NaN or inf. The checkpoints "
-                               f"in {run_dir} are from before it. Lower lr, or check the data.")
-        if main:
-            def write(tmp: Path) -> None:
-                task.save(accelerator.unwrap_model(model), tmp, state_dict)
-                if with_state:
-                    ckpt.save_training_state(tmp, optimizers, schedulers, counters)
-                else:
-                    (tmp / ckpt.STATE_JSON).write_text(json.dumps(counters, indent=2))
-            ckpt.write_atomically(run_dir / name, write)
-        accelerator.wait_for_everyone()
 
-    def train_mode() -> None:
-        model.train()
-        if task.train_mode is not None:
-            task.train_mode(accelerator.unwrap_model(model), counters["epoch"])
+def loop(t: Training) -> None:
+    """The training loop: batches and optimizer steps until the step count, the time budget or early stopping ends it."""
+    from accelerate import skip_first_batches
+    from tqdm.auto import tqdm
 
-    progress = tqdm(total=total_steps, initial=counters["step"], disable=not accelerator.is_local_main_process,
-                    desc=f"train {run_dir.name}", dynamic_ncols=True)
-    stop = counters["step"] >= total_steps
-    running, running_n, last_eval_step = {}, 0, counters["step"] if last is not None else -1
-    if task.evaluate_first and last is None:
-        model.eval()
-        evaluate_and_checkpoint()
-        last_eval_step = 0
-    tic = time.perf_counter()
+    t.progress = tqdm(total=t.total_steps, initial=t.counters["step"], disable=not t.accelerator.is_local_main_process,
+                      desc=f"train {t.run_dir.name}", dynamic_ncols=True)
+    if t.task.evaluate_first and not t.restored:
+        evaluate_and_checkpoint(t)
+        t.last_eval_step = 0
+    stop = t.counters["step"] >= t.total_steps
+    t.tic = time.perf_counter()
     while not stop:
-        epoch = counters["epoch"]
-        train_mode()
-        generator.manual_seed(cfg.seed + epoch)  # the same order on every rank and after a resume
-        skip = counters["batch_in_epoch"]
-        epoch_loader = skip_first_batches(loader, skip) if skip else loader
-        for batch in epoch_loader:
-            if task.train_step is not None:
-                losses = task.train_step(model, batch, optimizers, accelerator)
-            else:
-                with accelerator.accumulate(model):
-                    loss = task.compute_loss(model, batch)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    for optimizer in optimizers:
-                        optimizer.step()
-                        optimizer.zero_grad()
-                losses = {"loss": loss}
-            values = {k: v.detach().float().item() for k, v in losses.items()}
-            if not all(math.isfinite(v) for v in values.values()):
-                # Stop before anything is saved: last/ and best/ still hold the last good weights.
-                raise ToolkitError(f"training diverged at step {counters['step'] + 1}: loss is {values}. Nothing after "
-                                   f"the last checkpoint was saved ({run_dir}/last). Lower lr, or check the data.")
-            counters["batch_in_epoch"] += 1
-            counters["train_samples"] += _batch_size(batch) * accelerator.num_processes
-            for key, value in values.items():
-                running[key] = running.get(key, 0.0) + value
-            running_n += 1
-            if not accelerator.sync_gradients:
-                continue
-            for scheduler in schedulers:
-                scheduler.step()
-            counters["step"] += 1
-            progress.update(1)
-            step = counters["step"]
-            if step % cfg.log_every == 0 or step == total_steps:
-                means = {k: accelerator.reduce(torch.tensor(v / running_n, device=accelerator.device), "mean").item()
-                         for k, v in running.items()}
-                lr = max(schedulers[0].get_last_lr())  # the head's when groups differ
-                progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
-                if main:
-                    runlib.append_metrics(run_dir, {"step": step, "epoch": epoch, "split": "train", **means, "lr": lr})
-                accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
-                running, running_n = {}, 0
-            end_of_epoch = counters["batch_in_epoch"] >= len(loader)
-            if end_of_epoch:
-                counters.update(epoch=epoch + 1, batch_in_epoch=0)
-            counters["train_seconds"] += time.perf_counter() - tic
-            if cfg.max_train_minutes is not None and accelerator.num_processes > 1:
-                # Every rank takes rank 0's clock: the budget's learning rate and its stop must be the same on all.
-                from accelerate.utils import broadcast
+        train_mode(t)
+        t.generator.manual_seed(t.cfg.seed + t.counters["epoch"])  # the same order on every rank and after a resume
+        skip = t.counters["batch_in_epoch"]
+        for batch in skip_first_batches(t.loader, skip) if skip else t.loader:
+            losses = t.train_step(t.model, batch, t.optimizers, t.accelerator)
+            count_batch(t, batch, losses)
+            if t.accelerator.sync_gradients:  # an optimizer step ended (not just one accumulated batch)
+                stop = after_optimizer_step(t)
+                if stop:
+                    break
+    t.progress.close()
 
-                clock = torch.tensor([counters["train_seconds"]], dtype=torch.float64, device=accelerator.device)
-                counters["train_seconds"] = broadcast(clock, from_process=0).item()
-            tic = time.perf_counter()
-            due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
-            if due or step >= total_steps:
-                model.eval()
-                stop = evaluate_and_checkpoint()
-                train_mode()
-                last_eval_step = step
-            elif cfg.save_every and step % cfg.save_every == 0:
-                save("last", with_state=True)
-            tic = time.perf_counter()
-            out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
-            if stop or step >= total_steps or out_of_time:
-                stop = True
-                break
-    progress.close()
-    check_ranks_agree(accelerator, model)
-    if last_eval_step != counters["step"]:
-        model.eval()
-        evaluate_and_checkpoint()
-    results = _final_results(task, cfg, model, accelerator, run_dir, counters, command)
-    accelerator.end_training()
-    return runlib.Run(dir=run_dir, metrics=results, model=accelerator.unwrap_model(model))
+
+def count_batch(t: Training, batch, losses: dict) -> None:
+    values = {k: v.detach().float().item() for k, v in losses.items()}
+    if not all(math.isfinite(v) for v in values.values()):
+        # Stop before anything is saved: last/ and best/ still hold the last good weights.
+        raise ToolkitError(f"training diverged at step {t.counters['step'] + 1}: loss is {values}. Nothing after "
+                           f"the last checkpoint was saved ({t.run_dir}/last). Lower lr, or check the data.")
+    t.counters["batch_in_epoch"] += 1
+    t.counters["train_samples"] += _batch_size(batch) * t.accelerator.num_processes
+    for key, value in values.items():
+        t.running[key] = t.running.get(key, 0.0) + value
+    t.running_n += 1
+
+
+def after_optimizer_step(t: Training) -> bool:
+    """Schedule, count, log, then evaluate or save when due; True when training should stop."""
+    cfg, counters = t.cfg, t.counters
+    for scheduler in t.schedulers:
+        scheduler.step()
+    counters["step"] += 1
+    step = counters["step"]
+    t.progress.update(1)
+    if step % cfg.log_every == 0 or step == t.total_steps:
+        log_training(t)
+    end_of_epoch = counters["batch_in_epoch"] >= len(t.loader)
+    if end_of_epoch:
+        counters.update(epoch=counters["epoch"] + 1, batch_in_epoch=0)
+    tick_clock(t)
+    stop = False
+    due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
+    if due or step >= t.total_steps:
+        stop = evaluate_and_checkpoint(t)
+        t.last_eval_step = step
+    elif cfg.save_every and step % cfg.save_every == 0:
+        save(t, "last", with_state=True)
+    t.tic = time.perf_counter()
+    out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
+    return stop or step >= t.total_steps or out_of_time
+
+
+def log_training(t: Training) -> None:
+    """The mean losses since the last log line (over every process) and the learning rate."""
+    accelerator = t.accelerator
+    means = {k: accelerator.reduce(torch.tensor(v / t.running_n, device=accelerator.device), "mean").item()
+             for k, v in t.running.items()}
+    lr = max(t.schedulers[0].get_last_lr())  # the head's when groups differ
+    t.progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
+    step = t.counters["step"]
+    if t.main:
+        runlib.append_metrics(t.run_dir, {"step": step, "epoch": t.counters["epoch"], "split": "train", **means, "lr": lr})
+    accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
+    t.running, t.running_n = {}, 0
+
+
+def tick_clock(t: Training) -> None:
+    """Add the training time since the last reading (evaluation and checkpoints do not count)."""
+    t.counters["train_seconds"] += time.perf_counter() - t.tic
+    if t.cfg.max_train_minutes is not None and t.accelerator.num_processes > 1:
+        # Every rank takes rank 0's clock: the budget's learning rate and its stop must be the same on all.
+        from accelerate.utils import broadcast
+
+        clock = torch.tensor([t.counters["train_seconds"]], dtype=torch.float64, device=t.accelerator.device)
+        t.counters["train_seconds"] = broadcast(clock, from_process=0).item()
+
+
+def train_mode(t: Training) -> None:
+    t.model.train()
+    if t.task.train_mode is not None:
+        t.task.train_mode(t.accelerator.unwrap_model(t.model), t.counters["epoch"])
+
+
+def evaluate_and_checkpoint(t: Training) -> bool:
+    """Evaluate, keep best/ and last/; return True when early stopping says stop."""
+    counters, metric = t.counters, t.metric
+    t.model.eval()
+    metrics = t.task.evaluate(t.model, t.evaluation, t.accelerator) if t.evaluation is not None else {}
+    value = metrics.get(metric)
+    better = value is None or improved(value, counters["best_metric"], metric, t.cfg, metrics.get("loss"),
+                                       counters.get("best_loss"))
+    if better:
+        counters.update(best_metric=value, best_loss=metrics.get("loss"), best_step=counters["step"], stale_evals=0)
+    else:
+        counters["stale_evals"] += 1
+    if t.main:
+        runlib.append_metrics(t.run_dir, {"step": counters["step"], "epoch": counters["epoch"], "split": "validation",
+                                          **_scalars(metrics)})
+    t.accelerator.log({f"validation/{k}": v for k, v in _scalars(metrics).items()}, step=counters["step"])
+    if better:
+        save(t, "best", with_state=False)
+    save(t, "last", with_state=True)
+    train_mode(t)
+    return t.cfg.patience is not None and counters["stale_evals"] >= t.cfg.patience
+
+
+def save(t: Training, name: str, with_state: bool) -> None:
+    """Write best/ or last/ atomically (never half-written); last/ also holds the state to resume from."""
+    accelerator = t.accelerator
+    accelerator.wait_for_everyone()
+    # Every rank joins: under FSDP/ZeRO-3 this gathers the sharded weights.
+    state_dict = accelerator.get_state_dict(t.model)
+    if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):  # every rank: all stop
+        # A finite loss can still leave NaN/inf weights after its update: never overwrite a good checkpoint with them.
+        raise ToolkitError(f"training diverged at step {t.counters['step']}: the weights hold NaN or inf. The checkpoints "
+                           f"in {t.run_dir} are from before it. Lower lr, or check the data.")
+    if t.main:
+        def write(tmp: Path) -> None:
+            t.task.save(accelerator.unwrap_model(t.model), tmp, state_dict)
+            if with_state:
+                ckpt.save_training_state(tmp, t.optimizers, t.schedulers, t.counters)
+            else:
+                (tmp / ckpt.STATE_JSON).write_text(json.dumps(t.counters, indent=2))
+        ckpt.write_atomically(t.run_dir / name, write)
+    accelerator.wait_for_everyone()
+
+
+def finish(t: Training, command: str) -> runlib.Run:
+    """A last evaluation if the loop ended between two, then the best checkpoint's results and model card."""
+    check_ranks_agree(t.accelerator, t.model)
+    if t.last_eval_step != t.counters["step"]:
+        evaluate_and_checkpoint(t)
+    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command)
+    t.accelerator.end_training()
+    return runlib.Run(dir=t.run_dir, metrics=results, model=t.accelerator.unwrap_model(t.model))
 
 
 def check_ranks_agree(accelerator, model) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
-import random
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import ToolkitError
+from .splits import label_names
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.items)
 
-    def subset(self, keep: Sequence[int]) -> "ImageSet":
+    def select(self, keep: Sequence[int]) -> "ImageSet":
         return ImageSet([self.items[i] for i in keep], [self.labels[i] for i in keep], self.where)
 
 
@@ -57,7 +57,7 @@ def load_images(source: str, where: str, split: str = "train", image_column: str
         keep = range(len(images))[part]
         if not keep:
             raise ToolkitError(f"{where}: the slice [{match['start']}:{match['stop']}] of '{base}' ({len(images)} images) is empty.")
-        images = images.subset(keep)
+        images = images.select(keep)
     return images
 
 
@@ -161,39 +161,22 @@ def _hub_images(source: str, where: str, split: str, image_column: str, label_co
     return ImageSet([np.asarray(im.convert("RGB")) for im in table[image_column]], labels, where)
 
 
-def class_names(labels: list[str]) -> list[str]:
-    """Sorted class names; all-digit names sort as numbers (2 before 10)."""
-    unique = set(labels)
-    return sorted(unique, key=int) if all(x.isdigit() for x in unique) else sorted(unique)
-
-
 def load_splits(cfg) -> tuple[dict, int]:
-    """The configured splits as ImageSets (unreadable files skipped and counted); data.holdout of train
-    validates when data.validation is unset."""
-    if not cfg.data.train:
-        raise ToolkitError("no training data: set data.train to an image folder (one subfolder per class), a CSV manifest "
-                           "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits.")
-    splits, skipped = {}, 0
-    limits = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
-    for split in ("train", "validation", "test"):
-        source = getattr(cfg.data, split)
-        if not source:
-            continue
-        where = f"data.{split} ('{source}')"
+    """The configured splits as ImageSets (see :func:`toolkit.splits.load_splits`), with data.classes and
+    data.max_per_class applied; unreadable files are skipped, and their count returned."""
+    from . import splits
+
+    def load_split(split: str, source: str, where: str) -> ImageSet:
         found = load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
-        found = keep_classes(found, cfg.data.classes, cfg.data.max_per_class if split == "train" else None)
-        if limits[split] and len(found) > limits[split]:
-            found = found.subset(sorted(random.Random(cfg.seed).sample(range(len(found)), limits[split])))
-        found, bad = drop_unreadable(found)
-        splits[split], skipped = found, skipped + len(bad)
-    if "validation" not in splits and cfg.data.holdout > 0:
-        order = list(range(len(splits["train"])))
-        random.Random(cfg.seed).shuffle(order)
-        held = max(1, int(len(order) * cfg.data.holdout))
-        splits["validation"] = splits["train"].subset(sorted(order[:held]))
-        splits["train"] = splits["train"].subset(sorted(order[held:]))
-        log.info("no data.validation: holding out %d training images for validation", held)
-    return splits, skipped
+        return keep_classes(found, cfg.data.classes, cfg.data.max_per_class if split == "train" else None)
+
+    loaded = splits.load_splits(cfg, load_split, "an image folder (one subfolder per class), a CSV manifest "
+                                "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits")
+    skipped = 0
+    for split, images in loaded.items():  # after sampling: only the images that will be used are decoded
+        loaded[split], bad = drop_unreadable(images)
+        skipped += len(bad)
+    return loaded, skipped
 
 
 def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | None) -> ImageSet:
@@ -203,7 +186,7 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
         missing = sorted(wanted - set(images.labels))
         if missing:
             raise ToolkitError(f"{images.where} has no images of data.classes {', '.join(missing)} "
-                               f"(its labels: {', '.join(class_names(images.labels)[:20])}).")
+                               f"(its labels: {', '.join(label_names(images.labels)[:20])}).")
     seen: dict[str, int] = {}
     keep = []
     for i, label in enumerate(images.labels):
@@ -212,7 +195,7 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
         seen[label] = seen.get(label, 0) + 1
         if per_class is None or seen[label] <= per_class:
             keep.append(i)
-    return images.subset(keep) if len(keep) < len(images) else images
+    return images.select(keep) if len(keep) < len(images) else images
 
 
 def pixel_count(path: Union[str, Path]) -> int | None:
@@ -282,7 +265,7 @@ def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
         log.warning("%s: skipping unreadable image %s (OpenCV cannot decode it)", images.where, name)
     if bad:
         log.warning("%s: skipped %d unreadable image(s) of %d", images.where, len(bad), len(images))
-    kept = images.subset([i for i, good in enumerate(ok) if good])
+    kept = images.select([i for i, good in enumerate(ok) if good])
     if not len(kept):
         raise ToolkitError(f"{images.where}: none of its {len(images)} images could be decoded by OpenCV.")
     return kept, bad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -14,39 +14,83 @@ from .errors import ToolkitError
 from .models import from_pretrained_quietly
 
 
-class TextClassifier:
-    """Call with a string (one answer) or a list of strings (a list of answers).
+def choose_device(device: str | None = None) -> torch.device:
+    """The given device, else the GPU when there is one."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    An answer is ``{"label": best label, "scores": {label: probability}}``.
+
+class Predictor:
+    """What every predictor shares: one constructor ``(folder, cfg=None, batch_size=None, device=None)`` (the
+    checkpoint folder and the run's config), the device, input checks, and batches of similar length.
+
+    A subclass loads its model in :meth:`load` and answers one batch in :meth:`predict_batch`; calling it with one
+    input gives one answer, with a list gives a list of answers in input order.
     """
 
-    def __init__(self, folder: Union[str, Path], batch_size: int = 32, max_length: int = 512, device: str | None = None):
-        from transformers import AutoTokenizer
+    default_batch_size = 32
+    task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
 
-        folder = Path(folder)
-        self.folder = folder
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = _load_classifier(folder).eval()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        labels_file = folder / "labels.json"
-        config = self.model.config
-        self.labels = json.loads(labels_file.read_text()) if labels_file.is_file() else [config.id2label[i] for i in range(config.num_labels)]
-        self.batch_size = batch_size
-        self.max_length = min(max_length, getattr(self.tokenizer, "model_max_length", max_length) or max_length)
+    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int | None = None, device: str | None = None):
+        from .config import Config
 
-    def __call__(self, texts: Union[str, list[str]]):
-        if isinstance(texts, str):
-            return self([texts])[0]
-        check_texts(texts)
-        answers: list = [None] * len(texts)
-        # Sort by length so each batch pads little; answers go back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        self.folder = Path(folder)
+        self.cfg = cfg or Config()  # without the run's config: the defaults
+        self.batch_size = batch_size or self.default_batch_size
+        self.device = choose_device(device)
+        self.load()
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def predict_batch(self, inputs: list, **options) -> list:
+        raise NotImplementedError
+
+    def is_single(self, inputs) -> bool:
+        return isinstance(inputs, str)
+
+    def check(self, inputs: list) -> None:
+        check_texts(inputs, self.task_verb)
+
+    def __call__(self, inputs, **options):
+        if self.is_single(inputs):
+            return self([inputs], **options)[0]
+        inputs = list(inputs) if isinstance(inputs, tuple) else inputs
+        self.check(inputs)
+        return self.in_batches(inputs, lambda chunk: self.predict_batch(chunk, **options))
+
+    def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
+        """``answer`` over batches of ``batch_size``; by length, text is sorted first so that each batch pads little.
+        Answers come back in input order."""
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
+        answers: list = [None] * len(inputs)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            for i, probs in zip(chunk, self.probabilities([texts[i] for i in chunk])):
-                scores = {label: float(p) for label, p in zip(self.labels, probs)}
-                answers[i] = {"label": max(scores, key=scores.get), "scores": scores}
+            for i, result in zip(chunk, answer([inputs[i] for i in chunk])):
+                answers[i] = result
+        return answers
+
+
+class TextClassifier(Predictor):
+    """Text classification. An answer is ``{"label": best label, "scores": {label: probability}}``."""
+
+    task_verb = "classify"
+
+    def load(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = _load_classifier(self.folder).eval().to(self.device)
+        labels_file = self.folder / "labels.json"
+        config = self.model.config
+        self.labels = json.loads(labels_file.read_text()) if labels_file.is_file() else [config.id2label[i] for i in range(config.num_labels)]
+        limit = getattr(self.tokenizer, "model_max_length", None) or self.cfg.max_length
+        self.max_length = min(self.cfg.max_length, limit)
+
+    def predict_batch(self, texts: list[str]) -> list[dict]:
+        answers = []
+        for probs in self.probabilities(texts):
+            scores = {label: float(p) for label, p in zip(self.labels, probs)}
+            answers.append({"label": max(scores, key=scores.get), "scores": scores})
         return answers
 
     @torch.inference_mode()
@@ -76,45 +120,32 @@ def _load_classifier(folder: Path):
     return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder))
 
 
-class TextGenerator:
+class TextGenerator(Predictor):
     """Sequence-to-sequence generation (translation, summarization) with the run's decoding settings.
 
-    Call with a string or a list; an answer is ``{"output": text, "truncated": whether the input was cut
-    to the model's maximum input length}``. Keyword arguments override decoding settings per call.
+    An answer is ``{"output": text, "truncated": whether the input was cut to the model's maximum input length}``.
+    Keyword arguments override decoding settings per call.
     """
 
-    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 16, device: str | None = None):
+    default_batch_size = 16
+    task_verb = "translate or summarize"
+
+    def load(self) -> None:
         from transformers import AutoTokenizer
 
-        from .config import Config
         from .seq2seq import TARGET_TOKENIZER, generation_kwargs, set_language_codes
 
-        folder = Path(folder)
-        cfg = cfg or Config()
-        self.folder = folder
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        set_language_codes(cfg, self.tokenizer)  # the source's code token; the saved model starts with the target's
-        target = folder / TARGET_TOKENIZER
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        set_language_codes(self.cfg, self.tokenizer)  # the source's code token; the saved model starts with the target's
+        target = self.folder / TARGET_TOKENIZER
         self.target_tokenizer = AutoTokenizer.from_pretrained(target) if target.is_dir() else self.tokenizer
-        self.model = _load_seq2seq(folder).eval()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        self.prefix = cfg.data.source_prefix or ""
-        self.max_length = cfg.max_length
-        self.generation = generation_kwargs(cfg)
-        self.batch_size = batch_size
+        self.model = _load_seq2seq(self.folder).eval().to(self.device)
+        self.prefix = self.cfg.data.source_prefix or ""
+        self.max_length = self.cfg.max_length
+        self.generation = generation_kwargs(self.cfg)
 
-    def __call__(self, texts: Union[str, list[str]], **generation):
-        if isinstance(texts, str):
-            return self([texts], **generation)[0]
-        check_texts(texts, what="translate or summarize")
-        answers: list = [None] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, answer in zip(chunk, self.generate([texts[i] for i in chunk], **generation)):
-                answers[i] = answer
-        return answers
+    def predict_batch(self, texts: list[str], **generation) -> list[dict]:
+        return self.generate(texts, **generation)
 
     @torch.inference_mode()
     def generate(self, texts: list[str], **generation) -> list[dict]:
@@ -137,55 +168,52 @@ def _load_seq2seq(folder: Path):
     return from_pretrained_quietly(AutoModelForSeq2SeqLM, str(folder))
 
 
-class ExtractiveSummarizer:
-    """An extractive run's sentence scorer. Call with a string or a list; an answer is ``{"output": the picked
-    sentences in document order, "truncated": whether the document was cut to the model's input length}``.
-    Keyword arguments ``max_sentences``/``max_words`` override the run's budget per call. :meth:`explain` adds
-    every sentence with its score and whether it was picked."""
+class ExtractiveSummarizer(Predictor):
+    """An extractive run's sentence scorer. An answer is ``{"output": the picked sentences in document order,
+    "truncated": whether the document was cut to the model's input length}``. Keyword arguments
+    ``max_sentences``/``max_words`` override the run's budget per call. :meth:`explain` adds every sentence with
+    its score and whether it was picked."""
 
-    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 16, device: str | None = None):
+    default_batch_size = 16
+    task_verb = "summarize"
+
+    def load(self) -> None:
         from transformers import AutoTokenizer
 
-        from .config import Config
         from .extractive import load_scorer
 
-        self.folder = Path(folder)
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = load_scorer(self.folder)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        limit = self.model.encoder.config.max_position_embeddings
-        self.max_length = min(cfg.max_length, limit) if cfg is not None else limit  # without the run's config: all it takes
-        self.settings = (cfg or Config()).extractive
-        self.batch_size = batch_size
+        self.model = load_scorer(self.folder).to(self.device)
+        self.max_length = min(self.cfg.max_length, self.model.encoder.config.max_position_embeddings)
+        self.settings = self.cfg.extractive
 
-    def __call__(self, texts: Union[str, list[str]], **budget):
-        if isinstance(texts, str):
-            return self([texts], **budget)[0]
-        return [{"output": a["output"], "truncated": a["truncated"]} for a in self.explain_many(texts, **budget)]
+    def predict_batch(self, texts: list[str], **budget) -> list[dict]:
+        return [{"output": a["output"], "truncated": a["truncated"]} for a in self.explain_batch(texts, **budget)]
 
     def explain(self, text: str, **budget) -> dict:
         """The answer for one text, plus ``sentences``: each with its ``text``, ``score`` (softmax over the
         document's scored sentences) and ``picked``; sentences past the input limit have no score."""
         return self.explain_many([text], **budget)[0]
 
-    def explain_many(self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None) -> list[dict]:
+    def explain_many(self, texts: list[str], **budget) -> list[dict]:
+        self.check(texts)
+        return self.in_batches(texts, lambda chunk: self.explain_batch(chunk, **budget))
+
+    def explain_batch(self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None) -> list[dict]:
         from .extractive import join_summary, select_sentences
 
-        check_texts(texts, what="summarize")
         max_sentences = max_sentences if max_sentences is not None else self.settings.max_sentences
         max_words = max_words if max_words is not None else self.settings.max_words
         if max_sentences < 1 or (max_words is not None and max_words < 1):
             raise ToolkitError("max_sentences and max_words must be at least 1 (max_words=None: no word limit).")
         answers = []
-        for start in range(0, len(texts), self.batch_size):
-            for sentences, kept, cut, probs in self.score(texts[start:start + self.batch_size]):
-                chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
-                answers.append({
-                    "output": join_summary(sentences, chosen, max_words),
-                    "truncated": cut,
-                    "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
-                                  for i, s in enumerate(sentences)]})
+        for sentences, kept, cut, probs in self.score(texts):
+            chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
+            answers.append({
+                "output": join_summary(sentences, chosen, max_words),
+                "truncated": cut,
+                "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
+                              for i, s in enumerate(sentences)]})
         return answers
 
     @torch.inference_mode()
@@ -202,34 +230,38 @@ class ExtractiveSummarizer:
                 for sentences, (_, kept, cut), row in zip(docs, encoded, logits)]
 
 
-class ImageClassifier:
+class ImageClassifier(Predictor):
     """Call with an image (a path or an HxWxC uint8 RGB array) or a list of them; an answer is
     ``{"label": best label, "scores": {label: probability}}`` for the top-k labels.
 
     :meth:`explain` adds a Grad-CAM heatmap over what the model saw.
     """
 
-    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int = 32, device: str | None = None):
+    def load(self) -> None:
         from torchvision.transforms import v2
 
-        from .config import Config
         from .images import build_transform
         from .vision import load_checkpoint
 
-        cfg = cfg or Config()
-        self.folder = Path(folder)
         self.model, self.data = load_checkpoint(self.folder)
-        self.model.eval()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
+        self.model.eval().to(self.device)
         self.labels = self.data["labels"]
-        self.transform = build_transform(cfg.image, self.data, train=False)
+        image = self.cfg.image
+        self.transform = build_transform(image, self.data, train=False)
         size = self.data["size"]
         self.view = v2.Compose([v2.Resize(int(round(size / self.data["crop_pct"])), antialias=True), v2.CenterCrop(size)])
-        self.max_upload_mb = cfg.image.max_upload_mb
-        self.max_megapixels = cfg.image.max_megapixels
-        self.top_k = max(1, min(cfg.image.top_k, len(self.labels)))
-        self.batch_size = batch_size
+        self.max_upload_mb = image.max_upload_mb
+        self.max_megapixels = image.max_megapixels
+        self.top_k = max(1, min(image.top_k, len(self.labels)))
+
+    def is_single(self, inputs) -> bool:
+        return isinstance(inputs, (str, Path)) or hasattr(inputs, "shape")
+
+    def check(self, inputs: list) -> None:
+        pass  # each image is checked (size, pixels, format) as it is read
+
+    def predict_batch(self, images: list) -> list[dict]:
+        return [self.answer(row) for row in self.logits(images).softmax(-1)]
 
     def read(self, image) -> np.ndarray:
         """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
@@ -259,16 +291,11 @@ class ImageClassifier:
     def logits(self, images: list) -> torch.Tensor:
         from .vision import logits
 
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.tensor(self.read(im)) for im in images[start:start + self.batch_size]])
-            out.append(logits(self.model, batch.to(self.device)).float().cpu())
-        return torch.cat(out)
+        def batch_logits(chunk: list) -> torch.Tensor:
+            batch = torch.stack([self.tensor(self.read(im)) for im in chunk])
+            return logits(self.model, batch.to(self.device)).float().cpu()
 
-    def __call__(self, images):
-        if isinstance(images, (str, Path)) or hasattr(images, "shape"):
-            return self([images])[0]
-        return [self.answer(row) for row in self.logits(list(images)).softmax(-1)]
+        return torch.stack(self.in_batches(list(images), batch_logits, by_length=False))
 
     def answer(self, probs: torch.Tensor) -> dict:
         values, indices = probs.topk(self.top_k)
@@ -290,21 +317,23 @@ class ImageClassifier:
         return answer, overlay(view, heat)
 
 
-class GanSampler:
+class GanSampler(Predictor):
     """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
 
-    def __init__(self, folder: Union[str, Path], cfg=None, device: str | None = None):
+    def load(self) -> None:
         from safetensors.torch import load_file
 
         from .config import GanConfig
         from .gan import GAN
 
-        self.folder = Path(folder)
-        spec = json.loads((self.folder / "config.json").read_text())
+        spec = json.loads((self.folder / "config.json").read_text())  # the checkpoint holds all it needs
         self.labels = spec["labels"]
         self.gan = GAN(GanConfig(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
         self.gan.load_state_dict(load_file(self.folder / "model.safetensors"))
-        self.gan.eval()  # cfg: accepted like every predictor's; the checkpoint's config.json holds all it needs
+        self.gan.eval().to(self.device)
+
+    def __call__(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
+        return self.grid(seed, label, rows)
 
     def class_index(self, label) -> int | None:
         if not self.gan.num_classes:
@@ -320,7 +349,8 @@ class GanSampler:
         z = fixed_noise(rows * rows, self.gan.latent_dim, seed)
         index = self.class_index(label) if label is not None else None
         labels = torch.full((rows * rows,), index) if index is not None else grid_labels(rows, self.gan.num_classes)
-        return grid(self.gan.sample(z, labels), rows).permute(1, 2, 0).numpy()
+        images = self.gan.sample(z.to(self.device), labels.to(self.device) if labels is not None else None).cpu()
+        return grid(images, rows).permute(1, 2, 0).numpy()
 
     def interpolate(self, seed_a: int, seed_b: int, t: float, label=None) -> np.ndarray:
         """The image at fraction ``t`` of the way from seed_a's latent to seed_b's (H x W x C uint8)."""
@@ -329,7 +359,7 @@ class GanSampler:
         z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
         z = slerp(z0, z1, torch.tensor([float(t)]))
         index = self.class_index(label if label is not None else self.labels[0])
-        image = self.gan.sample(z, torch.tensor([index]) if index is not None else None)[0]
+        image = self.gan.sample(z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None)[0].cpu()
         return to_uint8(image).permute(1, 2, 0).numpy()
 
 

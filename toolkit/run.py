@@ -20,7 +20,7 @@ except ImportError:  # Windows: no run-folder lock
     fcntl = None
 import yaml
 
-from .config import Config, build_config, config_to_dict
+from .config import Config, build_config, config_to_dict, default_output_dir
 from .errors import ToolkitError
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,14 @@ def prepare_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+def choose_output_dir(cfg: Config, source) -> None:
+    """Set an unset ``cfg.output_dir``: runs/<config name>, or a fresh timestamped folder beside it when that one holds
+    a run, unless the config asks to replace (overwrite) or continue (resume) it."""
+    if cfg.output_dir is None:
+        base = default_output_dir(source, cfg)
+        cfg.output_dir = str(base if cfg.overwrite or cfg.resume else fresh_run_dir(base))
+
+
 def fresh_run_dir(base: Path) -> Path:
     """``base`` when it is free, else ``base-<YYYYmmdd-HHMMSS>`` beside it: a run whose output_dir was not given
     never collides with an earlier one (a notebook cell run twice, the same command typed again)."""
@@ -165,6 +173,25 @@ def clear_run(run_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+@contextlib.contextmanager
+def claim_run_dir(cfg: Config):
+    """Hold ``cfg.output_dir`` for this process while the block runs: lock it, check it again now that no other
+    process can write there, and clear the earlier run for overwrite=true. Nothing of the new run is written yet."""
+    run_dir = Path(cfg.output_dir)
+    with run_lock(run_dir):
+        prepare_run_dir(cfg)
+        if cfg.overwrite and not cfg.resume and (run_dir / CONFIG_FILE).exists():
+            clear_run(run_dir)
+        yield run_dir
+
+
+def start_run_dir(run_dir: Path, cfg: Config) -> None:
+    """The run's first files, once training is about to begin: its marker (what makes it overwritable) and config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(run_dir)
+    write_config(run_dir, cfg)
 
 
 def write_marker(run_dir: Path) -> None:

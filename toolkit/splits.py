@@ -1,0 +1,80 @@
+"""Train/validation/test splits for every task, text or images: one loader, one seeded sampling scheme, one
+label-name rule.
+
+A split's table is anything with ``len()`` and ``select(indices)``: a ``datasets.Dataset`` or an ``ImageSet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable
+
+import numpy as np
+
+from .errors import ToolkitError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_splits(cfg, load_split: Callable, train_hint: str) -> dict:
+    """The configured splits, each loaded by ``load_split(split, source, where)`` (which checks and cleans it),
+    trimmed to data.max_*_rows by a seeded sample; without data.validation, data.holdout of train validates
+    (as AutoTrain does), so that best/ can still be picked.
+
+    ``train_hint`` completes "set data.train to ..." when no training data is configured.
+    """
+    if not cfg.data.train:
+        raise ToolkitError(f"no training data: set data.train to {train_hint}.")
+    limits = {"train": cfg.data.max_train_rows, "validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
+    splits = {}
+    for split in SPLITS:
+        source = getattr(cfg.data, split)
+        if source:
+            table = load_split(split, source, f"data.{split} ('{source}')")
+            splits[split] = sample(table, limits[split], cfg.seed)
+    if "validation" not in splits and cfg.data.holdout > 0:
+        splits["train"], splits["validation"] = hold_out(splits["train"], cfg.data.holdout, cfg.seed)
+        log.info("no data.validation: holding out %d training rows for validation", len(splits["validation"]))
+    return splits
+
+
+def sample(table, limit: int | None, seed: int):
+    """At most ``limit`` rows, drawn by a seeded permutation (the one ``datasets.Dataset.shuffle(seed)`` uses)."""
+    if not limit or len(table) <= limit:
+        return table
+    return table.select(np.random.default_rng(seed).permutation(len(table))[:limit].tolist())
+
+
+def hold_out(table, fraction: float, seed: int) -> tuple:
+    """(rest, held out): ``fraction`` of the rows, rounded up, by a seeded permutation (as
+    ``datasets.Dataset.train_test_split(test_size=fraction, seed=seed)`` draws them)."""
+    order = np.random.default_rng(seed).permutation(len(table)).tolist()
+    held = min(len(order) - 1, math.ceil(fraction * len(order)))
+    if held < 1:
+        raise ToolkitError(f"data.holdout={fraction} of {len(table)} training rows leaves nothing to train on or to "
+                           f"validate with. Give data.validation, or more training rows.")
+    return table.select(order[held:]), table.select(order[:held])
+
+
+def label_names(values) -> list[str]:
+    """Sorted label names; integer labels, and labels that are all digits, sort as numbers (2 before 10)."""
+    unique = set(values)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in unique):
+        return [str(v) for v in sorted(unique)]
+    names = {str(v) for v in unique}
+    return sorted(names, key=lambda n: (int(n), n)) if all(n.isdigit() for n in names) else sorted(names)
+
+
+def encode_labels(values: list, names: list[str], where: str) -> list[int]:
+    """Label ids in ``names``' order; a label that training never saw is an error naming it."""
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ToolkitError(
+            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
+            "Fix those rows, or add examples of them to the training data."
+        )
+    return [index[str(v)] for v in values]
