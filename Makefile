@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,onnx,dev]'
 	touch $(STAMP)
 
 demo: install
@@ -27,6 +27,7 @@ test: install
 
 bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
+	$(OFFLINE) $(BIN)/python benchmarks/predict_speed.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target de
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target fr --no-scratch --no-speed
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py

@@ -67,15 +67,16 @@ def private_gradio_cache() -> Path:
     return folder
 
 
-def build_app(run_dir: str | Path):
-    """The ``gr.Blocks`` app for a run, picked by the run's task."""
+def build_app(run_dir: str | Path, backend: str = "auto"):
+    """The ``gr.Blocks`` app for a run, picked by the run's task; ``backend`` as in toolkit.load."""
     from toolkit.run import read_run_config
-
     from toolkit.tasks import get_task
 
-    return get_task(read_run_config(run_dir).task).build_app(run_dir)
+    options = {"backend": backend} if backend != "auto" else {}  # an app from outside the package may not take it
+    return get_task(read_run_config(run_dir).task).build_app(run_dir, **options)
 
 
-def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **kwargs):
-    demo = build_app(run_dir)
+def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, backend: str = "auto",
+           **kwargs):
+    demo = build_app(run_dir, backend)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", **kwargs)

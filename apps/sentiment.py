@@ -19,11 +19,11 @@ MAX_CSV_ROWS = 10_000
 EMPTY = "Type some text to classify."
 
 
-def build_demo(run_dir: str | Path) -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     results = read_results(run_dir)
-    predictor = load(run_dir)
+    predictor = load(run_dir, backend=backend)
     examples = results.get("examples") or ["A gripping, beautifully acted film.", "Dull, predictable and far too long."]
 
     downloads = app_temp_folder("toolkit-predictions-")

@@ -12,6 +12,7 @@ from toolkit.config import Config
 from toolkit.data import drop_empty_text, drop_missing_labels, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
+from toolkit.export import export_text_classifier
 from toolkit.metrics import classification_metrics
 from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
 from toolkit.splits import encode_labels, label_names
@@ -98,7 +99,7 @@ register(TaskSpec(
     description="Text classification (sentiment or any labels): a pretrained encoder with a new classification head.",
     build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.sentiment",
     example_config="recipes/configs/sentiment_minilm.yaml", metrics=("accuracy", "macro_f1", "loss"),
-    sections=("peft",), usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
+    sections=("peft",), export=export_text_classifier, usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
     stock_usage='from transformers import pipeline\n'
                 'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
                 'classify("a gripping, beautifully acted film")',

@@ -94,16 +94,18 @@ def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:
     return train(cfg, output_dir=str(run_dir), resume=True, **kwargs)
 
 
-def load(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs: Any):
-    """A predictor for a finished run: call it on a string or a list of strings."""
-    from .models import no_transformers_bars
-    from .predict import load_predictor
+def load(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "auto", **kwargs: Any):
+    """A predictor for a finished run: call it on a string or a list of strings.
 
-    with no_transformers_bars():
-        return load_predictor(run_dir, checkpoint, **kwargs)
+    ``backend``: "auto" (the checkpoint's ONNX export when `toolkit export` wrote one, else torch), "onnx" or "torch".
+    """
+    from .predictor import load_predictor
+
+    return load_predictor(run_dir, checkpoint, backend, **kwargs)
 
 
-def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best") -> dict:
+def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best",
+             backend: str = "auto") -> dict:
     """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits."""
     cfg = read_run_config(run_dir)
     if data is None and split is not None and split not in ("train", "validation", "test"):
@@ -118,7 +120,7 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")
     if spec.evaluate_run is None:
         raise ToolkitError(f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json.")
-    return spec.evaluate_run(load(run_dir, checkpoint), cfg, data, split or "test")
+    return spec.evaluate_run(load(run_dir, checkpoint, backend), cfg, data, split or "test")
 
 
 def results(run_dir: Union[str, Path]) -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
+
+# torch is imported where it is used: finding a checkpoint (the ONNX predictor's path) must not import it.
 
 TRAINING_STATE = "training_state.pt"
 UMASK = os.umask(0o022)  # read once, at import (before any threads): reading it means setting it
@@ -76,7 +77,7 @@ def damaged_files(folder: Path) -> list[str]:
     bad = []
     for path in sorted(Path(folder).glob("*.safetensors")):
         try:
-            with safe_open(str(path), "pt") as fh:
+            with safe_open(str(path), "numpy") as fh:
                 fh.keys()
         except Exception:  # safetensors raises its own SafetensorError, and OSError on unreadable files
             bad.append(str(path))
@@ -91,6 +92,8 @@ def damaged_files(folder: Path) -> list[str]:
 
 
 def rng_state() -> dict:
+    import torch
+
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -100,6 +103,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -108,6 +113,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_training_state(folder: Path, optimizers: list, schedulers: list, counters: dict) -> None:
     """Optimizers, schedulers, RNG (tensors, loaded back with weights_only=True) and loop counters (JSON)."""
+    import torch
+
     torch.save(
         {"optimizer": [o.state_dict() for o in optimizers], "scheduler": [s.state_dict() for s in schedulers], "rng": rng_state()},
         folder / TRAINING_STATE,
@@ -121,6 +128,8 @@ def as_list(saved) -> list:
 
 
 def load_training_state(folder: Path) -> tuple[dict, dict]:
+    import torch
+
     state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=True)
     counters = json.loads((folder / STATE_JSON).read_text())
     return state, counters

@@ -16,6 +16,7 @@ EPILOG = """examples:
   toolkit train --resume runs/sentiment_minilm
   toolkit eval runs/sentiment_minilm --data test.csv
   toolkit predict runs/sentiment_minilm "a gripping film" "a dull mess"
+  toolkit export runs/sentiment_minilm --quantize int8
   toolkit serve runs/sentiment_minilm --port 7860
   accelerate launch --config_file recipes/accelerate/ddp.yaml -m toolkit train CONFIG
 """
@@ -34,10 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="data file/folder/hub id (default: the run's test split, else validation)")
     p.add_argument("--split", help="train, validation or test: one of the run's configured splits, or the hub split for --data")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    add_backend(p)
     p = sub.add_parser("predict", help="predict for each input; one JSON object per line")
     p.add_argument("run")
     p.add_argument("inputs", nargs="+", help="texts (use - to read one input per line from stdin)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    add_backend(p)
+    p = sub.add_parser("export", help="write a run's checkpoint as ONNX; predict, serve and eval then use it")
+    p.add_argument("run")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--quantize", default="none", choices=["none", "int8"],
+                   help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)")
     p = sub.add_parser("serve", help="serve a run's Gradio app")
     p.add_argument("run")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
@@ -46,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
+    add_backend(p)
     return parser
+
+
+def add_backend(parser) -> None:
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                        help="auto: the ONNX export when `toolkit export` wrote one, else torch")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "datasets", "huggingface_hub"):
+    for noisy in ("httpx", "urllib3", "datasets", "huggingface_hub", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return COMMANDS[args.command](args)
@@ -96,7 +110,7 @@ def _summary(results: dict) -> dict:
 def cmd_eval(args) -> int:
     from . import api
 
-    metrics = api.evaluate(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint)
+    metrics = api.evaluate(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint, backend=args.backend)
     print(json.dumps(metrics))
     return 0
 
@@ -105,7 +119,7 @@ def cmd_predict(args) -> int:
     from . import api
 
     inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.inputs == ["-"] else args.inputs
-    predictor = api.load(args.run, args.checkpoint)
+    predictor = api.load(args.run, args.checkpoint, backend=args.backend)
     for text, answer in zip(inputs, predictor(inputs)):
         print(json.dumps({"input": text, **answer}))
     return 0
@@ -158,7 +172,15 @@ def cmd_serve(args) -> int:
 
     private_gradio_cache()
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
-    launch(args.run, host=args.host, port=args.port, share=args.share, auth=auth)
+    launch(args.run, host=args.host, port=args.port, share=args.share, backend=args.backend, auth=auth)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    folder = export_run(args.run, args.checkpoint, quantize=args.quantize == "int8")
+    print(f"exported: {folder} (toolkit predict/serve/eval use it; --backend torch for the original weights)")
     return 0
 
 
@@ -166,7 +188,7 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "serve": cmd_serve}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export, "serve": cmd_serve}
 
 
 if __name__ == "__main__":

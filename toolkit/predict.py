@@ -4,70 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 import torch
 
-from .checkpoint import find_checkpoint
 from .errors import ToolkitError
 from .models import from_pretrained_quietly
-
-
-def choose_device(device: str | None = None) -> torch.device:
-    """The given device, else the GPU when there is one."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-class Predictor:
-    """What every predictor shares: one constructor ``(folder, cfg=None, batch_size=None, device=None)`` (the
-    checkpoint folder and the run's config), the device, input checks, and batches of similar length.
-
-    A subclass loads its model in :meth:`load` and answers one batch in :meth:`predict_batch`; calling it with one
-    input gives one answer, with a list gives a list of answers in input order.
-    """
-
-    default_batch_size = 32
-    task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
-
-    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int | None = None, device: str | None = None):
-        from .config import Config
-
-        self.folder = Path(folder)
-        self.cfg = cfg or Config()  # without the run's config: the defaults
-        self.batch_size = batch_size or self.default_batch_size
-        self.device = choose_device(device)
-        self.load()
-
-    def load(self) -> None:
-        raise NotImplementedError
-
-    def predict_batch(self, inputs: list, **options) -> list:
-        raise NotImplementedError
-
-    def is_single(self, inputs) -> bool:
-        return isinstance(inputs, str)
-
-    def check(self, inputs: list) -> None:
-        check_texts(inputs, self.task_verb)
-
-    def __call__(self, inputs, **options):
-        if self.is_single(inputs):
-            return self([inputs], **options)[0]
-        inputs = list(inputs) if isinstance(inputs, tuple) else inputs
-        self.check(inputs)
-        return self.in_batches(inputs, lambda chunk: self.predict_batch(chunk, **options))
-
-    def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
-        """``answer`` over batches of ``batch_size``; by length, text is sorted first so that each batch pads little.
-        Answers come back in input order."""
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
-        answers: list = [None] * len(inputs)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, result in zip(chunk, answer([inputs[i] for i in chunk])):
-                answers[i] = result
-        return answers
+from .predictor import Predictor, check_texts, load_predictor  # noqa: F401  (load_predictor: the public entry point)
 
 
 class TextClassifier(Predictor):
@@ -97,14 +41,6 @@ class TextClassifier(Predictor):
     def probabilities(self, texts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
         return self.model(**batch).logits.float().softmax(-1).cpu()
-
-
-def check_texts(texts, what: str = "classify") -> None:
-    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-        raise ToolkitError("predict takes a string or a list of strings.")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise ToolkitError(f"input {i + 1} is empty: give some text to {what}.")
 
 
 def _load_classifier(folder: Path):
@@ -361,19 +297,3 @@ class GanSampler(Predictor):
         index = self.class_index(label if label is not None else self.labels[0])
         image = self.gan.sample(z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None)[0].cpu()
         return to_uint8(image).permute(1, 2, 0).numpy()
-
-
-def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", **kwargs):
-    """The predictor for a run directory (or a checkpoint folder inside one)."""
-    from .run import read_run_config
-
-    run_dir = Path(run_dir)
-    if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
-        run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
-    cfg = read_run_config(run_dir)
-    folder = find_checkpoint(run_dir, checkpoint, intact=True)
-    if folder is None:
-        raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
-    from .tasks import get_task
-
-    return get_task(cfg.task).predictor(folder, cfg, **kwargs)

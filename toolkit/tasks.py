@@ -40,13 +40,16 @@ class TaskSpec:
     pipeline_tag: Optional[str] = None  # the Hugging Face task tag of the model card
     stock_usage: Optional[str] = None  # how to load best/ ({folder}) without toolkit, shown first in the model card
     base_model: Callable = lambda cfg: cfg.model  # (cfg) -> the pretrained model it starts from, or None
+    # (checkpoint folder, onnx file path, cfg, quantize) -> "module:Class" of the predictor that runs the file
+    export: Optional[Callable] = None
     extra: dict = field(default_factory=dict)
 
-    def build_app(self, run_dir):
+    def build_app(self, run_dir, **options):
+        """The task's Gradio app for a run; ``options`` (e.g. backend="torch") go to its build_demo."""
         if self.app is None:
             raise ToolkitError(f"'{self.name}' runs have no app yet.")
         build = importlib.import_module(self.app).build_demo if isinstance(self.app, str) else self.app
-        return build(run_dir)
+        return build(run_dir, **options)
 
 
 _TASKS: dict[str, TaskSpec] = {}

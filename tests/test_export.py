@@ -1,0 +1,79 @@
+"""ONNX export: `toolkit export` writes best/onnx/, which predict, eval and toolkit.load then use without torch,
+with the torch predictor's answers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import toolkit
+from conftest import ROOT, run_cli
+
+
+@pytest.fixture(scope="module")
+def exported_run(tiny_bert, text_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "run"
+    run = toolkit.train({"task": "sentiment", "model": str(tiny_bert), "epochs": 2, "batch_size": 16, "max_length": 32,
+                         "precision": "no", "trackers": [], "seed": 0, "output_dir": str(out),
+                         "data": {k: str(v) for k, v in text_data.items()}})
+    done = run_cli("export", str(run.dir))
+    assert done.returncode == 0, done.stderr
+    return run
+
+
+TEXTS = ["the film was great", "a dull boring story", "lovely",
+         " ".join(["a great and lovely film but the ending was dull"] * 20)]  # longer than max_length: truncated alike
+
+
+def test_onnx_answers_as_torch_does_without_importing_torch(exported_run):
+    from toolkit.onnx_backend import OnnxTextClassifier
+    from toolkit.predict import TextClassifier
+
+    onnx, torch_ = toolkit.load(exported_run.dir), toolkit.load(exported_run.dir, backend="torch")
+    assert isinstance(onnx, OnnxTextClassifier) and isinstance(torch_, TextClassifier)
+    assert onnx.labels == torch_.labels == ["negative", "positive"]
+    for got, want in zip(onnx(TEXTS), torch_(TEXTS)):
+        assert got["label"] == want["label"] and got["scores"] == pytest.approx(want["scores"], abs=1e-4)
+    with pytest.raises(toolkit.ToolkitError, match="input 2 is empty"):
+        onnx(["fine", " "])
+
+    # The command line, as a process: the ONNX path never imports torch or transformers.
+    probe = ("import sys; from toolkit.cli import main; code = main(['predict', sys.argv[1], 'the film was great']); "
+             "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+             "sys.exit(f'imported {heavy}' if heavy else code)")
+    done = subprocess.run([sys.executable, "-c", probe, str(exported_run.dir)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["scores"] == pytest.approx(torch_("the film was great")["scores"], abs=1e-4)
+
+
+def test_int8_export_is_smaller_and_agrees(exported_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "int8"
+    shutil.copytree(exported_run.dir, run)
+    fp32 = (run / "best/onnx/model.onnx").stat().st_size
+    done = run_cli("export", str(run), "--quantize", "int8")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "best/onnx/export.json").read_text())["quantized"] == "int8"
+    assert (run / "best/onnx/model.onnx").stat().st_size < fp32  # 4x smaller for MiniLM; hidden size 32 gains less
+    int8, reference = toolkit.load(run), toolkit.load(run, backend="torch")
+    for got, want in zip(int8(TEXTS), reference(TEXTS)):
+        assert got["scores"] == pytest.approx(want["scores"], abs=0.05)
+    # eval scores the export by default; --backend torch the original weights: the same test accuracy here
+    scores = {b: run_cli("eval", str(run), "--backend", b) for b in ("auto", "torch")}
+    assert all(d.returncode == 0 for d in scores.values()), [d.stderr for d in scores.values()]
+    accuracy = {b: json.loads(d.stdout.splitlines()[-1])["accuracy"] for b, d in scores.items()}
+    assert abs(accuracy["auto"] - accuracy["torch"]) <= 0.05, accuracy
+
+
+def test_a_damaged_export_is_named_and_torch_still_answers(exported_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(exported_run.dir, run)
+    (run / "best/onnx/export.json").write_text("{")
+    with pytest.raises(toolkit.ToolkitError, match="ONNX export .* is incomplete or damaged"):
+        toolkit.load(run)
+    assert toolkit.load(run, backend="torch")("lovely")["label"] in ("negative", "positive")

@@ -1,0 +1,133 @@
+"""The predictor base class and :func:`load_predictor`, without importing torch: a run exported to ONNX answers
+through ONNX Runtime alone, which starts in a fraction of the time torch and transformers take to import."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Callable, Union
+
+from .checkpoint import find_checkpoint
+from .errors import ToolkitError
+
+EXPORT_DIR = "onnx"  # inside a checkpoint folder: best/onnx/, written by `toolkit export`
+EXPORT_INFO = "export.json"
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def choose_device(device: str | None = None):
+    """The given device, else the GPU when there is one (a torch.device)."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class Predictor:
+    """What every predictor shares: one constructor ``(folder, cfg=None, batch_size=None, device=None)`` (the
+    checkpoint folder and the run's config), the device, input checks, and batches of similar length.
+
+    A subclass loads its model in :meth:`load` and answers one batch in :meth:`predict_batch`; calling it with one
+    input gives one answer, with a list gives a list of answers in input order.
+    """
+
+    default_batch_size = 32
+    uses_torch = True  # False for a backend that runs without torch (ONNX Runtime): it is then never imported
+    task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
+
+    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int | None = None, device: str | None = None):
+        from .config import Config
+
+        self.folder = Path(folder)
+        self.cfg = cfg or Config()  # without the run's config: the defaults
+        self.batch_size = batch_size or self.default_batch_size
+        self.device = choose_device(device) if self.uses_torch else device or "cpu"
+        self.load()
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def predict_batch(self, inputs: list, **options) -> list:
+        raise NotImplementedError
+
+    def is_single(self, inputs) -> bool:
+        return isinstance(inputs, str)
+
+    def check(self, inputs: list) -> None:
+        check_texts(inputs, self.task_verb)
+
+    def __call__(self, inputs, **options):
+        if self.is_single(inputs):
+            return self([inputs], **options)[0]
+        inputs = list(inputs) if isinstance(inputs, tuple) else inputs
+        self.check(inputs)
+        return self.in_batches(inputs, lambda chunk: self.predict_batch(chunk, **options))
+
+    def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
+        """``answer`` over batches of ``batch_size``; by length, text is sorted first so that each batch pads little.
+        Answers come back in input order."""
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
+        answers: list = [None] * len(inputs)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, result in zip(chunk, answer([inputs[i] for i in chunk])):
+                answers[i] = result
+        return answers
+
+
+def check_texts(texts, what: str = "classify") -> None:
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise ToolkitError("predict takes a string or a list of strings.")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise ToolkitError(f"input {i + 1} is empty: give some text to {what}.")
+
+
+def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "auto", **kwargs):
+    """The predictor for a run directory (or a checkpoint folder inside one).
+
+    ``backend``: "auto" uses the checkpoint's ONNX export when it has one (`toolkit export`), else torch;
+    "onnx" requires the export; "torch" always loads the original weights.
+    """
+    from .run import read_run_config
+
+    if backend not in BACKENDS:
+        raise ToolkitError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}.")
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
+        run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
+    cfg = read_run_config(run_dir)
+    folder = find_checkpoint(run_dir, checkpoint, intact=True)
+    if folder is None:
+        raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
+    export = read_export(folder) if backend != "torch" else None
+    if backend == "onnx" and export is None:
+        raise ToolkitError(f"{folder} has no ONNX export. Write one with `toolkit export {run_dir}`, or use --backend torch.")
+    if export is not None and backend != "torch":
+        module, _, name = export["predictor"].partition(":")
+        try:
+            runner = getattr(importlib.import_module(module), name)
+        except ImportError as err:
+            raise ToolkitError(f"{folder} holds an ONNX export, but {err.name} is not installed: "
+                               f"pip install 'toolkit[onnx]', or use --backend torch.") from err
+        return runner(folder, cfg, **kwargs)
+    from .models import no_transformers_bars
+    from .tasks import get_task
+
+    with no_transformers_bars():
+        return get_task(cfg.task).predictor(folder, cfg, **kwargs)
+
+
+def read_export(folder: Path) -> dict | None:
+    """The checkpoint's ONNX export record ({"predictor": "module:Class", "file", "quantized", ...}), or None."""
+    info = Path(folder) / EXPORT_DIR / EXPORT_INFO
+    if not info.is_file():
+        return None
+    try:
+        record = json.loads(info.read_text())
+        if (Path(folder) / EXPORT_DIR / record["file"]).is_file() and ":" in record["predictor"]:
+            return record
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise ToolkitError(f"the ONNX export in {Path(folder) / EXPORT_DIR} is incomplete or damaged. Write it again with "
+                       f"`toolkit export`, or delete that folder to use the torch weights.")
