@@ -27,7 +27,9 @@ test: install
 
 bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
+	$(OFFLINE) $(BIN)/python benchmarks/train_whole_process.py
 	$(OFFLINE) $(BIN)/python benchmarks/predict_speed.py
+	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target de
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target fr --no-scratch --no-speed
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py

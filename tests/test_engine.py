@@ -178,3 +178,21 @@ def test_a_tie_on_the_metric_goes_to_the_lower_loss():
     assert not improved(0.9, 0.9, "accuracy", cfg, loss=0.3, best_loss=0.2)
     assert not improved(0.8, 0.9, "accuracy", cfg, loss=0.01, best_loss=0.2)
     assert improved(0.2, 0.3, "loss", cfg)
+
+
+def test_length_groups_cover_every_row_once_and_pad_less_than_random_batches():
+    import random
+
+    from toolkit.engine import ShuffledLengthGroups
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 120) for _ in range(1000)]
+    order = list(ShuffledLengthGroups(lengths, 16, torch.Generator().manual_seed(0)))
+    assert sorted(order) == list(range(1000))
+    assert order == list(ShuffledLengthGroups(lengths, 16, torch.Generator().manual_seed(0)))  # resume replays it
+
+    def padded(indices):
+        return sum(16 * max(lengths[i] for i in indices[s:s + 16]) for s in range(0, len(indices), 16))
+
+    shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).tolist()
+    assert padded(order) < 0.8 * padded(shuffled)

@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Union
 
+from . import timing
 from .config import Config, build_config, config_to_dict, load_config
 from .errors import ToolkitError
 from .run import Run, choose_output_dir, claim_run_dir, prepare_run_dir, read_results, read_run_config
@@ -63,8 +64,10 @@ def _train(cfg: Config) -> Run:
     on_main_process(state, lambda: prepare_run_dir(cfg))  # before anything loads: a refused folder costs nothing
     from accelerate.utils import set_seed
 
+    timing.reset(start_up=timing.process_age())  # the process's imports and config checks so far
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
-    task = get_task(cfg.task).build(cfg)
+    with timing.phase("build"):
+        task = get_task(cfg.task).build(cfg)
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     with contextlib.ExitStack() as held:
         on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))
