@@ -27,10 +27,10 @@ def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
     return big if big.ndim == 3 else big[:, :, None]
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
-    sampler = load(run_dir, backend=backend)
+    sampler = predictor if predictor is not None else load(run_dir, backend=backend)
     conditional = bool(sampler.gan.num_classes)
     out_dir = app_temp_folder("toolkit-gan-")
 

@@ -18,10 +18,10 @@ from toolkit.run import read_results
 from toolkit.vision import crop_largest_face
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
     run_dir = Path(run_dir)
     results = read_results(run_dir)
-    classifier = load(run_dir, backend=backend)
+    classifier = predictor if predictor is not None else load(run_dir, backend=backend)
 
     def classify(image: str | None, crop_faces: bool):
         if not image:

@@ -19,11 +19,15 @@ MAX_CSV_ROWS = 10_000
 EMPTY = "Type some text to classify."
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto", max_batch_size: int = 32, workers: int = 1,
+               predictor=None) -> gr.Blocks:
+    """The app for a sentiment run. The queue hands up to ``max_batch_size`` waiting requests to one forward pass,
+    ``workers`` passes at a time (the defaults were chosen with benchmarks/serve_load.py --sweep). ``predictor``: an
+    already loaded one (the studio's cache), instead of loading the run's."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     results = read_results(run_dir)
-    predictor = load(run_dir, backend=backend)
+    predictor = predictor if predictor is not None else load(run_dir, backend=backend)
     examples = results.get("examples") or ["A gripping, beautifully acted film.", "Dull, predictable and far too long."]
 
     downloads = app_temp_folder("toolkit-predictions-")
@@ -53,32 +57,34 @@ def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
 
     with gr.Blocks(title=f"{run_dir.name}: text classification", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {run_dir.name}\nFine-tuned from `{cfg.model}`. Labels: {', '.join(predictor.labels)}.")
-        with gr.Tab("Text"):
-            with gr.Row():
-                with gr.Column():
-                    text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence", elem_id="text-input")
-                    button = gr.Button("Classify", variant="primary", elem_id="classify")
-                label = gr.Label(label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction")
-            gr.Examples(examples=[[e] for e in examples], inputs=[text])
-            # An empty text gets a notice (a toast, not a prediction in the label's heading) before it is queued.
-            button.click(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
-                classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_name="classify")
-            text.submit(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
-                classify, inputs=text, outputs=label, batch=True, max_batch_size=32, api_visibility="private")
-        with gr.Tab("CSV file"):
-            named = f"`{cfg.data.text_column}`" + (" (or `text`)" if cfg.data.text_column != "text" else "")
-            gr.Markdown(f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
-                        f"order; rows with empty text are marked as skipped.")
-            upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
-            run_csv = gr.Button("Classify file", variant="primary", elem_id="classify-csv")
-            table = gr.Dataframe(value=pd.DataFrame(columns=columns), label="Predictions", interactive=False)
-            download = gr.File(label="Download predictions", visible=False)
-            # The download box appears once it has a file; the API still returns a plain path.
-            run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv").success(
-                lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False)
+        # Tab ids: a selected tab that survives being rendered again (the studio re-renders apps in its Try tab).
+        with gr.Tabs(selected="text"):
+            with gr.Tab("Text", id="text"):
+                with gr.Row():
+                    with gr.Column():
+                        text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence", elem_id="text-input")
+                        button = gr.Button("Classify", variant="primary", elem_id="classify")
+                    label = gr.Label(label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction")
+                gr.Examples(examples=[[e] for e in examples], inputs=[text])
+                # An empty text gets a notice (a toast, not a prediction in the label's heading) before it is queued.
+                button.click(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                    classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_name="classify")
+                text.submit(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                    classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_visibility="private")
+            with gr.Tab("CSV file", id="csv"):
+                named = f"`{cfg.data.text_column}`" + (" (or `text`)" if cfg.data.text_column != "text" else "")
+                gr.Markdown(f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
+                            f"order; rows with empty text are marked as skipped.")
+                upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
+                run_csv = gr.Button("Classify file", variant="primary", elem_id="classify-csv")
+                table = gr.Dataframe(value=pd.DataFrame(columns=columns), label="Predictions", interactive=False)
+                download = gr.File(label="Download predictions", visible=False)
+                # The download box appears once it has a file; the API still returns a plain path.
+                run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv").success(
+                    lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False)
         with gr.Accordion("Run metrics", open=False):
             gr.Markdown(metrics_markdown(results, ["accuracy", "macro_f1"]))
-    demo.queue(default_concurrency_limit=1)  # batching, not threads, serves concurrent users
+    demo.queue(default_concurrency_limit=workers)  # batching, not threads, serves concurrent users
     return demo
 
 

@@ -37,11 +37,11 @@ def truncation_note(answer: dict, max_length: int) -> str:
             if answer["truncated"] else "")
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     results = read_results(run_dir)
-    model = load(run_dir, backend=backend)
+    model = predictor if predictor is not None else load(run_dir, backend=backend)
     if hasattr(model, "explain"):
         return build_extractive_demo(run_dir, cfg, results, model)
     return build_abstractive_demo(run_dir, cfg, results, model)

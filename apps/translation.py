@@ -15,11 +15,11 @@ from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto") -> gr.Blocks:
+def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     results = read_results(run_dir)
-    generate = load(run_dir, backend=backend)
+    generate = predictor if predictor is not None else load(run_dir, backend=backend)
     pair = f"{cfg.data.source_lang} → {cfg.data.target_lang}"
 
     def translate(text: str, beams: int, max_tokens: int) -> tuple[str, str]:

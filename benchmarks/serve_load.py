@@ -4,7 +4,9 @@ Sentiment: 50 clients send 1,000 rt-polarity test sentences (the app batches wha
 forward pass, one pass at a time), through the torch weights and then through the ONNX export. Image classifier:
 10 clients send hymenoptera validation photos (each answer includes a Grad-CAM map). Prints requests/s, p50/p95/max
 latency and the error count per setting; exits non-zero on any error or when the time bound is hit.
-Usage: python benchmarks/serve_load.py [--requests 1000] [--image-requests 200] [--timeout 600]
+With --sweep, instead: the sentiment app (torch weights, 50 clients) under several queue settings (batch size,
+workers), each with --requests requests, to choose the shipped ones.
+Usage: python benchmarks/serve_load.py [--requests 1000] [--image-requests 200] [--timeout 600] [--sweep]
 """
 
 from __future__ import annotations
@@ -42,11 +44,17 @@ def train(command: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "toolkit", "train", *command], check=True, capture_output=True, cwd=ROOT)
 
 
-def serve(run: Path, backend: str, deadline: float):
-    """A real `toolkit serve` process, once it answers on its port."""
+def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | None = None):
+    """A real `toolkit serve` process (or, with ``queue`` = (batch size, workers), the sentiment app built with
+    those queue settings), once it answers on its port."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(run), "--port", str(port), "--backend", backend],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "toolkit", "serve", str(run), "--port", str(port), "--backend", backend]
+    if queue:
+        command = [sys.executable, "-c", "import sys; from apps import private_gradio_cache; private_gradio_cache(); "
+                   "from apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+                   "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
+                   str(run), backend, str(queue[0]), str(queue[1]), str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/"
     while time.time() < deadline:
         if server.poll() is not None:
@@ -102,6 +110,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--image-requests", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=600, help="seconds for each load test")
+    parser.add_argument("--sweep", action="store_true", help="compare the sentiment app's queue settings instead")
     args = parser.parse_args()
     if not TEXTS.is_dir() or not IMAGES.is_dir():
         print(f"rt-polarity or hymenoptera not found under {SHARED}: this benchmark needs ../shared/data", file=sys.stderr)
@@ -114,18 +123,23 @@ def main() -> int:
         text_run, image_run = tmp / "sentiment", tmp / "images"
         train(["recipes/configs/sentiment_minilm.yaml", f"data.train={TEXTS / 'train.csv'}", "data.max_train_rows=2000",
                f"data.validation={TEXTS / 'validation.csv'}", "epochs=1", "batch_size=32", f"output_dir={text_run}"])
-        train(["recipes/configs/image_classification_hymenoptera.yaml", "epochs=1", f"output_dir={image_run}"])
-        subprocess.run([sys.executable, "-m", "toolkit", "export", str(text_run)], check=True, capture_output=True, cwd=ROOT)
         sentences = list(pd.read_csv(TEXTS / "test.csv")["text"])
         sentences = (sentences * (args.requests // len(sentences) + 1))[:args.requests]
-        photos = sorted(p for p in (IMAGES / "val").rglob("*.jpg"))
-        photos = (photos * (args.image_requests // len(photos) + 1))[:args.image_requests]
-        settings = [("sentiment, torch", text_run, "torch", 50, sentences, "/classify"),
-                    ("sentiment, ONNX export", text_run, "auto", 50, sentences, "/classify"),
-                    ("image classifier + Grad-CAM", image_run, "auto", 10, photos, "/classify")]
-        for name, run, backend, clients, payloads, endpoint in settings:
+        if args.sweep:
+            settings = [(f"batch {batch}, {workers} worker{'s' * (workers > 1)}", text_run, "torch", 50, sentences,
+                         "/classify", (batch, workers)) for batch, workers in ((1, 1), (8, 1), (32, 1), (64, 1), (32, 2))]
+        else:
+            train(["recipes/configs/image_classification_hymenoptera.yaml", "epochs=1", f"output_dir={image_run}"])
+            subprocess.run([sys.executable, "-m", "toolkit", "export", str(text_run)], check=True, capture_output=True,
+                           cwd=ROOT)
+            photos = sorted(p for p in (IMAGES / "val").rglob("*.jpg"))
+            photos = (photos * (args.image_requests // len(photos) + 1))[:args.image_requests]
+            settings = [("sentiment, torch", text_run, "torch", 50, sentences, "/classify", None),
+                        ("sentiment, ONNX export", text_run, "auto", 50, sentences, "/classify", None),
+                        ("image classifier + Grad-CAM", image_run, "auto", 10, photos, "/classify", None)]
+        for name, run, backend, clients, payloads, endpoint, queue in settings:
             deadline = time.time() + args.timeout
-            server, url = serve(run, backend, deadline)
+            server, url = serve(run, backend, deadline, queue)
             try:
                 rows[name] = load(url, clients, payloads, endpoint, deadline)
             finally:

@@ -8,8 +8,9 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
-from .errors import ToolkitError
+from .errors import ToolkitError, TrainingStopped
 
 EPILOG = """examples:
   toolkit train recipes/configs/sentiment_minilm.yaml epochs=1 lr=3e-5
@@ -18,6 +19,7 @@ EPILOG = """examples:
   toolkit predict runs/sentiment_minilm "a gripping film" "a dull mess"
   toolkit export runs/sentiment_minilm --quantize int8
   toolkit serve runs/sentiment_minilm --port 7860
+  toolkit studio --runs runs
   accelerate launch --config_file recipes/accelerate/ddp.yaml -m toolkit train CONFIG
 """
 
@@ -55,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     add_backend(p)
+    p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
+    p.add_argument("--runs", default="runs", help="the folder of runs it shows and trains into (default: runs)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); another host needs --auth")
+    p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
+                   help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
+    p.add_argument("--max-upload-mb", type=float, default=200, help="refuse larger uploads (default: 200)")
+    p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
     return parser
 
 
@@ -73,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as stopped:
+        print(f"toolkit train {stopped}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
 
 
 def cmd_train(args) -> int:
-    from . import api
+    from . import api, engine
+
+    engine.install_stop_handlers()  # Ctrl+C / SIGTERM: save last/ after the current step, then stop
 
     if args.resume:
         if args.config:
@@ -176,6 +191,30 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_studio(args) -> int:
+    args.share = args.no_auth = False
+    if not is_loopback(args.host) and not args.auth:
+        raise ToolkitError(f"--host {args.host} makes the studio reachable from other machines, and anyone who reaches "
+                           f"it can start training processes and read every run: add --auth USER:PASSWORD.")
+    auth = serve_auth(args)
+    check_port(args.host, args.port)
+    runs = Path(args.runs)
+    if runs.exists() and not runs.is_dir():
+        raise ToolkitError(f"--runs {runs} is a file: give a folder (it is created if missing).")
+    (runs / ".studio").mkdir(parents=True, exist_ok=True)
+    # Gradio's own files (uploads, downloads) go under the runs folder's .studio/: nothing else is ever served.
+    os.environ["GRADIO_TEMP_DIR"] = str((runs / ".studio").resolve())
+    from apps import private_gradio_cache
+
+    private_gradio_cache()
+    from apps.studio import launch
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"studio: http://{args.host}:{args.port} (runs in {runs})", flush=True)
+    launch(runs, host=args.host, port=args.port, auth=auth, max_upload_mb=args.max_upload_mb, max_loaded=args.max_loaded)
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export_run
 
@@ -188,7 +227,8 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export, "serve": cmd_serve}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export, "serve": cmd_serve,
+            "studio": cmd_studio}
 
 
 if __name__ == "__main__":

@@ -231,7 +231,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ToolkitError:
                 continue
     elif origin is Literal:
-        if value in typing.get_args(tp):
+        if value is False and "no" in typing.get_args(tp):
+            return "no"  # YAML 1.1 reads a bare no (precision: no, precision=no) as false
+        if value in typing.get_args(tp) and not isinstance(value, bool):
             return value
     elif origin is list:
         if isinstance(value, str):  # CLI: a,b,c

@@ -22,9 +22,30 @@ from . import checkpoint as ckpt
 from . import run as runlib
 from . import timing
 from .config import Config
-from .errors import ToolkitError
+from .errors import ToolkitError, TrainingStopped
 
 log = logging.getLogger(__name__)
+_stop = {"requested": False}  # set by a first Ctrl+C / SIGTERM: the loop saves last/ after the step and stops
+
+
+def request_stop(signum=None, frame=None) -> None:
+    """Signal handler: the first Ctrl+C or SIGTERM finishes the current step, saves last/ and stops (resumable
+    exactly); a second one interrupts at once. Several processes (DDP) stop at once: they could not agree on the
+    step without talking at every step."""
+    import os
+
+    if _stop["requested"] or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise KeyboardInterrupt
+    _stop["requested"] = True
+    log.warning("stopping after this step and saving last/ (press Ctrl+C again to stop at once)")
+
+
+def install_stop_handlers() -> None:
+    import signal
+
+    _stop["requested"] = False
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
 
 
 @dataclass
@@ -366,12 +387,12 @@ def after_optimizer_step(t: Training) -> bool:
     counters["step"] += 1
     step = counters["step"]
     t.progress.update(1)
+    tick_clock(t)
     if step % cfg.log_every == 0 or step == t.total_steps:
         log_training(t)
     end_of_epoch = counters["batch_in_epoch"] >= len(t.loader)
     if end_of_epoch:
         counters.update(epoch=counters["epoch"] + 1, batch_in_epoch=0)
-    tick_clock(t)
     stop = False
     due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
     if due or step >= t.total_steps:
@@ -379,6 +400,10 @@ def after_optimizer_step(t: Training) -> bool:
         t.last_eval_step = step
     elif cfg.save_every and step % cfg.save_every == 0:
         save(t, "last", with_state=True)
+    if _stop["requested"] and t.accelerator.num_processes == 1 and step < t.total_steps:
+        if not (due or step >= t.total_steps):  # an evaluation has just saved last/ otherwise
+            save(t, "last", with_state=True)
+        raise TrainingStopped(t.run_dir, step)
     t.tic = time.perf_counter()
     out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
     return stop or step >= t.total_steps or out_of_time
@@ -393,7 +418,9 @@ def log_training(t: Training) -> None:
     t.progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
     step = t.counters["step"]
     if t.main:
-        runlib.append_metrics(t.run_dir, {"step": step, "epoch": t.counters["epoch"], "split": "train", **means, "lr": lr})
+        runlib.append_metrics(t.run_dir, {"step": step, "epoch": t.counters["epoch"], "split": "train", **means, "lr": lr,
+                                          "total_steps": t.total_steps, "train_seconds": round(t.counters["train_seconds"], 3),
+                                          "samples": t.counters["train_samples"]})
     accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
     t.running, t.running_n = {}, 0
 

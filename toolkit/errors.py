@@ -6,3 +6,12 @@ class ToolkitError(Exception):
 
     The CLI prints it without a traceback and exits non-zero.
     """
+
+
+class TrainingStopped(Exception):
+    """Training stopped on request (Ctrl+C, SIGTERM) after saving last/: not an error, and resumable exactly."""
+
+    def __init__(self, run_dir, step: int):
+        self.run_dir, self.step = run_dir, step
+        super().__init__(f"stopped at step {step}; {run_dir}/last holds it. Continue exactly with: "
+                         f"toolkit train --resume {run_dir}")
