@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 PORT ?= 7860
 
-.PHONY: install demo test bench clean
+.PHONY: install demo studio test bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: install
 	$(OFFLINE) $(BIN)/toolkit train recipes/configs/sentiment_minilm.yaml overwrite=true
 	$(OFFLINE) $(BIN)/toolkit serve runs/sentiment_minilm --port $(PORT)
 
+studio: install
+	$(OFFLINE) $(BIN)/toolkit studio --runs runs --port $(PORT)
+
 test: install
 	$(OFFLINE) $(BIN)/python -m pytest
 
@@ -30,6 +33,8 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/train_whole_process.py
 	$(OFFLINE) $(BIN)/python benchmarks/predict_speed.py
 	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py
+	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py --sweep --requests 400
+	$(OFFLINE) $(BIN)/python benchmarks/studio_measure.py
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target de
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target fr --no-scratch --no-speed
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py

@@ -6,8 +6,6 @@ browser or a restart shows the same runs; training runs as child ``toolkit train
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 import threading
 import typing
 from collections import OrderedDict
@@ -207,18 +205,18 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                 data_upload = gr.File(label=f"Training data: CSV, JSONL or Parquet, or a zip of class folders "
                                             f"(up to {max_upload_mb:g} MB)", height=90, elem_id="data-upload")
                 data_path = gr.Textbox(label="... or a path or hub id (empty: the config's data)", elem_id="data-path")
-            preview_note = gr.Markdown()
+            preview_note = gr.Markdown(elem_id="data-preview")
             preview = gr.Dataframe(label="First rows", interactive=False, visible=False)
             with gr.Row():
                 text_column = gr.Dropdown(label="Text column", allow_custom_value=True, visible=False)
                 label_column = gr.Dropdown(label="Label column", allow_custom_value=True, visible=False)
-                counts = gr.Dataframe(label="Label counts", interactive=False, visible=False)
+                counts = gr.Dataframe(label="Label counts", interactive=False, visible=False, elem_id="label-counts")
             gr.Markdown("### Hyperparameters")
             with gr.Row():
                 fields = [form_component(key, None) for key in FORM_KEYS]
             name = gr.Textbox(label="Run name (a folder under the runs folder)", elem_id="run-name")
             command = gr.Code(label="Command: the same run from a terminal", language="shell", interactive=False,
-                              lines=2, max_lines=6, elem_id="command")
+                              lines=2, max_lines=6, wrap_lines=True, show_line_numbers=False, elem_id="command")
             message = gr.Markdown(elem_id="train-message")
             start = gr.Button("Start", variant="primary", elem_id="start")
 

@@ -115,6 +115,9 @@ CASES = [
     ("serve {run} --host 0.0.0.0", "--auth USER:PASSWORD"),
     ("serve {run} --share", "--auth USER:PASSWORD"),
     ("serve {run} --auth alice", "--auth takes USER:PASSWORD"),
+    ("studio --host 0.0.0.0", "--auth USER:PASSWORD"),
+    ("studio --runs {files}/empty.csv", "is a file"),
+    ("studio --port {port}", "cannot serve"),
 ]
 
 

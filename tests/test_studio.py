@@ -65,66 +65,141 @@ def wait_for(client, name: str, done, timeout: float = 120) -> dict:
     pytest.fail(f"run {name} never reached the state wanted; last: {json.dumps(live)[:2000]}")
 
 
-def test_api_queue_stop_resume_and_restart(studio_config, tmp_path):
-    """Through gradio_client: a second run waits in the queue; Stop keeps last/ and Resume continues it exactly
-    (it ends equal to the uninterrupted run); a studio restart mid-training lists the run as training and the
-    queue goes on; predictions, deletion with confirmation, and refusals of bad names and uploads."""
+def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
+    """One studio session, as a user drives it in headless Chromium, checked through gradio_client:
+    - Train tab: upload a config, start a run, start an identical one (it waits in the queue);
+    - Live tab: the step count and the curve grow; a page reload shows the same run training; Stop keeps last/;
+    - the queued run starts; Resume queues the stopped one; the studio restarts while a run trains and lists it
+      as training; the resumed run finishes equal to the uninterrupted one (exact resume);
+    - Try classifies a sentence; Runs compares the two runs; Evaluate scores a file with a confusion matrix;
+    - the API predicts, deletes only with confirmation, and refuses bad names, oversized and escaping uploads.
+    Saves a screenshot of each tab (TOOLKIT_SCREENSHOTS=docs/studio refreshes the docs' ones)."""
     from gradio_client import Client, handle_file
+    from playwright.sync_api import expect, sync_playwright
     from safetensors.torch import load_file
 
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     runs, port = tmp_path / "runs", free_port()
+    url = f"http://127.0.0.1:{port}/"
     server = start_studio(runs, port)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        assert client.predict(str(studio_config), [], "stopped", api_name="/start")["state"] == "started"
-        queued = client.predict(str(studio_config), [], "whole", api_name="/start")
-        assert queued["state"] == "queued"
-        live = wait_for(client, "whole", lambda r: True)
-        assert live["status"] == "queued" and live["queue_position"] == 1
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url)
 
-        live = wait_for(client, "stopped", lambda r: r["step"] >= 10)
-        assert live["status"] == "training" and live["total_steps"] == 1280 and live["samples_per_second"] > 0
-        assert live["step"] < 1280, "the run ended before it could be stopped"
-        assert "stopping" in client.predict("stop", "stopped", "", api_name="/action")
-        live = wait_for(client, "stopped", lambda r: r["status"] not in ("training", "starting"))
-        assert live["status"] == "stopped", live["log"]
-        assert (runs / "stopped/last/training_state.pt").is_file() and not (runs / "stopped/results.json").exists()
-        stopped_at = json.loads((runs / "stopped/last/state.json").read_text())["step"]
-        assert 10 <= stopped_at < 1280
+            def start_run(name: str) -> None:
+                page.get_by_role("tab", name="Train").click()
+                clear = page.locator("#config-upload").get_by_role("button", name="Clear")
+                if clear.count():  # the previous upload
+                    clear.click()
+                page.locator("#config-upload input[type=file]").set_input_files(str(studio_config))
+                expect(page.locator("#field-epochs input")).to_have_value("8", timeout=20_000)
+                page.locator("#run-name").get_by_role("textbox").fill(name)
+                expect(page.locator("#command")).to_contain_text(f"output_dir=", timeout=20_000)
+                expect(page.locator("#command")).to_contain_text(name)
+                page.locator("#start").click()
+                expect(page.locator("#train-message")).to_contain_text(name, timeout=20_000)
 
-        # The queued run starts once the first has stopped; restart the studio while it trains.
-        wait_for(client, "whole", lambda r: r["status"] == "training" and r["step"] >= 10)
-        assert client.predict("resume", "stopped", "", api_name="/action") == "queued"
-        stop_studio(server)
-        server = start_studio(runs, port)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        listed = {r["name"]: r for r in client.predict(api_name="/runs")}
-        assert listed["whole"]["status"] == "training" and listed["stopped"]["status"] == "queued", listed
-        assert listed["whole"]["task"] == "sentiment"
+            # A data path shows its first rows, columns and label counts (the run below keeps the config's data).
+            train_csv = yaml.safe_load(studio_config.read_text())["data"]["train"]
+            page.locator("#data-path").get_by_role("textbox").fill(train_csv)
+            page.locator("#data-path").get_by_role("textbox").press("Enter")
+            expect(page.locator("#data-preview")).to_contain_text("320 rows", timeout=20_000)
+            expect(page.locator("#label-counts")).to_contain_text("160")
+            page.locator("#run-name").get_by_role("textbox").fill("preview")
+            expect(page.locator("#command")).to_contain_text("data.train=", timeout=20_000)
+            page.screenshot(path=str(SCREENSHOTS / "studio-train.png"), full_page=True)
+            page.locator("#data-path").get_by_role("textbox").fill("")
+            start_run("resumed")
+            assert "data.train=" not in page.locator("#command").inner_text()
+            start_run("whole")
+            expect(page.locator("#train-message")).to_contain_text("queued")
 
-        wait_for(client, "stopped", lambda r: r["status"] == "finished", timeout=180)
-        whole, resumed = (json.loads((runs / n / "results.json").read_text()) for n in ("whole", "stopped"))
-        assert whole["steps"] == resumed["steps"] == 1280 and whole["best_step"] == resumed["best_step"]
-        assert whole["test"]["loss"] == pytest.approx(resumed["test"]["loss"], abs=1e-6)
-        wa, wb = load_file(runs / "whole/best/model.safetensors"), load_file(runs / "stopped/best/model.safetensors")
-        assert all(wa[k].allclose(wb[k], atol=1e-6) for k in wa)
+            page.get_by_role("tab", name="Live").click()
+            pick(page, "#live-run", "resumed")
+            status = page.locator("#live-status")
+            expect(status).to_contain_text("training", timeout=60_000)
+            expect(status).to_contain_text("step ", timeout=30_000)
+            first = int(status.inner_text().split("step ")[1].split("/")[0])
+            page.wait_for_function(f"() => +(document.querySelector('#live-status').innerText.match(/step (\\d+)/) "
+                                   f"|| [0, 0])[1] > {first}", timeout=30_000)
+            expect(page.locator("#loss-plot img")).to_be_visible()  # the curve, drawn from metrics.jsonl
+            page.reload()  # the state is in the run folders: a new page shows the same run training
+            page.get_by_role("tab", name="Live").click()
+            pick(page, "#live-run", "resumed")
+            expect(status).to_contain_text("training", timeout=30_000)
+            page.screenshot(path=str(SCREENSHOTS / "studio-live.png"), full_page=True)
+            page.locator("#stop").click()
+            expect(status).to_contain_text("stopped", timeout=60_000)
+            assert (runs / "resumed/last/training_state.pt").is_file() and not (runs / "resumed/results.json").exists()
+            stopped_at = json.loads((runs / "resumed/last/state.json").read_text())["step"]
+            assert 0 < stopped_at < 1280
 
-        answer = client.predict("whole", "a wonderful and lovely film", api_name="/predict")
-        assert answer[0]["label"] == "positive"
+            # The queued run starts now; resume the stopped one (it queues), then restart the studio mid-training.
+            client = Client(url, verbose=False)
+            wait_for(client, "whole", lambda r: r["status"] == "training" and r["step"] >= 10)
+            page.locator("#resume").click()
+            expect(status).to_contain_text("queued", timeout=20_000)
+            stop_studio(server)
+            server = start_studio(runs, port)
+            client = Client(url, verbose=False)
+            listed = {r["name"]: r for r in client.predict(api_name="/runs")}
+            assert listed["whole"]["status"] == "training" and listed["resumed"]["status"] == "queued", listed
+            assert listed["whole"]["task"] == "sentiment"
+            page.reload()
+            page.get_by_role("tab", name="Live").click()
+            pick(page, "#live-run", "resumed")
+            expect(status).to_contain_text("finished", timeout=180_000)
+            expect(status).to_contain_text("step 1280/1280")
+            whole, resumed = (json.loads((runs / n / "results.json").read_text()) for n in ("whole", "resumed"))
+            assert whole["steps"] == resumed["steps"] == 1280 and whole["best_step"] == resumed["best_step"]
+            assert whole["test"]["loss"] == pytest.approx(resumed["test"]["loss"], abs=1e-6)
+            wa, wb = (load_file(runs / n / "best/model.safetensors") for n in ("whole", "resumed"))
+            assert all(wa[k].allclose(wb[k], atol=1e-6) for k in wa)
 
+            page.get_by_role("tab", name="Try").click()
+            pick(page, "#try-run", "resumed")
+            page.locator("#text-input textarea").fill("what a wonderful, lovely story")
+            page.locator("#classify").click()
+            expect(page.locator("#prediction")).to_contain_text("positive", timeout=30_000)
+            page.screenshot(path=str(SCREENSHOTS / "studio-try.png"), full_page=True)
+
+            page.get_by_role("tab", name="Runs").click()
+            page.locator("#runs-refresh").click()
+            expect(page.locator("#runs-table")).to_contain_text("finished", timeout=20_000)
+            pick(page, "#compare", "resumed")
+            expect(page.locator("#compare-table")).to_contain_text("resumed", timeout=20_000)
+            pick(page, "#compare", "whole")
+            expect(page.locator("#compare-table")).to_contain_text("whole", timeout=20_000)
+            expect(page.locator("#compare-table")).to_contain_text("validation accuracy")
+            expect(page.locator("#compare-loss img")).to_be_visible()
+            page.screenshot(path=str(SCREENSHOTS / "studio-runs.png"), full_page=True)
+
+            page.get_by_role("tab", name="Evaluate").click()
+            pick(page, "#eval-run", "resumed")
+            page.locator("#eval-file input[type=file]").set_input_files(yaml.safe_load(studio_config.read_text())["data"]["test"])
+            page.locator("#evaluate").click()
+            expect(page.locator("#eval-metrics")).to_contain_text("accuracy", timeout=60_000)
+            expect(page.locator("#confusion")).to_contain_text("true label")
+            page.screenshot(path=str(SCREENSHOTS / "studio-evaluate.png"), full_page=True)
+            browser.close()
+
+        assert client.predict("whole", "a wonderful and lovely film", api_name="/predict")[0]["label"] == "positive"
         with pytest.raises(Exception, match="confirm"):
             client.predict("delete", "whole", "wrong", api_name="/action")
         assert (runs / "whole").is_dir()
         assert client.predict("delete", "whole", "whole", api_name="/action") == "deleted"
         assert not (runs / "whole").exists() and "whole" not in {r["name"] for r in client.predict(api_name="/runs")}
-
         for bad in ("../escape", "/tmp/escape", "..", ".studio", "a/b"):
             with pytest.raises(Exception, match="not allowed"):
                 client.predict(str(studio_config), [], bad, api_name="/start")
             with pytest.raises(Exception, match="not allowed"):
                 client.predict(bad, api_name="/live")
-        assert sorted(p.name for p in runs.iterdir()) == [".studio", "stopped"]
-
+        assert sorted(p.name for p in runs.iterdir()) == [".studio", "resumed"]
         big = tmp_path / "big.csv"
         big.write_text("text,label\n" + "a lovely story,positive\n" * 60_000)  # 1.4 MB: over the 1 MB limit
         with pytest.raises(Exception, match="(?i)too large|exceeds|size|limit"):
@@ -138,102 +213,6 @@ def test_api_queue_stop_resume_and_restart(studio_config, tmp_path):
         assert not (runs / ".studio" / "outside.txt").exists() and not (runs / "outside.txt").exists()
         uploaded = client.predict(handle_file(str(studio_config)), api_name="/upload")
         assert Path(uploaded).name == "tiny_studio.yaml" and (runs / ".studio/uploads/tiny_studio.yaml").is_file()
-    finally:
-        stop_studio(server)
-        subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)
-
-
-def test_browser_train_watch_stop_resume_try_and_compare(studio_config, tmp_path):
-    """Headless Chromium: upload a config, start a run from the Train tab and see its curve gain points, queue a
-    second one, reload mid-training, stop, resume, let it finish, classify in the Try tab, compare the two runs.
-    Saves a screenshot of each tab (TOOLKIT_SCREENSHOTS=docs/studio to refresh the docs' ones)."""
-    from playwright.sync_api import expect, sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    short = write_config(tmp_path / "short.yaml", {**yaml.safe_load(studio_config.read_text()), "epochs": 1})
-    runs, port = tmp_path / "runs", free_port()
-    server = start_studio(runs, port)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/")
-
-            def start_run(config: Path, name: str) -> None:
-                page.get_by_role("tab", name="Train").click()
-                clear = page.locator("#config-upload").get_by_role("button", name="Clear")
-                if clear.count():  # the previous upload
-                    clear.click()
-                page.locator("#config-upload input[type=file]").set_input_files(str(config))
-                expect(page.locator("#field-epochs input")).to_have_value(
-                    str(yaml.safe_load(config.read_text())["epochs"]), timeout=20_000)
-                page.locator("#run-name").get_by_role("textbox").fill(name)
-                expect(page.locator("#command")).to_contain_text(f"output_dir=", timeout=20_000)
-                expect(page.locator("#command")).to_contain_text(name)
-                page.locator("#start").click()
-                expect(page.locator("#train-message")).to_contain_text(name, timeout=20_000)
-
-            start_run(studio_config, "long")
-            page.screenshot(path=str(SCREENSHOTS / "studio-train.png"), full_page=True)
-            start_run(short, "short")
-            expect(page.locator("#train-message")).to_contain_text("queued")
-            page.get_by_role("tab", name="Live").click()
-
-            def live_step() -> int:
-                text = page.locator("#live-status").inner_text()
-                return int(text.split("step ")[1].split("/")[0]) if "step " in text else 0
-
-            pick(page, "#live-run", "long")
-            expect(page.locator("#live-status")).to_contain_text("training", timeout=60_000)
-            expect(page.locator("#live-status")).to_contain_text("step ", timeout=30_000)
-            first = live_step()
-            page.wait_for_function(f"() => document.querySelector('#live-status').innerText.match(/step (\\d+)/) && "
-                                   f"+document.querySelector('#live-status').innerText.match(/step (\\d+)/)[1] > {first}",
-                                   timeout=30_000)
-            expect(page.locator("#loss-plot img")).to_be_visible()  # the curve, drawn from metrics.jsonl
-            page.reload()  # the state is in the run folders: a new page shows the same run training
-            page.get_by_role("tab", name="Live").click()
-            pick(page, "#live-run", "long")
-            expect(page.locator("#live-status")).to_contain_text("training", timeout=30_000)
-            page.screenshot(path=str(SCREENSHOTS / "studio-live.png"), full_page=True)
-            page.locator("#stop").click()
-            expect(page.locator("#live-status")).to_contain_text("stopped", timeout=60_000)
-            pick(page, "#live-run", "short")  # the queued run starts once the first has stopped
-            expect(page.locator("#live-status")).to_contain_text("finished", timeout=90_000)
-            pick(page, "#live-run", "long")
-            page.locator("#resume").click()
-            expect(page.locator("#live-status")).to_contain_text("finished", timeout=120_000)
-            expect(page.locator("#live-status")).to_contain_text("step 1280/1280")
-
-            page.get_by_role("tab", name="Try").click()
-            pick(page, "#try-run", "long")
-            page.locator("#text-input textarea").fill("what a wonderful, lovely story")
-            page.locator("#classify").click()
-            expect(page.locator("#prediction")).to_contain_text("positive", timeout=30_000)
-            page.screenshot(path=str(SCREENSHOTS / "studio-try.png"), full_page=True)
-
-            page.get_by_role("tab", name="Runs").click()
-            page.locator("#runs-refresh").click()
-            expect(page.locator("#runs-table")).to_contain_text("finished", timeout=20_000)
-            pick(page, "#compare", "long")
-            expect(page.locator("#compare-table")).to_contain_text("long", timeout=20_000)
-            pick(page, "#compare", "short")
-            expect(page.locator("#compare-table")).to_contain_text("short", timeout=20_000)
-            expect(page.locator("#compare-table")).to_contain_text("validation accuracy")
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(SCREENSHOTS / "studio-runs.png"), full_page=True)
-
-            page.get_by_role("tab", name="Evaluate").click()
-            pick(page, "#eval-run", "long")
-            page.locator("#eval-file input[type=file]").set_input_files(yaml.safe_load(studio_config.read_text())["data"]["test"])
-            page.locator("#evaluate").click()
-            expect(page.locator("#eval-metrics")).to_contain_text("accuracy", timeout=60_000)
-            expect(page.locator("#confusion")).to_contain_text("true label")
-            page.screenshot(path=str(SCREENSHOTS / "studio-evaluate.png"), full_page=True)
-            browser.close()
     finally:
         stop_studio(server)
         subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)

@@ -197,10 +197,10 @@ def cmd_studio(args) -> int:
         raise ToolkitError(f"--host {args.host} makes the studio reachable from other machines, and anyone who reaches "
                            f"it can start training processes and read every run: add --auth USER:PASSWORD.")
     auth = serve_auth(args)
-    check_port(args.host, args.port)
     runs = Path(args.runs)
     if runs.exists() and not runs.is_dir():
         raise ToolkitError(f"--runs {runs} is a file: give a folder (it is created if missing).")
+    check_port(args.host, args.port)
     (runs / ".studio").mkdir(parents=True, exist_ok=True)
     # Gradio's own files (uploads, downloads) go under the runs folder's .studio/: nothing else is ever served.
     os.environ["GRADIO_TEMP_DIR"] = str((runs / ".studio").resolve())
