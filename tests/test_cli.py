@@ -21,14 +21,17 @@ def test_train_eval_predict(tiny_config, tmp_path):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["test_accuracy"] >= 0.8
 
-    evaluated = run_cli("eval", str(out))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent commands on the finished run
+        evaluated, validation, predicted = pool.map(lambda args: run_cli(*args), [
+            ("eval", str(out)), ("eval", str(out), "--data", tiny_config["data"]["validation"]),
+            ("predict", str(out), "a great film", "an awful dull story")])
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(summary["test_accuracy"])
-    on_validation = json.loads(run_cli("eval", str(out), "--data", tiny_config["data"]["validation"]).stdout.splitlines()[-1])
+    on_validation = json.loads(validation.stdout.splitlines()[-1])
     assert on_validation["accuracy"] == pytest.approx(summary["validation_accuracy"])
-
-    predicted = run_cli("predict", str(out), "a great film", "an awful dull story")
     assert predicted.returncode == 0, predicted.stderr
     lines = [json.loads(line) for line in predicted.stdout.strip().splitlines()]
     assert [line["input"] for line in lines] == ["a great film", "an awful dull story"]

@@ -171,6 +171,7 @@ def test_extractive_minilm_beats_lead_1_on_scitldr(tmp_path):
     rows = sample(load_table(str(data / "test.jsonl")), 300, seed)  # the 300 test rows the run was scored on
     lead_1 = summarization_metrics([split_sentences(d)[0] for d in rows["document"]], list(rows["summary"]))
     assert run.metrics["test"]["count"] == len(rows) == 300
+    print(f"test ROUGE-L: fine-tuned {run.metrics['test']['rougeL']:.2f}, lead-1 {lead_1['rougeL']:.2f}")
     assert run.metrics["test"]["rougeL"] > lead_1["rougeL"] + 2
 
 

@@ -181,13 +181,18 @@ def test_bad_input_is_refused_without_a_run_folder(colour_data, tmp_path):
         ({"model": "resnet18", "image": {"pretrained": True}}, "cannot load model 'timm/resnet18"),
         ({"data": {"train": str(tmp_path / "nowhere")}}, "does not exist"),
     ]
-    for i, (extra, message) in enumerate(cases):
-        out = tmp_path / f"run{i}"
-        config = write_config(tmp_path / f"c{i}.yaml", image_config(colour_data, out, **extra))
-        done = run_cli("train", str(config), timeout=120)
+    def attempt(i: int):
+        config = write_config(tmp_path / f"c{i}.yaml", image_config(colour_data, tmp_path / f"run{i}", **cases[i][0]))
+        return run_cli("train", str(config), timeout=120)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent processes, mostly importing
+        results = list(pool.map(attempt, range(len(cases))))
+    for i, ((extra, message), done) in enumerate(zip(cases, results)):
         assert done.returncode == 2, (extra, done.stderr[-2000:])
         assert __import__("re").search(message, done.stderr), (message, done.stderr[-2000:])
-        assert not out.exists()
+        assert not (tmp_path / f"run{i}").exists()
 
 
 def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):

@@ -49,9 +49,9 @@ def stop_studio(server: subprocess.Popen) -> None:
 
 @pytest.fixture
 def studio_config(tiny_config, tmp_path) -> Path:
-    """The tiny sentiment job, long enough (1,280 steps, about 8 s) to be watched, stopped and resumed."""
+    """The tiny sentiment job, long enough (960 steps, about 6 s) to be watched, stopped and resumed."""
     values = {k: v for k, v in tiny_config.items() if k != "output_dir"}
-    return write_config(tmp_path / "tiny_studio.yaml", {**values, "epochs": 8, "batch_size": 2, "log_every": 10,
+    return write_config(tmp_path / "tiny_studio.yaml", {**values, "epochs": 6, "batch_size": 2, "log_every": 10,
                                                          "eval_every": 320})
 
 
@@ -97,7 +97,7 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
                 if clear.count():  # the previous upload
                     clear.click()
                 page.locator("#config-upload input[type=file]").set_input_files(str(studio_config))
-                expect(page.locator("#field-epochs input")).to_have_value("8", timeout=20_000)
+                expect(page.locator("#field-epochs input")).to_have_value("6", timeout=20_000)
                 page.locator("#run-name").get_by_role("textbox").fill(name)
                 expect(page.locator("#command")).to_contain_text(f"output_dir=", timeout=20_000)
                 expect(page.locator("#command")).to_contain_text(name)
@@ -137,7 +137,7 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             expect(status).to_contain_text("stopped", timeout=60_000)
             assert (runs / "resumed/last/training_state.pt").is_file() and not (runs / "resumed/results.json").exists()
             stopped_at = json.loads((runs / "resumed/last/state.json").read_text())["step"]
-            assert 0 < stopped_at < 1280
+            assert 0 < stopped_at < 960
 
             # The queued run starts now; resume the stopped one (it queues), then restart the studio mid-training.
             client = Client(url, verbose=False)
@@ -154,9 +154,9 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             page.get_by_role("tab", name="Live").click()
             pick(page, "#live-run", "resumed")
             expect(status).to_contain_text("finished", timeout=180_000)
-            expect(status).to_contain_text("step 1280/1280")
+            expect(status).to_contain_text("step 960/960")
             whole, resumed = (json.loads((runs / n / "results.json").read_text()) for n in ("whole", "resumed"))
-            assert whole["steps"] == resumed["steps"] == 1280 and whole["best_step"] == resumed["best_step"]
+            assert whole["steps"] == resumed["steps"] == 960 and whole["best_step"] == resumed["best_step"]
             assert whole["test"]["loss"] == pytest.approx(resumed["test"]["loss"], abs=1e-6)
             wa, wb = (load_file(runs / n / "best/model.safetensors") for n in ("whole", "resumed"))
             assert all(wa[k].allclose(wb[k], atol=1e-6) for k in wa)

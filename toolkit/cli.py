@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
-    from . import api, engine
+    from . import api, interrupt
 
-    engine.install_stop_handlers()  # Ctrl+C / SIGTERM: save last/ after the current step, then stop
+    interrupt.install_stop_handlers()  # Ctrl+C / SIGTERM: save last/ after the current step, then stop
 
     if args.resume:
         if args.config:

@@ -20,32 +20,11 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
 from . import run as runlib
-from . import timing
+from . import interrupt, timing
 from .config import Config
 from .errors import ToolkitError, TrainingStopped
 
 log = logging.getLogger(__name__)
-_stop = {"requested": False}  # set by a first Ctrl+C / SIGTERM: the loop saves last/ after the step and stops
-
-
-def request_stop(signum=None, frame=None) -> None:
-    """Signal handler: the first Ctrl+C or SIGTERM finishes the current step, saves last/ and stops (resumable
-    exactly); a second one interrupts at once. Several processes (DDP) stop at once: they could not agree on the
-    step without talking at every step."""
-    import os
-
-    if _stop["requested"] or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise KeyboardInterrupt
-    _stop["requested"] = True
-    log.warning("stopping after this step and saving last/ (press Ctrl+C again to stop at once)")
-
-
-def install_stop_handlers() -> None:
-    import signal
-
-    _stop["requested"] = False
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
 
 
 @dataclass
@@ -400,7 +379,7 @@ def after_optimizer_step(t: Training) -> bool:
         t.last_eval_step = step
     elif cfg.save_every and step % cfg.save_every == 0:
         save(t, "last", with_state=True)
-    if _stop["requested"] and t.accelerator.num_processes == 1 and step < t.total_steps:
+    if interrupt.stop_requested() and t.accelerator.num_processes == 1 and step < t.total_steps:
         if not (due or step >= t.total_steps):  # an evaluation has just saved last/ otherwise
             save(t, "last", with_state=True)
         raise TrainingStopped(t.run_dir, step)

@@ -388,11 +388,13 @@ def process_alive(pid) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a child that ended but was not reaped yet is a zombie: not alive
+    try:  # a zombie (ended, not reaped yet) is not alive, nor is a new process that got the pid of an old run
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
+            zombie = fh.read().split(")")[-1].split()[0] == "Z"
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return not zombie and b"toolkit" in fh.read()
     except OSError:
-        return True
+        return True  # no /proc (macOS): trust the signal
 
 
 def folder_size(folder: Path) -> int:
