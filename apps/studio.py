@@ -280,7 +280,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
 
         def config_source(config_name, uploaded) -> str | None:
             if uploaded:
-                return str(studio.save_upload(uploaded, Path(uploaded).name))
+                return str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name))
             return str(shipped_configs()[config_name]) if config_name else None
 
         def fill_fields(config_name, uploaded):
@@ -292,7 +292,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             return values
 
         def show_preview(uploaded, path):
-            source = str(studio.save_upload(uploaded, Path(uploaded).name)) if uploaded else (path or "").strip()
+            source = str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)) if uploaded else (path or "").strip()
             hidden = (gr.update(visible=False),) * 4
             if not source:
                 return ("", *hidden)
@@ -318,7 +318,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
         def overrides_of(config_path, uploaded, path, text_col, label_col, *values):
             base = default_fields(config_path)
             found = [override(k, v, b) for k, v, b in zip(FORM_KEYS, values, base)]
-            data = str(studio.save_upload(uploaded, Path(uploaded).name)) if uploaded else (path or "").strip()
+            data = str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)) if uploaded else (path or "").strip()
             extra = []
             if data:
                 # New training data: the config's own validation and test files belong to other data.
@@ -457,7 +457,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             if not run_name or not uploaded:
                 raise gr.Error("Pick a finished run and upload data to score.")
             try:
-                metrics, labels = score(run_name, str(studio.save_upload(uploaded, Path(uploaded).name)))
+                metrics, labels = score(run_name, str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)))
             except ToolkitError as err:
                 raise gr.Error(str(err)) from None
             rows = [{"metric": k, "value": round(v, 4)} for k, v in metrics.items()
@@ -525,7 +525,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
 
         def api_upload(file: gr.FileData) -> str:
             try:
-                return display_path(studio.save_upload(file["path"], file.get("orig_name")))
+                return display_path(studio.save_upload(upload_cache_file(file["path"]), file.get("orig_name")))
             except ToolkitError as err:
                 raise gr.Error(str(err)) from None
 
@@ -539,6 +539,19 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
     threading.Thread(target=keep_scheduling, args=(studio,), daemon=True).start()
     demo.studio = studio
     return demo
+
+
+def upload_cache_file(path: str) -> str:
+    """A file the client uploaded: it lies in Gradio's upload cache, never elsewhere on this machine (a raw API
+    request could otherwise name any server file)."""
+    import os
+    import tempfile
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    resolved = Path(path).resolve()
+    if cache not in resolved.parents:
+        raise ToolkitError("only files uploaded to the studio can be used here.")
+    return str(resolved)
 
 
 def keep_scheduling(studio: Studio) -> None:

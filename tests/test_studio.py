@@ -212,7 +212,9 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             client.predict(handle_file(str(evil)), api_name="/upload")
         assert not (runs / ".studio" / "outside.txt").exists() and not (runs / "outside.txt").exists()
         uploaded = client.predict(handle_file(str(studio_config)), api_name="/upload")
-        assert Path(uploaded).name == "tiny_studio.yaml" and (runs / ".studio/uploads/tiny_studio.yaml").is_file()
+        assert Path(uploaded).name == "tiny_studio.yaml" and Path(uploaded).resolve().parents[1] == (runs / ".studio/uploads").resolve()
+        with pytest.raises(Exception, match="only files uploaded"):  # a raw request naming a file on the server
+            client.predict({"path": str(studio_config), "orig_name": "k.yaml"}, api_name="/upload")
     finally:
         stop_studio(server)
         subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)
@@ -236,16 +238,24 @@ def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):
     assert safe_name("run-1.v2_final") == "run-1.v2_final"
     own = tmp_path / "runs" / "notes"  # a folder that is not a run: the studio never deletes it
     own.mkdir()
+    (own / "ideas.txt").write_text("mine")
     with pytest.raises(ToolkitError, match="only run folders"):
         studio.delete("notes", "notes")
-    assert own.is_dir()
+    assert (own / "ideas.txt").is_file()
+    killed = tmp_path / "runs" / "killed"  # a run killed before its marker: only its lock is left
+    killed.mkdir()
+    (killed / ".toolkit-lock").write_text("{}")
+    studio.delete("killed", "killed")
+    assert not killed.exists()
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("data/ants/a.jpg", b"x")
         zipped.writestr("data/bees/b.jpg", b"x")
     extracted = studio.save_upload(archive, "../../images.zip")
-    assert extracted == (tmp_path / "runs/.studio/uploads/images/data").resolve()
+    assert (extracted.name, extracted.parent.name) == ("data", "images")
+    assert extracted.parents[2] == (tmp_path / "runs/.studio/uploads").resolve()
     assert sorted(p.name for p in extracted.iterdir()) == ["ants", "bees"]
+    assert studio.save_upload(archive, "images.zip") == extracted  # the same content: the same folder, not redone
     found = preview_data(str(text_data["train"]))
     assert found["columns"] == ["text", "label"] and found["label_column"] == "label"
     assert found["label_counts"] == {"positive": 160, "negative": 160} and len(found["rows"]) == 5

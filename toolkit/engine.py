@@ -379,13 +379,14 @@ def after_optimizer_step(t: Training) -> bool:
         t.last_eval_step = step
     elif cfg.save_every and step % cfg.save_every == 0:
         save(t, "last", with_state=True)
-    if interrupt.stop_requested() and t.accelerator.num_processes == 1 and step < t.total_steps:
-        if not (due or step >= t.total_steps):  # an evaluation has just saved last/ otherwise
+    out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
+    ends_here = stop or step >= t.total_steps or out_of_time  # then the run finishes normally, stop or not
+    if interrupt.stop_requested() and t.accelerator.num_processes == 1 and not ends_here:
+        if not due:  # an evaluation has just saved last/ otherwise
             save(t, "last", with_state=True)
         raise TrainingStopped(t.run_dir, step)
     t.tic = time.perf_counter()
-    out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
-    return stop or step >= t.total_steps or out_of_time
+    return ends_here
 
 
 def log_training(t: Training) -> None:

@@ -104,11 +104,18 @@ class Studio:
         return self.jobs_dir / f"{safe_name(name)}.json"
 
     def read_job(self, name: str) -> dict:
+        """The job file of run ``name``; {} when there is none or it is not a job (a stray or damaged file)."""
         path = self.job_path(name)
         try:
-            return json.loads(path.read_text()) if path.is_file() else {}
-        except ValueError:
+            job = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
             return {}
+        ok = isinstance(job, dict) and job.get("name") == name and isinstance(job.get("argv"), list)
+        return job if ok and isinstance(job.get("queued_at"), (int, float)) else {}
+
+    def jobs(self) -> list[dict]:
+        found = (self.read_job(p.stem) for p in self.jobs_dir.glob("*.json") if NAME.fullmatch(p.stem))
+        return [job for job in found if job]
 
     def write_job(self, job: dict) -> None:
         path = self.job_path(job["name"])
@@ -154,8 +161,8 @@ class Studio:
     def schedule(self) -> None:
         """Start queued jobs, oldest first, while fewer than ``max_running`` train."""
         with self.lock:
-            jobs = [self.read_job(p.stem) for p in self.jobs_dir.glob("*.json")]
-            busy = sum(self.status(j["name"]) in ("starting", "training") for j in jobs if j)
+            jobs = self.jobs()
+            busy = sum(self.status(j["name"]) in ("starting", "training") for j in jobs)
             for job in sorted((j for j in jobs if j.get("state") == "queued"), key=lambda j: j["queued_at"]):
                 if busy >= self.max_running:
                     break
@@ -172,7 +179,8 @@ class Studio:
                                  stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         log.close()
         self.children[job["name"]] = child
-        job.update(state="started", pid=child.pid, started_at=time.time(), returncode=None, stop_requested=False)
+        job.update(state="started", pid=child.pid, pid_start=process_start(child.pid), started_at=time.time(),
+                   returncode=None, stop_requested=False)
         self.write_job(job)
 
     def stop(self, name: str) -> str:
@@ -184,9 +192,19 @@ class Studio:
                 return "removed from the queue"
             if status not in ("starting", "training"):
                 raise ToolkitError(f"run '{name}' is not training (it is {status}).")
-            job["stop_requested"] = True
-            self.write_job(job)
-            os.kill(job["pid"], signal.SIGTERM)  # toolkit train: finish the step, save last/, exit
+            if job.get("stop_requested"):
+                return "already stopping: last/ is saved after the current step"  # a second signal would not wait
+            holder = runlib.lock_holder(self.run_dir(name)) if status == "training" else None
+            pid = holder.get("pid") if holder else job.get("pid")  # a run started from a terminal has no job
+            if not isinstance(pid, int):
+                raise ToolkitError(f"run '{name}' is trained by a process this studio cannot signal ({holder}).")
+            try:
+                os.kill(pid, signal.SIGTERM)  # toolkit train: finish the step, save last/, exit
+            except OSError as err:
+                raise ToolkitError(f"cannot stop run '{name}' (process {pid}): {err.strerror or err}.") from err
+            if job:
+                job["stop_requested"] = True
+                self.write_job(job)
             return "stopping: last/ is saved after the current step"
 
     def poll(self) -> None:
@@ -212,7 +230,10 @@ class Studio:
             if status in ("starting", "training"):
                 raise ToolkitError(f"run '{name}' is training: stop it first.")
             if run_dir.exists():
-                if not (run_dir / runlib.MARKER).is_file():
+                entries = {p.name for p in run_dir.iterdir()}
+                # A run killed before its marker leaves its lock (and maybe more run files): still a run folder.
+                leftover = runlib.LOCK in entries and entries <= runlib.RUN_ENTRIES
+                if not (run_dir / runlib.MARKER).is_file() and not leftover:
                     raise ToolkitError(f"'{run_dir}' is not a toolkit run folder: the studio deletes only run folders.")
                 shutil.rmtree(run_dir)
             self.job_path(name).unlink(missing_ok=True)
@@ -226,25 +247,36 @@ class Studio:
 
     def status(self, name: str) -> str:
         """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown."""
+        from .checkpoint import find_checkpoint
+
         run_dir, job = self.run_dir(name), self.read_job(name)
         if job.get("state") == "queued":
             return "queued"
         if run_dir.is_dir() and runlib.lock_holder(run_dir) is not None:
             return "training"
-        alive = job.get("state") == "started" and process_alive(job.get("pid"))
-        if alive and not (name in self.children and self.children[name].poll() is not None):
-            return "starting"  # importing and loading, before the run folder is claimed
-        results = runlib.read_results(run_dir) if run_dir.is_dir() else {}
-        if "steps" in results:
+        child = self.children.get(name)
+        if child is not None:
+            if child.poll() is None:
+                return "starting"  # importing and loading, before the run folder is claimed
+        elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
+            return "starting"  # started by an earlier studio process
+        try:
+            finished = "steps" in runlib.read_results(run_dir) if run_dir.is_dir() else False
+        except ValueError:
+            finished = False
+        if finished:
             return "finished"
-        if (run_dir / "last").is_dir():
+        code = job.get("returncode")
+        if isinstance(code, int) and code > 0 and code != 130:
+            return "failed"  # an error (bad data, divergence): resuming would fail the same way; the log says why
+        if run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None:
             return "stopped" if job.get("stop_requested") else "interrupted"
         if job or run_dir.is_dir():
             return "failed"
         return "unknown"
 
     def queue_position(self, name: str) -> int | None:
-        queued = sorted((self.read_job(p.stem) for p in self.jobs_dir.glob("*.json")), key=lambda j: j.get("queued_at", 0))
+        queued = sorted(self.jobs(), key=lambda j: j["queued_at"])
         names = [j["name"] for j in queued if j.get("state") == "queued"]
         return names.index(name) + 1 if name in names else None
 
@@ -314,7 +346,13 @@ class Studio:
         return row
 
     def runs(self) -> list[dict]:
-        return [self.summary(name) for name in self.names()]
+        rows = []
+        for name in self.names():
+            try:
+                rows.append(self.summary(name))
+            except (OSError, ValueError) as err:  # one damaged run folder must not hide the others
+                rows.append({"name": name, "status": f"unreadable: {err}"})
+        return rows
 
     def finished(self) -> list[str]:
         return [name for name in self.names() if self.status(name) == "finished"]
@@ -330,56 +368,85 @@ class Studio:
             raise ToolkitError(f"run '{name}' has no best/ checkpoint yet.")
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{name}-best.zip"
-        with zipfile.ZipFile(out.with_suffix(".tmp"), "w", zipfile.ZIP_DEFLATED) as archive:
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(best.rglob("*")):
                 if path.is_file() and not path.is_symlink():
                     archive.write(path, Path(name) / path.relative_to(best))
-        out.with_suffix(".tmp").replace(out)
+        tmp.replace(out)
         return out
 
     # ----- uploads -----
     def save_upload(self, source: str | Path, filename: str | None = None) -> Path:
-        """Copy an uploaded file into the upload folder under a safe name (a zip of class folders is extracted)."""
+        """Copy an uploaded file into the upload folder under a safe name (a zip of class folders is extracted).
+
+        Each content gets its own folder, named by its hash: the same file uploaded again is not copied again, and
+        a file a queued or training run reads is never replaced or deleted."""
+        import hashlib
+
         source = Path(source)
         size = source.stat().st_size
         if size > self.max_upload_mb * 2**20:
             raise ToolkitError(f"'{filename or source.name}' is {size / 2**20:.1f} MB; uploads are limited to "
                                f"{self.max_upload_mb:g} MB. Give a path on the studio's machine instead.")
+        digest = hashlib.sha256()
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(2**20), b""):
+                digest.update(block)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or source.name).name).lstrip("._") or "upload"
-        target = self.uploads / safe_name(stem[:64], "file name")
-        if source.suffix.lower() == ".zip":
+        folder = self.uploads / digest.hexdigest()[:16]
+        target = folder / safe_name(stem[:64], "file name")
+        if source.suffix.lower() == ".zip" or target.suffix.lower() == ".zip":
             return self._extract(source, target.with_suffix(""))
-        # Written beside, then renamed: a form that checks on every keystroke never reads a half-copied file.
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)  # never a half-copied file under the final name
         return target
 
     def _extract(self, archive: Path, target: Path) -> Path:
-        """A zip of class folders, extracted with every member checked to stay inside ``target``."""
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        total = 0
-        with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.infolist():
-                total += member.file_size
-                if total > 4 * self.max_upload_mb * 2**20:
-                    shutil.rmtree(target)
-                    raise ToolkitError(f"'{archive.name}' unpacks to more than {4 * self.max_upload_mb:g} MB: refused.")
-                try:
-                    inside(target, target / member.filename)
-                except ToolkitError:
-                    shutil.rmtree(target)
-                    raise ToolkitError(f"'{archive.name}' holds '{member.filename}', a path outside the archive's "
-                                       f"folder: refused.") from None
-            zipped.extractall(target)
+        """A zip of class folders, extracted once, with every member checked to stay inside ``target``."""
+        if not target.is_dir():
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.mkdir(parents=True)
+            try:
+                total = 0
+                with zipfile.ZipFile(archive) as zipped:
+                    for member in zipped.infolist():
+                        total += member.file_size
+                        if total > 4 * self.max_upload_mb * 2**20:
+                            raise ToolkitError(f"'{archive.name}' unpacks to more than {4 * self.max_upload_mb:g} MB: "
+                                               f"refused.")
+                        try:
+                            inside(tmp, tmp / member.filename)
+                        except ToolkitError:
+                            raise ToolkitError(f"'{archive.name}' holds '{member.filename}', a path outside the "
+                                               f"archive's folder: refused.") from None
+                    zipped.extractall(tmp)
+                tmp.rename(target)
+            except (ToolkitError, zipfile.BadZipFile, OSError) as err:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(err, ToolkitError):
+                    raise
+                if not target.is_dir():
+                    raise ToolkitError(f"'{archive.name}' is not a readable zip archive ({err}).") from err
         # A zip of one folder holding the class folders: use that folder.
         entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
         return entries[0] if len(entries) == 1 and entries[0].is_dir() and any(entries[0].iterdir()) else target
 
 
-def process_alive(pid) -> bool:
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid, started: int | None = None) -> bool:
+    """Whether process ``pid`` still runs and is the one started at ``started`` (a pid can be reused)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -387,14 +454,14 @@ def process_alive(pid) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    try:  # a zombie (ended, not reaped yet) is not alive, nor is a new process that got the pid of an old run
+        return False  # another user's process: not a run of this studio
+    try:
         with open(f"/proc/{pid}/stat") as fh:
-            zombie = fh.read().split(")")[-1].split()[0] == "Z"
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return not zombie and b"toolkit" in fh.read()
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False  # ended, not reaped yet
     except OSError:
         return True  # no /proc (macOS): trust the signal
+    return started is None or process_start(pid) == started
 
 
 def folder_size(folder: Path) -> int:
