@@ -17,7 +17,7 @@ import pandas as pd
 from apps import app_temp_folder
 from toolkit import config as configlib
 from toolkit.errors import ToolkitError
-from toolkit.run import read_results
+from toolkit.run import read_results, read_run_config
 from toolkit.studio import FORM_KEYS, MAX_UPLOAD_MB, Studio, command_text, display_path, preview_data, shipped_configs
 from toolkit.tasks import all_tasks, get_task
 
@@ -148,9 +148,8 @@ def compare_runs(studio: Studio, chosen_runs) -> tuple:
         loss, metric = curves(studio.metrics(run_name), run_name)
         losses.append(loss)
         metrics.append(metric)
-        summary = studio.summary(run_name)
         scores = read_results(studio.run_dir(run_name))
-        row = {"run": run_name, "task": summary["task"], "steps": summary["steps"]}
+        row = {"run": run_name, "task": read_run_config(studio.run_dir(run_name)).task, "steps": scores.get("steps")}
         for split in ("validation", "test"):
             for key, value in (scores.get(split) or {}).items():
                 if isinstance(value, (int, float)) and key != "count":
@@ -260,8 +259,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                     gr.Markdown("Pick a finished run: its app appears here (models load on first use).")
                     return
                 run_dir = studio.run_dir(name)
-                spec = get_task(studio.summary(name)["task"] or "sentiment")
-                spec.build_app(run_dir, predictor=cache.get(run_dir))
+                get_task(read_run_config(run_dir).task).build_app(run_dir, predictor=cache.get(run_dir))
 
         with gr.Tab("Evaluate", id="evaluate"):
             with gr.Row():
@@ -367,8 +365,10 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
         data_path.submit(show_preview, [data_upload, data_path], [preview_note, preview, text_column, label_column, counts],
                          api_visibility="private")
         form = [config, config_upload, data_upload, data_path, text_column, label_column, name, *fields]
-        for component in (name, *fields, text_column, label_column):
-            component.change(check, form, [command, message], api_visibility="private", queue=False)
+        # One listener, one check at a time, the latest form last: a slower check of an older form (a config's ten
+        # fields fill at once) never overwrites the command of the current one.
+        gr.on([c.change for c in (name, *fields, text_column, label_column)], check, form, [command, message],
+              api_visibility="private", trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
         start.click(start_run, form, [command, message, live_run], api_visibility="private")
 
         # ----- Live -----
@@ -376,8 +376,9 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             studio.poll()
             if not run_name:
                 return "Pick a run.", "", *figures(None, None)
-            live = studio.live(run_name)
-            return status_text(live), live["log"], *figures(*curves(studio.metrics(run_name)))
+            records = studio.metrics(run_name)
+            live = studio.live(run_name, records)
+            return status_text(live), live["log"], *figures(*curves(records))
 
         def live_choices(current):
             names = run_names()
@@ -470,15 +471,11 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             return pd.DataFrame(rows), gr.Dataframe(visible=False)
 
         def score(run_name, data):
-            from toolkit.run import read_run_config
+            from toolkit.api import evaluate
 
             run_dir = studio.run_dir(run_name)
-            cfg = read_run_config(run_dir)
-            spec = get_task(cfg.task)
-            if spec.evaluate_run is None:
-                raise ToolkitError(f"'{cfg.task}' runs cannot be scored on new data yet.")
             predictor = cache.get(run_dir)
-            return spec.evaluate_run(predictor, cfg, data, "test"), list(getattr(predictor, "labels", []) or [])
+            return evaluate(run_dir, data=data, predictor=predictor), list(getattr(predictor, "labels", []) or [])
 
         evaluate.click(evaluate_run, [eval_run, eval_file], [eval_metrics, confusion], api_visibility="private")
 

@@ -54,18 +54,22 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
                    "from apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
                    "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
                    str(run), backend, str(queue[0]), str(queue[1]), str(port)]
+    return start_server(command, port, deadline), f"http://127.0.0.1:{port}/"
+
+
+def start_server(command: list[str], port: int, deadline: float) -> subprocess.Popen:
+    """Start ``command`` and return it once it answers on ``port``; exit with its error if it does not."""
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
     while time.time() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"toolkit serve exited: {server.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"{' '.join(command[:4])} exited: {server.stderr.read().decode()[-2000:]}")
         try:
-            urllib.request.urlopen(url, timeout=2)
-            return server, url
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return server
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.3)
     server.kill()
-    raise SystemExit("toolkit serve did not start in time")
+    raise SystemExit(f"{' '.join(command[:4])} did not start in time")
 
 
 def load(url: str, clients: int, payloads: list, endpoint: str, deadline: float) -> dict:

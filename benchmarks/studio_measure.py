@@ -18,13 +18,11 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,30 +30,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import free_port, start_server  # noqa: E402  (the same server start as the load test)
 CONFIG = "sentiment_minilm.yaml"
 SENTENCE = "a gripping, beautifully acted film"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(command: list[str], port: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "toolkit", *command, "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(server.stderr.read().decode()[-2000:])
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit(f"{command[0]} did not start")
+    return start_server([sys.executable, "-m", "toolkit", *command, "--port", str(port)], port, time.time() + 120)
 
 
 def stop(server: subprocess.Popen) -> None:

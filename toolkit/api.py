@@ -108,8 +108,9 @@ def load(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "au
 
 
 def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best",
-             backend: str = "auto") -> dict:
-    """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits."""
+             backend: str = "auto", predictor=None) -> dict:
+    """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits;
+    ``predictor``: the run's, already loaded (the studio's cache), instead of loading it."""
     cfg = read_run_config(run_dir)
     if data is None and split is not None and split not in ("train", "validation", "test"):
         configured = [name for name in ("train", "validation", "test") if getattr(cfg.data, name)]
@@ -123,7 +124,7 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")
     if spec.evaluate_run is None:
         raise ToolkitError(f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json.")
-    return spec.evaluate_run(load(run_dir, checkpoint, backend), cfg, data, split or "test")
+    return spec.evaluate_run(predictor or load(run_dir, checkpoint, backend), cfg, data, split or "test")
 
 
 def results(run_dir: Union[str, Path]) -> dict:

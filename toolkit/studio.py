@@ -75,7 +75,7 @@ def display_path(path: str | Path) -> str:
 
 
 def command_text(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
+    return shlex.join(argv)
 
 
 class Studio:
@@ -300,10 +300,11 @@ class Studio:
             text = fh.read().decode("utf-8", "replace").replace("\r", "\n")
         return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
-    def live(self, name: str) -> dict:
-        """Progress of one run: status, step/total, samples/s, ETA, queue position, the latest metrics, log tail."""
+    def live(self, name: str, records: list[dict] | None = None) -> dict:
+        """Progress of one run: status, step/total, samples/s, ETA, queue position, the latest metrics, log tail
+        (``records``: its metrics.jsonl, when the caller has read it already)."""
         status = self.status(name)
-        records = self.metrics(name)
+        records = self.metrics(name) if records is None else records
         train = [r for r in records if r.get("split") == "train"]
         last = train[-1] if train else {}
         step, total = last.get("step", 0), last.get("total_steps")
