@@ -174,7 +174,12 @@ def status_text(live: dict) -> str:
         parts.append(f"ETA {live['eta_seconds'] // 60}m{live['eta_seconds'] % 60:02d}s")
     if status in ("stopped", "interrupted"):
         parts.append("resume continues it exactly from last/")
-    return " · ".join(parts)
+    text = " · ".join(parts)
+    precision = live.get("precision")
+    if isinstance(precision, dict):
+        how = "auto" if precision.get("requested") == "auto" else "set in the config"
+        text += f"\n\nPrecision **{precision['chosen']}** ({how}: {precision['reason']}) · {live.get('threads')} threads"
+    return text
 
 
 def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: int = 1,

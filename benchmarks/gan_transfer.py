@@ -27,6 +27,9 @@ OUT = ROOT / "runs" / "bench_gan"
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     import toolkit
 
     parser = argparse.ArgumentParser()

@@ -41,6 +41,9 @@ def zero_shot_rate() -> float:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     import toolkit
 
     if not VAL.is_dir():

@@ -36,6 +36,9 @@ def fine_tune(*overrides: str) -> dict:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--with-previous", action="store_true", help="also run the previous default (two_stage, lr 1e-3)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the fine-tunes")

@@ -42,7 +42,7 @@ def train(out: Path) -> Path:
     rows.to_csv(out / "train.csv", index=False)
     run = toolkit.train({
         "task": "sentiment", "data": {"train": str(out / "train.csv"), "validation": str(DATA / "validation.csv")},
-        "epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 128, "seed": 42, "precision": "bf16",
+        "epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 128, "seed": 42, "precision": "auto",
         "output_dir": str(out / "run"), "trackers": []})
     return run.dir
 
@@ -69,6 +69,9 @@ def export(run: Path, quantize: bool) -> None:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", help="a finished sentiment run (default: train one on rt-polarity)")
     parser.add_argument("--repeats", type=int, default=3)

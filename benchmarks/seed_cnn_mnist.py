@@ -62,6 +62,9 @@ def run_keras() -> dict:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     if not MNIST.is_dir():
         print(f"MNIST not found at {MNIST}", file=sys.stderr)
         return 1

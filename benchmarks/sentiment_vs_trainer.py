@@ -82,6 +82,9 @@ def run_trainer(train_rows, out: Path, bf16: bool, pad_to_max: bool) -> dict:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--skip-padded", action="store_true", help="skip the slow pad-to-128 run")

@@ -110,6 +110,9 @@ def load(url: str, clients: int, payloads: list, endpoint: str, deadline: float)
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--image-requests", type=int, default=200)

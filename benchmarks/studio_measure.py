@@ -67,6 +67,9 @@ def latencies(call, n: int = 50) -> list[float]:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     import psutil
     from gradio_client import Client
 

@@ -56,6 +56,9 @@ def trained(config: Path, *overrides: str) -> dict:
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--bert2bert", action="store_true", help="also train the abstractive bert2bert config (30 minutes)")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The peer in benchmarks/train_whole_process.py: a plain transformers.Trainer script doing what `toolkit train` does
 for the sentiment job (fine-tune, score validation and test, save the model), timing its own phases.
 
-Usage: python benchmarks/trainer_sentiment.py TRAIN.csv VALIDATION.csv TEST.csv OUT_DIR [--seed 42]
+Usage: python benchmarks/trainer_sentiment.py TRAIN.csv VALIDATION.csv TEST.csv OUT_DIR [--seed 42] [--precision fp32|bf16]
 Prints one JSON line: validation and test accuracy, and seconds per phase.
 """
 
@@ -31,6 +31,7 @@ def main() -> int:
     for name in ("train", "validation", "test", "out"):
         parser.add_argument(name)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     args = parser.parse_args()
 
     tic = time.perf_counter()
@@ -52,7 +53,7 @@ def main() -> int:
 
     arguments = TrainingArguments(
         output_dir=args.out, per_device_train_batch_size=32, per_device_eval_batch_size=64, num_train_epochs=1,
-        learning_rate=5e-5, seed=args.seed, bf16=True, use_cpu=True, report_to=[], save_strategy="no",
+        learning_rate=5e-5, seed=args.seed, bf16=args.precision == "bf16", use_cpu=True, report_to=[], save_strategy="no",
         eval_strategy="no", logging_steps=20, disable_tqdm=True)
     trainer = Trainer(model=model, args=arguments, train_dataset=data["train"], data_collator=DataCollatorWithPadding(tokenizer),
                       processing_class=tokenizer)

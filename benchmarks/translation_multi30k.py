@@ -61,6 +61,9 @@ def score(run_dir: Path, rows: list[dict], far: list[int], source: str, target: 
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", default="de", choices=["de", "fr"])
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per model")

@@ -24,6 +24,9 @@ from seq2seq_common import ROOT, table
 
 
 def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", type=Path, default=ROOT / ".gpu")
     parser.add_argument("--encoder", default=None, help="MiniLM folder (default: ASSETS/minilm)")

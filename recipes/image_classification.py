@@ -80,6 +80,7 @@ def build_task(cfg: Config) -> Task:
         report=report,
         find_unused_parameters=mode == "two_stage",
         evaluate_first=mode == "lp_ft",
+        heavy_loading=datasets["train"].ready is None,  # photos decoded and augmented per item: workers pay off
     )
 
 

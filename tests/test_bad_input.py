@@ -59,7 +59,7 @@ CASES = [
     ("train", "give a config file"),
     ("train {good} epoch=2", "Did you mean epochs"),
     ("train {good} lr=fast", "expected float"),
-    ("train {good} precision=fp8", "'no' or 'fp16' or 'bf16'"),
+    ("train {good} precision=fp8", "'auto' or 'no' or 'fp16' or 'bf16'"),
     ("train {good} task=regression", "unknown task 'regression'"),
     ("train {good} novalue", "key=value"),
     ("train {good} epochs=-1", "'epochs' is -1"),

@@ -27,7 +27,7 @@ def test_unknown_key_names_the_closest_valid_one():
 def test_wrong_type_names_key_value_and_expected_type():
     with pytest.raises(ToolkitError, match=r"'batch_size' has value 'big' \(str\); expected int"):
         load_config({}, ["batch_size=big"])
-    with pytest.raises(ToolkitError, match=r"'precision' has value 'fp8'.*expected 'no' or 'fp16' or 'bf16'"):
+    with pytest.raises(ToolkitError, match=r"'precision' has value 'fp8'.*expected 'auto' or 'no' or 'fp16' or 'bf16'"):
         load_config({"precision": "fp8"})
     with pytest.raises(ToolkitError, match=r"'data' has value 'x.csv'"):
         load_config({"data": "x.csv"})

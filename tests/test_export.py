@@ -48,15 +48,20 @@ def test_onnx_answers_as_torch_does_without_importing_torch(exported_run):
     assert answer["scores"] == pytest.approx(torch_("the film was great")["scores"], abs=1e-4)
 
 
-def test_int8_export_is_smaller_and_agrees(exported_run, tmp_path):
+def test_int8_export_is_smaller_and_agrees(exported_run, tmp_path, capsys):
     import shutil
 
-    from toolkit.export import export_run
+    from toolkit.cli import main
 
     run = tmp_path / "int8"
     shutil.copytree(exported_run.dir, run)
     fp32 = (run / "best/onnx/model.onnx").stat().st_size
-    export_run(run, quantize=True)
+    assert main(["export", str(run), "--quantize", "int8"]) == 0
+    # It says what int8 costs on the run's validation split, measured against the original weights.
+    validation = {b: toolkit.evaluate(run, split="validation", backend=b)["accuracy"] for b in ("onnx", "torch")}
+    said = capsys.readouterr().out
+    assert (f"int8 changes validation accuracy by {validation['onnx'] - validation['torch']:+.4f} "
+            f"({validation['torch']:.4f} with the original weights, {validation['onnx']:.4f} with int8)") in said
     assert json.loads((run / "best/onnx/export.json").read_text())["quantized"] == "int8"
     assert (run / "best/onnx/model.onnx").stat().st_size < fp32  # 4x smaller for MiniLM; hidden size 32 gains less
     int8, reference = toolkit.load(run), toolkit.load(run, backend="torch")

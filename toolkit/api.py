@@ -54,9 +54,10 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
 def _train(cfg: Config) -> Run:
     from accelerate import PartialState
 
-    from .engine import choose_metric, cpu_only, fit
+    from .engine import choose_metric, cpu_only, fit, fit_machine, local_process_count
 
     state = PartialState(cpu=cpu_only())
+    machine = fit_machine(cfg, local_process_count(state))  # the run's first log line: precision, threads, hardware
     if state.num_processes > 1:  # every rank trains into the folder rank 0 chose (a fresh one is timestamped)
         from accelerate.utils import broadcast_object_list
 
@@ -71,7 +72,7 @@ def _train(cfg: Config) -> Run:
     choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
     with contextlib.ExitStack() as held:
         on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))
-        return fit(task, cfg, Path(cfg.output_dir))
+        return fit(task, cfg, Path(cfg.output_dir), machine=machine)
 
 
 def on_main_process(state, check) -> None:

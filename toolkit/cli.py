@@ -220,6 +220,16 @@ def cmd_export(args) -> int:
 
     folder = export_run(args.run, args.checkpoint, quantize=args.quantize == "int8")
     print(f"exported: {folder} (toolkit predict/serve/eval use it; --backend torch for the original weights)")
+    if args.quantize == "int8":
+        from .export import quantization_change
+
+        change = quantization_change(args.run, args.checkpoint)
+        if "skipped" in change:
+            print(f"int8 accuracy change not measured: {change['skipped']}")
+        else:
+            print(f"int8 changes {change['split']} {change['metric']} by {change['change']:+.4f} "
+                  f"({change['torch']:.4f} with the original weights, {change['int8']:.4f} with int8). If that is too "
+                  f"much, export without --quantize.")
     return 0
 
 

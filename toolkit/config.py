@@ -183,7 +183,8 @@ class Config:
     max_length: int = 128
     max_target_length: int = 128  # sequence-to-sequence targets
     group_by_length: bool = True
-    precision: Literal["no", "fp16", "bf16"] = "no"
+    # auto: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16), fp16 on older GPUs, else fp32
+    precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     seed: int = 42
     eval_every: Union[int, Literal["epoch"]] = "epoch"  # optimizer steps, or once per epoch
     save_every: Optional[int] = None  # extra last/ checkpoints every N steps (for resume)
@@ -201,7 +202,7 @@ class Config:
     extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     gan: GanConfig = field(default_factory=GanConfig)
-    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    num_workers: Optional[int] = None  # DataLoader worker processes; unset: from the usable CPUs and the task's data
     max_train_minutes: Optional[float] = None  # stop training after this much training time (a fixed budget)
     trust_remote_code: bool = False
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
 from . import run as runlib
-from . import interrupt, timing
+from . import hardware, interrupt, timing
 from .config import Config
 from .errors import ToolkitError, TrainingStopped
 
@@ -52,6 +53,7 @@ class Task:
     optimizers: Optional[Callable] = None  # (model, cfg) -> list of optimizers; default: one AdamW over everything
     train_step: Optional[Callable] = None  # (model, batch, optimizers, accelerator) -> {"loss": tensor, ...}; does its own backward/step
     evaluate_first: bool = False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
+    heavy_loading: bool = False  # items are decoded and augmented as they load (images): DataLoader workers pay off
 
 
 def choose_metric(task: Task, cfg: Config) -> str:
@@ -67,7 +69,26 @@ def cpu_only() -> bool:
     return not torch.cuda.is_available() and not (xpu is not None and xpu.is_available())
 
 
-def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameters: bool = False):
+def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
+    """Precision and threads for this machine (``precision: auto`` chosen from the hardware, see toolkit/hardware.py);
+    sets torch's intra-op threads and logs the choice as the run's first line. Returns what the run records."""
+    machine = hardware.detect(torch)
+    choice = hardware.choose_precision(cfg.precision, machine)
+    threads = hardware.torch_threads(local_processes)
+    torch.set_num_threads(threads)
+    log.info("precision %s (%s: %s); %d torch threads; %s", choice.name, "auto" if cfg.precision == "auto" else "set",
+             choice.reason, threads, hardware.describe(machine))
+    return {"precision": choice.as_dict(), "threads": threads, "hardware": hardware.describe(machine),
+            "mixed_precision": choice.precision}
+
+
+def local_process_count(accelerator_or_state) -> int:
+    """Training processes on this machine (torchrun/accelerate set LOCAL_WORLD_SIZE), which share its CPUs."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE") or accelerator_or_state.num_processes)
+
+
+def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameters: bool = False,
+                     mixed_precision: Optional[str] = None):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
@@ -79,7 +100,7 @@ def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameter
     trackers = cfg.trackers if run_dir is not None else []
     return Accelerator(
         cpu=cpu_only(),
-        mixed_precision=cfg.precision,
+        mixed_precision=mixed_precision or (cfg.precision if cfg.precision != "auto" else "no"),
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)) if run_dir else None,
@@ -136,22 +157,27 @@ class ShuffledLengthGroups(torch.utils.data.Sampler):
         return iter([i for k in order for i in full[k]] + [i for b in batches if len(b) < size for i in b])
 
 
-def train_loader(task: Task, cfg: Config, generator: torch.Generator) -> DataLoader:
+def loader_workers(task: Task, cfg: Config) -> int:
+    """cfg.num_workers, or when unset, from the CPUs this process may use and whether the task's items are heavy."""
+    return cfg.num_workers if cfg.num_workers is not None else hardware.loader_workers(task.heavy_loading)
+
+
+def train_loader(task: Task, cfg: Config, generator: torch.Generator, workers_generator: torch.Generator) -> DataLoader:
     if cfg.group_by_length and task.train_lengths is not None:
         sampler = ShuffledLengthGroups(task.train_lengths, cfg.batch_size, generator)
     else:
         sampler = RandomSampler(task.train_set, generator=generator)
     # Own generators: a DataLoader otherwise draws its base seed from the global RNG on every iter(),
     # which would shift dropout masks after a resume.
+    workers = loader_workers(task, cfg)
     return DataLoader(task.train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=task.collate,
-                      generator=torch.Generator().manual_seed(cfg.seed), num_workers=cfg.num_workers,
-                      persistent_workers=cfg.num_workers > 0)
+                      generator=workers_generator, num_workers=workers, persistent_workers=workers > 0)
 
 
-def eval_loader(dataset, cfg: Config, collate) -> DataLoader:
+def eval_loader(dataset, cfg: Config, collate, workers: int = 0) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
                       sampler=SequentialSampler(dataset), collate_fn=collate, generator=torch.Generator(),
-                      num_workers=cfg.num_workers)
+                      num_workers=workers)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: Optional[Callable] = None):
@@ -248,6 +274,8 @@ class Training:
     total_steps: int
     counters: dict  # step, epoch, batch_in_epoch, best metric and step, patience, clock: saved in every checkpoint
     train_step: Callable
+    machine: dict  # fit_machine's record: precision chosen and why, threads, hardware
+    workers_generator: torch.Generator  # seeds the DataLoader workers' RNG (augmentation); reseeded every epoch
     schedulers: list = field(default_factory=list)
     restored: bool = False
     last_eval_step: int = -1
@@ -255,34 +283,40 @@ class Training:
     running_n: int = 0
     tic: float = 0.0  # the training clock's last reading (evaluations do not count)
     progress: object = None
+    budget_told: bool = False  # the time budget's reach has been logged
+    first_step: int = 0  # the step this process started training at (after a resume: the resumed one)
 
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
 
-def fit(task: Task, cfg: Config, run_dir: Path, command: str = "") -> runlib.Run:
-    """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run."""
-    t = setup(task, cfg, run_dir)
+def fit(task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None) -> runlib.Run:
+    """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run.
+    ``machine``: fit_machine's record, when the caller has chosen precision and threads already."""
+    t = setup(task, cfg, run_dir, machine)
     restore(t)
     if t.main:
         runlib.start_run_dir(run_dir, cfg)
+        runlib.append_metrics(run_dir, {"step": t.counters["step"], "split": "setup", **_machine_record(t.machine)})
     if t.accelerator.log_with:
         t.accelerator.init_trackers("tensorboard", config=_hparams(cfg))
     loop(t)
     return finish(t, command)
 
 
-def setup(task: Task, cfg: Config, run_dir: Path) -> Training:
+def setup(task: Task, cfg: Config, run_dir: Path, machine: Optional[dict] = None) -> Training:
     """The accelerator, and the model, loaders, optimizers and schedules prepared for its devices and processes."""
+    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     metric = choose_metric(task, cfg)
-    accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters)
+    machine = machine or fit_machine(cfg, local_process_count(PartialState(cpu=cpu_only())))
+    accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters, machine["mixed_precision"])
     set_seed(cfg.seed)
-    generator = torch.Generator()
-    loader = train_loader(task, cfg, generator)
-    evaluation = eval_loader(task.eval_set, cfg, task.collate) if task.eval_set is not None else None
+    generator, workers_generator = torch.Generator(), torch.Generator().manual_seed(cfg.seed)
+    loader = train_loader(task, cfg, generator, workers_generator)
+    evaluation = eval_loader(task.eval_set, cfg, task.collate, loader_workers(task, cfg)) if task.eval_set is not None else None
     optimizers = task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
     fsdp_wrap_outside_embeddings(accelerator, task.model)
     model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
@@ -291,7 +325,8 @@ def setup(task: Task, cfg: Config, run_dir: Path) -> Training:
     counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
     t = Training(task, cfg, run_dir, accelerator, model, loader, evaluation, optimizers, generator, metric,
-                 count_steps(cfg, len(loader)), counters, task.train_step or default_train_step(task, cfg))
+                 count_steps(cfg, len(loader)), counters, task.train_step or default_train_step(task, cfg), machine,
+                 workers_generator)
     t.schedulers = [accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
                     for o in optimizers]
     return t
@@ -314,7 +349,7 @@ def restore(t: Training) -> None:
     ckpt.set_rng_state(state["rng"])
     if t.main:
         runlib.truncate_metrics(t.run_dir, t.counters["step"])
-    t.restored, t.last_eval_step = True, t.counters["step"]
+    t.restored, t.last_eval_step, t.first_step = True, t.counters["step"], t.counters["step"]
     log.info("resumed %s at step %d (epoch %d, batch %d)", t.run_dir, t.counters["step"], t.counters["epoch"],
              t.counters["batch_in_epoch"])
 
@@ -334,6 +369,7 @@ def loop(t: Training) -> None:
     while not stop:
         train_mode(t)
         t.generator.manual_seed(t.cfg.seed + t.counters["epoch"])  # the same order on every rank and after a resume
+        t.workers_generator.manual_seed(t.cfg.seed + t.counters["epoch"])  # and the same workers' augmentations
         skip = t.counters["batch_in_epoch"]
         for batch in skip_first_batches(t.loader, skip) if skip else t.loader:
             losses = t.train_step(t.model, batch, t.optimizers, t.accelerator)
@@ -367,6 +403,8 @@ def after_optimizer_step(t: Training) -> bool:
     step = counters["step"]
     t.progress.update(1)
     tick_clock(t)
+    if cfg.max_train_minutes is not None and not t.budget_told:
+        tell_budget(t)
     if step % cfg.log_every == 0 or step == t.total_steps:
         log_training(t)
     end_of_epoch = counters["batch_in_epoch"] >= len(t.loader)
@@ -387,6 +425,27 @@ def after_optimizer_step(t: Training) -> bool:
         raise TrainingStopped(t.run_dir, step)
     t.tic = time.perf_counter()
     return ends_here
+
+
+def tell_budget(t: Training, min_steps: int = 5, min_seconds: float = 2.0) -> None:
+    """Once the step rate is measured (``min_steps`` steps and ``min_seconds`` of training in this process), log how
+    many of the planned steps the time budget buys here, and warn when it is under a quarter of them."""
+    steps, seconds = t.counters["step"] - t.first_step, t.counters["train_seconds"]
+    if steps < min_steps or seconds < min_seconds:
+        return
+    t.budget_told = True
+    rate = steps / seconds
+    budget = 60 * t.cfg.max_train_minutes
+    reach = min(t.total_steps, t.counters["step"] + int(rate * max(0.0, budget - seconds)))
+    t.counters["budget"] = {"steps_per_second": round(rate, 3), "budget_minutes": t.cfg.max_train_minutes,
+                            "steps_in_budget": reach, "planned_steps": t.total_steps}
+    message = (f"this machine does {rate:.2f} steps/s ({t.machine['precision']['chosen']}); the budget of "
+               f"{t.cfg.max_train_minutes:g} min covers {reach} of {t.total_steps} steps")
+    if reach < t.total_steps / 4:
+        log.warning("%s: under a quarter of the plan. Expect a weaker model than the planned steps would give; raise "
+                    "max_train_minutes, or lower epochs/max_steps so that the schedule fits the budget.", message)
+    else:
+        log.info(message)
 
 
 def log_training(t: Training) -> None:
@@ -478,7 +537,7 @@ def finish(t: Training, command: str) -> runlib.Run:
     check_ranks_agree(t.accelerator, t.model)
     if t.last_eval_step != t.counters["step"]:
         evaluate_and_checkpoint(t)
-    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command)
+    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command, t.machine)
     t.accelerator.end_training()
     return runlib.Run(dir=t.run_dir, metrics=results, model=t.accelerator.unwrap_model(t.model))
 
@@ -495,7 +554,8 @@ def check_ranks_agree(accelerator, model) -> None:
                            f"(checksums {sums.tolist()}): gradients were not averaged across them.")
 
 
-def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str) -> dict:
+def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str,
+                   machine: dict) -> dict:
     """Reload best/, run its finalizer (e.g. merge LoRA), score validation and test, write results and card."""
     best = run_dir / "best"
     accelerator.wait_for_everyone()
@@ -504,6 +564,7 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
         ckpt.load_weights(unwrapped, best)
     model.eval()
     results = {**task.info, "metric": choose_metric(task, cfg), "best_step": counters["best_step"], "steps": counters["step"],
+               **_machine_record(machine), **({"budget": counters["budget"]} if counters.get("budget") else {}),
                "train_seconds": round(counters["train_seconds"], 2), "train_samples": counters["train_samples"],
                "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2)}
     for split, dataset in (("validation", task.eval_set), ("test", task.test_set)):
@@ -513,7 +574,8 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
             results[split] = counters["best_validation"]
         elif dataset is not None:
             with timing.phase(f"final_{split}"):
-                results[split] = task.evaluate(model, accelerator.prepare(eval_loader(dataset, cfg, task.collate)), accelerator)
+                loader = eval_loader(dataset, cfg, task.collate, loader_workers(task, cfg))
+                results[split] = task.evaluate(model, accelerator.prepare(loader), accelerator)
     results["timings"] = {**timing.totals(), "training": results["train_seconds"]}
     if accelerator.is_main_process:
         if task.finalize is not None:
@@ -531,6 +593,11 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
 def _batch_size(batch) -> int:
     first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0]
     return len(first)
+
+
+def _machine_record(machine: dict) -> dict:
+    """What a run records of its machine: the precision chosen and why, the threads, the hardware."""
+    return {k: machine[k] for k in ("precision", "threads", "hardware")}
 
 
 def _scalars(metrics: dict) -> dict:

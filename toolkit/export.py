@@ -51,6 +51,35 @@ def export_run(run_dir: Union[str, Path], checkpoint: str = "best", quantize: bo
     return folder / EXPORT_DIR
 
 
+def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> dict:
+    """The run's metric on its validation split (else its test split) with the original weights and with the int8
+    export, so that a user sees what quantizing costs before choosing it. Returns {"split", "metric", "torch",
+    "int8", "change"}, or {"skipped": why} when the run has no split file to score."""
+    from . import api
+    from .run import read_results, read_run_config
+
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    splits = [name for name in ("validation", "test") if getattr(cfg.data, name)]
+    if not splits:
+        return {"skipped": "the run has no validation or test file configured (its validation rows were held out of "
+                           "data.train); score both with `toolkit eval RUN --data FILE` and `--backend torch`"}
+    split = splits[0]
+    metric = read_results(run_dir).get("metric") or get_task_metric(cfg)
+    scores = {backend: api.evaluate(run_dir, split=split, checkpoint=checkpoint, backend=backend).get(metric)
+              for backend in ("torch", "onnx")}
+    if scores["torch"] is None or scores["onnx"] is None:
+        return {"skipped": f"the {split} scores have no '{metric}'"}
+    return {"split": split, "metric": metric, "torch": scores["torch"], "int8": scores["onnx"],
+            "change": scores["onnx"] - scores["torch"]}
+
+
+def get_task_metric(cfg) -> str:
+    from .tasks import get_task
+
+    return cfg.metric or get_task(cfg.task).metrics[0]
+
+
 def _all_tasks():
     from .tasks import all_tasks
 

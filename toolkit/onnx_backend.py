@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import hardware
 from .errors import ToolkitError
 from .predictor import EXPORT_DIR, Predictor, read_export
 
@@ -25,6 +26,9 @@ class OnnxTextClassifier(Predictor):
         export = read_export(self.folder)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
+        # ONNX Runtime sizes its pool from every core of the host, cgroup quota or not: the CPUs this process may use.
+        options.intra_op_num_threads = hardware.torch_threads()
+        options.inter_op_num_threads = 1
         self.session = onnxruntime.InferenceSession(str(self.folder / EXPORT_DIR / export["file"]), options,
                                                     providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]

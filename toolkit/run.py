@@ -391,6 +391,14 @@ def _looks_like_hub_id(source: str) -> bool:
     return "/" in source and not source.startswith((".", "/", "~")) and not Path(source).exists()
 
 
+def _precision_line(cfg: Config, results: dict) -> str:
+    chosen = results.get("precision")
+    if not isinstance(chosen, dict):
+        return f"`{cfg.precision}`"
+    how = "chosen by `precision: auto`" if chosen.get("requested") == "auto" else "set in the config"
+    return f"`{chosen['chosen']}` ({how}: {chosen['reason']})"
+
+
 def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) -> None:
     """A Hugging Face model card, README.md in the run folder and in best/ (so that uploading best/ carries it):
     metadata with model-index results, what was trained, the results, the command, and how to use it."""
@@ -415,7 +423,8 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) ->
 
 - Labels: {', '.join(results.get('labels', [])) or 'n/a'}
 - Best checkpoint: step {results.get('best_step')} by validation `{results.get('metric', cfg.metric)}`
-- Training: {results.get('train_samples', '?')} samples, {results.get('train_seconds', 0):.1f} s, precision `{cfg.precision}`, seed {cfg.seed}
+- Training: {results.get('train_samples', '?')} samples, {results.get('train_seconds', 0):.1f} s, precision {_precision_line(cfg, results)}, seed {cfg.seed}
+- Hardware: {results.get('hardware', 'not recorded')}
 
 ## Validation (best checkpoint)
 {table(results.get('validation', {}))}

@@ -301,7 +301,8 @@ class Studio:
         return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
     def live(self, name: str, records: list[dict] | None = None) -> dict:
-        """Progress of one run: status, step/total, samples/s, ETA, queue position, the latest metrics, log tail
+        """Progress of one run: status, step/total, samples/s, ETA, queue position, the latest metrics, the precision
+        chosen and why, log tail
         (``records``: its metrics.jsonl, when the caller has read it already)."""
         status = self.status(name)
         records = self.metrics(name) if records is None else records
@@ -312,7 +313,9 @@ class Studio:
         speed = samples / seconds if seconds and samples else None
         eta = seconds / step * (total - step) if seconds and step and total else None
         validation = [r for r in records if r.get("split") == "validation"]
-        return {"name": name, "status": status, "step": step, "total_steps": total,
+        setups = [r for r in records if r.get("split") == "setup"]
+        machine = {k: setups[-1].get(k) for k in ("precision", "threads", "hardware")} if setups else {}
+        return {"name": name, "status": status, "step": step, "total_steps": total, **machine,
                 "samples_per_second": round(speed, 1) if speed else None, "eta_seconds": round(eta) if eta is not None else None,
                 "queue_position": self.queue_position(name), "last_train": last,
                 "last_validation": validation[-1] if validation else {}, "log": self.log_tail(name)}
