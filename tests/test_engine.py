@@ -196,3 +196,41 @@ def test_length_groups_cover_every_row_once_and_pad_less_than_random_batches():
 
     shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).tolist()
     assert padded(order) < 0.8 * padded(shuffled)
+
+
+def test_micro_batches_give_the_whole_batch_gradient(tiny_config):
+    """Random batches on the CPU run as length-sorted pieces; the gradient must be the whole batch's."""
+    from accelerate import Accelerator
+
+    from toolkit import engine
+    from toolkit.api import resolve_config
+    from toolkit.tasks import get_task
+
+    cfg = resolve_config(tiny_config, group_by_length=False, batch_size=16)
+    task = get_task("sentiment").build(cfg)
+    assert engine.micro_batch_count(task, cfg, "cpu") == 2 and engine.micro_batch_count(task, cfg, "cuda") == 1
+    assert engine.micro_batch_count(task, resolve_config(tiny_config), "cpu") == 1  # length-grouped batches: whole
+    loader = engine.train_loader(task, cfg, torch.Generator().manual_seed(0), torch.Generator(), 2)
+    assert sum(len(piece["labels"]) for piece in next(iter(loader))) == 16
+
+    indices = list(range(3, 19))
+    batch = engine.split_by_length(task, 4)([(i, task.train_set[i]) for i in indices])
+    whole = task.collate([task.train_set[i] for i in indices])
+    lengths = [piece["input_ids"].shape[1] for piece in batch]
+    assert len(batch) == 4 and lengths == sorted(lengths) and lengths[0] < whole["input_ids"].shape[1]
+    model = task.model.eval()  # no dropout: both ways compute the same function
+
+    class Capture(torch.optim.SGD):
+        def step(self, closure=None):
+            self.grads = [p.grad.clone() for p in model.parameters()]
+
+    def gradient(batch):
+        optimizer = Capture(model.parameters(), lr=0.0)
+        losses = engine.default_train_step(task, cfg)(model, batch, [optimizer], Accelerator(cpu=True))
+        return losses["loss"], optimizer.grads
+
+    loss_pieces, grads_pieces = gradient(batch)
+    loss_whole, grads_whole = gradient(whole)
+    assert loss_pieces.item() == pytest.approx(loss_whole.item(), rel=1e-5)
+    for a, b in zip(grads_pieces, grads_whole):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)

@@ -182,7 +182,10 @@ class Config:
     max_grad_norm: Optional[float] = 1.0
     max_length: int = 128
     max_target_length: int = 128  # sequence-to-sequence targets
+    # true: batches of similar lengths, in shuffled groups of 4 (the least padding); false: random batches, which on
+    # the CPU run as length-sorted micro-batches (micro_batches) with the whole batch's gradient
     group_by_length: bool = True
+    micro_batches: Optional[int] = None  # random batches only: pieces per batch by length; unset: batch/8 on CPU, 1 on GPU
     # auto: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16), fp16 on older GPUs, else fp32
     precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     seed: int = 42
@@ -360,7 +363,7 @@ RANGES = {
     "grad_accum": _at_least(1), "lr": _at_least(0), "weight_decay": _at_least(0), "warmup_ratio": _between(0, 1),
     "max_grad_norm": _at_least(0), "max_length": _at_least(2), "max_target_length": _at_least(2),
     "seed": _between(0, 2**32 - 1), "eval_every": _at_least(1), "save_every": _at_least(1), "patience": _at_least(1),
-    "log_every": _at_least(1), "num_workers": _at_least(0), "max_train_minutes": _above(0),
+    "log_every": _at_least(1), "micro_batches": _at_least(1), "num_workers": _at_least(0), "max_train_minutes": _above(0),
     "data.holdout": _between(0, 1, True), "data.max_train_rows": _at_least(1), "data.max_eval_rows": _at_least(1),
     "data.max_test_rows": _at_least(1), "data.max_per_class": _at_least(1),
     "generation.num_beams": _at_least(1), "generation.max_new_tokens": _at_least(1),

@@ -196,6 +196,7 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         finalize=lora_merge_finalizer(cfg, save),
         collate=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_loss=lambda m, batch: m(**batch).loss,
+        loss_weight=lambda batch: int((batch["labels"] != -100).sum()),  # the loss is a mean over target tokens
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
         train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
