@@ -104,7 +104,9 @@ def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str
 
     from .predict import _load_classifier
 
-    model = _load_classifier(folder).eval()
+    # Eager attention: its matrix products export as plain MatMuls, which ONNX Runtime runs faster than the exported
+    # SDPA and int8 quantizes too (1,066 rt-polarity sentences, 2 Zen 3 cores: int8 233 against 178 sentences/s).
+    model = _load_classifier(folder, attn_implementation="eager").eval()
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -43,17 +43,19 @@ class TextClassifier(Predictor):
         return self.model(**batch).logits.float().softmax(-1).cpu()
 
 
-def _load_classifier(folder: Path):
+def _load_classifier(folder: Path, attn_implementation: str | None = None):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if (folder / "adapter_config.json").is_file():
         # Unmerged LoRA: rebuild the base with the run's labels, then add the adapters.
         from peft import PeftModel
 
         base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(folder))
+        base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(folder),
+                                                                  **options)
         return PeftModel.from_pretrained(base, folder)
-    return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder))
+    return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder), **options)
 
 
 class TextGenerator(Predictor):
