@@ -78,8 +78,8 @@ def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
     choice = hardware.choose_precision(cfg.precision, machine)
     threads = hardware.torch_threads(local_processes)
     torch.set_num_threads(threads)
-    log.info("precision %s (%s: %s); %d torch threads; %s", choice.name, "auto" if cfg.precision == "auto" else "set",
-             choice.reason, threads, hardware.describe(machine))
+    why = f"auto: {choice.reason}" if cfg.precision == "auto" else choice.reason
+    log.info("precision %s (%s); %d torch threads; %s", choice.name, why, threads, hardware.describe(machine))
     return {"precision": choice.as_dict(), "threads": threads, "hardware": hardware.describe(machine),
             "mixed_precision": choice.precision}
 
