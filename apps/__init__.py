@@ -77,6 +77,12 @@ def build_app(run_dir: str | Path, backend: str = "auto"):
 
 
 def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, backend: str = "auto",
-           **kwargs):
+           allowed_hosts: list[str] | tuple[str, ...] = (), **kwargs):
+    """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    from apps.guard import guarded
+
     demo = build_app(run_dir, backend)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", **kwargs)
+    if share:  # the public link arrives through Gradio's tunnel, named under gradio.live
+        allowed_hosts = [*allowed_hosts, ".gradio.live"]
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb",
+                       **guarded(host, allowed_hosts), **kwargs)

@@ -183,8 +183,8 @@ def status_text(live: dict) -> str:
 
 
 def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: int = 1,
-                 max_upload_mb: float = MAX_UPLOAD_MB) -> gr.Blocks:
-    studio = Studio(runs, max_running=max_running, max_upload_mb=max_upload_mb)
+                 max_upload_mb: float = MAX_UPLOAD_MB, allow_remote_code: bool = False) -> gr.Blocks:
+    studio = Studio(runs, max_running=max_running, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
     cache = PredictorCache(max_loaded)
     downloads = app_temp_folder("toolkit-studio-", str(studio.uploads.parent))
     tasks = [spec.name for spec in all_tasks()]
@@ -569,9 +569,14 @@ def keep_scheduling(studio: Studio) -> None:
 
 
 def launch(runs: str | Path = "runs", host: str = "127.0.0.1", port: int = 7860, auth=None,
-           max_upload_mb: float = MAX_UPLOAD_MB, max_loaded: int = 3, **kwargs):
-    demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb)
-    return demo.launch(server_name=host, server_port=port, auth=auth, max_file_size=int(max_upload_mb * 2**20), **kwargs)
+           max_upload_mb: float = MAX_UPLOAD_MB, max_loaded: int = 3, allowed_hosts: list[str] | tuple[str, ...] = (),
+           allow_remote_code: bool = False, **kwargs):
+    """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    from apps.guard import guarded
+
+    demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
+    return demo.launch(server_name=host, server_port=port, auth=auth, max_file_size=int(max_upload_mb * 2**20),
+                       **guarded(host, allowed_hosts), **kwargs)
 
 
 if __name__ == "__main__":

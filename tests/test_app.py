@@ -163,6 +163,12 @@ def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run
         else:
             pytest.fail(f"the server did not start: {server.stderr.read() if server.poll() is not None else 'timeout'}")
         assert client.predict("a wonderful film", api_name="/classify")["label"] == "positive"
+        # Only its own host, login or not: a DNS-rebinding page's Host is refused before the login is asked.
+        from test_guard import request
+
+        assert request(port, "GET", "/", f"evil.example:{port}")[0] == 421
+        assert request(port, "GET", "/", f"localhost:{port}")[0] == 200
+        assert request(port, "POST", "/gradio_api/upload", f"127.0.0.1:{port}", origin="http://evil.example")[0] == 403
         with pytest.raises(Exception):
             Client(url, verbose=False).predict("a wonderful film", api_name="/classify")
         with pytest.raises(Exception):

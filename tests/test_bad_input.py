@@ -26,6 +26,9 @@ def workspace(tmp_path_factory, tiny_bert, text_data):
     for name in ("best/model.safetensors", "last/model.safetensors"):
         weights = damaged / name
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    no_weights = root / "no_weights_run"
+    shutil.copytree(run, no_weights)
+    (no_weights / "best/model.safetensors").unlink()
     files = root / "files"
     files.mkdir()
     (files / "broken.yaml").write_text("task: sentiment\ndata:\n  train: [unclosed\n  lr: 3\n")
@@ -41,7 +44,7 @@ def workspace(tmp_path_factory, tiny_bert, text_data):
     (files / "project/keep.py").write_text("print(1)\n")
     (files / "no_label.csv").write_text("text,label\ngood film,\nbad film,NaN\n")
     (files / "one_label.csv").write_text("text,label\ngood film,positive\ngreat film,positive\n")
-    return {"root": root, "good": good, "run": run, "damaged": damaged, "files": files}
+    return {"root": root, "good": good, "run": run, "damaged": damaged, "files": files, "no_weights": no_weights}
 
 
 def busy_port() -> socket.socket:
@@ -118,6 +121,12 @@ CASES = [
     ("studio --host 0.0.0.0", "--auth USER:PASSWORD"),
     ("studio --runs {files}/empty.csv", "is a file"),
     ("studio --port {port}", "cannot serve"),
+    ("export {no_weights}", "holds no weights file"),
+    ("serve {no_weights} --port {free}", "holds no weights file"),
+    ("predict {no_weights} 'a good film'", "holds no weights file"),
+    ("predict {run} 'caf\udce9 cr\udce8me'", "not valid UTF-8"),
+    ("export {run} --quantize int4", "invalid choice"),
+    ("studio --allowed-hosts", "expected one argument"),
 ]
 
 
@@ -133,7 +142,10 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(workspace):
     assert len(CASES) >= 50
     listener = busy_port()
     try:
-        values = {k: str(v) for k, v in workspace.items()} | {"port": str(listener.getsockname()[1])}
+        from conftest import free_port
+
+        values = {k: str(v) for k, v in workspace.items()} | {"port": str(listener.getsockname()[1]),
+                                                               "free": str(free_port())}
         before = snapshot(workspace["root"])
 
         def attempt(case):
@@ -150,3 +162,22 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(workspace):
         assert snapshot(workspace["root"]) == before
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("stdin, expected", [
+    (b"", "no input on stdin"),
+    (b"\n   \n\n", "no input on stdin"),
+    (b"a good film\ncaf\xe9 cr\xe8me\n", "input 2 is not valid UTF-8 text (a byte 0xE9 at character 4)"),
+])
+def test_predict_from_stdin_refuses_nothing_and_bad_bytes(workspace, stdin, expected):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "toolkit", "predict", str(workspace["run"]), "-"], input=stdin,
+                          capture_output=True, cwd=ROOT, timeout=120)
+    stderr = done.stderr.decode()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and expected in errors[0] and "Traceback" not in stderr, stderr
+    assert done.stdout == b""

@@ -30,14 +30,44 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
     tmp = folder.with_name(f".{folder.name}.tmp")
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    share_like_the_rest(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        write(tmp)
+        share_like_the_rest(tmp)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written copy helps nobody; the previous one is untouched
+        if is_write_failure(err):
+            from .errors import ToolkitError
+
+            raise ToolkitError(f"could not write {folder}: {write_failure(err)}. The previous {folder.name}/ is "
+                               f"intact; free space or fix permissions, then run the command again "
+                               f"(training: `toolkit train --resume {folder.parent}`).") from err
+        raise
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+DISK_FULL = ("No space left on device", "File too large", "failed writing file", "Disk quota exceeded")
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """The disk or the permissions refused a write: an OSError, or a library's error wrapping one (safetensors and
+    torch.save raise their own types with the OS message inside)."""
+    return isinstance(err, OSError) or (isinstance(err, Exception) and any(m in str(err) for m in DISK_FULL))
+
+
+def write_failure(err: BaseException) -> str:
+    import errno
+
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(m in str(err) for m in DISK_FULL):
+        return "the disk is full (or a size limit was reached)"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "no permission to write there (or a read-only file system)"
+    return getattr(err, "strerror", None) or str(err).splitlines()[0]
 
 
 def share_like_the_rest(folder: Path) -> None:
@@ -63,7 +93,7 @@ def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | No
     from .errors import ToolkitError
 
     fix = ("cannot resume from it; best/ still serves predictions, and overwrite=true trains the run again"
-           if name == "last" else "use --checkpoint last, or train the run again")
+           if name == "last" else "use its last/ (`--checkpoint last` in eval, predict and export), or train the run again")
     raise ToolkitError(f"checkpoint {name}/ of '{run_dir}' is damaged: {', '.join(damaged_files(found[0]))} "
                        f"(truncated or corrupt, e.g. the disk filled up): {fix}.")
 
@@ -75,7 +105,18 @@ def damaged_files(folder: Path) -> list[str]:
     from safetensors import safe_open
 
     bad = []
-    for path in sorted(Path(folder).glob("*.safetensors")):
+    weights = sorted(Path(folder).glob("*.safetensors"))
+    if not weights and not list(Path(folder).glob("*.bin")):
+        bad.append(f"{Path(folder) / 'model.safetensors'} (missing: the folder holds no weights file)")
+    index = Path(folder) / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError):
+            shards = set()
+            bad.append(str(index))
+        bad += [f"{Path(folder) / shard} (missing)" for shard in sorted(shards) if not (Path(folder) / shard).is_file()]
+    for path in weights:
         try:
             with safe_open(str(path), "numpy") as fh:
                 fh.keys()

@@ -25,8 +25,8 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toolkit", description="Fine-tune, evaluate, predict with and serve models.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="toolkit", description="Fine-tune, evaluate, predict with and serve models.",
+                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
                    help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
+    p.add_argument("--allowed-hosts", metavar="NAME,...", default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
+                   help="other host names it answers for (a reverse proxy's); requests naming any other host are refused")
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     add_backend(p)
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
@@ -64,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
                    help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
     p.add_argument("--max-upload-mb", type=float, default=200, help="refuse larger uploads (default: 200)")
+    p.add_argument("--allowed-hosts", metavar="NAME,...", default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
+                   help="other host names it answers for (a reverse proxy's); requests naming any other host are refused")
     p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
+    p.add_argument("--allow-remote-code", action="store_true",
+                   help="let jobs set trust_remote_code or load models from uploads (runs their Python: trusted users only)")
     return parser
 
 
@@ -133,11 +139,29 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from . import api
 
-    inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()] if args.inputs == ["-"] else args.inputs
+    inputs = read_stdin_lines() if args.inputs == ["-"] else args.inputs
     predictor = api.load(args.run, args.checkpoint, backend=args.backend)
     for text, answer in zip(inputs, predictor(inputs)):
         print(json.dumps({"input": text, **answer}))
     return 0
+
+
+def read_stdin_lines() -> list[str]:
+    """One input per non-blank line of stdin; bytes that are not UTF-8 are kept (as surrogates) so that the input
+    check can name them instead of a decoding traceback."""
+    lines = [raw.decode("utf-8", "surrogateescape").rstrip("\r\n") for raw in sys.stdin.buffer]
+    inputs = [line for line in lines if line.strip()]
+    if not inputs:
+        raise ToolkitError("no input on stdin: give one text per line (e.g. `echo 'a gripping film' | toolkit predict "
+                           "RUN -`), or the texts as arguments.")
+    return inputs
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one `error:` line (and where to look) instead of its usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def check_port(host: str, port: int) -> None:
@@ -156,14 +180,13 @@ def check_port(host: str, port: int) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    import ipaddress
+    from apps.guard import is_loopback as loopback
 
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return loopback(host)
+
+
+def allowed_hosts(args) -> list[str]:
+    return [name.strip() for name in (args.allowed_hosts or "").split(",") if name.strip()]
 
 
 def serve_auth(args) -> tuple[str, str] | None:
@@ -187,7 +210,8 @@ def cmd_serve(args) -> int:
 
     private_gradio_cache()
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
-    launch(args.run, host=args.host, port=args.port, share=args.share, backend=args.backend, auth=auth)
+    launch(args.run, host=args.host, port=args.port, share=args.share, backend=args.backend, auth=auth,
+           allowed_hosts=allowed_hosts(args))
     return 0
 
 
@@ -211,7 +235,8 @@ def cmd_studio(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     print(f"studio: http://{args.host}:{args.port} (runs in {runs})", flush=True)
-    launch(runs, host=args.host, port=args.port, auth=auth, max_upload_mb=args.max_upload_mb, max_loaded=args.max_loaded)
+    launch(runs, host=args.host, port=args.port, auth=auth, max_upload_mb=args.max_upload_mb, max_loaded=args.max_loaded,
+           allowed_hosts=allowed_hosts(args), allow_remote_code=args.allow_remote_code)
     return 0
 
 

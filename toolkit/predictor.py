@@ -81,6 +81,11 @@ def check_texts(texts, what: str = "classify") -> None:
     for i, text in enumerate(texts):
         if not text.strip():
             raise ToolkitError(f"input {i + 1} is empty: give some text to {what}.")
+        bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:  # bytes that were not UTF-8, kept by Python as lone surrogates
+            position = text.index(bad)
+            raise ToolkitError(f"input {i + 1} is not valid UTF-8 text (a byte 0x{ord(bad) & 0xFF:02X} at character "
+                               f"{position + 1}): save or type it as UTF-8.")
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "auto", **kwargs):

@@ -81,8 +81,10 @@ def command_text(argv: list[str]) -> str:
 class Studio:
     """The runs under ``root`` and the training queue: at most ``max_running`` jobs train at once (the rest wait)."""
 
-    def __init__(self, root: str | Path, max_running: int = 1, max_upload_mb: float = MAX_UPLOAD_MB):
+    def __init__(self, root: str | Path, max_running: int = 1, max_upload_mb: float = MAX_UPLOAD_MB,
+                 allow_remote_code: bool = False):
         self.root = Path(root).resolve()
+        self.allow_remote_code = allow_remote_code  # --allow-remote-code: jobs may run a model folder's own Python
         self.max_upload_mb = max_upload_mb
         self.jobs_dir = self.root / STUDIO_DIR / "jobs"
         self.logs_dir = self.root / STUDIO_DIR / "logs"
@@ -134,7 +136,24 @@ class Studio:
         from .tasks import get_task
 
         get_task(cfg.task)
+        self.check_no_remote_code(cfg)
         return argv
+
+    def check_no_remote_code(self, cfg) -> None:
+        """Anyone who reaches the studio can start jobs: unless it was started with --allow-remote-code, a job may not
+        run Python from a model folder (trust_remote_code) nor load a model from the uploads folder."""
+        if self.allow_remote_code:
+            return
+        if cfg.trust_remote_code:
+            raise ToolkitError("trust_remote_code: true is refused in the studio: it runs Python from the model folder "
+                               "in the training process, for anyone who can reach the studio. Start the studio with "
+                               "--allow-remote-code to permit it, or train from a terminal.")
+        for key, value in (("model", cfg.model), ("warm_start.encoder", cfg.warm_start.encoder),
+                           ("warm_start.decoder", cfg.warm_start.decoder)):
+            if value and (Path(value).expanduser().resolve() == self.uploads
+                          or self.uploads in Path(value).expanduser().resolve().parents):
+                raise ToolkitError(f"{key} points into the studio's uploads ({value}): models are not loaded from "
+                                   f"uploads. Start the studio with --allow-remote-code to permit it.")
 
     def submit(self, config: str | Path, overrides: list[str], name: str) -> dict:
         """Queue a new run; it starts when a training slot is free."""
@@ -150,6 +169,7 @@ class Studio:
             status = self.status(name)
             if status not in ("stopped", "interrupted"):
                 raise ToolkitError(f"run '{name}' is {status}: only a stopped or interrupted run can be resumed.")
+            self.check_no_remote_code(runlib.read_run_config(self.run_dir(name)))
             return self._queue(name, ["toolkit", "train", "--resume", display_path(self.run_dir(name))])
 
     def _queue(self, name: str, argv: list[str]) -> dict:
