@@ -6,6 +6,7 @@ browser or a restart shows the same runs; training runs as child ``toolkit train
 
 from __future__ import annotations
 
+import logging
 import threading
 import typing
 from collections import OrderedDict
@@ -17,9 +18,11 @@ import pandas as pd
 from apps import app_temp_folder
 from toolkit import config as configlib
 from toolkit.errors import ToolkitError
-from toolkit.run import read_results, read_run_config
+from toolkit.run import CONFIG_FILE, read_results, read_run_config
 from toolkit.studio import FORM_KEYS, MAX_UPLOAD_MB, Studio, command_text, display_path, preview_data, shipped_configs
 from toolkit.tasks import all_tasks, get_task
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1  # the Live tab's refresh, and the queue's
 RELAYOUT = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 100); }"
@@ -461,11 +464,11 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
 
         def evaluate_run(run_name, uploaded):
             if not run_name or not uploaded:
-                raise gr.Error("Pick a finished run and upload data to score.")
+                raise refusal("Pick a finished run and upload data to score.")
             try:
                 metrics, labels = score(run_name, str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)))
             except ToolkitError as err:
-                raise gr.Error(str(err)) from None
+                raise refusal(str(err)) from None
             rows = [{"metric": k, "value": round(v, 4)} for k, v in metrics.items()
                     if isinstance(v, (int, float)) and not isinstance(v, bool)]
             matrix = metrics.get("confusion_matrix")
@@ -491,14 +494,14 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             try:
                 return studio.submit(path, list(overrides or []), name)
             except ToolkitError as err:
-                raise gr.Error(str(err)) from None
+                raise refusal(str(err)) from None
 
         def api_live(name: str) -> dict:
             studio.poll()
             try:
                 return studio.live(name)
             except ToolkitError as err:
-                raise gr.Error(str(err)) from None
+                raise refusal(str(err)) from None
 
         def api_action(action: str, name: str, confirm: str = "") -> str:
             """stop, resume or delete (delete needs ``confirm`` = the run's name)."""
@@ -511,8 +514,8 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                     studio.delete(name, confirm)
                     return "deleted"
             except ToolkitError as err:
-                raise gr.Error(str(err)) from None
-            raise gr.Error(f"unknown action '{action}': use stop, resume or delete.")
+                raise refusal(str(err)) from None
+            raise refusal(f"unknown action '{action}': use stop, resume or delete.")
 
         def api_runs() -> list[dict]:
             studio.poll()
@@ -520,16 +523,18 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
 
         def api_predict(name: str, text: str) -> list:
             try:
-                predictor = cache.get(studio.run_dir(name))
-            except (ToolkitError, OSError) as err:
-                raise gr.Error(f"run '{name}': {err}") from None
-            return predictor([text])
+                run_dir = studio.run_dir(name)
+                if not (run_dir / CONFIG_FILE).is_file():
+                    raise ToolkitError(f"there is no finished run named '{name}' in {display_path(studio.root)}.")
+                return cache.get(run_dir)([text])
+            except ToolkitError as err:  # refused: one line for the client, no traceback in the terminal
+                raise refusal(f"run '{name}': {err}") from None
 
         def api_upload(file: gr.FileData) -> str:
             try:
                 return display_path(studio.save_upload(upload_cache_file(file["path"]), file.get("orig_name")))
             except ToolkitError as err:
-                raise gr.Error(str(err)) from None
+                raise refusal(str(err)) from None
 
         gr.api(api_start, api_name="start")
         gr.api(api_live, api_name="live")
@@ -541,6 +546,12 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
     threading.Thread(target=keep_scheduling, args=(studio,), daemon=True).start()
     demo.studio = studio
     return demo
+
+
+def refusal(message: str) -> gr.Error:
+    """A refused call: the message for the client, one log line for the terminal (no traceback: nothing broke)."""
+    log.warning("refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 def upload_cache_file(path: str) -> str:

@@ -183,7 +183,7 @@ def test_a_tie_on_the_metric_goes_to_the_lower_loss():
 def test_length_groups_cover_every_row_once_and_pad_less_than_random_batches():
     import random
 
-    from toolkit.engine import ShuffledLengthGroups
+    from toolkit.batching import ShuffledLengthGroups
 
     rng = random.Random(0)
     lengths = [rng.randint(3, 120) for _ in range(1000)]
@@ -202,19 +202,19 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_config):
     """Random batches on the CPU run as length-sorted pieces; the gradient must be the whole batch's."""
     from accelerate import Accelerator
 
-    from toolkit import engine
+    from toolkit import batching, engine
     from toolkit.api import resolve_config
     from toolkit.tasks import get_task
 
     cfg = resolve_config(tiny_config, group_by_length=False, batch_size=16)
     task = get_task("sentiment").build(cfg)
-    assert engine.micro_batch_count(task, cfg, "cpu") == 2 and engine.micro_batch_count(task, cfg, "cuda") == 1
-    assert engine.micro_batch_count(task, resolve_config(tiny_config), "cpu") == 1  # length-grouped batches: whole
+    assert batching.micro_batch_count(task, cfg, "cpu") == 2 and batching.micro_batch_count(task, cfg, "cuda") == 1
+    assert batching.micro_batch_count(task, resolve_config(tiny_config), "cpu") == 1  # length-grouped batches: whole
     loader = engine.train_loader(task, cfg, torch.Generator().manual_seed(0), torch.Generator(), 2)
     assert sum(len(piece["labels"]) for piece in next(iter(loader))) == 16
 
     indices = list(range(3, 19))
-    batch = engine.split_by_length(task, 4)([(i, task.train_set[i]) for i in indices])
+    batch = batching.split_by_length(task, 4)([(i, task.train_set[i]) for i in indices])
     whole = task.collate([task.train_set[i] for i in indices])
     lengths = [piece["input_ids"].shape[1] for piece in batch]
     assert len(batch) == 4 and lengths == sorted(lengths) and lengths[0] < whole["input_ids"].shape[1]

@@ -41,7 +41,9 @@ def test_names_a_server_answers_for():
 
 @pytest.mark.slow
 def test_studio_refuses_foreign_hosts_and_cross_origin_writes(tmp_path):
-    from gradio_client import Client
+    import zipfile
+
+    from gradio_client import Client, handle_file
     from test_studio import start_studio, stop_studio
 
     runs, port = tmp_path / "runs", free_port()
@@ -88,8 +90,23 @@ def test_studio_refuses_foreign_hosts_and_cross_origin_writes(tmp_path):
             with pytest.raises(Exception, match=refusal):
                 client.predict(config, overrides, "remote", api_name="/start")
         assert client.predict(api_name="/runs") == [] and not (runs / "remote").exists()
+
+        # Refusals: a clear message to the client, one log line in the terminal, nothing left behind.
+        with pytest.raises(Exception, match="no run named 'ghost'"):
+            client.predict("delete", "ghost", "ghost", api_name="/action")
+        with pytest.raises(Exception, match="no finished run named 'ghost'"):
+            client.predict("ghost", "a fine film", api_name="/predict")
+        evil = tmp_path / "evil.zip"
+        with zipfile.ZipFile(evil, "w") as archive:
+            archive.writestr("../../outside.txt", b"x")
+        folders_before = sorted(p.name for p in (runs / ".studio/uploads").iterdir())
+        with pytest.raises(Exception, match="outside"):
+            client.predict(handle_file(str(evil)), api_name="/upload")
+        assert sorted(p.name for p in (runs / ".studio/uploads").iterdir()) == folders_before
     finally:
         stop_studio(server)
+    terminal = server.stderr.read().decode()
+    assert "Traceback" not in terminal and terminal.count("refused:") >= 5, terminal[-3000:]
 
 
 def test_the_studio_allows_remote_code_only_when_started_so(tmp_path):

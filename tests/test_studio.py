@@ -189,6 +189,8 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             browser.close()
 
         assert client.predict("whole", "a wonderful and lovely film", api_name="/predict")[0]["label"] == "positive"
+        with pytest.raises(Exception, match="input 1 is empty"):
+            client.predict("whole", "  ", api_name="/predict")
         with pytest.raises(Exception, match="confirm"):
             client.predict("delete", "whole", "wrong", api_name="/action")
         assert (runs / "whole").is_dir()

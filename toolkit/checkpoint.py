@@ -35,8 +35,9 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         share_like_the_rest(tmp)
     except BaseException as err:
+        full = disk_nearly_full(tmp.parent)  # before the cleanup frees what the half-written copy took
         shutil.rmtree(tmp, ignore_errors=True)  # a half-written copy helps nobody; the previous one is untouched
-        if is_write_failure(err):
+        if is_write_failure(err) or (full and isinstance(err, Exception)):
             from .errors import ToolkitError
 
             raise ToolkitError(f"could not write {folder}: {write_failure(err)}. The previous {folder.name}/ is "
@@ -50,7 +51,15 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-DISK_FULL = ("No space left on device", "File too large", "failed writing file", "Disk quota exceeded")
+# What libraries say when the OS refused a write: torch.save's zip writer reports a short write as "unexpected pos".
+DISK_FULL = ("No space left on device", "File too large", "failed writing file", "Disk quota exceeded", "unexpected pos")
+
+
+def disk_nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def is_write_failure(err: BaseException) -> bool:
@@ -63,7 +72,8 @@ def write_failure(err: BaseException) -> str:
     import errno
 
     code = getattr(err, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(m in str(err) for m in DISK_FULL):
+    if (code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(m in str(err) for m in DISK_FULL)
+            or not isinstance(err, OSError)):  # a library's own error gets here only when the disk is full
         return "the disk is full (or a size limit was reached)"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "no permission to write there (or a read-only file system)"

@@ -249,6 +249,8 @@ class Studio:
             status = self.status(name)
             if status in ("starting", "training"):
                 raise ToolkitError(f"run '{name}' is training: stop it first.")
+            if not run_dir.exists() and not self.job_path(name).exists() and not self.log_path(name).exists():
+                raise ToolkitError(f"there is no run named '{name}' in {self.root}: nothing was deleted.")
             if run_dir.exists():
                 entries = {p.name for p in run_dir.iterdir()}
                 # A run killed before its marker leaves its lock (and maybe more run files): still a run folder.
@@ -451,6 +453,10 @@ class Studio:
                 tmp.rename(target)
             except (ToolkitError, zipfile.BadZipFile, OSError) as err:
                 shutil.rmtree(tmp, ignore_errors=True)
+                try:
+                    target.parent.rmdir()  # the content's folder, when nothing else was ever stored in it
+                except OSError:
+                    pass
                 if isinstance(err, ToolkitError):
                     raise
                 if not target.is_dir():
