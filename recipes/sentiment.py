@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from toolkit.config import Config
-from toolkit.data import drop_empty_text, drop_missing_labels, load_splits, load_table, require_columns
+from toolkit.data import EVAL_FIX, drop_empty_text, drop_missing_labels, load_splits, load_table, require_columns
 from toolkit.engine import Task
 from toolkit.errors import ToolkitError
 from toolkit.export import export_text_classifier
@@ -87,7 +87,7 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     """Score a finished run's predictor on a data file with the run's own columns and labels."""
     table = load_table(source, split)
     where = f"'{source}'"
-    require_columns(table, [cfg.data.text_column, cfg.data.label_column], where)
+    require_columns(table, [cfg.data.text_column, cfg.data.label_column], where, EVAL_FIX)
     table = drop_empty_text(table, [cfg.data.text_column], where)
     table = drop_missing_labels(table, cfg.data.label_column, where, cfg.data.missing_labels)
     gold = encode_labels(list(table[cfg.data.label_column]), predictor.labels, where)

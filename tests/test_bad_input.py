@@ -43,6 +43,7 @@ def workspace(tmp_path_factory, tiny_bert, text_data):
     (files / "project/config.yaml").write_text("mine: true\n")
     (files / "project/keep.py").write_text("print(1)\n")
     (files / "no_label.csv").write_text("text,label\ngood film,\nbad film,NaN\n")
+    (files / "other_columns.csv").write_text("review,sentiment\ngood film,positive\n")
     (files / "one_label.csv").write_text("text,label\ngood film,positive\ngreat film,positive\n")
     return {"root": root, "good": good, "run": run, "damaged": damaged, "files": files, "no_weights": no_weights}
 
@@ -106,6 +107,7 @@ CASES = [
     ("eval {files}/project", "does not hold a toolkit run"),
     ("eval {run} --data {files}/missing.csv", "does not exist"),
     ("eval {damaged}", "damaged"),
+    ("eval {run} --data {files}/other_columns.csv", "rename the file's columns"),
     ("predict {run} ''", "is empty"),
     ("predict {damaged} 'a good film'", "damaged"),
     ("predict {files}/missing_run 'a good film'", "not a run directory"),

@@ -1,4 +1,5 @@
-"""Faults a long run meets: the disk fills up while a checkpoint is written."""
+"""Faults a long run meets: the disk fills up while a checkpoint is written. (A studio killed with kill -9 while a
+run trains and another waits is part of tests/test_studio.py's session.)"""
 
 from __future__ import annotations
 
@@ -60,40 +61,3 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tiny_config
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
 
-
-def test_studio_killed_mid_training_loses_and_repeats_nothing(tiny_config, tmp_path):
-    """kill -9 of the studio while one run trains and another waits in the queue: after a restart the first is
-    still training (its process is not the studio's) or finished, the second starts from the queue, and each run
-    trained exactly once (one start record in its metrics.jsonl) to its last step."""
-    from gradio_client import Client
-    from test_studio import start_studio, wait_for
-
-    from conftest import free_port
-
-    values = {k: v for k, v in tiny_config.items() if k != "output_dir"}
-    config = write_config(tmp_path / "job.yaml", {**values, "epochs": 3, "batch_size": 2, "log_every": 10,
-                                                   "eval_every": 320})
-    runs, port = tmp_path / "runs", free_port()
-    url = f"http://127.0.0.1:{port}/"
-    server = start_studio(runs, port)
-    try:
-        client = Client(url, verbose=False)
-        for name in ("first", "second"):
-            client.predict(str(config), [], name, api_name="/start")
-        wait_for(client, "first", lambda r: r["status"] == "training" and r["step"] >= 10)
-        assert client.predict("second", api_name="/live")["status"] == "queued"
-        server.kill()  # SIGKILL: no handler runs, nothing is tidied
-        server.wait()
-        server = start_studio(runs, port)
-        client = Client(url, verbose=False)
-        listed = {r["name"]: r["status"] for r in client.predict(api_name="/runs")}
-        assert listed["first"] in ("training", "finished") and listed["second"] in ("queued", "starting", "training"), listed
-        for name in ("first", "second"):
-            wait_for(client, name, lambda r: r["status"] == "finished", timeout=180)
-            records = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
-            assert sum(r["split"] == "setup" for r in records) == 1, f"{name} started more than once"
-            assert json.loads((runs / name / "results.json").read_text())["steps"] == 480
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)

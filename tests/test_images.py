@@ -3,6 +3,8 @@ Grad-CAM, the CLI, and bad input. Tiny random timm models on image folders made 
 
 import copy
 import json
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -225,6 +227,16 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
     finally:
         images_module.decode = decode
     assert decoded == []
+    # Over Pillow's own bomb limit, the count is still the real one (400, not 2**62 / 1e6).
+    huge = tmp_path / "huge.png"
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    with pytest.raises(ToolkitError, match="has 400 megapixels, over the 40 megapixel limit"):
+        predictor(str(huge))
+    with pytest.raises(ToolkitError, match="is a folder, not an image file"):
+        predictor(str(tmp_path))
 
 
 def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_path):

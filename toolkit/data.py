@@ -101,8 +101,14 @@ def _load_hub_dataset(source: str, split: str):
         return datasets.load_dataset(repo_id, split=chosen or split)
 
 
-def require_columns(ds, columns: list[str], where: str) -> None:
-    """Stop with a clear message when a configured column is not in the data."""
+CONFIG_FIX = "Set the right name in the config (e.g. data.text_column=...)."
+EVAL_FIX = ("A finished run reads the columns it was trained with ({columns}): rename the file's columns to "
+            "those.")
+
+
+def require_columns(ds, columns: list[str], where: str, fix: str = CONFIG_FIX) -> None:
+    """Stop with a clear message when a configured column is not in the data; ``fix`` says what to do about it
+    (training: the config; evaluating a finished run: the file, see EVAL_FIX)."""
     import difflib
 
     for col in columns:
@@ -111,7 +117,7 @@ def require_columns(ds, columns: list[str], where: str) -> None:
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ToolkitError(
                 f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
-                f"Set the right name in the config (e.g. data.text_column=...)."
+                + fix.format(columns=", ".join(columns))
             )
 
 

@@ -210,8 +210,10 @@ def pixel_count(path: Union[str, Path]) -> int | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # lazy: reads the header only
                 width, height = image.size
-    except Image.DecompressionBombError:
-        return 2**62  # Pillow's own limit (over ~179 megapixels): far over ours
+    except Image.DecompressionBombError as err:
+        # Over Pillow's own limit (~179 megapixels), far over ours: its message holds the real count.
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        return int(found.group(1)) if found else 2**62
     except Exception:  # not an image Pillow knows; OpenCV decides later
         return None
     return width * height

@@ -207,6 +207,8 @@ class ImageClassifier(Predictor):
 
         if not hasattr(image, "shape"):
             path = Path(image)
+            if path.is_dir():
+                raise ToolkitError(f"'{image}' is a folder, not an image file: give one JPEG, PNG, BMP, TIFF or WebP file.")
             if not path.is_file():
                 raise ToolkitError(f"image '{image}' does not exist.")
             megabytes = path.stat().st_size / 2**20

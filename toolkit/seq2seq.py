@@ -241,11 +241,11 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
 
 def evaluate_run(predictor, cfg: Config, data: str, split: str, source: str, target: str, score: Callable) -> dict:
     """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
-    from .data import drop_empty_text, load_table, require_columns
+    from .data import EVAL_FIX, drop_empty_text, load_table, require_columns
 
     table = load_table(data, split)
     where = f"'{data}'"
-    require_columns(table, [source, target], where)
+    require_columns(table, [source, target], where, EVAL_FIX)
     table = drop_empty_text(table, [source, target], where)
     answers = predictor(list(table[source]))
     return score([a["output"] for a in answers], [t.strip() for t in table[target]])
