@@ -61,3 +61,51 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tiny_config
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
 
+
+
+def test_a_finished_run_on_a_read_only_disk_or_with_damaged_files(tiny_config, tmp_path):
+    """Export into a read-only run folder stops with one error line and changes nothing; predict still reads it. Runs
+    whose job file, results.json, metrics.jsonl or config.yaml is damaged are all still listed, each marked."""
+    from toolkit.studio import Studio
+
+    runs = tmp_path / "runs"
+    good = runs / "good"
+    done = run_cli("train", str(write_config(tmp_path / "c.yaml", {**tiny_config, "max_steps": 6,
+                                                                    "output_dir": str(good)})))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    if os.geteuid() == 0 and shutil.which("mount") is not None:
+        disk = tmp_path / "read_only"
+        disk.mkdir()
+        mount_tmpfs(disk, 64 << 20)
+        try:
+            shutil.copytree(good, disk / "good")
+            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True, capture_output=True)
+            before = sorted(str(p.relative_to(disk)) for p in disk.rglob("*"))
+            done = run_cli("export", str(disk / "good"))
+            errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+            assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+            assert "read-only" in errors[0], errors[0]
+            assert sorted(str(p.relative_to(disk)) for p in disk.rglob("*")) == before
+            done = run_cli("predict", str(disk / "good"), "a lovely film")
+            assert done.returncode == 0 and done.stdout.strip(), done.stderr[-3000:]
+        finally:
+            subprocess.run(["umount", str(disk)], capture_output=True)
+
+    for name in ("results", "metrics", "config", "job"):
+        shutil.copytree(good, runs / name)
+    (runs / "results/results.json").write_text('{"steps": 6, "metr')
+    metrics = (runs / "metrics/metrics.jsonl").read_text().splitlines()
+    (runs / "metrics/metrics.jsonl").write_text("\n".join([metrics[0], "\x00\x00 garbage", *metrics[1:]]) + "\n")
+    (runs / "config/config.yaml").write_text("task: [unclosed")
+    studio = Studio(runs)
+    studio.job_path("job").write_text("{not json")
+    rows = {row["name"]: row for row in studio.runs()}
+    assert sorted(rows) == ["config", "good", "job", "metrics", "results"]
+    assert rows["good"]["status"] == "finished" and rows["good"]["best metric"].startswith("accuracy")
+    assert rows["results"]["status"].endswith("(damaged: results.json)")
+    assert rows["metrics"]["status"] == "finished (damaged: metrics.jsonl)" and rows["metrics"]["best metric"]
+    assert rows["config"]["status"].endswith("(damaged: config.yaml)")
+    assert rows["job"]["status"] == "finished (damaged: job file)"
+    for name in rows:
+        assert studio.live(name)["name"] == name  # the Live view of each opens too

@@ -20,8 +20,9 @@ os.umask(UMASK)
 STATE_JSON = "state.json"
 
 
-def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then swap ``tmp`` into ``folder``.
+def write_atomically(folder: Path, write: Callable[[Path], None], again: str | None = None) -> None:
+    """Call ``write(tmp)`` then swap ``tmp`` into ``folder``. A refused write raises one ToolkitError naming the
+    cause and ``again``, the command that carries on once it is fixed (default: resuming the run).
 
     If the process dies between the two renames, ``.<name>.old`` still holds the previous
     checkpoint and :func:`find_checkpoint` falls back to it.
@@ -40,9 +41,10 @@ def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
         if is_write_failure(err) or (full and isinstance(err, Exception)):
             from .errors import ToolkitError
 
-            raise ToolkitError(f"could not write {folder}: {write_failure(err)}. The previous {folder.name}/ is "
-                               f"intact; free space or fix permissions, then run the command again "
-                               f"(training: `toolkit train --resume {folder.parent}`).") from err
+            cause, fix = write_failure(err)
+            kept = f"The previous {folder.name}/ is intact; " if folder.exists() else "Nothing was written; "
+            again = again or f"toolkit train --resume {folder.parent}"
+            raise ToolkitError(f"could not write {folder}: {cause}. {kept}{fix}, then run `{again}`.") from err
         raise
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -68,16 +70,19 @@ def is_write_failure(err: BaseException) -> bool:
     return isinstance(err, OSError) or (isinstance(err, Exception) and any(m in str(err) for m in DISK_FULL))
 
 
-def write_failure(err: BaseException) -> str:
+def write_failure(err: BaseException) -> tuple[str, str]:
+    """What refused a write, and what the user can do about it."""
     import errno
 
     code = getattr(err, "errno", None)
+    if code == errno.EROFS:
+        return "the file system is read-only", "copy the run folder to a writable place"
+    if code in (errno.EACCES, errno.EPERM):
+        return "no permission to write there", "make the folder writable, or copy the run folder to a writable place"
     if (code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(m in str(err) for m in DISK_FULL)
             or not isinstance(err, OSError)):  # a library's own error gets here only when the disk is full
-        return "the disk is full (or a size limit was reached)"
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "no permission to write there (or a read-only file system)"
-    return getattr(err, "strerror", None) or str(err).splitlines()[0]
+        return "the disk is full (or a size limit was reached)", "free some space"
+    return getattr(err, "strerror", None) or str(err).splitlines()[0], "fix that"
 
 
 def share_like_the_rest(folder: Path) -> None:

@@ -46,7 +46,9 @@ def export_run(run_dir: Union[str, Path], checkpoint: str = "best", quantize: bo
                   "opset": OPSET, "seconds": round(time.perf_counter() - tic, 1)}
         (tmp / EXPORT_INFO).write_text(json.dumps(record, indent=2) + "\n")
 
-    write_atomically(folder / EXPORT_DIR, write)
+    again = f"toolkit export {run_dir}" + (f" --checkpoint {checkpoint}" if checkpoint != "best" else "") + \
+        (" --quantize int8" if quantize else "")
+    write_atomically(folder / EXPORT_DIR, write, again=again)
     log.info("exported %s to %s in %.1f s", folder, folder / EXPORT_DIR, time.perf_counter() - tic)
     return folder / EXPORT_DIR
 

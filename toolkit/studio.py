@@ -282,10 +282,8 @@ class Studio:
                 return "starting"  # importing and loading, before the run folder is claimed
         elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
             return "starting"  # started by an earlier studio process
-        try:
-            finished = "steps" in runlib.read_results(run_dir) if run_dir.is_dir() else False
-        except ValueError:
-            finished = False
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
+        finished = isinstance(results, dict) and "steps" in results
         if finished:
             return "finished"
         code = job.get("returncode")
@@ -342,12 +340,39 @@ class Studio:
                 "queue_position": self.queue_position(name), "last_train": last,
                 "last_validation": validation[-1] if validation else {}, "log": self.log_tail(name)}
 
-    def summary(self, name: str) -> dict:
-        """One row of the Runs table."""
-        run_dir, job = self.run_dir(name), self.read_job(name)
-        row = {"name": name, "task": "", "base model": "", "status": self.status(name), "best metric": "", "steps": None,
-               "duration": "", "date": "", "size": ""}
+    def damaged_files(self, name: str) -> list[str]:
+        """The files of run ``name`` that exist but cannot be read: its job file, config, results or metrics log."""
+        run_dir, damaged = self.run_dir(name), []
+        if self.job_path(name).is_file() and not self.read_job(name):
+            damaged.append("job file")
         if (run_dir / runlib.CONFIG_FILE).is_file():
+            try:
+                runlib.read_run_config(run_dir)
+            except ToolkitError:
+                damaged.append(runlib.CONFIG_FILE)
+        if (run_dir / runlib.RESULTS_FILE).is_file() and not isinstance(read_json_or_none(run_dir / runlib.RESULTS_FILE), dict):
+            damaged.append(runlib.RESULTS_FILE)
+        if self.bad_metric_lines(name):
+            damaged.append(runlib.METRICS_LOG)
+        return damaged
+
+    def bad_metric_lines(self, name: str) -> int:
+        """Unreadable lines of metrics.jsonl; the last line of a training run is being written, not damaged."""
+        path = self.run_dir(name) / runlib.METRICS_LOG
+        if not path.is_file():
+            return 0
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+        if lines and runlib.lock_holder(self.run_dir(name)) is not None:
+            lines = lines[:-1]
+        return sum(1 for line in lines if line.strip() and not isinstance(read_json_or_none(line), dict))
+
+    def summary(self, name: str) -> dict:
+        """One row of the Runs table; a run with damaged files is listed with what could be read and names them."""
+        run_dir, job = self.run_dir(name), self.read_job(name)
+        status, damaged = self.status(name), self.damaged_files(name)
+        row = {"name": name, "task": "", "base model": "", "status": f"{status} (damaged: {', '.join(damaged)})" if damaged
+               else status, "best metric": "", "steps": None, "duration": "", "date": "", "size": ""}
+        if (run_dir / runlib.CONFIG_FILE).is_file() and runlib.CONFIG_FILE not in damaged:
             try:
                 cfg = runlib.read_run_config(run_dir)
                 from .tasks import get_task
@@ -355,7 +380,8 @@ class Studio:
                 row.update({"task": cfg.task, "base model": get_task(cfg.task).base_model(cfg) or ""})
             except ToolkitError:
                 pass
-        results = runlib.read_results(run_dir) if run_dir.is_dir() else {}
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if (run_dir / runlib.RESULTS_FILE).is_file() else {}
+        results = results if isinstance(results, dict) else {}
         metric = results.get("metric")
         best = (results.get("validation") or {}).get(metric)
         if isinstance(best, (int, float)):
@@ -464,6 +490,14 @@ class Studio:
         # A zip of one folder holding the class folders: use that folder.
         entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
         return entries[0] if len(entries) == 1 and entries[0].is_dir() and any(entries[0].iterdir()) else target
+
+
+def read_json_or_none(source: str | Path):
+    """The JSON value of a file (Path) or a line (str); None when it is not JSON."""
+    try:
+        return json.loads(source.read_text() if isinstance(source, Path) else source)
+    except (OSError, ValueError):
+        return None
 
 
 def process_start(pid: int) -> int | None:
