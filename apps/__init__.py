@@ -76,11 +76,40 @@ def build_app(run_dir: str | Path, backend: str = "auto"):
     return get_task(read_run_config(run_dir).task).build_app(run_dir, **options)
 
 
+def steady_memory(trim_every: float = 30.0) -> bool:
+    """Keep a long-running server's resident memory from creeping up (glibc only; elsewhere nothing changes).
+
+    glibc gives each thread that allocates its own malloc arena, up to 8 per core, and keeps what is freed in it:
+    Gradio runs each request in one of many worker threads, so a server under load grew by half its size over 10
+    minutes (benchmarks/serve_soak.py) without holding more objects. Two arenas, and freed memory handed back to the
+    system every ``trim_every`` seconds, keep it flat. Call before the server's threads start."""
+    import ctypes
+    import threading
+    import time
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (both exist on glibc only)
+    except (OSError, AttributeError):
+        return False
+    m_arena_max = -8  # glibc's malloc.h
+    libc.mallopt(m_arena_max, 2)
+
+    def trim() -> None:
+        while True:
+            time.sleep(trim_every)
+            libc.malloc_trim(0)
+
+    threading.Thread(target=trim, name="malloc-trim", daemon=True).start()
+    return True
+
+
 def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, backend: str = "auto",
            allowed_hosts: list[str] | tuple[str, ...] = (), **kwargs):
     """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
-    from apps.guard import guarded
+    from toolkit.apps.guard import guarded
 
+    steady_memory()
     demo = build_app(run_dir, backend)
     if share:  # the public link arrives through Gradio's tunnel, named under gradio.live
         allowed_hosts = [*allowed_hosts, ".gradio.live"]

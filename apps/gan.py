@@ -1,7 +1,7 @@
 """GAN demo: a seed (and a class, for conditional models) gives an image grid, downloadable as PNG; a slider walks
 between the images of two seeds.
 
-Run: ``python -m apps.gan RUN_DIR`` or ``toolkit serve RUN_DIR``.
+Run: ``python -m toolkit.apps.gan RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from apps import app_temp_folder
+from toolkit.apps import app_temp_folder
 from toolkit.api import load
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
@@ -80,6 +80,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 if __name__ == "__main__":
-    from apps import launch
+    from toolkit.apps import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/gan_mnist")

@@ -1,7 +1,7 @@
 """Image classification demo: an uploaded or webcam image in, the top labels with confidences and a Grad-CAM
 heatmap out; optionally cropped first to the largest face OpenCV's Haar cascade finds.
 
-Run: ``python -m apps.image_classifier RUN_DIR`` or ``toolkit serve RUN_DIR``.
+Run: ``python -m toolkit.apps.image_classifier RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from apps import metrics_markdown
+from toolkit.apps import metrics_markdown
 from toolkit.api import load
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
@@ -64,6 +64,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 if __name__ == "__main__":
-    from apps import launch
+    from toolkit.apps import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/image_classification_hymenoptera")

@@ -1,6 +1,6 @@
 """Screenshots of the sentiment app in headless Chromium, for the docs and for checking how the app reads.
 
-Run: ``python -m apps.screenshots RUN_DIR [--out docs/apps]``. It serves the run on a free loopback port, then
+Run: ``python -m toolkit.apps.screenshots RUN_DIR [--out docs/apps]``. It serves the run on a free loopback port, then
 saves: the text tab with an answer, the warning for an empty text, the CSV tab before and after an upload.
 """
 
@@ -25,7 +25,7 @@ def free_port() -> int:
 def sentiment_screens(run_dir: str | Path, out: Path) -> list[Path]:
     from playwright.sync_api import expect, sync_playwright
 
-    from apps import build_app
+    from toolkit.apps import build_app
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -1,6 +1,6 @@
 """Sentiment / text classification demo: a text box gives label confidences; a CSV gives a table to download.
 
-Run: ``python -m apps.sentiment RUN_DIR`` or ``toolkit serve RUN_DIR``.
+Run: ``python -m toolkit.apps.sentiment RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from apps import app_temp_folder, metrics_markdown, write_download
+from toolkit.apps import app_temp_folder, metrics_markdown, write_download
 from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
@@ -120,6 +120,6 @@ def read_upload(file, text_column: str) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    from apps import launch
+    from toolkit.apps import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/sentiment_minilm")

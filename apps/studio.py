@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from apps import app_temp_folder
+from toolkit.apps import app_temp_folder
 from toolkit import config as configlib
 from toolkit.errors import ToolkitError
 from toolkit.run import CONFIG_FILE, read_results, read_run_config
@@ -53,11 +53,16 @@ class PredictorCache:
 
 # ----- the Train form, generated from the config dataclasses -----
 
-def field_type(key: str):
-    cls, *parts = configlib.Config, *key.split(".")
-    for part in parts[:-1]:
-        cls = typing.get_type_hints(cls)[part]
-    return typing.get_type_hints(cls)[parts[-1]]
+def field_type(key: str, cls: type | None = None):
+    """The annotation of a dotted config key, in ``cls`` or else the first task config class that has the key."""
+    classes = [cls] if cls is not None else [spec.config for spec in all_tasks()]
+    for cls in classes:
+        if configlib.has_key(cls, key):
+            *parts, last = key.split(".")
+            for part in parts:
+                cls = typing.get_type_hints(cls)[part]
+            return typing.get_type_hints(cls)[last]
+    raise KeyError(key)
 
 
 def config_value(values: dict, key: str):
@@ -98,6 +103,15 @@ def default_fields(config_path: str | None) -> list:
     values = configlib.read_yaml(config_path) if config_path else {}
     defaults = configlib.config_to_dict(configlib.build_config(values, ranges=False)) if values else {}
     return [config_value(defaults, key) for key in FORM_KEYS]
+
+
+def config_class_of(config_path: str | None):
+    """The config class of the task a config file names, or None."""
+    try:
+        task = configlib.read_yaml(config_path).get("task") if config_path else None
+        return get_task(task).config if isinstance(task, str) else None
+    except ToolkitError:
+        return None
 
 
 # ----- plots -----
@@ -191,6 +205,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
     cache = PredictorCache(max_loaded)
     downloads = app_temp_folder("toolkit-studio-", str(studio.uploads.parent))
     tasks = [spec.name for spec in all_tasks()]
+    role_slots = max([len(spec.roles) for spec in all_tasks()] + [1])
 
     def run_names(status: tuple | None = None) -> list[str]:
         return [n for n in studio.names() if status is None or studio.status(n) in status]
@@ -203,7 +218,7 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                     f"the others wait in a queue.")
         with gr.Tab("Train", id="train"):
             with gr.Row():
-                task = gr.Dropdown(tasks, value="sentiment" if "sentiment" in tasks else tasks[0], label="Task",
+                task = gr.Dropdown(tasks, value=tasks[0], label="Task",
                                    elem_id="task")
                 config = gr.Dropdown(label="Start from a shipped config", elem_id="config")
                 config_upload = gr.File(label="... or upload a YAML config", file_types=[".yaml", ".yml"], height=90,
@@ -215,8 +230,9 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             preview_note = gr.Markdown(elem_id="data-preview")
             preview = gr.Dataframe(label="First rows", interactive=False, visible=False)
             with gr.Row():
-                text_column = gr.Dropdown(label="Text column", allow_custom_value=True, visible=False)
-                label_column = gr.Dropdown(label="Label column", allow_custom_value=True, visible=False)
+                # One column picker per data role of the chosen task (text and label; source and target; ...).
+                role_pickers = [gr.Dropdown(label=f"Column {i + 1}", allow_custom_value=True, visible=False,
+                                            elem_id=f"role-{i}") for i in range(role_slots)]
                 counts = gr.Dataframe(label="Label counts", interactive=False, visible=False, elem_id="label-counts")
             gr.Markdown("### Hyperparameters")
             with gr.Row():
@@ -290,38 +306,64 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
             return str(shipped_configs()[config_name]) if config_name else None
 
         def fill_fields(config_name, uploaded):
+            """The config's values, and only the fields its task has (no max_length for images)."""
             try:
-                values = default_fields(config_source(config_name, uploaded))
+                path = config_source(config_name, uploaded)
+                values, cls = default_fields(path), config_class_of(path)
             except ToolkitError as err:
                 gr.Warning(str(err))
                 return [gr.update() for _ in FORM_KEYS]
-            return values
+            return [gr.update(value=v, visible=cls is None or configlib.has_key(cls, key))
+                    for key, v in zip(FORM_KEYS, values)]
 
-        def show_preview(uploaded, path):
+        def task_roles(task_name) -> dict:
+            return get_task(task_name).roles if task_name else {}
+
+        def role_picker(roles: list, i: int, columns: list | None = None, value=None):
+            """Picker ``i``: the column for the task's i-th role once there is data to pick from, else hidden."""
+            if i >= len(roles):
+                return gr.Dropdown(visible=False, value=None)
+            key, role = roles[i]
+            return gr.Dropdown(label=f"{role.name.capitalize()} column (data.{key})", choices=columns or [],
+                               value=value, visible=columns is not None)
+
+        def show_preview(task_name, config_name, config_file, uploaded, path):
             source = str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)) if uploaded else (path or "").strip()
-            hidden = (gr.update(visible=False),) * 4
+            roles = task_roles(task_name)
+            keys = list(roles.items())
+            hidden = (gr.update(visible=False), *(role_picker(keys, i) for i in range(role_slots)),
+                      gr.update(visible=False))
             if not source:
                 return ("", *hidden)
             try:
-                found = preview_data(source)
+                found = preview_data(source, roles, configured_columns(config_name, config_file, roles))
             except (ToolkitError, OSError) as err:
                 return (f"**Data:** {err}", *hidden)
             count_table = pd.DataFrame(list(found["label_counts"].items()), columns=["label", "count"])
             if found["kind"] == "table":
                 cols = found["columns"]
-                text_guess = next((c for c in ("text", "sentence", "review", "document") if c in cols), cols[0])
                 note = f"**Data:** `{display_path(source)}`, {found['count']:,} rows, columns: {', '.join(cols)}"
-                return (note, gr.Dataframe(pd.DataFrame(found["rows"], columns=cols), visible=True),
-                        gr.Dropdown(choices=cols, value=text_guess, visible=True),
-                        gr.Dropdown(choices=cols, value=found.get("label_column"), visible=True),
-                        gr.Dataframe(count_table, visible=True))
+                pickers = [role_picker(keys, i, cols, found["roles"].get(keys[i][0]) if i < len(keys) else None)
+                           for i in range(role_slots)]
+                return (note, gr.Dataframe(pd.DataFrame(found["rows"], columns=cols), visible=True), *pickers,
+                        gr.Dataframe(count_table, visible=bool(found["label_counts"])))
             if found["kind"] == "images":
                 note = f"**Data:** `{display_path(source)}`, class folders: {', '.join(found['label_counts'])}"
-                return (note, gr.update(visible=False), gr.update(visible=False), gr.update(visible=False),
-                        gr.Dataframe(count_table, visible=True))
+                return (note, *hidden[:-1], gr.Dataframe(count_table, visible=True))
             return (f"**Data:** {found['note']}", *hidden)
 
-        def overrides_of(config_path, uploaded, path, text_col, label_col, *values):
+        def configured_columns(config_name, config_file, roles: dict) -> dict:
+            """The column names the chosen config gives the task's roles (the first guesses)."""
+            try:
+                path = config_source(config_name, config_file)
+                values = configlib.read_yaml(path) if path else {}
+            except ToolkitError:
+                return {}
+            data = values.get("data") if isinstance(values.get("data"), dict) else {}
+            return {key: data[key] for key in roles if isinstance(data.get(key), str)}
+
+        def overrides_of(task_name, config_path, uploaded, path, *values):
+            columns, values = values[:role_slots], values[role_slots:]
             base = default_fields(config_path)
             found = [override(k, v, b) for k, v, b in zip(FORM_KEYS, values, base)]
             data = str(studio.save_upload(upload_cache_file(uploaded), Path(uploaded).name)) if uploaded else (path or "").strip()
@@ -330,13 +372,12 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                 # New training data: the config's own validation and test files belong to other data.
                 extra = [f"data.train={display_path(data) if Path(data).exists() else data}", "data.validation=null",
                          "data.test=null"]
-                if text_col:
-                    extra.append(f"data.text_column={text_col}")
-                if label_col:
-                    extra.append(f"data.label_column={label_col}")
+                for key, column in zip(task_roles(task_name), columns):
+                    if column:
+                        extra.append(f"data.{key}={column}")
             return [*extra, *(o for o in found if o)]
 
-        def check(config_name, config_file, uploaded, path, text_col, label_col, run_name, *values):
+        def check(task_name, config_name, config_file, uploaded, path, run_name, *values):
             """The command a Start would run, checked as `toolkit train` checks it (nothing starts)."""
             if not (run_name or "").strip():
                 return "", "Name the run to see its command."
@@ -344,20 +385,19 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
                 config_path = config_source(config_name, config_file)
                 if not config_path:
                     raise ToolkitError("pick a shipped config or upload one.")
-                argv = studio.train_command(config_path, overrides_of(config_path, uploaded, path, text_col,
-                                                                      label_col, *values), run_name)
+                argv = studio.train_command(config_path, overrides_of(task_name, config_path, uploaded, path, *values),
+                                            run_name)
             except (ToolkitError, OSError) as err:
                 return "", f"⚠️ {err}"
             return command_text(argv), "Ready: Start queues this command."
 
-        def start_run(config_name, config_file, uploaded, path, text_col, label_col, run_name, *values):
-            shown, note = check(config_name, config_file, uploaded, path, text_col, label_col, run_name, *values)
+        def start_run(task_name, config_name, config_file, uploaded, path, run_name, *values):
+            shown, note = check(task_name, config_name, config_file, uploaded, path, run_name, *values)
             if not shown:
                 return shown, note, gr.update()
             try:
                 config_path = config_source(config_name, config_file)
-                job = studio.submit(config_path, overrides_of(config_path, uploaded, path, text_col,
-                                                              label_col, *values), run_name)
+                job = studio.submit(config_path, overrides_of(task_name, config_path, uploaded, path, *values), run_name)
             except ToolkitError as err:
                 return shown, f"⚠️ {err}", gr.update()
             state = studio.status(job["name"])
@@ -368,14 +408,14 @@ def build_studio(runs: str | Path = "runs", max_loaded: int = 3, max_running: in
         demo.load(pick_task, task, config, api_visibility="private")
         for trigger in (config.change, config_upload.change):
             trigger(fill_fields, [config, config_upload], fields, api_visibility="private")
-        data_upload.change(show_preview, [data_upload, data_path], [preview_note, preview, text_column, label_column, counts],
-                           api_visibility="private")
-        data_path.submit(show_preview, [data_upload, data_path], [preview_note, preview, text_column, label_column, counts],
-                         api_visibility="private")
-        form = [config, config_upload, data_upload, data_path, text_column, label_column, name, *fields]
+        preview_inputs = [task, config, config_upload, data_upload, data_path]
+        preview_outputs = [preview_note, preview, *role_pickers, counts]
+        gr.on([data_upload.change, data_path.submit, task.change, demo.load], show_preview, preview_inputs, preview_outputs,
+              api_visibility="private")
+        form = [task, config, config_upload, data_upload, data_path, name, *role_pickers, *fields]
         # One listener, one check at a time, the latest form last: a slower check of an older form (a config's ten
         # fields fill at once) never overwrites the command of the current one.
-        gr.on([c.change for c in (name, *fields, text_column, label_column)], check, form, [command, message],
+        gr.on([c.change for c in (name, *fields, *role_pickers)], check, form, [command, message],
               api_visibility="private", trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
         start.click(start_run, form, [command, message, live_run], api_visibility="private")
 
@@ -583,7 +623,7 @@ def launch(runs: str | Path = "runs", host: str = "127.0.0.1", port: int = 7860,
            max_upload_mb: float = MAX_UPLOAD_MB, max_loaded: int = 3, allowed_hosts: list[str] | tuple[str, ...] = (),
            allow_remote_code: bool = False, **kwargs):
     """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
-    from apps.guard import guarded
+    from toolkit.apps.guard import guarded
 
     demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
     return demo.launch(server_name=host, server_port=port, auth=auth, max_file_size=int(max_upload_mb * 2**20),

@@ -1,7 +1,7 @@
 """Summarization demo: a long text (typed or a .txt upload) in, its summary out, with a length control.
 For an extractive run it also shows the text with the picked sentences highlighted and every sentence's score.
 
-Run: ``python -m apps.summarization RUN_DIR`` or ``toolkit serve RUN_DIR``.
+Run: ``python -m toolkit.apps.summarization RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from apps import metrics_markdown
+from toolkit.apps import metrics_markdown
 from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
@@ -110,6 +110,6 @@ def build_abstractive_demo(run_dir: Path, cfg, results: dict, generate) -> gr.Bl
 
 
 if __name__ == "__main__":
-    from apps import launch
+    from toolkit.apps import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/summarization_scitldr")

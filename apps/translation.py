@@ -1,6 +1,6 @@
 """Translation demo: source text in, translation out, with beam size and length controls.
 
-Run: ``python -m apps.translation RUN_DIR`` or ``toolkit serve RUN_DIR``.
+Run: ``python -m toolkit.apps.translation RUN_DIR`` or ``toolkit serve RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from apps import metrics_markdown
+from toolkit.apps import metrics_markdown
 from toolkit.api import load
 from toolkit.run import read_results, read_run_config
 
@@ -49,6 +49,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 if __name__ == "__main__":
-    from apps import launch
+    from toolkit.apps import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/translation_multi30k_en_de")

@@ -50,8 +50,8 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
     port = free_port()
     command = [sys.executable, "-m", "toolkit", "serve", str(run), "--port", str(port), "--backend", backend]
     if queue:
-        command = [sys.executable, "-c", "import sys; from apps import private_gradio_cache; private_gradio_cache(); "
-                   "from apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+        command = [sys.executable, "-c", "import sys; from toolkit.apps import private_gradio_cache; private_gradio_cache(); "
+                   "from toolkit.apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
                    "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
                    str(run), backend, str(queue[0]), str(queue[1]), str(port)]
     return start_server(command, port, deadline), f"http://127.0.0.1:{port}/"

@@ -4,28 +4,82 @@ image source the image recipes read (MNIST IDX, sklearn:digits, ImageFolder, ...
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Optional
 
-import torch
-
-from toolkit import gan as ganlib
-from toolkit import images as imlib
-from toolkit.config import Config
-from toolkit.engine import Task
+from toolkit.recipes.image_classification import ImageConfig, ImageData
+from toolkit.config import Config, at_least, above, between, section, setting
 from toolkit.errors import ToolkitError
-from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import TaskSpec, register
+
+if TYPE_CHECKING:
+    import torch
+
+    from toolkit import gan as ganlib
+
+# torch is imported where it is used: the settings below are read without it.
+
+
+@dataclass
+class GanConfig:
+    """DCGAN (Radford et al. 2016), optionally class-conditional (conditional batch norm in the generator, projection
+    discriminator), spectral norm, non-saturating or hinge loss, and an exponential moving average of the generator
+    for sampling."""
+
+    latent_dim: int = setting(64, "size of the latent z", at_least(1))
+    channels: int = setting(64, "width of the last generator / first discriminator block; doubles per block",
+                            at_least(1))
+    conditional: bool = setting(False, "class-conditional: class-wise batch-norm scale and shift in the generator (z "
+                                "stays its only input), projection discriminator (Miyato & Koyama 2018)")
+    spectral_norm: bool = setting(True, "spectral norm on the discriminator")
+    loss: Literal["nonsaturating", "hinge"] = setting("nonsaturating", "the adversarial loss")
+    d_lr_scale: float = setting(1.0, "the discriminator learns at `lr` times this", above(0))
+    beta1: float = setting(0.5, "Adam beta1 of both optimizers", between(0, 1, True))
+    beta2: float = setting(0.999, "Adam beta2 of both optimizers", between(0, 1, True))
+    ema_decay: float = setting(0.999, "moving average of the generator (with a warm-up), used for samples and metrics",
+                               between(0, 1, True))
+    init_from: Optional[str] = setting(None, "fine-tune from this GAN run's generator and discriminator", shown="unset",
+                                       model_source=True)
+    freeze_d_layers: int = setting(0, "FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks",
+                                   at_least(0))
+    grid_rows: int = setting(8, "rows of the fixed-noise sample grid written at every evaluation", at_least(1))
+    # ImageNet Inception weights cannot be downloaded here, hence a classifier of the user's choice.
+    eval_classifier: Optional[str] = setting(
+        None, "FID/KID feature extractor: a finished image-classification run (e.g. a seed CNN on digits), or an "
+        "ImageNet timm backbone by name (`tf_efficientnet_lite0`, packaged, for colour images); best/ is the lowest "
+        "FID", shown="unset", model_source=True)
+    eval_samples: int = setting(1000, "generated (and at most this many real) images per FID/KID evaluation",
+                                at_least(2))
+
+
+@dataclass
+class GanRunConfig(Config):
+    """GANs: a DCGAN from scratch or fine-tuned from another run, on any image source image classification reads
+    (its `image.size` and `image.channels` set the generated images)."""
+
+    model: str = setting("dcgan", "the architecture: a DCGAN (the only one so far)")
+    data: ImageData = section(ImageData)
+    image: ImageConfig = section(ImageConfig)
+    gan: GanConfig = section(GanConfig)
 
 SAMPLES = "samples"
 METRICS = ("fid", "kid", "loss")  # validation metrics; the first picks best/
 
 
-def data_config(cfg: Config) -> dict:
+def data_config(cfg: GanRunConfig) -> dict:
     channels, size = cfg.image.channels or 1, cfg.image.size or 28
     return {"size": size, "channels": channels, "mean": [0.5] * channels, "std": [0.5] * channels, "crop_pct": 1.0}
 
 
-def build_task(cfg: Config) -> Task:
+def build_task(cfg: GanRunConfig):
+    import torch
+
+    from toolkit import gan as ganlib
+    from toolkit import images as imlib
+    from toolkit.engine import Task
+    from toolkit.splits import encode_labels, label_names
+
     splits, _ = imlib.load_splits(cfg)
     names = label_names(splits["train"].labels)
     train = splits["train"]
@@ -81,22 +135,26 @@ def build_task(cfg: Config) -> Task:
         evaluate=evaluate,
         save=lambda unwrapped, folder, state_dict=None: save(unwrapped, folder, cfg, data, names, state_dict),
         info={"labels": names, "image": {k: data[k] for k in ("size", "channels")}},
-        metric=METRICS[0],
-        metric_names=METRICS,
         optimizers=lambda m, c: optimizers(m, c),
         train_step=lambda m, batch, opts, accelerator: train_step(m, batch, opts, accelerator, cfg),
     )
 
 
-def optimizers(model: ganlib.GAN, cfg: Config) -> list:
+def optimizers(model: ganlib.GAN, cfg: GanRunConfig) -> list:
+    import torch
+
     betas = (cfg.gan.beta1, cfg.gan.beta2)
     trainable = lambda module: [p for p in module.parameters() if p.requires_grad]
     return [torch.optim.Adam(trainable(model.generator), lr=cfg.lr, betas=betas),
             torch.optim.Adam(trainable(model.discriminator), lr=cfg.lr * cfg.gan.d_lr_scale, betas=betas)]
 
 
-def train_step(model, batch, opts, accelerator, cfg: Config) -> dict:
+def train_step(model, batch, opts, accelerator, cfg: GanRunConfig) -> dict:
     """One discriminator step on real and generated images, then one generator step; then the EMA."""
+    import torch
+
+    from toolkit import gan as ganlib
+
     gan = accelerator.unwrap_model(model)
     opt_g, opt_d = opts
     real = batch["pixel_values"]
@@ -126,7 +184,7 @@ def average_gradients(module: torch.nn.Module, accelerator) -> None:
                 param.grad.copy_(accelerator.reduce(param.grad, "mean"))
 
 
-def save(model: ganlib.GAN, folder: Path, cfg: Config, data: dict, names: list[str], state_dict=None) -> None:
+def save(model: ganlib.GAN, folder: Path, cfg: GanRunConfig, data: dict, names: list[str], state_dict=None) -> None:
     from safetensors.torch import save_file
 
     state = state_dict if state_dict is not None else model.state_dict()
@@ -139,6 +197,8 @@ def save(model: ganlib.GAN, folder: Path, cfg: Config, data: dict, names: list[s
 
 def load_init(model: ganlib.GAN, source: str) -> None:
     """Weights of another GAN run (its best/, else last/) for fine-tuning."""
+    from toolkit import gan as ganlib
+
     from safetensors.torch import load_file
 
     from toolkit.checkpoint import find_checkpoint
@@ -150,8 +210,13 @@ def load_init(model: ganlib.GAN, source: str) -> None:
     ganlib.load_matching(model, load_file(folder / "model.safetensors"), source)
 
 
-def evaluate_run(sampler, cfg: Config, source: str, split: str) -> dict:
+def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
     """FID, KID (and per-class accuracy for a conditional model) of a run's EMA generator against ``source``."""
+    import torch
+
+    from toolkit import gan as ganlib
+    from toolkit import images as imlib
+
     if not cfg.gan.eval_classifier:
         raise ToolkitError("`toolkit eval` of a GAN needs gan.eval_classifier: a finished image-classification run whose "
                            "features FID/KID use (e.g. recipes/configs/seed_cnn_mnist.yaml's run for digits).")
@@ -167,23 +232,24 @@ def evaluate_run(sampler, cfg: Config, source: str, split: str) -> dict:
     return ganlib.generation_metrics((real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None)
 
 
-def load_predictor(folder, cfg: Config, **kwargs):
+def load_predictor(folder, cfg: GanRunConfig, **kwargs):
     from toolkit.predict import GanSampler
 
     return GanSampler(folder, cfg=cfg, **kwargs)
 
 
-def eval_split(cfg: Config) -> str:
+def eval_split(cfg: GanRunConfig) -> str:
     """FID is usually taken against the images the GAN learned from, when no other split is set."""
     return "test" if cfg.data.test else "validation" if cfg.data.validation else "train"
 
 
 register(TaskSpec(
+    rank=50,
     name="gan",
     description="Image generation: a (class-conditional) DCGAN from scratch or fine-tuned from another GAN run.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.gan",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.gan",
     example_config="recipes/configs/gan_mnist.yaml", metrics=METRICS, lower_is_better=METRICS, eval_split=eval_split,
     base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
-    sections=("image", "gan"),
+    config=GanRunConfig,
     usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
 ))

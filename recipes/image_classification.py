@@ -4,20 +4,73 @@ linear probe, or in two stages (head first, then the whole network with a lower 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from toolkit import images as imlib
-from toolkit import vision
-from toolkit.config import Config
-from toolkit.engine import Task
-from toolkit.errors import ToolkitError
-from toolkit.metrics import classification_metrics
-from toolkit.splits import encode_labels, label_names
+from toolkit.config import Config, DataConfig, DataRole, above, at_least, between, section, setting
+from toolkit.models import without_gradients
 from toolkit.tasks import TaskSpec, register
+
+# torch, timm and PIL are imported where they are used: the settings below are read without them.
+
+
+@dataclass
+class ImageData(DataConfig):
+    """Images: class folders, a path/label table, or an image column of a hub or saved dataset."""
+
+    image_column: str = setting("image", "images from a table, a hub or a saved dataset: the image (or path) column",
+                                role=DataRole("image", "image", ("image", "img", "path", "file", "filename", "picture")))
+    label_column: str = setting("label", "its label (class folders need none)", role=DataRole(
+        "label", "label", ("label", "labels", "class", "category", "species", "target")))
+    classes: Optional[list[str]] = setting(None, "keep only these labels (e.g. digits 0-4)", shown="all")
+    max_per_class: Optional[int] = setting(None, "keep the first N training images of each label (few-shot)",
+                                           at_least(1), shown="all")
+
+
+@dataclass
+class ImageConfig:
+    """Input size, augmentation (torchvision transforms v2) and the transfer mode. Unset `size`, `channels`, `mean`,
+    `std` and `crop_pct` come from the backbone's pretrained data config (timm's, or the image processor's for
+    transformers models)."""
+
+    pretrained: bool = setting(True, "ImageNet (or the checkpoint's) weights; false: random")
+    # lp_ft: fine-tuning with a random head distorts the pretrained features, and lost to a probe on classes ImageNet
+    # lacks (Kumar et al. 2022)
+    mode: Literal["full", "linear_probe", "two_stage", "lp_ft"] = setting(
+        "full", "`full`, `linear_probe` (frozen backbone and batch-norm statistics), `two_stage` (`head_epochs` of "
+        "head only, then everything), `lp_ft` (the head fitted as a logistic-regression probe first, then everything "
+        "fine-tuned)")
+    head_epochs: float = setting(1.0, "`two_stage`: epochs that train only the head", at_least(0))
+    backbone_lr_scale: Optional[float] = setting(None, "the backbone learns at `lr` times this", at_least(0),
+                                                 shown="0.1 for `two_stage`, else 1")
+    size: Optional[int] = setting(None, "input size in pixels (GANs: 16-128, multiples of 4)", at_least(8),
+                                  shown="backbone's")
+    channels: Optional[int] = setting(None, "1 (grey) or 3", ("1 or 3", lambda v: v in (1, 3)), shown="backbone's")
+    crop_pct: Optional[float] = setting(None, "evaluation: resize to size / crop_pct, then centre-crop", between(0.05, 1),
+                                        shown="backbone's")
+    mean: Optional[list[float]] = setting(None, "normalisation mean, one per channel", shown="backbone's")
+    std: Optional[list[float]] = setting(None, "normalisation standard deviation, one per channel", shown="backbone's")
+    random_resized_crop: bool = setting(True, "training augmentation: a random crop, resized")
+    crop_scale_min: float = setting(0.25, "smallest random crop, as a fraction of the image area", between(0.01, 1))
+    hflip: float = setting(0.5, "probability of a horizontal flip", between(0, 1))
+    rotation: float = setting(0.0, "random rotation in degrees, either way", between(0, 180))
+    color_jitter: float = setting(0.0, "brightness, contrast and saturation amount", between(0, 1))
+    max_upload_mb: float = setting(10.0, "predict and the app refuse larger files", above(0))
+    max_megapixels: float = setting(40.0, "... and images of more pixels (read from the header before decoding)",
+                                    above(0))
+    top_k: int = setting(5, "labels shown by predict and the app", at_least(1))
+
+
+@dataclass
+class ImageClassificationConfig(Config):
+    """Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch."""
+
+    model: str = setting("tf_efficientnet_lite0", "a timm name, `hf-hub:timm/<id>`, a transformers image classifier "
+                         "(hub id or folder), or `seed_cnn` (a small CNN from scratch)", model_source=True)
+    data: ImageData = section(ImageData)
+    image: ImageConfig = section(ImageConfig)
+
 
 log = logging.getLogger(__name__)
 CONFUSION_PNG = "confusion_matrix.png"
@@ -25,7 +78,15 @@ EXAMPLES = "examples"  # example images for the app, copied into the run folder
 METRICS = ("accuracy", "macro_f1", "top5_accuracy", "loss")  # validation metrics; the first picks best/
 
 
-def build_task(cfg: Config) -> Task:
+def build_task(cfg: ImageClassificationConfig):
+    import torch
+
+    from toolkit import images as imlib
+    from toolkit import vision
+    from toolkit.engine import Task
+    from toolkit.errors import ToolkitError
+    from toolkit.splits import encode_labels, label_names
+
     splits, skipped = imlib.load_splits(cfg)
     names = label_names(splits["train"].labels)
     if len(names) < 2:
@@ -74,7 +135,6 @@ def build_task(cfg: Config) -> Task:
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
         save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(unwrapped, folder, data, names, state_dict),
         info={"labels": names, "examples": examples, "skipped_images": skipped, "image": {k: data[k] for k in ("size", "channels")}},
-        metric_names=METRICS,
         lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
         train_mode=train_mode if mode != "full" else None,
         report=report,
@@ -84,9 +144,13 @@ def build_task(cfg: Config) -> Task:
     )
 
 
-def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: Config) -> None:
+def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: ImageClassificationConfig) -> None:
     """LP-FT's first stage: the head becomes a logistic-regression probe of the frozen backbone's features."""
+    import torch
     from torch.utils.data import DataLoader
+
+    from toolkit import images as imlib
+    from toolkit import vision
 
     loader = DataLoader(train_images, batch_size=2 * cfg.batch_size, collate_fn=imlib.collate)
     features, labels = vision.head_inputs(model, kind, loader)
@@ -98,7 +162,12 @@ def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: Config
     log.info("lp_ft: head fitted as a linear probe on %d training images' features", len(labels))
 
 
-def compute_loss(model, batch) -> torch.Tensor:
+def compute_loss(model, batch):
+    import torch.nn.functional as F
+
+    from toolkit import images as imlib
+    from toolkit import vision
+
     labels = batch["labels"]
     out = vision.logits(model, batch["pixel_values"])
     # Mean over readable images only (an image that failed mid-run carries IGNORE).
@@ -106,9 +175,13 @@ def compute_loss(model, batch) -> torch.Tensor:
     return total / (labels != imlib.IGNORE).sum().clamp(min=1)
 
 
-@torch.no_grad()
+@without_gradients
 def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     """Loss, accuracy, top-5 (more than 5 classes), per-class P/R/F1 and the confusion matrix, over every process."""
+    import torch
+
+    from toolkit import vision
+
     all_logits, all_labels = [], []
     for batch in loader:
         out = vision.logits(model, batch["pixel_values"]).float()
@@ -118,7 +191,12 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     return score(torch.cat(all_logits), torch.cat(all_labels), names)
 
 
-def score(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
+def score(logits, labels, names: list[str]) -> dict:
+    import torch.nn.functional as F
+
+    from toolkit import images as imlib
+    from toolkit.metrics import classification_metrics
+
     keep = labels != imlib.IGNORE
     logits, labels = logits[keep], labels[keep]
     metrics = classification_metrics(labels.numpy(), logits.argmax(-1).numpy(), names)
@@ -157,6 +235,7 @@ def write_confusion_png(results: dict, run_dir: Path) -> None:
 
 def save_confusion_png(matrix: list, names: list[str], path: Path, title: str) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")  # no display here, and none needed
     import matplotlib.pyplot as plt
@@ -171,8 +250,13 @@ def save_confusion_png(matrix: list, names: list[str], path: Path, title: str) -
     plt.close(fig)
 
 
-def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
+def evaluate_run(predictor, cfg: ImageClassificationConfig, source: str, split: str) -> dict:
     """Score a finished run on an image source with the run's classes; unreadable files are skipped and counted."""
+    import torch
+
+    from toolkit import images as imlib
+    from toolkit.splits import encode_labels
+
     found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
     found, bad = imlib.drop_unreadable(found)
     labels = torch.tensor(encode_labels(found.labels, predictor.labels, f"'{source}'"))
@@ -180,7 +264,7 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     return {**score(logits, labels, predictor.labels), "skipped_images": len(bad)}
 
 
-def load_predictor(folder, cfg: Config, **kwargs):
+def load_predictor(folder, cfg: ImageClassificationConfig, **kwargs):
     from toolkit.predict import ImageClassifier
 
     return ImageClassifier(folder, cfg=cfg, **kwargs)
@@ -199,11 +283,12 @@ dict(zip(config["label_names"], probabilities.tolist()))"""
 
 
 register(TaskSpec(
+    rank=40,
     name="image_classification",
     description="Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch, fine-tuned or probed.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.image_classifier",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.image_classifier",
     example_config="recipes/configs/image_classification_hymenoptera.yaml", metrics=METRICS,
     usage='predict("photo.jpg")', pipeline_tag="image-classification",
     base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
-    stock_usage=STOCK_USAGE, sections=("image",),
+    stock_usage=STOCK_USAGE, config=ImageClassificationConfig,
 ))

@@ -3,34 +3,62 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import torch
-
-from toolkit.config import Config
-from toolkit.data import EVAL_FIX, drop_empty_text, drop_missing_labels, load_splits, load_table, require_columns
-from toolkit.engine import Task
-from toolkit.errors import ToolkitError
-from toolkit.export import export_text_classifier
-from toolkit.metrics import classification_metrics
-from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
-from toolkit.splits import encode_labels, label_names
+from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
+from toolkit.models import without_gradients
 from toolkit.tasks import TaskSpec, register
-from toolkit.timing import phase
+
+if TYPE_CHECKING:
+    from toolkit.engine import Task
+
+# Heavy libraries (torch, transformers, pandas) are imported where they are used: declaring the task, reading a
+# run's config and the ONNX predictor never load them.
+
+
+@dataclass
+class TextClassificationData(DataConfig):
+    """The text and label columns of a text classification table."""
+
+    text_column: str = setting("text", "the text to classify", role=DataRole(
+        "text", "text", ("text", "sentence", "review", "content", "body", "comment", "document")))
+    label_column: str = setting("label", "its label: strings or integers, any number of them", role=DataRole(
+        "label", "label", ("label", "labels", "sentiment", "class", "category", "target", "polarity")))
+    missing_labels: Literal["skip", "error"] = setting(
+        "skip", "rows with an empty, `NaN` or `null` label: `skip` (counted in the log; they never become a class) "
+                "or `error`")
+
+
+@dataclass
+class TextClassificationConfig(TextConfig):
+    """Text classification: a pretrained encoder with a new classification head."""
+
+    data: TextClassificationData = section(TextClassificationData)
+
 
 LABELS_FILE = "labels.json"
 
 
-def tokenize(table, tokenizer, cfg: Config, names: list[str], where: str) -> list[dict]:
+def tokenize(table, tokenizer, cfg: TextClassificationConfig, names: list[str], where: str) -> list[dict]:
+    from toolkit.splits import encode_labels
+
     encoded = tokenizer(list(table[cfg.data.text_column]), truncation=True, max_length=cfg.max_length)
     labels = encode_labels(list(table[cfg.data.label_column]), names, where)
     keys = list(encoded.keys())
     return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(labels))]
 
 
-def build_task(cfg: Config) -> Task:
+def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
+
+    from toolkit.data import load_splits
+    from toolkit.engine import Task
+    from toolkit.errors import ToolkitError
+    from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
+    from toolkit.splits import label_names
+    from toolkit.timing import phase
 
     with phase("data"):
         splits = load_splits(cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column], cfg.data.label_column)
@@ -68,9 +96,13 @@ def by_length(features: list[dict] | None) -> list[dict] | None:
     return sorted(features, key=lambda f: len(f["input_ids"])) if features is not None else None
 
 
-@torch.no_grad()
+@without_gradients
 def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     """Loss and classification metrics over ``loader``, gathered from every process."""
+    import torch
+
+    from toolkit.metrics import classification_metrics
+
     predictions, labels, losses = [], [], []
     for batch in loader:
         out = model(**batch)
@@ -83,8 +115,14 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     return {"loss": float(torch.cat(losses).mean()), **metrics}
 
 
-def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
+def evaluate_run(predictor, cfg: TextClassificationConfig, source: str, split: str) -> dict:
     """Score a finished run's predictor on a data file with the run's own columns and labels."""
+    import numpy as np
+
+    from toolkit.data import EVAL_FIX, drop_empty_text, drop_missing_labels, load_table, require_columns
+    from toolkit.metrics import classification_metrics
+    from toolkit.splits import encode_labels
+
     table = load_table(source, split)
     where = f"'{source}'"
     require_columns(table, [cfg.data.text_column, cfg.data.label_column], where, EVAL_FIX)
@@ -96,18 +134,25 @@ def evaluate_run(predictor, cfg: Config, source: str, split: str) -> dict:
     return classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)
 
 
-def load_predictor(folder: Path, cfg: Config, **kwargs):
+def export_text_classifier(folder, path, cfg, quantize: bool) -> str:
+    from toolkit.export import export_text_classifier as export
+
+    return export(folder, path, cfg, quantize)
+
+
+def load_predictor(folder: Path, cfg: TextClassificationConfig, **kwargs):
     from toolkit.predict import TextClassifier
 
     return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
 register(TaskSpec(
+    rank=10,
     name="sentiment", aliases=("text_classification",),
     description="Text classification (sentiment or any labels): a pretrained encoder with a new classification head.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.sentiment",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.sentiment",
     example_config="recipes/configs/sentiment_minilm.yaml", metrics=("accuracy", "macro_f1", "loss"),
-    sections=("peft",), export=export_text_classifier, usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
+    config=TextClassificationConfig, export=export_text_classifier, usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
     stock_usage='from transformers import pipeline\n'
                 'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
                 'classify("a gripping, beautifully acted film")',

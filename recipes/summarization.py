@@ -3,26 +3,74 @@ the document's sentences) or abstractive (any AutoModelForSeq2SeqLM, or a warm-s
 
 from __future__ import annotations
 
-from toolkit.config import Config
-from toolkit.engine import Task
-from toolkit.metrics import split_sentences, summarization_metrics
+from dataclasses import dataclass
+from typing import Optional
+
+from toolkit import seq2seq
+from toolkit.config import DataRole, at_least, section, setting
+from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
 from toolkit.tasks import TaskSpec, register
-from toolkit import extractive, seq2seq
 
-METRIC_NAMES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "loss")
+HEAD_CONFIG = "extractive.json"  # toolkit/extractive.py's: in a checkpoint, it marks an extractive model
 
 
-def build_task(cfg: Config) -> Task:
+@dataclass
+class SummarizationData(Seq2SeqData):
+    """The document and summary columns of a summarization table."""
+
+    text_column: str = setting("text", "the document", role=DataRole(
+        "document", "text", ("document", "text", "article", "source", "abstract", "body", "content")))
+    summary_column: str = setting("summary", "its reference summary", role=DataRole(
+        "summary", "text", ("summary", "highlights", "target", "tldr", "headline", "title")))
+    oracle_sentences: bool = setting(False, "abstractive: also train on (document, its sentence closest to the "
+                                     "summary by ROUGE-L)")
+
+
+@dataclass
+class ExtractiveConfig:
+    """Summarization by picking the document's own sentences (BertSumExt, Liu & Lapata 2019): `model` is an encoder
+    (the packaged MiniLM offline), fine-tuned to score sentences against greedy ROUGE oracle labels."""
+
+    enabled: bool = setting(False, "score and pick the document's own sentences (`model` is an encoder)")
+    max_sentences: int = setting(1, "the budget: at most this many sentences", at_least(1))
+    max_words: Optional[int] = setting(None, "... and at most this many words; a sentence that does not fit is "
+                                       "skipped; if none fits, the best one is cut to the word limit", at_least(1),
+                                       shown="unset")
+    block_trigrams: bool = setting(True, "skip a sentence that repeats a trigram of one already picked (Paulus et al. "
+                                   "2018)")
+    oracle_sentences: int = setting(3, "the greedy ROUGE oracle labels at most this many sentences per document",
+                                    at_least(1))
+    head_layers: int = setting(2, "inter-sentence transformer layers over the sentence vectors (0: a linear scorer)",
+                               at_least(0))
+    max_position: int = setting(64, "sentence positions with their own embedding; later sentences share the last one",
+                                at_least(1))
+
+
+@dataclass
+class SummarizationConfig(Seq2SeqConfig):
+    """Summarization: extractive (an encoder scores the document's sentences) or abstractive (sequence-to-sequence)."""
+
+    data: SummarizationData = section(SummarizationData)
+    extractive: ExtractiveConfig = section(ExtractiveConfig)
+
+METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metrics; the first picks best/
+
+
+def build_task(cfg: SummarizationConfig):
+    from toolkit import extractive
+    from toolkit.metrics import summarization_metrics
+
     text, summary = cfg.data.text_column, cfg.data.summary_column
     if cfg.extractive.enabled:
-        return extractive.build_extractive_task(cfg, text, summary, summarization_metrics, "rougeL", METRIC_NAMES)
+        return extractive.build_extractive_task(cfg, text, summary, summarization_metrics)
     extend = (lambda table: with_oracle_sentences(table, text, summary, cfg.seed)) if cfg.data.oracle_sentences else None
-    return seq2seq.build_seq2seq_task(cfg, text, summary, summarization_metrics, metric="rougeL",
-                                      metric_names=METRIC_NAMES, extend_train=extend)
+    return seq2seq.build_seq2seq_task(cfg, text, summary, summarization_metrics, extend_train=extend)
 
 
 def oracle_sentence(document: str, summary: str, scorer) -> str:
     """The document's sentence closest to its summary (ROUGE-L F1): the extractive oracle's label."""
+    from toolkit.metrics import split_sentences
+
     sentences = split_sentences(document) or [document]
     return max(sentences, key=lambda s: scorer.score(summary, s)["rougeL"].fmeasure)
 
@@ -41,25 +89,28 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
     return concatenate_datasets([base, extra]).shuffle(seed=seed)
 
 
-def evaluate_run(predictor, cfg: Config, data: str, split: str) -> dict:
+def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> dict:
+    from toolkit.metrics import summarization_metrics
+
     return seq2seq.evaluate_run(predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column,
                                 summarization_metrics)
 
 
-def load_predictor(folder, cfg: Config, **kwargs):
+def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
     from toolkit.predict import ExtractiveSummarizer, TextGenerator
 
-    if (folder / extractive.HEAD_CONFIG).is_file():
+    if (folder / HEAD_CONFIG).is_file():
         return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
 register(TaskSpec(
+    rank=30,
     name="summarization",
     description="Summarization: extractive (an encoder scores the document's sentences) or abstractive (sequence-to-sequence).",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.summarization",
-    example_config="recipes/configs/summarization_scitldr.yaml", metrics=("rougeL", *[m for m in METRIC_NAMES if m != "rougeL"]),
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.summarization",
+    example_config="recipes/configs/summarization_scitldr.yaml", metrics=METRICS,
     usage='predict("The full text of a paper abstract ...")', pipeline_tag="summarization",
     base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
-    sections=("peft", "generation", "warm_start", "extractive"),
+    config=SummarizationConfig,
 ))

@@ -2,44 +2,68 @@
 
 from __future__ import annotations
 
-from toolkit.config import Config
-from toolkit.engine import Task
-from toolkit.errors import ToolkitError
-from toolkit.metrics import translation_metrics
-from toolkit.tasks import TaskSpec, register
+from dataclasses import dataclass
+from typing import Optional
+
 from toolkit import seq2seq
+from toolkit.config import DataRole, section, setting
+from toolkit.errors import ToolkitError
+from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
+from toolkit.tasks import TaskSpec, register
+
+
+@dataclass
+class TranslationData(Seq2SeqData):
+    """The source and target columns of a translation table."""
+
+    source_lang: Optional[str] = setting(None, "the column (or JSONL field) of the source text, e.g. `en`", shown="unset",
+                                         role=DataRole("source", "text", ("source", "src", "en", "english", "input")))
+    target_lang: Optional[str] = setting(None, "the column of the target text, e.g. `de`", shown="unset",
+                                         role=DataRole("target", "text", ("target", "tgt", "de", "german", "fr",
+                                                                          "french", "output", "translation")))
+
+
+@dataclass
+class TranslationConfig(Seq2SeqConfig):
+    """Translation: any sequence-to-sequence model, or an encoder-decoder warm-started from a pretrained encoder."""
+
+    data: TranslationData = section(TranslationData)
 
 METRICS = ("bleu", "chrf", "loss")  # validation metrics; the first picks best/
 
 
-def columns(cfg: Config) -> tuple[str, str]:
+def columns(cfg: TranslationConfig) -> tuple[str, str]:
     if not cfg.data.source_lang or not cfg.data.target_lang:
         raise ToolkitError("translation needs data.source_lang and data.target_lang: the fields of the source and "
                            "target text (e.g. data.source_lang=en data.target_lang=de).")
     return cfg.data.source_lang, cfg.data.target_lang
 
 
-def build_task(cfg: Config) -> Task:
+def build_task(cfg: TranslationConfig):
+    from toolkit.metrics import translation_metrics
+
     source, target = columns(cfg)
-    return seq2seq.build_seq2seq_task(cfg, source, target, translation_metrics, metric=METRICS[0],
-                                      metric_names=METRICS)
+    return seq2seq.build_seq2seq_task(cfg, source, target, translation_metrics)
 
 
-def evaluate_run(predictor, cfg: Config, data: str, split: str) -> dict:
+def evaluate_run(predictor, cfg: TranslationConfig, data: str, split: str) -> dict:
+    from toolkit.metrics import translation_metrics
+
     return seq2seq.evaluate_run(predictor, cfg, data, split, *columns(cfg), translation_metrics)
 
 
-def load_predictor(folder, cfg: Config, **kwargs):
+def load_predictor(folder, cfg: TranslationConfig, **kwargs):
     from toolkit.predict import TextGenerator
 
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
 register(TaskSpec(
+    rank=20,
     name="translation",
     description="Translation: any sequence-to-sequence model, or an encoder-decoder warm-started from a pretrained encoder.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="apps.translation",
+    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.translation",
     example_config="recipes/configs/translation_multi30k_en_de.yaml", metrics=METRICS,
     usage='predict("A man is riding a bicycle down the street.")', pipeline_tag="translation",
-    base_model=lambda cfg: cfg.warm_start.encoder or cfg.model, sections=("peft", "generation", "warm_start"),
+    base_model=lambda cfg: cfg.warm_start.encoder or cfg.model, config=TranslationConfig,
 ))

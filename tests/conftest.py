@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.screenshots import BROWSER_ARGS  # headless Chromium as root, as the docs' screenshots are taken
+from toolkit.apps.screenshots import BROWSER_ARGS  # headless Chromium as root, as the docs' screenshots are taken
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -23,7 +23,7 @@ def trained_run(tiny_bert, text_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    from apps.sentiment import build_demo
+    from toolkit.apps.sentiment import build_demo
 
     demo = build_demo(trained_run.dir)
     port = free_port()

@@ -16,21 +16,21 @@ def test_defaults_and_overrides_are_typed():
 
 def test_unknown_key_names_the_closest_valid_one():
     with pytest.raises(ToolkitError) as err:
-        load_config({"learning_rate": 1e-4, "epohcs": 2})
+        load_config({"task": "sentiment", "learning_rate": 1e-4, "epohcs": 2})
     assert "'learning_rate'" in str(err.value)
     with pytest.raises(ToolkitError, match=r"unknown config key 'epohcs'.*Did you mean epochs"):
-        load_config({"epohcs": 2})
+        load_config({"task": "sentiment", "epohcs": 2})
     with pytest.raises(ToolkitError, match=r"unknown config key 'data.text_colum'.*Did you mean data.text_column"):
-        load_config({}, ["data.text_colum=review"])
+        load_config({"task": "sentiment"}, ["data.text_colum=review"])
 
 
 def test_wrong_type_names_key_value_and_expected_type():
     with pytest.raises(ToolkitError, match=r"'batch_size' has value 'big' \(str\); expected int"):
-        load_config({}, ["batch_size=big"])
+        load_config({"task": "sentiment"}, ["batch_size=big"])
     with pytest.raises(ToolkitError, match=r"'precision' has value 'fp8'.*expected 'auto' or 'no' or 'fp16' or 'bf16'"):
-        load_config({"precision": "fp8"})
+        load_config({"task": "sentiment", "precision": "fp8"})
     with pytest.raises(ToolkitError, match=r"'data' has value 'x.csv'"):
-        load_config({"data": "x.csv"})
+        load_config({"task": "sentiment", "data": "x.csv"})
 
 
 def test_yaml_file_sets_default_output_dir(tmp_path):
@@ -47,15 +47,69 @@ def test_yaml_file_sets_default_output_dir(tmp_path):
 
 
 OUT_OF_RANGE = ["epochs=-1", "epochs=0", "max_length=0", "batch_size=0", "grad_accum=0", "eval_every=0", "data.holdout=1.5",
-                "data.max_train_rows=-5", "lr=-1", "warmup_ratio=1.5", "seed=-1", "generation.num_beams=0", "image.channels=2",
+                "data.max_train_rows=-5", "lr=-1", "warmup_ratio=1.5", "seed=-1", "translation:generation.num_beams=0",
+                "image_classification:image.channels=2", "gan:gan.ema_decay=1", "summarization:extractive.head_layers=-1",
                 "peft.dropout=1.0", "max_train_minutes=0", "log_every=0", "epochs=.nan", "epochs=.inf"]
 
 
 @pytest.mark.parametrize("override", OUT_OF_RANGE)
 def test_numbers_out_of_range_name_the_key_and_the_range(override):
+    task, _, override = override.rpartition(":")
     key = override.split("=")[0]
     with pytest.raises(ToolkitError, match=rf"config key '{key}' is .*; it must be "):
-        load_config({"task": "sentiment"}, [override])
+        load_config({"task": task or "sentiment"}, [override])
+
+
+def test_each_task_has_its_own_keys():
+    from toolkit.config import TextConfig
+    from toolkit.tasks import get_task
+
+    cfg = load_config({"task": "translation", "data": {"source_lang": "en", "target_lang": "de"}},
+                      ["generation.num_beams=2", "warm_start.encoder=x"])
+    assert cfg.generation.num_beams == 2 and cfg.data.source_lang == "en" and isinstance(cfg, TextConfig)
+    assert not hasattr(load_config({"task": "sentiment"}), "generation")
+    with pytest.raises(ToolkitError, match=r"unknown config key 'gan'\. It is a key of task gan, not of 'sentiment'"):
+        load_config({"task": "sentiment", "gan": {"latent_dim": 8}})
+    with pytest.raises(ToolkitError, match=r"'data.summary_column'\. It is a key of task summarization, not of 'translation'"):
+        load_config({"task": "translation"}, ["data.summary_column=tldr"])
+    with pytest.raises(ToolkitError, match=r"does not say which task it trains: add `task: NAME` \(one of: sentiment, "):
+        load_config({"lr": 1e-3})
+    assert load_config({"task": "text_classification"}).data.text_column == "text"  # an alias: the same class
+    roles = {name: {key: role.name for key, role in get_task(name).roles.items()} for name in
+             ("sentiment", "translation", "summarization", "image_classification", "gan")}
+    assert roles == {"sentiment": {"text_column": "text", "label_column": "label"},
+                     "translation": {"source_lang": "source", "target_lang": "target"},
+                     "summarization": {"text_column": "document", "summary_column": "summary"},
+                     "image_classification": {"image_column": "image", "label_column": "label"},
+                     "gan": {"image_column": "image", "label_column": "label"}}
+
+
+def test_guessed_columns_follow_the_roles():
+    import pandas as pd
+
+    from toolkit.data import guess_columns
+    from toolkit.tasks import get_task
+
+    table = pd.DataFrame({"english": ["a man rides", "two dogs"], "german": ["ein Mann", "zwei Hunde"]})
+    assert guess_columns(get_task("translation").roles, list(table.columns), table) == {
+        "source_lang": "english", "target_lang": "german"}
+    table = pd.DataFrame({"stars": [1, 5, 1], "review": ["a long and dull film", "great fun", "bad"]})
+    assert guess_columns(get_task("sentiment").roles, list(table.columns), table) == {
+        "text_column": "review", "label_column": "stars"}
+    table = pd.DataFrame({"id": [1, 2], "article": ["long text here ...", "more text ..."], "highlights": ["a", "b"]})
+    assert guess_columns(get_task("summarization").roles, list(table.columns), table) == {
+        "text_column": "article", "summary_column": "highlights"}
+
+
+def test_the_configuration_reference_is_current():
+    """docs/configuration.md below its marker is generated from the config dataclasses."""
+    from conftest import ROOT
+    from toolkit.reference import MARKER, configuration_reference
+
+    text = (ROOT / "docs/configuration.md").read_text(encoding="utf-8")
+    assert MARKER in text
+    assert text.split(MARKER)[1] == configuration_reference().split(MARKER)[1], \
+        "docs/configuration.md is out of date: run `python -m toolkit.reference docs/configuration.md`"
 
 
 def test_out_of_range_on_the_command_line_writes_nothing(tiny_config, tmp_path):

@@ -180,7 +180,7 @@ def test_extractive_app_highlights_the_picked_sentence(extractive_run, cue_data)
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    from apps.summarization import build_demo
+    from toolkit.apps.summarization import build_demo
 
     row = json.loads((cue_data / "test.jsonl").read_text().splitlines()[0])
     demo, url = serve(build_demo, extractive_run.dir)

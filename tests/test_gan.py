@@ -12,7 +12,7 @@ from toolkit.errors import ToolkitError
 
 
 def test_dcgan_shapes_for_grey_and_colour_sizes():
-    from toolkit.config import GanConfig
+    from toolkit.recipes.gan import GanConfig
     from toolkit.gan import GAN
 
     for size, channels in ((28, 1), (32, 3), (64, 3)):
@@ -142,7 +142,7 @@ def test_gan_app_client_and_browser(tmp_path):
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    from apps.gan import build_demo
+    from toolkit.apps.gan import build_demo
 
     run = toolkit.train(gan_config(tmp_path / "run", epochs=1))
     sampler = toolkit.load(run.dir)

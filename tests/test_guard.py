@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from apps.guard import HostGuard, host_name, own_names
+from toolkit.apps.guard import HostGuard, host_name, own_names
 from conftest import free_port
 
 

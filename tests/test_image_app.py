@@ -20,7 +20,7 @@ def test_image_app_client_browser_heatmap_and_limits(app_run, tmp_path):
     from gradio_client import Client, handle_file
     from playwright.sync_api import expect, sync_playwright
 
-    from apps.image_classifier import build_demo
+    from toolkit.apps.image_classifier import build_demo
 
     red = np.zeros((48, 48, 3), np.uint8)
     red[..., 2] = 230  # BGR

@@ -72,11 +72,11 @@ def test_sources_digits_slices_manifest_and_mnist(tmp_path):
 def test_packaged_efficientnet_lite0_knows_ants_and_bees():
     """The legacy EfficientNet-PyTorch weights, renamed into timm: zero-shot, ImageNet's 'ant' (310) and
     'bee' (309) are in the top 5 for most hymenoptera validation images (a wrong mapping gives noise)."""
-    from toolkit.config import Config, ImageConfig
+    from toolkit.config import load_config
     from toolkit.vision import build_model
 
     val = require_shared("images", "hymenoptera", "val")
-    cfg = Config(task="image_classification", model="tf_efficientnet_lite0", image=ImageConfig(pretrained=True))
+    cfg = load_config({"task": "image_classification", "model": "tf_efficientnet_lite0", "image": {"pretrained": True}})
     model, data = build_model(cfg, num_classes=1000)
     assert data["mean"] == [0.5, 0.5, 0.5] and data["size"] == 224
     from toolkit.vision import _packaged_file, efficientnet_pytorch_to_timm
@@ -240,7 +240,7 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
 
 
 def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_path):
-    from recipes.image_classification import build_task
+    from toolkit.recipes.image_classification import build_task
     from toolkit.api import resolve_config
     from toolkit.engine import fit
     from toolkit.vision import head_parameter_names
@@ -268,7 +268,6 @@ def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_pa
     step-0 evaluation scores exactly the probe's predictions), and best/ is never below that."""
     from torch.utils.data import DataLoader
 
-    from recipes.image_classification import build_task
     from toolkit import images as imlib
     from toolkit.api import resolve_config
     from toolkit.vision import build_model, fit_linear_probe, head_inputs

@@ -40,7 +40,7 @@ def test_rouge_by_hand():
 def test_oracle_sentences_pair_each_document_with_its_sentence_closest_to_the_summary():
     from datasets import Dataset
 
-    from recipes.summarization import with_oracle_sentences
+    from toolkit.recipes.summarization import with_oracle_sentences
 
     table = Dataset.from_dict({
         "document": ["Cats sleep a lot. We propose a new model for dogs! Results are good.", "One idea. Another idea here?"],

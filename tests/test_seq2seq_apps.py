@@ -20,7 +20,7 @@ def test_translation_app_client_and_browser(copy_run):
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    from apps.translation import build_demo
+    from toolkit.apps.translation import build_demo
 
     demo, url = serve(build_demo, copy_run.dir)
     try:
@@ -44,7 +44,7 @@ def test_summarization_app_text_upload_and_browser(summary_run, tmp_path):
     from gradio_client import Client, handle_file
     from playwright.sync_api import expect, sync_playwright
 
-    from apps.summarization import build_demo
+    from toolkit.apps.summarization import build_demo
 
     expected = toolkit.load(summary_run.dir)("red cat one two sun moon", max_new_tokens=12)["output"]
     demo, url = serve(build_demo, summary_run.dir)

@@ -114,7 +114,7 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
                 page.locator("#config-upload input[type=file]").set_input_files(str(studio_config))
                 expect(page.locator("#field-epochs input")).to_have_value("6", timeout=20_000)
                 page.locator("#run-name").get_by_role("textbox").fill(name)
-                expect(page.locator("#command")).to_contain_text(f"output_dir=", timeout=20_000)
+                expect(page.locator("#command")).to_contain_text("output_dir=", timeout=20_000)
                 expect(page.locator("#command")).to_contain_text(name)
                 page.locator("#start").click()
                 expect(page.locator("#train-message")).to_contain_text(name, timeout=20_000)

@@ -67,12 +67,13 @@ def _train(cfg: Config) -> Run:
 
     timing.reset(start_up=timing.process_age())  # the process's imports and config checks so far
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
+    spec = get_task(cfg.task)
+    choose_metric(spec, cfg)  # a wrong metric name is a config error: stop before anything loads
     with timing.phase("build"):
-        task = get_task(cfg.task).build(cfg)
-    choose_metric(task, cfg)  # a wrong metric name is a config error: stop before writing anything
+        task = spec.build(cfg)
     with contextlib.ExitStack() as held:
         on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))
-        return fit(task, cfg, Path(cfg.output_dir), machine=machine)
+        return fit(task, cfg, Path(cfg.output_dir), machine=machine, spec=spec)
 
 
 def on_main_process(state, check) -> None:

@@ -8,9 +8,12 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # torch is imported where it is used: finding a checkpoint (the ONNX predictor's path) must not import it.
 

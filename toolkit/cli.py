@@ -180,7 +180,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    from apps.guard import is_loopback as loopback
+    from toolkit.apps.guard import is_loopback as loopback
 
     return loopback(host)
 
@@ -206,7 +206,7 @@ def serve_auth(args) -> tuple[str, str] | None:
 def cmd_serve(args) -> int:
     auth = serve_auth(args)
     check_port(args.host, args.port)
-    from apps import launch, private_gradio_cache
+    from toolkit.apps import launch, private_gradio_cache
 
     private_gradio_cache()
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
@@ -228,10 +228,10 @@ def cmd_studio(args) -> int:
     (runs / ".studio").mkdir(parents=True, exist_ok=True)
     # Gradio's own files (uploads, downloads) go under the runs folder's .studio/: nothing else is ever served.
     os.environ["GRADIO_TEMP_DIR"] = str((runs / ".studio").resolve())
-    from apps import private_gradio_cache
+    from toolkit.apps import private_gradio_cache
 
     private_gradio_cache()
-    from apps.studio import launch
+    from toolkit.apps.studio import launch
 
     signal.signal(signal.SIGTERM, _stop)
     print(f"studio: http://{args.host}:{args.port} (runs in {runs})", flush=True)

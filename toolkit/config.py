@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import yaml
 
@@ -25,191 +25,160 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# ----- declaring keys -----
+def at_least(low: float) -> tuple[str, Callable]:
+    return f"at least {low}", lambda v: v >= low
+
+
+def above(low: float) -> tuple[str, Callable]:
+    return f"above {low}", lambda v: v > low
+
+
+def between(low: float, high: float, high_open: bool = False) -> tuple[str, Callable]:
+    if high_open:
+        return f"from {low} up to (not including) {high}", lambda v: low <= v < high
+    return f"from {low} to {high}", lambda v: low <= v <= high
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", check: tuple | None = None, *,
+            factory: Callable | None = None, shown: str | None = None, role: "DataRole | None" = None,
+            model_source: bool = False):
+    """A config key: its default, what it means (the configuration reference is generated from it), the values
+    allowed for a number (``at_least(1)``, ``between(0, 1)``: checked when a config loads), and, for a data
+    column, the role it plays. ``shown``: the default as the reference prints it, when the value alone misleads.
+    ``model_source``: the key names weights to load (the studio refuses those from its uploads)."""
+    metadata = {"doc": doc, "check": check, "shown": shown, "role": role, "model_source": model_source}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type, doc: str = ""):
+    """A nested section (``peft:``, ``generation:``...) of its own dataclass; ``doc`` defaults to its docstring."""
+    return field(default_factory=cls, metadata={"doc": doc or (cls.__doc__ or "").strip(), "section": True})
+
+
+@dataclass(frozen=True)
+class DataRole:
+    """What a data column means to a task: the studio offers one column picker per role, errors and the data
+    preview name it. ``kind``: text, label, image or name (a field name, not a column of its own), ``guesses``:
+    column names tried, in order, when the configured one is not in the data."""
+
+    name: str
+    kind: str
+    guesses: tuple = ()
+    required: bool = True
+
+
+# ----- every task -----
 @dataclass
 class DataConfig:
-    """Where the data is and which columns mean what."""
+    """Where the data is. A task's own data class adds the columns it reads (its data roles)."""
 
-    train: Optional[str] = None
-    validation: Optional[str] = None
-    test: Optional[str] = None
-    text_column: str = "text"
-    label_column: str = "label"
-    missing_labels: Literal["skip", "error"] = "skip"  # rows with an empty/NaN/null label: skipped and counted, or refused
-    holdout: float = 0.1  # without data.validation: this fraction of train validates; 0: none (best/ = the final weights)
-    max_train_rows: Optional[int] = None  # a seeded sample of N training rows
-    max_eval_rows: Optional[int] = None  # ... of validation rows (evaluated at every evaluation)
-    max_test_rows: Optional[int] = None  # ... of test rows
-    source_lang: Optional[str] = None  # translation: field of the source text (e.g. en)
-    target_lang: Optional[str] = None  # translation: field of the target text (e.g. de)
-    source_lang_code: Optional[str] = None  # multilingual models (mBART, NLLB): the source's code, e.g. en_XX
-    target_lang_code: Optional[str] = None  # ... the target's code, e.g. de_DE; generation starts with it
-    summary_column: str = "summary"  # summarization: the target column (text_column is the input)
-    oracle_sentences: bool = False  # summarization: also train on (document, its sentence closest to the summary)
-    source_prefix: Optional[str] = None  # prepended to inputs, e.g. T5's "translate English to German: "
-    image_column: str = "image"  # image classification from a hub / saved dataset: the image column
-    classes: Optional[list[str]] = None  # images: keep only these labels (e.g. digits 0-4)
-    max_per_class: Optional[int] = None  # images: keep the first N training images of each label (few-shot)
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding settings used by evaluation, predict and the apps of sequence-to-sequence tasks."""
-
-    num_beams: int = 4
-    max_new_tokens: int = 64
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
+    train: Optional[str] = setting(None, "CSV, TSV, JSON, JSONL, Parquet, a `save_to_disk` folder, or a hub dataset id "
+                                   "(`id` or `id:split`); image tasks also take the sources listed on their page",
+                                   shown="unset")
+    validation: Optional[str] = setting(None, "the same kinds of source; unset: `holdout` of train validates",
+                                        shown="unset")
+    test: Optional[str] = setting(None, "the same kinds of source; scored at the end of training and by `toolkit eval`",
+                                  shown="unset")
+    holdout: float = setting(0.1, "without `data.validation`, this fraction of train validates; `0`: none, `best/` is "
+                             "the final weights", between(0, 1, True))
+    max_train_rows: Optional[int] = setting(None, "a seeded sample of N training rows", at_least(1), shown="all")
+    max_eval_rows: Optional[int] = setting(None, "a seeded sample of N validation rows (evaluated at every "
+                                           "evaluation)", at_least(1), shown="all")
+    max_test_rows: Optional[int] = setting(None, "a seeded sample of N test rows", at_least(1), shown="all")
 
 
 @dataclass
 class PeftConfig:
-    """LoRA through peft; ``enabled: false`` trains the whole model."""
+    """LoRA through peft; `enabled: false` trains the whole model."""
 
-    enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
-    target_modules: Optional[list[str]] = None  # None: peft's default for the architecture
-    merge: bool = True  # merge the adapters into the saved best/ model at the end
-
-
-@dataclass
-class WarmStartConfig:
-    """An encoder-decoder built from encoder checkpoints (transformers' EncoderDecoderModel; Rothe et al. 2020).
-
-    Set ``encoder`` to use it (``model`` is then not used). ``decoder`` set: warm-start the decoder too
-    (bert2bert, shared vocabulary); unset: a new decoder of the encoder's width.
-    """
-
-    encoder: Optional[str] = None
-    decoder: Optional[str] = None
-    decoder_layers: int = 3  # new decoder only
-    decoder_heads: int = 12
-    decoder_intermediate_size: int = 1536
-    # Target vocabulary: "encoder" (the encoder's tokenizer), "train" (byte-level BPE trained on the training
-    # targets, cased and lossless: MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder.
-    target_tokenizer: str = "encoder"
-    target_vocab_size: int = 8000
-    pretrained: bool = True  # false: the same architecture from random weights (the from-scratch baseline)
-    encoder_lr_scale: float = 1.0  # the pretrained encoder's learning rate is lr x this (the new decoder's is lr)
-
-
-@dataclass
-class ExtractiveConfig:
-    """Summarization by picking the document's own sentences (BertSumExt, Liu & Lapata 2019): ``model`` is an
-    encoder (the packaged MiniLM offline), fine-tuned to score sentences against greedy ROUGE oracle labels."""
-
-    enabled: bool = False
-    max_sentences: int = 1  # the summary: at most this many sentences ...
-    max_words: Optional[int] = None  # ... and at most this many words (unset: no word limit)
-    block_trigrams: bool = True  # skip a sentence that repeats a trigram of one already picked (Paulus et al. 2018)
-    oracle_sentences: int = 3  # training labels: at most this many sentences, picked greedily by ROUGE
-    head_layers: int = 2  # inter-sentence transformer layers over the sentence vectors (0: a linear scorer alone)
-    max_position: int = 64  # sentence positions with their own embedding; later sentences share the last one
-
-
-@dataclass
-class ImageConfig:
-    """Image classification: input size, augmentation (torchvision transforms v2) and the transfer mode.
-
-    Unset size/mean/std/crop_pct come from the backbone's pretrained data config (timm's, or the
-    image processor's for transformers models).
-    """
-
-    pretrained: bool = True  # false: the backbone from random weights
-    # lp_ft: fit the head as a logistic-regression probe on frozen features first, then fine-tune everything from
-    # there, with best/ starting as that probe (LP-FT, Kumar et al. 2022: fine-tuning with a random head distorts
-    # the pretrained features, and lost to a probe on classes ImageNet lacks)
-    mode: Literal["full", "linear_probe", "two_stage", "lp_ft"] = "full"
-    head_epochs: float = 1.0  # two_stage: epochs that train only the head before the backbone is unfrozen
-    backbone_lr_scale: Optional[float] = None  # the backbone's learning rate is lr x this; default 0.1 for two_stage, else 1
-    size: Optional[int] = None
-    channels: Optional[int] = None  # 1 (grey) or 3; default: the backbone's
-    crop_pct: Optional[float] = None  # evaluation: resize to size / crop_pct, then centre-crop
-    mean: Optional[list[float]] = None
-    std: Optional[list[float]] = None
-    random_resized_crop: bool = True
-    crop_scale_min: float = 0.25  # smallest random crop, as a fraction of the image area
-    hflip: float = 0.5  # probability
-    rotation: float = 0.0  # degrees, either way
-    color_jitter: float = 0.0  # brightness, contrast and saturation amount
-    max_upload_mb: float = 10.0  # apps and predict refuse larger files
-    max_megapixels: float = 40.0  # ... and images of more pixels, read from the header before decoding
-    top_k: int = 5  # labels shown by predict and the app
-
-
-@dataclass
-class GanConfig:
-    """DCGAN (Radford et al. 2016), optionally class-conditional (conditional batch norm in the generator, projection
-    discriminator), spectral norm, non-saturating or hinge loss, and an exponential moving average of the generator
-    for sampling."""
-
-    latent_dim: int = 64
-    channels: int = 64  # width of the last generator / first discriminator block; doubles per block
-    conditional: bool = False
-    spectral_norm: bool = True  # on the discriminator
-    loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
-    d_lr_scale: float = 1.0  # the discriminator's learning rate is lr x this
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999
-    init_from: Optional[str] = None  # fine-tune from this run directory's generator and discriminator
-    freeze_d_layers: int = 0  # FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks
-    grid_rows: int = 8  # the fixed-noise sample grid written every evaluation
-    # FID/KID features (ImageNet Inception weights cannot be downloaded here): a finished image-classification run
-    # (e.g. a seed CNN on digits), or an ImageNet timm backbone by name (tf_efficientnet_lite0 for colour images).
-    eval_classifier: Optional[str] = None
-    eval_samples: int = 1000  # generated (and at most this many real) images per FID/KID evaluation
+    enabled: bool = setting(False, "LoRA through peft; false trains the whole model")
+    r: int = setting(8, "LoRA rank", at_least(1))
+    alpha: int = setting(16, "LoRA scaling", above(0))
+    dropout: float = setting(0.1, "LoRA dropout", between(0, 1, True))
+    target_modules: Optional[list[str]] = setting(None, "modules that get adapters (unset: peft's default for the "
+                                                  "architecture)", shown="model default")
+    merge: bool = setting(True, "fold the adapters into the saved `best/` model at the end")
 
 
 @dataclass
 class Config:
-    """One training run. Defaults run as they are."""
+    """The keys of every task. A task's config class (`TaskSpec.config`) subclasses it with its own keys and
+    sections, and a narrower `data` class with its columns."""
 
-    task: str = "sentiment"
-    model: str = DEFAULT_TEXT_MODEL
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: float = 3.0
-    max_steps: Optional[int] = None  # overrides epochs when set
-    license: Optional[str] = None  # the model card's license (default: the packaged base model's, where known)
-    batch_size: int = 32
-    eval_batch_size: Optional[int] = None  # default: 2 x batch_size
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    max_grad_norm: Optional[float] = 1.0
-    max_length: int = 128
-    max_target_length: int = 128  # sequence-to-sequence targets
-    # true: batches of similar lengths, in shuffled groups of 4 (the least padding); false: random batches, which on
-    # the CPU run as length-sorted micro-batches (micro_batches) with the whole batch's gradient
-    group_by_length: bool = True
-    micro_batches: Optional[int] = None  # random batches only: pieces per batch by length; unset: batch/8 on CPU, 1 on GPU
-    # auto: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16), fp16 on older GPUs, else fp32
-    precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    seed: int = 42
-    eval_every: Union[int, Literal["epoch"]] = "epoch"  # optimizer steps, or once per epoch
-    save_every: Optional[int] = None  # extra last/ checkpoints every N steps (for resume)
-    metric: Optional[str] = None  # validation metric that picks best/; default: the task's (accuracy, bleu, rougeL)
-    greater_is_better: Optional[bool] = None  # default: False for loss, True for the others
-    patience: Optional[int] = None  # early stopping: evaluations without improvement
-    log_every: int = 10
-    output_dir: Optional[str] = None  # default: runs/<config file name>
-    resume: bool = False
-    overwrite: bool = False
-    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])
-    peft: PeftConfig = field(default_factory=PeftConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
-    extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
-    image: ImageConfig = field(default_factory=ImageConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
-    num_workers: Optional[int] = None  # DataLoader worker processes; unset: from the usable CPUs and the task's data
-    max_train_minutes: Optional[float] = None  # stop training after this much training time (a fixed budget)
-    trust_remote_code: bool = False
+    task: str = setting("", "the task, by name or alias (`toolkit tasks` lists them)", shown="required")
+    model: str = setting(DEFAULT_TEXT_MODEL, "hub id or local folder of the pretrained model (a task may take other "
+                         "kinds: see its page); this id resolves to the PyPI-packaged copy when installed",
+                         model_source=True)
+    data: DataConfig = section(DataConfig)
+    epochs: float = setting(3.0, "passes over the training data (fractions allowed)", above(0))
+    max_steps: Optional[int] = setting(None, "optimizer steps; wins over `epochs` when set", at_least(1), shown="unset")
+    max_train_minutes: Optional[float] = setting(
+        None, "stop training after this much training time; the learning rate then decays over the budget, not only "
+        "the steps, so a run stopped by time has annealed. After its first steps the run logs the step rate it "
+        "measured and how many of the planned steps the budget covers (results.json `budget`), with a warning when "
+        "that is under a quarter", above(0), shown="unset")
+    license: Optional[str] = setting(None, "the model card's license", shown="the base model's, where known")
+    batch_size: int = setting(32, "training batch per process", at_least(1))
+    eval_batch_size: Optional[int] = setting(None, "evaluation batch", at_least(1), shown="2 x `batch_size`")
+    grad_accum: int = setting(1, "gradient accumulation steps", at_least(1))
+    lr: float = setting(5e-5, "peak learning rate; AdamW (fused)", at_least(0))
+    weight_decay: float = setting(0.01, "AdamW weight decay", at_least(0))
+    warmup_ratio: float = setting(0.06, "fraction of the steps spent warming up", between(0, 1))
+    scheduler: Literal["linear", "cosine", "constant"] = setting("linear", "the learning rate after warm-up")
+    max_grad_norm: Optional[float] = setting(1.0, "gradient clipping; `null`: none", at_least(0))
+    group_by_length: bool = setting(True, "length-grouped batches, shuffled in groups of 4 (the least padding). false: "
+                                    "random batches; on the CPU each runs as `micro_batches` length-sorted pieces "
+                                    "with the whole batch's gradient")
+    micro_batches: Optional[int] = setting(None, "pieces per random batch (`group_by_length: false`), sorted by "
+                                           "length; unset: batch_size / 8 on the CPU, 1 on a GPU", at_least(1),
+                                           shown="unset")
+    precision: Literal["auto", "no", "fp16", "bf16"] = setting(
+        "auto", "`auto`: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16, Arm BF16), fp16 with "
+        "loss scaling on GPUs without bf16, else fp32; where the CPU's flags cannot be read (macOS, Windows) or on "
+        "Apple MPS, a few timed steps each way decide, cached in `~/.cache/toolkit/precision.json`. Or `no` (fp32), "
+        "`fp16`, `bf16`: an explicit value always wins. The run records the choice and why (first log line, "
+        "results.json, model card, studio)")
+    seed: int = setting(42, "random seed: model initialisation, data order, row samples, the holdout split",
+                        between(0, 2**32 - 1))
+    eval_every: Union[int, Literal["epoch"]] = setting("epoch", "evaluate every N optimizer steps, or once per epoch; "
+                                                       "the final step is always evaluated", at_least(1))
+    save_every: Optional[int] = setting(None, "extra `last/` checkpoints every N steps, for resume", at_least(1),
+                                        shown="unset")
+    metric: Optional[str] = setting(None, "the validation metric that picks `best/` (the task's page lists them)",
+                                    shown="the task's first metric")
+    greater_is_better: Optional[bool] = setting(None, "whether a higher `metric` wins", shown="from the task's "
+                                                "metrics (lower wins for loss)")
+    patience: Optional[int] = setting(None, "early stopping: evaluations without improvement", at_least(1),
+                                      shown="unset")
+    log_every: int = setting(10, "log training loss and learning rate every N steps", at_least(1))
+    trackers: list[str] = setting(doc="Accelerate trackers", factory=lambda: ["tensorboard"])
+    output_dir: Optional[str] = setting(None, "the run folder; when that already holds a run, "
+                                        "`runs/<config name>-<date>-<time>`", shown="`runs/<config name>`")
+    resume: bool = setting(False, "continue the run in `output_dir` from its `last/` checkpoint")
+    overwrite: bool = setting(False, "replace `output_dir`, only if it holds a toolkit run (a `.toolkit-run` marker)")
+    num_workers: Optional[int] = setting(
+        None, "DataLoader worker processes. Unset: none for tokenized text; for images decoded per item, up to 4 "
+        "leaving one CPU for the model, none on 2 CPUs or fewer. CPUs are the ones this process may use (affinity, "
+        "cgroup quota), which also set torch's threads (OMP_NUM_THREADS wins)", at_least(0), shown="unset")
+    trust_remote_code: bool = setting(False, "run the model repository's own Python code; never on unless you ask")
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.
-    attn_implementation: str = "auto"
+    attn_implementation: str = setting("auto", "transformers attention: `auto` is eager on the CPU (faster for short "
+                                       "texts there), SDPA on a GPU; or a transformers name (`sdpa`, `eager`)")
+
+    def __reduce__(self):
+        # A task's config class may be defined where another process cannot import it by name: rebuild from values.
+        return build_config, (config_to_dict(self), False)
+
+
+@dataclass
+class TextConfig(Config):
+    """Keys of the tasks that fine-tune a transformers text model."""
+
+    max_length: int = setting(128, "input tokens; dynamic padding up to it", at_least(2))
+    peft: PeftConfig = section(PeftConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -225,13 +194,13 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, task: str = "") -> Any:
     """Check ``value`` against the annotation ``tp``; convert only lossless cases (int -> float)."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
-                return _coerce(value, arg, key)
+                return _coerce(value, arg, key, task)
             except ToolkitError:
                 continue
     elif origin is Literal:
@@ -244,7 +213,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = [v for v in value.split(",") if v]
         if isinstance(value, list):
             (item_tp,) = typing.get_args(tp)
-            return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+            return [_coerce(v, item_tp, f"{key}[{i}]", task) for i, v in enumerate(value)]
     elif tp is type(None):
         if value is None:
             return None
@@ -264,25 +233,51 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
-            return _build(tp, value, prefix=f"{key}.")
+            return _build(tp, value, prefix=f"{key}.", task=task)
     raise ToolkitError(
         f"config key '{key}' has value {value!r} ({type(value).__name__}); expected {_type_name(tp)}."
     )
 
 
-def _build(cls: type, values: dict, prefix: str = "") -> Any:
+def _build(cls: type, values: dict, prefix: str = "", task: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(prefix + c for c in close)}?" if close else ""
-            raise ToolkitError(
-                f"unknown config key '{prefix}{key}'.{hint} Valid keys here: {', '.join(prefix + n for n in names)}."
-            )
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+            raise ToolkitError(f"unknown config key '{prefix}{key}'.{_key_hint(str(key), names, prefix, task)} "
+                               f"Valid keys here: {', '.join(prefix + n for n in names)}.")
+        kwargs[key] = _coerce(value, hints[key], prefix + key, task)
     return cls(**kwargs)
+
+
+def _key_hint(key: str, names: list[str], prefix: str, task: str) -> str:
+    """Close keys, or the tasks whose key it is (``gan.latent_dim`` in a translation config)."""
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    if close:
+        return f" Did you mean {', '.join(prefix + c for c in close)}?"
+    if not task:
+        return ""
+    from .tasks import all_tasks
+
+    owners = [spec.name for spec in all_tasks() if has_key(spec.config, f"{prefix}{key}")]
+    return f" It is a key of task {' and '.join(owners)}, not of '{task}'." if owners else ""
+
+
+def has_key(cls: type, dotted: str) -> bool:
+    for part in dotted.split("."):
+        found = {f.name: f for f in dataclasses.fields(cls)}.get(part)
+        if found is None:
+            return False
+        cls = typing.get_type_hints(cls)[part]
+    return True
+
+
+def config_class(task: str) -> type:
+    """The config dataclass of ``task`` (a name or an alias): :class:`Config` with the task's own keys."""
+    from .tasks import get_task
+
+    return get_task(task).config
 
 
 def _parse_scalar(text: str) -> Any:
@@ -334,64 +329,37 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def build_config(values: dict, ranges: bool = True) -> Config:
-    """Validate plain values (from YAML and overrides) into a :class:`Config`; ``ranges=False`` skips the range
-    checks (a finished run's saved config, which an older version may have accepted)."""
-    cfg = _build(Config, values)
+    """Validate plain values (from YAML and overrides) into the config class of their ``task``; ``ranges=False``
+    skips the range checks and drops sections no key of the task has (a finished run's saved config, which an older
+    version may have written)."""
+    task = values.get("task")
+    if not isinstance(task, str) or not task:
+        from .tasks import all_tasks
+
+        known = ", ".join(spec.name for spec in all_tasks())
+        raise ToolkitError(f"the config does not say which task it trains: add `task: NAME` (one of: {known}).")
+    cls = config_class(task)
+    if not ranges:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in names or not isinstance(v, dict)}
+    cfg = _build(cls, values, task=task)
     if ranges:
         check_ranges(cfg)
     return cfg
 
 
-def _at_least(low: float) -> tuple[str, Any]:
-    return f"at least {low}", lambda v: v >= low
-
-
-def _above(low: float) -> tuple[str, Any]:
-    return f"above {low}", lambda v: v > low
-
-
-def _between(low: float, high: float, high_open: bool = False) -> tuple[str, Any]:
-    if high_open:
-        return f"from {low} up to (not including) {high}", lambda v: low <= v < high
-    return f"from {low} to {high}", lambda v: low <= v <= high
-
-
-# Every numeric key's allowed values, checked when a config loads: a value out of range is a config error
-# naming the key, never a silent odd run or a traceback later.
-RANGES = {
-    "epochs": _above(0), "max_steps": _at_least(1), "batch_size": _at_least(1), "eval_batch_size": _at_least(1),
-    "grad_accum": _at_least(1), "lr": _at_least(0), "weight_decay": _at_least(0), "warmup_ratio": _between(0, 1),
-    "max_grad_norm": _at_least(0), "max_length": _at_least(2), "max_target_length": _at_least(2),
-    "seed": _between(0, 2**32 - 1), "eval_every": _at_least(1), "save_every": _at_least(1), "patience": _at_least(1),
-    "log_every": _at_least(1), "micro_batches": _at_least(1), "num_workers": _at_least(0), "max_train_minutes": _above(0),
-    "data.holdout": _between(0, 1, True), "data.max_train_rows": _at_least(1), "data.max_eval_rows": _at_least(1),
-    "data.max_test_rows": _at_least(1), "data.max_per_class": _at_least(1),
-    "generation.num_beams": _at_least(1), "generation.max_new_tokens": _at_least(1),
-    "generation.length_penalty": _between(-10, 10), "generation.no_repeat_ngram_size": _at_least(0),
-    "peft.r": _at_least(1), "peft.alpha": _above(0), "peft.dropout": _between(0, 1, True),
-    "warm_start.decoder_layers": _at_least(1), "warm_start.decoder_heads": _at_least(1),
-    "warm_start.decoder_intermediate_size": _at_least(1), "warm_start.target_vocab_size": _at_least(300),
-    "warm_start.encoder_lr_scale": _at_least(0),
-    "extractive.max_sentences": _at_least(1), "extractive.max_words": _at_least(1),
-    "extractive.oracle_sentences": _at_least(1), "extractive.head_layers": _at_least(0),
-    "extractive.max_position": _at_least(1),
-    "image.head_epochs": _at_least(0), "image.backbone_lr_scale": _at_least(0), "image.size": _at_least(8),
-    "image.channels": ("1 or 3", lambda v: v in (1, 3)), "image.crop_pct": _between(0.05, 1),
-    "image.crop_scale_min": _between(0.01, 1), "image.hflip": _between(0, 1), "image.rotation": _between(0, 180),
-    "image.color_jitter": _between(0, 1), "image.max_upload_mb": _above(0), "image.max_megapixels": _above(0), "image.top_k": _at_least(1),
-    "gan.latent_dim": _at_least(1), "gan.channels": _at_least(1), "gan.d_lr_scale": _above(0),
-    "gan.beta1": _between(0, 1, True), "gan.beta2": _between(0, 1, True), "gan.ema_decay": _between(0, 1, True),
-    "gan.freeze_d_layers": _at_least(0), "gan.grid_rows": _at_least(1), "gan.eval_samples": _at_least(2),
-}
-
-
-def check_ranges(cfg: Config) -> None:
-    for key, (allowed, ok) in RANGES.items():
-        value = cfg
-        for part in key.split("."):
-            value = getattr(value, part)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and ok(value)):
-            raise ToolkitError(f"config key '{key}' is {value!r}; it must be {allowed}.")
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """Every number against the values its key allows (``setting(check=...)``), sections included."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{key}.")
+            continue
+        check = f.metadata.get("check")
+        if check and isinstance(value, (int, float)) and not isinstance(value, bool):
+            allowed, ok = check
+            if not (math.isfinite(value) and ok(value)):
+                raise ToolkitError(f"config key '{key}' is {value!r}; it must be {allowed}.")
 
 
 def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None,
@@ -416,6 +384,18 @@ def default_output_dir(source: str | Path | dict | Config, cfg: Config) -> Path:
     """``runs/<config file name>`` for a config file, ``runs/<task>`` otherwise."""
     named = isinstance(source, (str, Path))
     return Path("runs") / (Path(source).stem if named else cfg.task)
+
+
+def model_sources(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of the keys that name weights to load (``setting(model_source=True)``), sections included."""
+    found = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            found.update(model_sources(value, f"{prefix}{f.name}."))
+        elif f.metadata.get("model_source"):
+            found[prefix + f.name] = value
+    return found
 
 
 def config_to_dict(cfg: Config) -> dict:

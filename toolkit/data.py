@@ -106,19 +106,63 @@ EVAL_FIX = ("A finished run reads the columns it was trained with ({columns}): r
             "those.")
 
 
-def require_columns(ds, columns: list[str], where: str, fix: str = CONFIG_FIX) -> None:
+def require_columns(ds, columns: list[str], where: str, fix=CONFIG_FIX) -> None:
     """Stop with a clear message when a configured column is not in the data; ``fix`` says what to do about it
-    (training: the config; evaluating a finished run: the file, see EVAL_FIX)."""
+    (training: the config, see :func:`role_fix`; evaluating a finished run: the file, see EVAL_FIX), as a text or
+    a function of the missing column."""
     import difflib
 
     for col in columns:
         if col not in ds.column_names:
             close = difflib.get_close_matches(col, ds.column_names, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ToolkitError(
-                f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
-                + fix.format(columns=", ".join(columns))
-            )
+            advice = fix(col) if callable(fix) else fix.format(columns=", ".join(columns))
+            raise ToolkitError(f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
+                               f"{advice}")
+
+
+def role_fix(cfg):
+    """What to set when a configured column is missing: the data key whose value it is, and the role it plays."""
+    from .tasks import get_task
+
+    roles = get_task(cfg.task).roles
+
+    def fix(column: str) -> str:
+        for key, role in roles.items():
+            if getattr(cfg.data, key, None) == column:
+                return f"It is the {role.name} column: set data.{key} to the name it has in your data."
+        return CONFIG_FIX
+
+    return fix
+
+
+def guess_columns(roles: dict, columns: list[str], table=None, configured: dict | None = None) -> dict[str, str | None]:
+    """A column for each data role ({data key: DataRole}): the configured name when the data has it, else the first
+    of the role's usual names, else by content (a pandas ``table``): for a label, the column with the fewest
+    distinct values; for text, the longest strings. Each column serves one role; None where nothing fits."""
+    configured, chosen = configured or {}, {}
+    lower = {c.lower(): c for c in columns}
+    for key, role in roles.items():
+        taken = set(chosen.values())
+        names = [configured.get(key), *role.guesses]
+        found = next((lower[n.lower()] for n in names if isinstance(n, str) and n.lower() in lower
+                      and lower[n.lower()] not in taken), None)
+        chosen[key] = found
+    for key, role in roles.items():
+        if chosen[key] is None and table is not None:
+            chosen[key] = guess_by_content(role.kind, table, [c for c in columns if c not in set(chosen.values())])
+    return chosen
+
+
+def guess_by_content(kind: str, table, free: list[str]) -> str | None:
+    if not free:
+        return None
+    if kind == "label":
+        return min(free, key=lambda c: table[c].astype(str).nunique())
+    if kind == "text":
+        texts = [c for c in free if table[c].dtype == object]
+        return max(texts, key=lambda c: table[c].astype(str).str.len().mean()) if texts else None
+    return free[0]
 
 
 def load_splits(cfg, required: list[str], text_columns: list[str], label_column: str | None = None) -> dict:
@@ -129,7 +173,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str], label_column:
     """
     def load_split(split: str, source: str, where: str):
         table = load_table(source, split)
-        require_columns(table, required, where)
+        require_columns(table, required, where, role_fix(cfg))
         table = drop_empty_text(table, text_columns, where)
         if label_column:
             table = drop_missing_labels(table, label_column, where, cfg.data.missing_labels)

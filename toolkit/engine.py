@@ -46,8 +46,6 @@ class Task:
     test_set: Optional[Sequence] = None
     info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
     finalize: Optional[Callable] = None  # (unwrapped model, best folder) -> None, e.g. merge LoRA
-    metric: str = "accuracy"  # the task's default validation metric for best/
-    metric_names: tuple = ("accuracy", "macro_f1", "loss")  # what cfg.metric may name
     lr_scale: Optional[Callable] = None  # (parameter name) -> learning-rate multiplier, e.g. a lower one for a backbone
     train_mode: Optional[Callable] = None  # (model, epoch) -> None, instead of model.train(): freeze or unfreeze by epoch
     report: Optional[Callable] = None  # (results, run dir) -> None on the main process: extra artefacts, e.g. plots
@@ -59,10 +57,12 @@ class Task:
     heavy_loading: bool = False  # items are decoded and augmented as they load (images): DataLoader workers pay off
 
 
-def choose_metric(task: Task, cfg: Config) -> str:
-    metric = cfg.metric or task.metric
-    if metric not in task.metric_names:
-        raise ToolkitError(f"metric '{metric}' is not a validation metric of task '{cfg.task}'. Choose one of: {', '.join(task.metric_names)}.")
+def choose_metric(spec, cfg: Config) -> str:
+    """The validation metric that picks best/: cfg.metric, else the first the task declares."""
+    metric = cfg.metric or spec.metrics[0]
+    if metric not in spec.metrics:
+        raise ToolkitError(f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
+                           f"{', '.join(spec.metrics)}.")
     return metric
 
 
@@ -201,20 +201,15 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def lower_is_better(cfg: Config) -> tuple:
-    from .tasks import get_task
-
-    return get_task(cfg.task).lower_is_better
-
-
-def improved(value: float, best: Optional[float], metric: str, cfg: Config, loss: Optional[float] = None,
-             best_loss: Optional[float] = None) -> bool:
+def improved(value: float, best: Optional[float], metric: str, cfg: Config, lower_is_better: tuple = ("loss",),
+             loss: Optional[float] = None, best_loss: Optional[float] = None) -> bool:
+    """Whether ``value`` of ``metric`` beats ``best``; ``lower_is_better``: the task's metrics where lower wins."""
     if best is None:
         return True
     if value == best and metric != "loss" and loss is not None and best_loss is not None:
         # A tie (common for accuracy on a few hundred validation images): the lower validation loss wins.
         return loss < best_loss
-    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in lower_is_better(cfg)
+    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in lower_is_better
     return value > best if higher else value < best
 
 
@@ -251,6 +246,7 @@ class Training:
     """What the phases of one :func:`fit` share."""
 
     task: Task
+    spec: object  # the task's TaskSpec: its metrics and which of them are better lower
     cfg: Config
     run_dir: Path
     accelerator: object
@@ -280,10 +276,16 @@ class Training:
         return self.accelerator.is_main_process
 
 
-def fit(task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None) -> runlib.Run:
+def fit(task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None,
+        spec=None) -> runlib.Run:
     """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run.
-    ``machine``: fit_machine's record, when the caller has chosen precision and threads already."""
-    t = setup(task, cfg, run_dir, machine)
+    ``machine``: fit_machine's record, when the caller has chosen precision and threads already; ``spec``: the
+    task's TaskSpec (default: the one registered as cfg.task)."""
+    if spec is None:
+        from .tasks import get_task
+
+        spec = get_task(cfg.task)
+    t = setup(task, spec, cfg, run_dir, machine)
     restore(t)
     if t.main:
         runlib.start_run_dir(run_dir, cfg)
@@ -294,12 +296,12 @@ def fit(task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Opti
     return finish(t, command)
 
 
-def setup(task: Task, cfg: Config, run_dir: Path, machine: Optional[dict] = None) -> Training:
+def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] = None) -> Training:
     """The accelerator, and the model, loaders, optimizers and schedules prepared for its devices and processes."""
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    metric = choose_metric(task, cfg)
+    metric = choose_metric(spec, cfg)
     machine = machine or fit_machine(cfg, local_process_count(PartialState(cpu=cpu_only())))
     accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters, machine["mixed_precision"])
     set_seed(cfg.seed)
@@ -313,7 +315,7 @@ def setup(task: Task, cfg: Config, run_dir: Path, machine: Optional[dict] = None
         evaluation = accelerator.prepare(evaluation)
     counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                 "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
-    t = Training(task, cfg, run_dir, accelerator, model, loader, evaluation, optimizers, generator, metric,
+    t = Training(task, spec, cfg, run_dir, accelerator, model, loader, evaluation, optimizers, generator, metric,
                  count_steps(cfg, len(loader)), counters, task.train_step or default_train_step(task, cfg), machine,
                  workers_generator)
     t.schedulers = [accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
@@ -479,7 +481,7 @@ def evaluate_and_checkpoint(t: Training) -> bool:
     with timing.phase("evaluations"):
         metrics = t.task.evaluate(t.model, t.evaluation, t.accelerator) if t.evaluation is not None else {}
     value = metrics.get(metric)
-    better = value is None or improved(value, counters["best_metric"], metric, t.cfg, metrics.get("loss"),
+    better = value is None or improved(value, counters["best_metric"], metric, t.cfg, t.spec.lower_is_better, metrics.get("loss"),
                                        counters.get("best_loss"))
     if better:
         counters.update(best_metric=value, best_loss=metrics.get("loss"), best_step=counters["step"], stale_evals=0,
@@ -528,7 +530,7 @@ def finish(t: Training, command: str) -> runlib.Run:
     check_ranks_agree(t.accelerator, t.model)
     if t.last_eval_step != t.counters["step"]:
         evaluate_and_checkpoint(t)
-    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command, t.machine)
+    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command, t.machine, t.metric)
     t.accelerator.end_training()
     return runlib.Run(dir=t.run_dir, metrics=results, model=t.accelerator.unwrap_model(t.model))
 
@@ -546,7 +548,7 @@ def check_ranks_agree(accelerator, model) -> None:
 
 
 def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str,
-                   machine: dict) -> dict:
+                   machine: dict, metric: str) -> dict:
     """Reload best/, run its finalizer (e.g. merge LoRA), score validation and test, write results and card."""
     best = run_dir / "best"
     accelerator.wait_for_everyone()
@@ -554,7 +556,7 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
     with timing.phase("reload_best"):
         ckpt.load_weights(unwrapped, best)
     model.eval()
-    results = {**task.info, "metric": choose_metric(task, cfg), "best_step": counters["best_step"], "steps": counters["step"],
+    results = {**task.info, "metric": metric, "best_step": counters["best_step"], "steps": counters["step"],
                **_machine_record(machine), **({"budget": counters["budget"]} if counters.get("budget") else {}),
                "train_seconds": round(counters["train_seconds"], 2), "train_samples": counters["train_samples"],
                "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2)}

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Config, ExtractiveConfig
 from .errors import ToolkitError
 from .metrics import split_sentences
 from .models import save_tokenizer
@@ -165,7 +164,7 @@ class Documents(list):
     references: list[str] = []
 
 
-def encode_split(table, text: str, summary: str, tokenizer, cfg: Config, scorer) -> Documents:
+def encode_split(table, text: str, summary: str, tokenizer, cfg, scorer) -> Documents:
     ext = cfg.extractive
     docs = Documents()
     docs.sentences, docs.references = [], []
@@ -185,7 +184,7 @@ def no_pooler(config) -> dict:
     return {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta", "camembert") else {}
 
 
-def build_extractive_task(cfg: Config, text: str, summary: str, score, metric: str, metric_names: tuple):
+def build_extractive_task(cfg, text: str, summary: str, score):
     from transformers import AutoConfig, AutoModel
 
     from .data import load_splits
@@ -237,13 +236,11 @@ def build_extractive_task(cfg: Config, text: str, summary: str, score, metric: s
         train_lengths=[len(f["input_ids"]) for f in features["train"]],
         info={"source": text, "target": summary,
               "examples": list(splits.get("validation", splits["train"])[text][:5])},
-        metric=metric,
-        metric_names=metric_names,
     )
 
 
 @torch.no_grad()
-def evaluate(model, loader, accelerator, ext: ExtractiveConfig, score) -> dict:
+def evaluate(model, loader, accelerator, ext, score) -> dict:
     """Score every sentence, gather from every process, pick summaries with the run's budget, compute ROUGE."""
     losses, rows = [], []
     for batch in loader:
@@ -260,7 +257,7 @@ def evaluate(model, loader, accelerator, ext: ExtractiveConfig, score) -> dict:
     return {"loss": float(torch.cat(losses).mean()), **score(hypotheses, docs.references)}
 
 
-def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict | None, ext: ExtractiveConfig) -> None:
+def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict | None, ext) -> None:
     """model.safetensors (encoder and head), the encoder's config.json, the head's settings, the tokenizer."""
     from safetensors.torch import save_file
 

@@ -206,13 +206,14 @@ class ClassifierFeatures(nn.Module):
         if Path(source).is_dir():
             from .checkpoint import find_checkpoint
             from .run import read_run_config
-            from .vision import load_checkpoint
+            from .vision import IMAGE_CONFIG, load_checkpoint
 
-            if read_run_config(source).task != "image_classification":
-                raise ToolkitError(f"'{source}' is not an image-classification run: FID needs one as its feature extractor.")
+            read_run_config(source)  # a run folder, or one clear error
             folder = find_checkpoint(Path(source), "best", intact=True)
             if folder is None:
                 raise ToolkitError(f"run '{source}' has no best/ checkpoint yet. Train it first with `toolkit train`.")
+            if not (folder / IMAGE_CONFIG).is_file():
+                raise ToolkitError(f"'{source}' is not an image-classification run: FID needs one as its feature extractor.")
             model, self.data = load_checkpoint(folder)  # the checkpoint alone, as the image predictor loads it
             self.model, self.labels = model.eval(), self.data["labels"]
         else:
@@ -253,8 +254,7 @@ class ClassifierFeatures(nn.Module):
 
 def imagenet_backbone(name: str) -> nn.Module:
     """A pretrained timm backbone without its classifier (its data config as ``toolkit_data``)."""
-    from .config import Config, ImageConfig
-    from .vision import build_model, model_kind
+    from .vision import _timm_model, model_kind
 
     try:
         kind = model_kind(name)
@@ -263,8 +263,8 @@ def imagenet_backbone(name: str) -> nn.Module:
     if kind != "timm":
         raise ToolkitError(f"gan.eval_classifier '{name}' is neither a run folder nor a timm model name "
                            "(e.g. tf_efficientnet_lite0, whose ImageNet weights are packaged).")
-    model, data = build_model(Config(task="image_classification", model=name, image=ImageConfig(pretrained=True)), num_classes=0)
-    model.toolkit_data = data
+    model, data, spec = _timm_model(name, True, 0, 3)
+    model.toolkit_data = {**data, **spec, "kind": kind, "num_classes": 0}
     return model.eval()
 
 

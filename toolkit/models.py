@@ -20,6 +20,21 @@ _PACKAGED = {
 }
 
 
+
+def without_gradients(function: Callable) -> Callable:
+    """``torch.no_grad()`` as a decorator that imports torch only when the function runs (recipes and the settings
+    they declare are read without torch)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return function(*args, **kwargs)
+
+    return wrapper
+
 def resolve_model_source(name: str) -> str:
     """A local folder for ``name``: itself, a packaged copy of a hub model, or the hub id unchanged."""
     if Path(name).expanduser().is_dir():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -263,12 +262,13 @@ class GanSampler(Predictor):
     def load(self) -> None:
         from safetensors.torch import load_file
 
-        from .config import GanConfig
+        from types import SimpleNamespace
+
         from .gan import GAN
 
         spec = json.loads((self.folder / "config.json").read_text())  # the checkpoint holds all it needs
         self.labels = spec["labels"]
-        self.gan = GAN(GanConfig(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
+        self.gan = GAN(SimpleNamespace(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
         self.gan.load_state_dict(load_file(self.folder / "model.safetensors"))
         self.gan.eval().to(self.device)
 

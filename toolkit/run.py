@@ -290,15 +290,9 @@ def _flatten(values: dict, prefix: str = "") -> dict:
 
 
 def task_config(cfg: Config) -> dict:
-    """The config as a dict with only the sections the run's task uses (``data`` and the task's ``sections``):
-    what config.yaml and the TensorBoard hyperparameters hold. Reading it back fills the rest with defaults."""
-    import dataclasses
-
-    from .tasks import get_task
-
-    used = {"data", *get_task(cfg.task).sections}
-    optional = {f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
-    return {k: v for k, v in config_to_dict(cfg).items() if k not in optional or k in used}
+    """The config as a dict: the task's config class holds only the keys and sections the task reads, so this is
+    what config.yaml and the TensorBoard hyperparameters hold."""
+    return config_to_dict(cfg)
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:
@@ -353,8 +347,15 @@ def checkpoint_library(folder: Path) -> str:
         return "pytorch"
     if "model_type" in config:
         return "transformers"
-    timm_style = "pretrained_cfg" in config and config.get("architecture") not in (None, "seed_cnn")
-    return "timm" if timm_style else "pytorch"
+    return "timm" if "pretrained_cfg" in config and is_timm_model(config.get("architecture")) else "pytorch"
+
+
+def is_timm_model(name) -> bool:
+    try:
+        import timm
+    except ImportError:
+        return False
+    return isinstance(name, str) and timm.is_model(name)
 
 
 def card_metadata(run_dir: Path, cfg: Config, results: dict, spec) -> dict:

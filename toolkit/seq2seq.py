@@ -4,23 +4,83 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
-import torch
-
-from .config import Config
-from .data import load_splits
-from .engine import Task
+from .config import DataConfig, TextConfig, at_least, between, section, setting
 from .errors import ToolkitError
 from .hub import hub_guard
 from .models import (apply_lora, attention_backend, from_pretrained_quietly, load_tokenizer, lora_merge_finalizer,
-                     resolve_model_source, save_model, save_tokenizer)
+                     resolve_model_source, save_model, save_tokenizer, without_gradients)
+
+if TYPE_CHECKING:
+    from .engine import Task
+
+# torch and transformers are imported where they are used: the settings below are read without them.
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding for evaluation, `toolkit predict` and the apps."""
+
+    num_beams: int = setting(4, "beam size (1: greedy)", at_least(1))
+    max_new_tokens: int = setting(64, "longest output", at_least(1))
+    length_penalty: float = setting(1.0, "beam-search length penalty", between(-10, 10))
+    no_repeat_ngram_size: int = setting(0, "block repeated n-grams of this size (0: off)", at_least(0))
+
+
+@dataclass
+class WarmStartConfig:
+    """An encoder-decoder built from encoder checkpoints (transformers' `EncoderDecoderModel`, Rothe et al. 2020).
+    Setting `warm_start.encoder` builds it; `model` is then not used."""
+
+    encoder: Optional[str] = setting(None, "encoder checkpoint (the packaged MiniLM offline)", shown="unset",
+                                     model_source=True)
+    decoder: Optional[str] = setting(None, "decoder checkpoint too (bert2bert, shared vocabulary), or unset for a new "
+                                     "decoder of the encoder's width", shown="unset", model_source=True)
+    decoder_layers: int = setting(3, "the new decoder's layers", at_least(1))
+    decoder_heads: int = setting(12, "the new decoder's attention heads", at_least(1))
+    decoder_intermediate_size: int = setting(1536, "the new decoder's feed-forward width", at_least(1))
+    target_tokenizer: str = setting(
+        "encoder", "`encoder` (the encoder's tokenizer), `train` (a cased byte-level BPE vocabulary trained on the "
+        "training targets: decoding gives back exactly the text it encoded, accents, \"T-shirt\" and \"l'eau\" "
+        "included; MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder")
+    target_vocab_size: int = setting(8000, "vocabulary size for `target_tokenizer: train`", at_least(300))
+    pretrained: bool = setting(True, "`false` builds the same architecture from random weights: the from-scratch "
+                               "baseline")
+    encoder_lr_scale: float = setting(1.0, "the pretrained encoder learns at `lr` times this, the new decoder at `lr`",
+                                      at_least(0))
+
+
+@dataclass
+class Seq2SeqData(DataConfig):
+    """What sequence-to-sequence tasks read besides their columns."""
+
+    source_prefix: Optional[str] = setting(None, "prepended to inputs, e.g. T5's `\"translate English to German: \"`",
+                                           shown="unset")
+    source_lang_code: Optional[str] = setting(
+        None, "multilingual models with language codes (mBART, NLLB), e.g. `en_XX`: the tokenizer tags the source "
+        "with it. An unknown code names the close ones", shown="unset")
+    target_lang_code: Optional[str] = setting(None, "... the target's code, e.g. `de_DE`; generation starts with it",
+                                              shown="unset")
+
+
+@dataclass
+class Seq2SeqConfig(TextConfig):
+    """The keys of the sequence-to-sequence tasks: any AutoModelForSeq2SeqLM, or an encoder-decoder warm-started from
+    encoder checkpoints."""
+
+    data: Seq2SeqData = section(Seq2SeqData)
+    max_target_length: int = setting(128, "target tokens", at_least(2))
+    generation: GenerationConfig = section(GenerationConfig)
+    warm_start: WarmStartConfig = section(WarmStartConfig)
+
 
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
 
-def load_seq2seq_model(cfg: Config):
+def load_seq2seq_model(cfg: Seq2SeqConfig):
     from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     source = resolve_model_source(cfg.model)
@@ -54,7 +114,7 @@ def train_target_tokenizer(texts: list[str], vocab_size: int):
                                    clean_up_tokenization_spaces=False)
 
 
-def target_tokenizer_for(cfg: Config, targets: list[str], source_tokenizer):
+def target_tokenizer_for(cfg: Seq2SeqConfig, targets: list[str], source_tokenizer):
     from transformers import AutoTokenizer
 
     choice = cfg.warm_start.target_tokenizer
@@ -70,7 +130,7 @@ def target_tokenizer_for(cfg: Config, targets: list[str], source_tokenizer):
     return AutoTokenizer.from_pretrained(choice)
 
 
-def build_encoder_decoder(cfg: Config, targets: list[str]):
+def build_encoder_decoder(cfg: Seq2SeqConfig, targets: list[str]):
     """Source tokenizer, target tokenizer and an EncoderDecoderModel warm-started from encoder checkpoints."""
     from transformers import AutoConfig, AutoModel, BertConfig, BertLMHeadModel, EncoderDecoderModel
 
@@ -107,7 +167,7 @@ def build_encoder_decoder(cfg: Config, targets: list[str]):
 LANG_CODE = re.compile(r"^[a-z]{2,3}_[A-Z][A-Za-z]{1,3}$")  # en_XX (mBART), eng_Latn (NLLB)
 
 
-def set_language_codes(cfg: Config, tokenizer, model=None) -> None:
+def set_language_codes(cfg: Seq2SeqConfig, tokenizer, model=None) -> None:
     """Multilingual models (mBART, NLLB) mark each text's language with a code token. The tokenizer adds them;
     generation must begin with the target's code: forced as the first token where targets begin with it
     (mBART-50, NLLB), or as the decoder's start token where targets end with it (mBART-cc25)."""
@@ -142,7 +202,7 @@ class Examples(list):
     references: list[str] = []
 
 
-def generation_kwargs(cfg: Config) -> dict:
+def generation_kwargs(cfg: Seq2SeqConfig) -> dict:
     g = cfg.generation
     kwargs = {"num_beams": g.num_beams, "max_new_tokens": g.max_new_tokens, "length_penalty": g.length_penalty}
     if g.no_repeat_ngram_size:
@@ -150,11 +210,14 @@ def generation_kwargs(cfg: Config) -> dict:
     return kwargs
 
 
-def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, metric: str, metric_names: tuple,
+def build_seq2seq_task(cfg: Seq2SeqConfig, source: str, target: str, score: Callable,
                        extend_train: Callable | None = None) -> Task:
     """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics.
     ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
+
+    from .data import load_splits
+    from .engine import Task
 
     splits = load_splits(cfg, [source, target], [source, target])
     if extend_train is not None:
@@ -201,13 +264,11 @@ def build_seq2seq_task(cfg: Config, source: str, target: str, score: Callable, m
         save=save,
         train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
         info={"source": source, "target": target, "examples": list(splits.get("validation", splits["train"])[source][:5])},
-        metric=metric,
-        metric_names=metric_names,
         lr_scale=encoder_lr_scale(cfg),
     )
 
 
-def encoder_lr_scale(cfg: Config):
+def encoder_lr_scale(cfg: Seq2SeqConfig):
     """A warm-started encoder learns at lr x warm_start.encoder_lr_scale; the new decoder (cross-attention
     included) at lr."""
     scale = cfg.warm_start.encoder_lr_scale
@@ -216,9 +277,11 @@ def encoder_lr_scale(cfg: Config):
     return lambda name: scale if name.startswith(("encoder.", "base_model.model.encoder.")) else 1.0  # LoRA: peft's prefix
 
 
-@torch.no_grad()
-def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable) -> dict:
+@without_gradients
+def evaluate(model, loader, accelerator, tokenizer, cfg: Seq2SeqConfig, score: Callable) -> dict:
     """Generate with the configured decoding settings, gather from every process, score against references."""
+    import torch
+
     pad = tokenizer.pad_token_id
     hypotheses, references, losses = [], [], []
     generator = accelerator.unwrap_model(model)
@@ -239,7 +302,7 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Config, score: Callable
     return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
 
 
-def evaluate_run(predictor, cfg: Config, data: str, split: str, source: str, target: str, score: Callable) -> dict:
+def evaluate_run(predictor, cfg: Seq2SeqConfig, data: str, split: str, source: str, target: str, score: Callable) -> dict:
     """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
     from .data import EVAL_FIX, drop_empty_text, load_table, require_columns
 

@@ -30,7 +30,6 @@ from .errors import ToolkitError
 STUDIO_DIR = ".studio"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_MB = 200
-CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 # Fields offered as form inputs on the Train tab (the rest stay as the config file sets them).
 FORM_KEYS = ("epochs", "max_steps", "batch_size", "lr", "max_length", "warmup_ratio", "precision", "seed",
              "eval_every", "peft.enabled")
@@ -59,8 +58,10 @@ def shipped_configs(task: str | None = None) -> dict[str, Path]:
     from .tasks import get_task
 
     out = {}
-    for path in sorted(CONFIGS.glob("*.yaml")):
-        if task is None or get_task(read_yaml(path).get("task", "sentiment")).name == get_task(task).name:
+    from . import recipes
+
+    for path in sorted((Path(recipes.__file__).parent / "configs").glob("*.yaml")):
+        if task is None or get_task(str(read_yaml(path).get("task"))).name == get_task(task).name:
             out[path.name] = path
     return out
 
@@ -148,9 +149,10 @@ class Studio:
             raise ToolkitError("trust_remote_code: true is refused in the studio: it runs Python from the model folder "
                                "in the training process, for anyone who can reach the studio. Start the studio with "
                                "--allow-remote-code to permit it, or train from a terminal.")
-        for key, value in (("model", cfg.model), ("warm_start.encoder", cfg.warm_start.encoder),
-                           ("warm_start.decoder", cfg.warm_start.decoder)):
-            if value and (Path(value).expanduser().resolve() == self.uploads
+        from .config import model_sources
+
+        for key, value in model_sources(cfg).items():
+            if isinstance(value, str) and value and (Path(value).expanduser().resolve() == self.uploads
                           or self.uploads in Path(value).expanduser().resolve().parents):
                 raise ToolkitError(f"{key} points into the studio's uploads ({value}): models are not loaded from "
                                    f"uploads. Start the studio with --allow-remote-code to permit it.")
@@ -548,9 +550,12 @@ def format_seconds(seconds: float) -> str:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def preview_data(source: str, label_column: str | None = None, rows: int = 5) -> dict:
-    """What the Train tab shows of a data file or image folder: columns, the first rows, and the label counts.
+def preview_data(source: str, roles: dict | None = None, configured: dict | None = None, rows: int = 5) -> dict:
+    """What the Train tab shows of a data file or image folder: columns, the first rows, a column for each of the
+    task's data ``roles`` ({data key: DataRole}, guessed: the ``configured`` names first), and the label counts.
     A hub id is not fetched here (the run loads it)."""
+    from .data import guess_columns
+
     path = Path(source).expanduser()
     if path.is_dir() and not (path / "dataset_info.json").is_file() and not (path / "dataset_dict.json").is_file():
         counts = {}
@@ -558,18 +563,21 @@ def preview_data(source: str, label_column: str | None = None, rows: int = 5) ->
             counts[folder.name] = sum(1 for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
         if not any(counts.values()):
             raise ToolkitError(f"'{source}' holds no class folders of images (e.g. ants/*.jpg, bees/*.jpg).")
-        return {"kind": "images", "columns": ["image", "label"], "rows": [], "label_counts": counts}
+        return {"kind": "images", "columns": ["image", "label"], "rows": [], "roles": {}, "label_counts": counts}
     if not path.is_file():
-        return {"kind": "hub", "columns": [], "rows": [], "label_counts": {},
+        return {"kind": "hub", "columns": [], "rows": [], "roles": {}, "label_counts": {},
                 "note": f"'{source}' is not a file here: the run loads it as a hub dataset (this needs internet)."}
     from .data import _read_file
 
     table = _read_file(path)
     if table.empty:
         raise ToolkitError(f"data file '{source}' has no rows.")
-    label = label_column if label_column in table.columns else next(
-        (c for c in ("label", "labels", "class", "target") if c in table.columns), None)
+    columns = [str(c) for c in table.columns]
+    table.columns = columns
+    roles = roles or {}
+    chosen = guess_columns(roles, columns, table, configured)
+    label = next((chosen[k] for k, role in roles.items() if role.kind == "label" and chosen.get(k)), None)
     counts = {str(k): int(v) for k, v in table[label].value_counts().items()} if label else {}
     head = table.head(rows).astype(str).map(lambda v: v if len(v) <= 200 else v[:200] + "…")
-    return {"kind": "table", "columns": [str(c) for c in table.columns], "rows": head.values.tolist(),
+    return {"kind": "table", "columns": columns, "rows": head.values.tolist(), "roles": chosen,
             "label_column": label, "label_counts": counts, "count": len(table)}

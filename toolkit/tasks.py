@@ -1,7 +1,7 @@
 """The task registry: every task is declared once, next to its recipe, and the rest of the toolkit asks here.
 
-A recipe module (``recipes/<name>.py``) ends with ``register(TaskSpec(...))``. The built-in recipes are found by
-importing every module of the ``recipes`` package; another package adds its tasks through the ``toolkit.tasks``
+A recipe module (``recipes/<name>.py``, installed as ``toolkit.recipes``) ends with ``register(TaskSpec(...))``. The built-in recipes are found by
+importing every module of the ``toolkit.recipes`` package; another package adds its tasks through the ``toolkit.tasks``
 entry-point group (each entry point a module that registers on import), and a notebook calls ``register``.
 """
 
@@ -34,7 +34,7 @@ class TaskSpec:
     example_config: Optional[str] = None  # a shipped config, relative to the repository root
     metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)
     lower_is_better: tuple = ("loss",)  # of those, the ones where lower wins
-    sections: tuple = ()  # the config sections it reads besides data (e.g. "peft"): a run's config.yaml keeps only these
+    config: type = None  # its config dataclass: toolkit.config.Config (or TextConfig) with its own keys and sections
     eval_split: Callable = default_eval_split  # (cfg) -> the split `toolkit eval` scores by default
     usage: str = 'predict("...")'  # the call shown in the model card, after `predict = toolkit.load(RUN)`
     pipeline_tag: Optional[str] = None  # the Hugging Face task tag of the model card
@@ -42,7 +42,25 @@ class TaskSpec:
     base_model: Callable = lambda cfg: cfg.model  # (cfg) -> the pretrained model it starts from, or None
     # (checkpoint folder, onnx file path, cfg, quantize) -> "module:Class" of the predictor that runs the file
     export: Optional[Callable] = None
+    rank: int = 100  # where listings (the studio's task menu, `toolkit tasks`) put it: lower first
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from .config import Config
+
+        if self.config is None:
+            object.__setattr__(self, "config", Config)
+        if not (isinstance(self.config, type) and issubclass(self.config, Config)):
+            raise ToolkitError(f"task '{self.name}': config must be a dataclass subclassing toolkit.config.Config.")
+
+    @property
+    def roles(self) -> dict:
+        """Its data roles: {data key: DataRole} of the columns it reads (``setting(role=...)`` in its data class)."""
+        import dataclasses
+        import typing
+
+        data = typing.get_type_hints(self.config)["data"]
+        return {f.name: f.metadata["role"] for f in dataclasses.fields(data) if f.metadata.get("role")}
 
     def build_app(self, run_dir, **options):
         """The task's Gradio app for a run; ``options`` (e.g. backend="torch") go to its build_demo."""
@@ -77,11 +95,11 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    import recipes
+    from . import recipes
 
     for module in pkgutil.iter_modules(recipes.__path__):
         if not module.name.startswith("_"):
-            importlib.import_module(f"recipes.{module.name}")
+            importlib.import_module(f"toolkit.recipes.{module.name}")
     from importlib.metadata import entry_points
 
     for entry in entry_points(group="toolkit.tasks"):
@@ -98,7 +116,7 @@ def get_task(name: str) -> TaskSpec:
 
 def all_tasks() -> list[TaskSpec]:
     _discover()
-    return list(_TASKS.values())
+    return sorted(_TASKS.values(), key=lambda spec: (spec.rank, spec.name))
 
 
 def describe(spec: TaskSpec) -> dict[str, Any]:
