@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 PORT ?= 7860
 
-.PHONY: install demo studio test bench clean
+.PHONY: install demo studio lint docs test bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,16 @@ demo: install
 studio: install
 	$(OFFLINE) $(BIN)/toolkit studio --runs runs --port $(PORT)
 
-test: install
+# ruff: lint (pycodestyle, pyflakes, import order, bugbear) and the formatter's check, before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# docs/configuration.md's reference, regenerated from the config dataclasses (a test checks it is current).
+docs: install
+	$(BIN)/python -m toolkit.reference docs/configuration.md
+
+test: lint
 	$(OFFLINE) $(BIN)/python -m pytest
 
 bench: install

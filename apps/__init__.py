@@ -104,8 +104,15 @@ def steady_memory(trim_every: float = 30.0) -> bool:
     return True
 
 
-def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False, backend: str = "auto",
-           allowed_hosts: list[str] | tuple[str, ...] = (), **kwargs):
+def launch(
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    backend: str = "auto",
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    **kwargs,
+):
     """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
     from toolkit.apps.guard import guarded
 
@@ -113,5 +120,6 @@ def launch(run_dir: str | Path, host: str = "127.0.0.1", port: int = 7860, share
     demo = build_app(run_dir, backend)
     if share:  # the public link arrives through Gradio's tunnel, named under gradio.live
         allowed_hosts = [*allowed_hosts, ".gradio.live"]
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb",
-                       **guarded(host, allowed_hosts), **kwargs)
+    return demo.launch(
+        server_name=host, server_port=port, share=share, max_file_size="20mb", **guarded(host, allowed_hosts), **kwargs
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from toolkit.apps import app_temp_folder
 from toolkit.api import load
+from toolkit.apps import app_temp_folder
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
 
@@ -41,7 +41,7 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
         try:
             picture = as_rgb(sampler.grid(int(seed), label if conditional else None, rows=4))
         except ToolkitError as err:
-            raise gr.Error(str(err))
+            raise gr.Error(str(err)) from None
         import cv2
 
         path = out_dir / f"samples_seed{int(seed)}{'_' + label if conditional and label else ''}.png"
@@ -50,16 +50,26 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
     def walk(seed_a: float, seed_b: float, t: float, label: str | None):
         try:
-            return enlarge(as_rgb(sampler.interpolate(int(seed_a), int(seed_b), float(t), label if conditional else None)))
+            return enlarge(
+                as_rgb(sampler.interpolate(int(seed_a), int(seed_b), float(t), label if conditional else None))
+            )
         except ToolkitError as err:
-            raise gr.Error(str(err))
+            raise gr.Error(str(err)) from None
 
     scores = results.get("validation") or {}
-    shown = ", ".join(f"{k.upper()} {scores[k]:.3f}" for k in ("fid", "kid", "class_accuracy") if isinstance(scores.get(k), (int, float)))
+    shown = ", ".join(
+        f"{k.upper()} {scores[k]:.3f}"
+        for k in ("fid", "kid", "class_accuracy")
+        if isinstance(scores.get(k), (int, float))
+    )
     with gr.Blocks(title=f"{run_dir.name}: GAN", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {run_dir.name}\nA {'class-conditional ' if conditional else ''}DCGAN "
-                    f"({sampler.gan.generator.seed * 2 ** sampler.gan.generator.k} px). {shown}")
-        label = gr.Dropdown(sampler.labels, value=sampler.labels[0], label="Class", visible=conditional, elem_id="label")
+        gr.Markdown(
+            f"# {run_dir.name}\nA {'class-conditional ' if conditional else ''}DCGAN "
+            f"({sampler.gan.generator.seed * 2**sampler.gan.generator.k} px). {shown}"
+        )
+        label = gr.Dropdown(
+            sampler.labels, value=sampler.labels[0], label="Class", visible=conditional, elem_id="label"
+        )
         with gr.Row():
             with gr.Column():
                 seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")

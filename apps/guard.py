@@ -75,8 +75,13 @@ class HostGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = host_name(headers.get("host", ""))
         if not self.allows(host):
-            return await refuse(scope, send, 421, f"this server does not answer for host '{host or '(none)'}': start "
-                                                  f"it with --allowed-hosts {host or 'NAME'} if that name is yours")
+            return await refuse(
+                scope,
+                send,
+                421,
+                f"this server does not answer for host '{host or '(none)'}': start "
+                f"it with --allowed-hosts {host or 'NAME'} if that name is yours",
+            )
         origin = headers.get("origin")
         writes = scope["type"] == "websocket" or scope.get("method", "GET") not in SAFE_METHODS
         if writes and origin is not None and not self.allows(host_name(origin)):
@@ -89,8 +94,13 @@ async def refuse(scope, send, status: int, message: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.apps import metrics_markdown
 from toolkit.api import load
+from toolkit.apps import metrics_markdown
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
 from toolkit.vision import crop_largest_face
@@ -29,7 +29,7 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
         try:
             array = classifier.read(image)  # refuses files over image.max_upload_mb, and undecodable ones
         except ToolkitError as err:
-            raise gr.Error(str(err))
+            raise gr.Error(str(err)) from None
         note = ""
         if crop_faces:
             face = crop_largest_face(array)
@@ -42,13 +42,18 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
     examples = [str(run_dir / e) for e in results.get("examples", []) if (run_dir / e).is_file()][:4]  # inside the run
     with gr.Blocks(title=f"{run_dir.name}: image classification", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"# {run_dir.name}\nImage classification over {len(classifier.labels)} classes: "
-                    f"{', '.join(classifier.labels[:20])}{' …' if len(classifier.labels) > 20 else ''}.")
+        gr.Markdown(
+            f"# {run_dir.name}\nImage classification over {len(classifier.labels)} classes: "
+            f"{', '.join(classifier.labels[:20])}{' …' if len(classifier.labels) > 20 else ''}."
+        )
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="Image", type="filepath", sources=["upload", "webcam"], elem_id="image",
-                                 image_mode=None)  # the file as uploaded: the size limits apply before any decoding
-                crop = gr.Checkbox(label="Crop to the largest face first (OpenCV Haar cascade)", value=False, elem_id="crop")
+                image = gr.Image(
+                    label="Image", type="filepath", sources=["upload", "webcam"], elem_id="image", image_mode=None
+                )  # the file as uploaded: the size limits apply before any decoding
+                crop = gr.Checkbox(
+                    label="Crop to the largest face first (OpenCV Haar cascade)", value=False, elem_id="crop"
+                )
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
             with gr.Column():
                 labels = gr.Label(label="Top labels", num_top_classes=classifier.top_k, elem_id="labels")

@@ -12,8 +12,16 @@ import socket
 import tempfile
 from pathlib import Path
 
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -62,8 +70,11 @@ def sentiment_screens(run_dir: str | Path, out: Path) -> list[Path]:
             shot("csv-before-upload")
             with tempfile.TemporaryDirectory() as folder:
                 upload = Path(folder) / "reviews.csv"
-                upload.write_text('text\n"A gripping, beautifully acted film."\n\n"Dull, predictable and far too long."\n'
-                                  '"=HYPERLINK(""http://example.com"")"\n', encoding="utf-8")
+                upload.write_text(
+                    'text\n"A gripping, beautifully acted film."\n\n"Dull, predictable and far too long."\n'
+                    '"=HYPERLINK(""http://example.com"")"\n',
+                    encoding="utf-8",
+                )
                 page.locator("input[type=file]").first.set_input_files(str(upload))
                 page.wait_for_timeout(1000)
                 page.get_by_role("button", name="Classify file").click()

@@ -11,16 +11,17 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from toolkit.apps import app_temp_folder, metrics_markdown, write_download
 from toolkit.api import load
+from toolkit.apps import app_temp_folder, metrics_markdown, write_download
 from toolkit.run import read_results, read_run_config
 
 MAX_CSV_ROWS = 10_000
 EMPTY = "Type some text to classify."
 
 
-def build_demo(run_dir: str | Path, backend: str = "auto", max_batch_size: int = 32, workers: int = 1,
-               predictor=None) -> gr.Blocks:
+def build_demo(
+    run_dir: str | Path, backend: str = "auto", max_batch_size: int = 32, workers: int = 1, predictor=None
+) -> gr.Blocks:
     """The app for a sentiment run. The queue hands up to ``max_batch_size`` waiting requests to one forward pass,
     ``workers`` passes at a time (the defaults were chosen with benchmarks/serve_load.py --sweep). ``predictor``: an
     already loaded one (the studio's cache), instead of loading the run's."""
@@ -51,7 +52,9 @@ def build_demo(run_dir: str | Path, backend: str = "auto", max_batch_size: int =
         # Every input row comes back, in order: an empty one is marked, not dropped, so the output lines up.
         table["label"] = [answers[i]["label"] if i in answers else "" for i in range(len(table))]
         for label in predictor.labels:
-            table[f"score_{label}"] = [round(answers[i]["scores"][label], 4) if i in answers else None for i in range(len(table))]
+            table[f"score_{label}"] = [
+                round(answers[i]["scores"][label], 4) if i in answers else None for i in range(len(table))
+            ]
         table["note"] = ["" if i in answers else "skipped: empty text" for i in range(len(table))]
         return table[columns], write_download(table[columns], downloads, "predictions")
 
@@ -64,24 +67,36 @@ def build_demo(run_dir: str | Path, backend: str = "auto", max_batch_size: int =
                     with gr.Column():
                         text = gr.Textbox(label="Text", lines=3, placeholder="Type a sentence", elem_id="text-input")
                         button = gr.Button("Classify", variant="primary", elem_id="classify")
-                    label = gr.Label(label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction")
+                    label = gr.Label(
+                        label="Prediction", num_top_classes=min(5, len(predictor.labels)), elem_id="prediction"
+                    )
                 gr.Examples(examples=[[e] for e in examples], inputs=[text])
                 # An empty text gets a notice (a toast, not a prediction in the label's heading) before it is queued.
                 button.click(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
-                    classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_name="classify")
+                    classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_name="classify"
+                )
                 text.submit(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
-                    classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_visibility="private")
+                    classify,
+                    inputs=text,
+                    outputs=label,
+                    batch=True,
+                    max_batch_size=max_batch_size,
+                    api_visibility="private",
+                )
             with gr.Tab("CSV file", id="csv"):
                 named = f"`{cfg.data.text_column}`" + (" (or `text`)" if cfg.data.text_column != "text" else "")
-                gr.Markdown(f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
-                            f"order; rows with empty text are marked as skipped.")
+                gr.Markdown(
+                    f"Upload a CSV with a {named} column, up to {MAX_CSV_ROWS:,} rows. Every row comes back in "
+                    f"order; rows with empty text are marked as skipped."
+                )
                 upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
                 run_csv = gr.Button("Classify file", variant="primary", elem_id="classify-csv")
                 table = gr.Dataframe(value=pd.DataFrame(columns=columns), label="Predictions", interactive=False)
                 download = gr.File(label="Download predictions", visible=False)
                 # The download box appears once it has a file; the API still returns a plain path.
                 run_csv.click(classify_csv, inputs=upload, outputs=[table, download], api_name="classify_csv").success(
-                    lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False)
+                    lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False
+                )
         with gr.Accordion("Run metrics", open=False):
             gr.Markdown(metrics_markdown(results, ["accuracy", "macro_f1"]))
     demo.queue(default_concurrency_limit=workers)  # batching, not threads, serves concurrent users
@@ -99,19 +114,24 @@ def read_upload(file, text_column: str) -> pd.DataFrame:
     """The uploaded CSV's text column as ``text``, or a gr.Error naming the problem."""
     path = getattr(file, "name", file)
     try:
-        table = pd.read_csv(path, encoding="utf-8", keep_default_na=False, skip_blank_lines=False,
-                            index_col=False)  # a row with an unquoted comma is an error, not a silent index
+        table = pd.read_csv(
+            path, encoding="utf-8", keep_default_na=False, skip_blank_lines=False, index_col=False
+        )  # a row with an unquoted comma is an error, not a silent index
     except UnicodeDecodeError:
-        raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.")
+        raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         hint = " Put text that holds commas in double quotes." if "Expected" in str(err) else ""
-        raise gr.Error(f"Could not read the file as CSV: {str(err).strip()}.{hint}")
+        raise gr.Error(f"Could not read the file as CSV: {str(err).strip()}.{hint}") from None
     wanted = list(dict.fromkeys([text_column, "text"]))
     column = next((c for c in wanted if c in table.columns), None)
     if column is None:
-        raise gr.Error(f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}.")
+        raise gr.Error(
+            f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}."
+        )
     if len(table) > MAX_CSV_ROWS:
-        raise gr.Error(f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files.")
+        raise gr.Error(
+            f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files."
+        )
     table = table[[column]].rename(columns={column: "text"}).reset_index(drop=True)
     table["text"] = table["text"].astype(str)
     if not (table["text"].str.strip() != "").any():

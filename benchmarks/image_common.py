@@ -34,8 +34,12 @@ def linear_probe(config: Path, *overrides: str) -> dict:
     transform = imlib.build_transform(cfg.image, data, train=False)
     features = {}
     for split, found in splits.items():
-        dataset = imlib.ImageDataset(found, encode_labels(found.labels, names, split), transform, data["channels"], random=False)
-        features[split] = vision.head_inputs(model, data["kind"], DataLoader(dataset, batch_size=64, collate_fn=imlib.collate))
+        dataset = imlib.ImageDataset(
+            found, encode_labels(found.labels, names, split), transform, data["channels"], random=False
+        )
+        features[split] = vision.head_inputs(
+            model, data["kind"], DataLoader(dataset, batch_size=64, collate_fn=imlib.collate)
+        )
     weight, bias = vision.fit_linear_probe(*features["train"], len(names), cfg.seed)
     out = {}
     for split, (x, y) in features.items():

@@ -49,7 +49,9 @@ def build_variants(best: Path, folder: Path) -> dict[str, Path]:
 
     from toolkit.export import _export
 
-    sample = AutoTokenizer.from_pretrained(best)(["an example", "a longer example sentence"], padding=True, return_tensors="pt")
+    sample = AutoTokenizer.from_pretrained(best)(
+        ["an example", "a longer example sentence"], padding=True, return_tensors="pt"
+    )
     inputs = {n: sample[n] for n in NAMES}
     files = {}
     for attention in ("sdpa", "eager"):
@@ -59,8 +61,16 @@ def build_variants(best: Path, folder: Path) -> dict[str, Path]:
     files["TorchScript exporter, eager"] = script = folder / "torchscript.onnx"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(logits_module(best, "eager"), tuple(inputs.values()), str(script), dynamo=False, input_names=NAMES,
-                          output_names=["logits"], dynamic_axes={n: {0: "batch", 1: "sequence"} for n in NAMES}, opset_version=17)
+        torch.onnx.export(
+            logits_module(best, "eager"),
+            tuple(inputs.values()),
+            str(script),
+            dynamo=False,
+            input_names=NAMES,
+            output_names=["logits"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in NAMES},
+            opset_version=17,
+        )
     files["TorchScript + BERT fusions"] = fused = folder / "fused.onnx"
     optimize_model(str(script), model_type="bert", num_heads=0, hidden_size=0).save_model_to_file(str(fused))
     return files
@@ -84,10 +94,13 @@ def onnx_answers(path: Path, best: Path, texts: list[str], batch: int, threads: 
     def answer() -> list[str]:
         out = [None] * len(texts)
         for start in range(0, len(order), batch):
-            chunk = order[start:start + batch]
+            chunk = order[start : start + batch]
             encodings = tokenizer.encode_batch([texts[i] for i in chunk])
-            columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
-                       "token_type_ids": [e.type_ids for e in encodings]}
+            columns = {
+                "input_ids": [e.ids for e in encodings],
+                "attention_mask": [e.attention_mask for e in encodings],
+                "token_type_ids": [e.type_ids for e in encodings],
+            }
             logits = session.run(None, {n: np.asarray(columns[n], dtype=np.int64) for n in wanted})[0]
             for i, row in zip(chunk, logits):
                 out[i] = labels[int(row.argmax())]
@@ -111,8 +124,11 @@ def main() -> int:
     test = pd.read_csv(DATA / "test.csv")
     texts, gold = list(test["text"]), list(test["label"].astype(str))
     stock = pipeline("text-classification", model=str(best), top_k=None)
-    runners = {"stock pipeline (batch_size=32)": lambda: [max(r, key=lambda s: s["score"])["label"]
-                                                          for r in stock(texts, batch_size=32)]}
+    runners = {
+        "stock pipeline (batch_size=32)": lambda: [
+            max(r, key=lambda s: s["score"])["label"] for r in stock(texts, batch_size=32)
+        ]
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in build_variants(best, Path(tmp)).items():
             for batch in (16, 32):
@@ -128,7 +144,10 @@ def main() -> int:
     print(f"\n{'variant':44} {'median/s':>9} {'range':>11} {'x pipeline':>10} {'test acc':>9}")
     for name, values in speeds.items():
         median = statistics.median(values)
-        print(f"{name:44} {median:9.1f} {min(values):5.0f}-{max(values):<5.0f} {median / base:9.2f}x {accuracy[name]:9.4f}")
+        print(
+            f"{name:44} {median:9.1f} {min(values):5.0f}-{max(values):<5.0f} {median / base:9.2f}x "
+            f"{accuracy[name]:9.4f}"
+        )
     return 0
 
 

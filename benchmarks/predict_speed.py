@@ -40,10 +40,20 @@ def train(out: Path) -> Path:
 
     rows = pd.read_csv(DATA / "train.csv").sample(n=2000, random_state=0)
     rows.to_csv(out / "train.csv", index=False)
-    run = toolkit.train({
-        "task": "sentiment", "data": {"train": str(out / "train.csv"), "validation": str(DATA / "validation.csv")},
-        "epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 128, "seed": 42, "precision": "auto",
-        "output_dir": str(out / "run"), "trackers": []})
+    run = toolkit.train(
+        {
+            "task": "sentiment",
+            "data": {"train": str(out / "train.csv"), "validation": str(DATA / "validation.csv")},
+            "epochs": 1,
+            "batch_size": 32,
+            "lr": 5e-5,
+            "max_length": 128,
+            "seed": 42,
+            "precision": "auto",
+            "output_dir": str(out / "run"),
+            "trackers": [],
+        }
+    )
     return run.dir
 
 
@@ -100,15 +110,26 @@ def main() -> int:
             predictor = toolkit.load(run, backend=backend)
             load_s = time.perf_counter() - tic
             speed, answers = throughput(predictor, texts)
-            rows[name] = {"one_sentence_s": seconds, "warm_load_s": load_s, "sentences_per_s": speed, "answers": answers}
+            rows[name] = {
+                "one_sentence_s": seconds,
+                "warm_load_s": load_s,
+                "sentences_per_s": speed,
+                "answers": answers,
+            }
 
         stock = pipeline("text-classification", model=str(best), top_k=None)
         seconds = whole_process([sys.executable, "-c", PIPELINE_SCRIPT, str(best), TEXT], args.repeats)
         speed, raw = throughput(lambda batch: stock(batch, batch_size=32), texts)
-        answers = [{"label": max(r, key=lambda s: s["score"])["label"], "scores": {s["label"]: s["score"] for s in r}}
-                   for r in raw]
-        rows["stock pipeline (batch_size=32)"] = {"one_sentence_s": seconds, "warm_load_s": None,
-                                                  "sentences_per_s": speed, "answers": answers}
+        answers = [
+            {"label": max(r, key=lambda s: s["score"])["label"], "scores": {s["label"]: s["score"] for s in r}}
+            for r in raw
+        ]
+        rows["stock pipeline (batch_size=32)"] = {
+            "one_sentence_s": seconds,
+            "warm_load_s": None,
+            "sentences_per_s": speed,
+            "answers": answers,
+        }
         measure("toolkit, torch", toolkit_cli + ["--backend", "torch"], "torch")
         export(run, quantize=False)
         measure("toolkit, ONNX fp32 (toolkit export)", toolkit_cli, "onnx")
@@ -116,17 +137,30 @@ def main() -> int:
         measure("toolkit, ONNX int8 (--quantize int8)", toolkit_cli, "onnx")
 
     reference = rows["stock pipeline (batch_size=32)"]
-    print(f"\n{'predictor':40} {'1 sentence, whole process':>26} {'warm load':>10} {'sentences/s':>12} "
-          f"{'x pipeline':>11} {'test acc':>9} {'max |score diff|':>17}")
+    print(
+        f"\n{'predictor':40} {'1 sentence, whole process':>26} {'warm load':>10} {'sentences/s':>12} "
+        f"{'x pipeline':>11} {'test acc':>9} {'max |score diff|':>17}"
+    )
     summary = {}
     for name, r in rows.items():
         accuracy = sum(a["label"] == g for a, g in zip(r["answers"], gold)) / len(gold)
-        diff = max(abs(a["scores"][k] - b["scores"][k]) for a, b in zip(r["answers"], reference["answers"]) for k in a["scores"])
+        diff = max(
+            abs(a["scores"][k] - b["scores"][k])
+            for a, b in zip(r["answers"], reference["answers"])
+            for k in a["scores"]
+        )
         load = f"{r['warm_load_s']:.2f} s" if r["warm_load_s"] is not None else "-"
-        print(f"{name:40} {r['one_sentence_s']:24.2f} s {load:>10} {r['sentences_per_s']:12.1f} "
-              f"{r['sentences_per_s'] / reference['sentences_per_s']:10.2f}x {accuracy:9.4f} {diff:17.2e}")
-        summary[name] = {"one_sentence_s": round(r["one_sentence_s"], 2), "warm_load_s": r["warm_load_s"],
-                         "sentences_per_s": round(r["sentences_per_s"], 1), "accuracy": accuracy, "max_score_diff": diff}
+        print(
+            f"{name:40} {r['one_sentence_s']:24.2f} s {load:>10} {r['sentences_per_s']:12.1f} "
+            f"{r['sentences_per_s'] / reference['sentences_per_s']:10.2f}x {accuracy:9.4f} {diff:17.2e}"
+        )
+        summary[name] = {
+            "one_sentence_s": round(r["one_sentence_s"], 2),
+            "warm_load_s": r["warm_load_s"],
+            "sentences_per_s": round(r["sentences_per_s"], 1),
+            "accuracy": accuracy,
+            "max_score_diff": diff,
+        }
     print(json.dumps(summary))
     return 0
 

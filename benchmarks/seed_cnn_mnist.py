@@ -30,7 +30,11 @@ def run_toolkit() -> dict:
         tic = time.perf_counter()
         run = toolkit.train(CONFIG, [f"output_dir={tmp}/run", "trackers=[]"])
         wall = time.perf_counter() - tic
-    return {"accuracy": run.metrics["test"]["accuracy"], "train_seconds": run.metrics["train_seconds"], "wall_seconds": wall}
+    return {
+        "accuracy": run.metrics["test"]["accuracy"],
+        "train_seconds": run.metrics["train_seconds"],
+        "wall_seconds": wall,
+    }
 
 
 def run_keras() -> dict:
@@ -46,14 +50,23 @@ def run_keras() -> dict:
     tic = time.perf_counter()
     (x_train, y_train), (x_test, y_test) = arrays("[:8000]"), arrays("[8000:]")
     keras.utils.set_random_seed(42)
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     fit_tic = time.perf_counter()
     model.fit(x_train, y_train, epochs=5, batch_size=32, shuffle=True, verbose=0)
     train_seconds = time.perf_counter() - fit_tic
@@ -70,9 +83,15 @@ def main() -> int:
         return 1
     ours, keras_ = run_toolkit(), run_keras()
     for name, r in (("toolkit", ours), ("Keras 3 (torch backend)", keras_)):
-        print(f"{name:24s} test accuracy {r['accuracy']:.4f}  training {r['train_seconds']:.1f} s  wall {r['wall_seconds']:.1f} s")
+        print(
+            f"{name:24s} test accuracy {r['accuracy']:.4f}  training {r['train_seconds']:.1f} s  "
+            f"wall {r['wall_seconds']:.1f} s"
+        )
     ratio = keras_["train_seconds"] / ours["train_seconds"]
-    print(f"toolkit trains {ratio:.2f}x as fast as Keras (wall, all in: {keras_['wall_seconds'] / ours['wall_seconds']:.2f}x)")
+    print(
+        f"toolkit trains {ratio:.2f}x as fast as Keras "
+        f"(wall, all in: {keras_['wall_seconds'] / ours['wall_seconds']:.2f}x)"
+    )
     print(json.dumps({"toolkit": ours, "keras": keras_, "speedup": ratio}))
     return 0 if ours["accuracy"] >= 0.98 and ratio > 1 else 3
 

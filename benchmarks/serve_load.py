@@ -50,10 +50,18 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
     port = free_port()
     command = [sys.executable, "-m", "toolkit", "serve", str(run), "--port", str(port), "--backend", backend]
     if queue:
-        command = [sys.executable, "-c", "import sys; from toolkit.apps import private_gradio_cache; private_gradio_cache(); "
-                   "from toolkit.apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
-                   "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
-                   str(run), backend, str(queue[0]), str(queue[1]), str(port)]
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from toolkit.apps import private_gradio_cache; private_gradio_cache(); "
+            "from toolkit.apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+            "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
+            str(run),
+            backend,
+            str(queue[0]),
+            str(queue[1]),
+            str(port),
+        ]
     return start_server(command, port, deadline), f"http://127.0.0.1:{port}/"
 
 
@@ -103,10 +111,16 @@ def load(url: str, clients: int, payloads: list, endpoint: str, deadline: float)
             errors += bad
     seconds = time.perf_counter() - tic
     ordered = sorted(latencies) or [float("nan")]
-    return {"clients": clients, "requests": len(payloads), "errors": errors, "seconds": round(seconds, 1),
-            "requests_per_s": round(len(latencies) / seconds, 1),
-            "p50_s": round(statistics.median(ordered), 3), "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
-            "max_s": round(ordered[-1], 3)}
+    return {
+        "clients": clients,
+        "requests": len(payloads),
+        "errors": errors,
+        "seconds": round(seconds, 1),
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_s": round(statistics.median(ordered), 3),
+        "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+        "max_s": round(ordered[-1], 3),
+    }
 
 
 def main() -> int:
@@ -120,7 +134,9 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="compare the sentiment app's queue settings instead")
     args = parser.parse_args()
     if not TEXTS.is_dir() or not IMAGES.is_dir():
-        print(f"rt-polarity or hymenoptera not found under {SHARED}: this benchmark needs ../shared/data", file=sys.stderr)
+        print(
+            f"rt-polarity or hymenoptera not found under {SHARED}: this benchmark needs ../shared/data", file=sys.stderr
+        )
         return 1
     import pandas as pd
 
@@ -128,22 +144,44 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         text_run, image_run = tmp / "sentiment", tmp / "images"
-        train(["recipes/configs/sentiment_minilm.yaml", f"data.train={TEXTS / 'train.csv'}", "data.max_train_rows=2000",
-               f"data.validation={TEXTS / 'validation.csv'}", "epochs=1", "batch_size=32", f"output_dir={text_run}"])
+        train(
+            [
+                "recipes/configs/sentiment_minilm.yaml",
+                f"data.train={TEXTS / 'train.csv'}",
+                "data.max_train_rows=2000",
+                f"data.validation={TEXTS / 'validation.csv'}",
+                "epochs=1",
+                "batch_size=32",
+                f"output_dir={text_run}",
+            ]
+        )
         sentences = list(pd.read_csv(TEXTS / "test.csv")["text"])
-        sentences = (sentences * (args.requests // len(sentences) + 1))[:args.requests]
+        sentences = (sentences * (args.requests // len(sentences) + 1))[: args.requests]
         if args.sweep:
-            settings = [(f"batch {batch}, {workers} worker{'s' * (workers > 1)}", text_run, "torch", 50, sentences,
-                         "/classify", (batch, workers)) for batch, workers in ((1, 1), (8, 1), (32, 1), (64, 1), (32, 2))]
+            settings = [
+                (
+                    f"batch {batch}, {workers} worker{'s' * (workers > 1)}",
+                    text_run,
+                    "torch",
+                    50,
+                    sentences,
+                    "/classify",
+                    (batch, workers),
+                )
+                for batch, workers in ((1, 1), (8, 1), (32, 1), (64, 1), (32, 2))
+            ]
         else:
             train(["recipes/configs/image_classification_hymenoptera.yaml", "epochs=1", f"output_dir={image_run}"])
-            subprocess.run([sys.executable, "-m", "toolkit", "export", str(text_run)], check=True, capture_output=True,
-                           cwd=ROOT)
+            subprocess.run(
+                [sys.executable, "-m", "toolkit", "export", str(text_run)], check=True, capture_output=True, cwd=ROOT
+            )
             photos = sorted(p for p in (IMAGES / "val").rglob("*.jpg"))
-            photos = (photos * (args.image_requests // len(photos) + 1))[:args.image_requests]
-            settings = [("sentiment, torch", text_run, "torch", 50, sentences, "/classify", None),
-                        ("sentiment, ONNX export", text_run, "auto", 50, sentences, "/classify", None),
-                        ("image classifier + Grad-CAM", image_run, "auto", 10, photos, "/classify", None)]
+            photos = (photos * (args.image_requests // len(photos) + 1))[: args.image_requests]
+            settings = [
+                ("sentiment, torch", text_run, "torch", 50, sentences, "/classify", None),
+                ("sentiment, ONNX export", text_run, "auto", 50, sentences, "/classify", None),
+                ("image classifier + Grad-CAM", image_run, "auto", 10, photos, "/classify", None),
+            ]
         for name, run, backend, clients, payloads, endpoint, queue in settings:
             deadline = time.time() + args.timeout
             server, url = serve(run, backend, deadline, queue)
@@ -153,10 +191,14 @@ def main() -> int:
                 server.terminate()
                 server.wait(timeout=30)
             print(name, json.dumps(rows[name]), flush=True)
-    print(f"\n{'app':32} {'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    print(
+        f"\n{'app':32} {'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'max s':>7}"
+    )
     for name, r in rows.items():
-        print(f"{name:32} {r['clients']:8} {r['requests']:9} {r['errors']:7} {r['requests_per_s']:7.1f} "
-              f"{r['p50_s']:7.3f} {r['p95_s']:7.3f} {r['max_s']:7.3f}")
+        print(
+            f"{name:32} {r['clients']:8} {r['requests']:9} {r['errors']:7} {r['requests_per_s']:7.1f} "
+            f"{r['p50_s']:7.3f} {r['p95_s']:7.3f} {r['max_s']:7.3f}"
+        )
     return 1 if any(r["errors"] for r in rows.values()) else 0
 
 

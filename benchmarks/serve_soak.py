@@ -68,9 +68,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else Path(tmp) / "run"
         if not args.run:
-            train([str(ROOT / "recipes/configs/sentiment_minilm.yaml"), f"data.train={TEXTS / 'train.csv'}",
-                   f"data.validation={TEXTS / 'validation.csv'}", "data.max_train_rows=2000", "epochs=1",
-                   f"output_dir={run}", "trackers=[]"])
+            train(
+                [
+                    str(ROOT / "recipes/configs/sentiment_minilm.yaml"),
+                    f"data.train={TEXTS / 'train.csv'}",
+                    f"data.validation={TEXTS / 'validation.csv'}",
+                    "data.max_train_rows=2000",
+                    "epochs=1",
+                    f"output_dir={run}",
+                    "trackers=[]",
+                ]
+            )
         server, url = serve(run, "torch", time.time() + 120)
         try:
             counts, lock = {"answered": 0, "errors": 0}, threading.Lock()
@@ -87,15 +95,20 @@ def main() -> int:
                 readings.append(memory)
                 with lock:
                     answered, errors = counts["answered"], counts["errors"]
-                print(f"{minute:6d} {answered:9d} {errors:7d} {(answered - previous) / 60:11.1f} {memory:13.0f}", flush=True)
+                print(
+                    f"{minute:6d} {answered:9d} {errors:7d} {(answered - previous) / 60:11.1f} {memory:13.0f}",
+                    flush=True,
+                )
                 previous = answered
             worker.join(timeout=180)
         finally:
             server.terminate()
             server.wait(timeout=30)
     growth = readings[-1] / readings[0] - 1 if readings else float("nan")
-    print(f"\n{counts['answered']} requests answered, {counts['errors']} errors in {args.minutes:g} min; resident memory "
-          f"{readings[0]:.0f} MiB after the first minute, {readings[-1]:.0f} MiB at the end ({growth:+.1%})")
+    print(
+        f"\n{counts['answered']} requests answered, {counts['errors']} errors in {args.minutes:g} min; resident memory "
+        f"{readings[0]:.0f} MiB after the first minute, {readings[-1]:.0f} MiB at the end ({growth:+.1%})"
+    )
     ok = counts["errors"] == 0 and abs(growth) <= 0.10
     print("PASS" if ok else "FAIL: errors, or memory moved by more than 10 %")
     return 0 if ok else 1

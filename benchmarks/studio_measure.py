@@ -32,6 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import free_port, start_server  # noqa: E402  (the same server start as the load test)
+
 CONFIG = "sentiment_minilm.yaml"
 SENTENCE = "a gripping, beautifully acted film"
 
@@ -92,7 +93,9 @@ def main() -> int:
                 until(client, name, lambda r: r["last_validation"])
                 first_evals.append(time.perf_counter() - tic)
                 until(client, name, lambda r: r["status"] == "finished")
-                print(name, f"first point {first_points[-1]:.1f} s, first validation {first_evals[-1]:.1f} s", flush=True)
+                print(
+                    name, f"first point {first_points[-1]:.1f} s, first validation {first_evals[-1]:.1f} s", flush=True
+                )
             rows["start to first training point (median)"] = f"{statistics.median(first_points):.1f} s"
             rows["start to first validation point (median)"] = f"{statistics.median(first_evals):.1f} s"
 
@@ -109,7 +112,9 @@ def main() -> int:
                 client.predict(f"copy{i}", SENTENCE, api_name="/predict")
             after = process.memory_info().rss
             rows["studio memory, no model loaded"] = f"{before / 2**20:.0f} MiB"
-            rows["studio memory, 5 runs loaded"] = f"{after / 2**20:.0f} MiB ({(after - before) / 5 / 2**20:.0f} MiB a run)"
+            rows["studio memory, 5 runs loaded"] = (
+                f"{after / 2**20:.0f} MiB ({(after - before) / 5 / 2**20:.0f} MiB a run)"
+            )
             in_studio = latencies(lambda: client.predict("copy1", SENTENCE, api_name="/predict"))
         finally:
             stop(studio)
@@ -120,8 +125,14 @@ def main() -> int:
             standalone = latencies(lambda: app_client.predict(SENTENCE, api_name="/classify"))
         finally:
             stop(app)
-    for name, values in (("prediction in the studio (/predict)", in_studio), ("prediction in `toolkit serve` (/classify)", standalone)):
-        rows[name] = (f"median {statistics.median(values) * 1000:.0f} ms, p95 {values[int(0.95 * (len(values) - 1))] * 1000:.0f} ms")
+    for name, values in (
+        ("prediction in the studio (/predict)", in_studio),
+        ("prediction in `toolkit serve` (/classify)", standalone),
+    ):
+        rows[name] = (
+            f"median {statistics.median(values) * 1000:.0f} ms, "
+            f"p95 {values[int(0.95 * (len(values) - 1))] * 1000:.0f} ms"
+        )
     print()
     for name, value in rows.items():
         print(f"{name:45} {value}")

@@ -29,8 +29,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TOOLKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
 DATA = SHARED / "sentiment" / "rt-polarity"
-PHASES = ["start_up", "data", "model", "build", "training", "evaluations", "checkpoints", "reload_best",
-          "final_validation", "final_test"]
+PHASES = [
+    "start_up",
+    "data",
+    "model",
+    "build",
+    "training",
+    "evaluations",
+    "checkpoints",
+    "reload_best",
+    "final_validation",
+    "final_test",
+]
 
 
 def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -44,30 +54,66 @@ def timed(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
 
 def run_toolkit(folder: Path, train_csv: Path, seed: int, overrides: list[str], precision: str) -> dict:
     config = folder / f"toolkit_{seed}.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "sentiment", "model": "sentence-transformers/all-MiniLM-L6-v2",
-        "data": {"train": str(train_csv), "validation": str(DATA / "validation.csv"), "test": str(DATA / "test.csv")},
-        "epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 128, "seed": seed,
-        "precision": {"fp32": "no"}.get(precision, precision),
-        "warmup_ratio": 0.0, "weight_decay": 0.0, "eval_every": "epoch", "trackers": [],
-        "output_dir": str(folder / f"toolkit_{seed}")}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "sentiment",
+                "model": "sentence-transformers/all-MiniLM-L6-v2",
+                "data": {
+                    "train": str(train_csv),
+                    "validation": str(DATA / "validation.csv"),
+                    "test": str(DATA / "test.csv"),
+                },
+                "epochs": 1,
+                "batch_size": 32,
+                "lr": 5e-5,
+                "max_length": 128,
+                "seed": seed,
+                "precision": {"fp32": "no"}.get(precision, precision),
+                "warmup_ratio": 0.0,
+                "weight_decay": 0.0,
+                "eval_every": "epoch",
+                "trackers": [],
+                "output_dir": str(folder / f"toolkit_{seed}"),
+            }
+        )
+    )
     seconds, _ = timed([sys.executable, "-m", "toolkit", "train", str(config), *overrides])
     results = json.loads((folder / f"toolkit_{seed}" / "results.json").read_text())
     timings = dict(results["timings"])
     timings["build"] = timings.get("build", 0) - timings.get("data", 0) - timings.get("model", 0)  # the rest of it
-    return {"seconds": seconds, "test_accuracy": results["test"]["accuracy"], "timings": timings,
-            "precision": results["precision"]["chosen"]}
+    return {
+        "seconds": seconds,
+        "test_accuracy": results["test"]["accuracy"],
+        "timings": timings,
+        "precision": results["precision"]["chosen"],
+    }
 
 
 def run_trainer(folder: Path, train_csv: Path, seed: int, precision: str) -> dict:
     out = folder / f"trainer_{seed}"
-    seconds, done = timed([sys.executable, str(ROOT / "benchmarks/trainer_sentiment.py"), str(train_csv),
-                           str(DATA / "validation.csv"), str(DATA / "test.csv"), str(out), "--seed", str(seed),
-                           "--precision", precision])
+    seconds, done = timed(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/trainer_sentiment.py"),
+            str(train_csv),
+            str(DATA / "validation.csv"),
+            str(DATA / "test.csv"),
+            str(out),
+            "--seed",
+            str(seed),
+            "--precision",
+            precision,
+        ]
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert (out / "results.json").is_file()
-    return {"seconds": seconds, "test_accuracy": report["test"]["accuracy"], "timings": report["timings"],
-            "precision": precision}
+    return {
+        "seconds": seconds,
+        "test_accuracy": report["test"]["accuracy"],
+        "timings": report["timings"],
+        "precision": precision,
+    }
 
 
 def main() -> int:
@@ -77,10 +123,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: each side in the precision toolkit's auto picks for this machine")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: each side in the precision toolkit's auto picks for this machine",
+    )
     parser.add_argument("--toolkit-only", action="store_true", help="skip the Trainer runs (for ablations)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides for the toolkit runs, e.g. group_by_length=false")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides for the toolkit runs, e.g. group_by_length=false"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"rt-polarity not found at {DATA}: this benchmark needs ../shared/data", file=sys.stderr)
@@ -102,8 +154,15 @@ def main() -> int:
             if not args.toolkit_only:
                 runs["Trainer script"].append(run_trainer(folder, train_csv, seed, trainer_precision))
             runs["toolkit train"].append(run_toolkit(folder, train_csv, seed, args.overrides, args.precision))
-            print(f"seed {seed}: " + ", ".join(f"{n} {r[-1]['seconds']:.1f} s ({r[-1]['precision']}), test acc {r[-1]['test_accuracy']:.4f}"
-                                               for n, r in runs.items() if r), flush=True)
+            print(
+                f"seed {seed}: "
+                + ", ".join(
+                    f"{n} {r[-1]['seconds']:.1f} s ({r[-1]['precision']}), test acc {r[-1]['test_accuracy']:.4f}"
+                    for n, r in runs.items()
+                    if r
+                ),
+                flush=True,
+            )
     if args.toolkit_only:
         runs.pop("Trainer script")
 

@@ -38,13 +38,17 @@ def far_from_train(rows: list[dict], source: str, share: float = 0.25) -> list[i
         seen |= trigrams(json.loads(line)[source])
     overlap = [len(g & seen) / max(1, len(g)) for g in (trigrams(r[source]) for r in rows)]
     order = sorted(range(len(rows)), key=lambda i: overlap[i])
-    return sorted(order[:int(share * len(rows))])
+    return sorted(order[: int(share * len(rows))])
 
 
 def train(config: Path, out: Path, *overrides: str) -> tuple[dict, float]:
     tic = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={out}", "trackers=[]", *overrides],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={out}", "trackers=[]", *overrides],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     return json.loads((out / "results.json").read_text()), time.perf_counter() - tic
 
 
@@ -54,10 +58,12 @@ def score(run_dir: Path, rows: list[dict], far: list[int], source: str, target: 
 
     outputs = [a["output"] for a in toolkit.load(run_dir)([r[source] for r in rows])]
     references = [r[target].strip() for r in rows]
-    return {"test": translation_metrics(outputs, references),
-            "far": translation_metrics([outputs[i] for i in far], [references[i] for i in far]),
-            "spaced_punctuation": sum(bool(SPACED.search(o)) for o in outputs) / len(outputs),
-            "samples": outputs[:3]}
+    return {
+        "test": translation_metrics(outputs, references),
+        "far": translation_metrics([outputs[i] for i in far], [references[i] for i in far]),
+        "spaced_punctuation": sum(bool(SPACED.search(o)) for o in outputs) / len(outputs),
+        "samples": outputs[:3],
+    }
 
 
 def main() -> int:
@@ -86,20 +92,55 @@ def main() -> int:
         for i, (name, overrides) in enumerate(models.items()):
             out = Path(tmp) / f"run{i}"
             metrics, wall = train(config, out, f"max_train_minutes={args.minutes}", *overrides)
-            results[name] = {**score(out, rows, far, "en", args.target), "steps": metrics["steps"],
-                             "train_seconds": metrics["train_seconds"], "wall_seconds": wall,
-                             "validation_bleu": metrics["validation"]["bleu"]}
-    header = ("model", "test BLEU", "test chrF", f"far {len(far)} BLEU", "far chrF", "val BLEU", "spaced -/'", "steps",
-              "train min", "whole min")
-    print(table([(name, f"{r['test']['bleu']:.2f}", f"{r['test']['chrf']:.2f}", f"{r['far']['bleu']:.2f}",
-                  f"{r['far']['chrf']:.2f}", f"{r['validation_bleu']:.2f}", f"{100 * r['spaced_punctuation']:.1f}%",
-                  r["steps"], f"{r['train_seconds'] / 60:.1f}", f"{r['wall_seconds'] / 60:.1f}") for name, r in results.items()], header))
+            results[name] = {
+                **score(out, rows, far, "en", args.target),
+                "steps": metrics["steps"],
+                "train_seconds": metrics["train_seconds"],
+                "wall_seconds": wall,
+                "validation_bleu": metrics["validation"]["bleu"],
+            }
+    header = (
+        "model",
+        "test BLEU",
+        "test chrF",
+        f"far {len(far)} BLEU",
+        "far chrF",
+        "val BLEU",
+        "spaced -/'",
+        "steps",
+        "train min",
+        "whole min",
+    )
+    print(
+        table(
+            [
+                (
+                    name,
+                    f"{r['test']['bleu']:.2f}",
+                    f"{r['test']['chrf']:.2f}",
+                    f"{r['far']['bleu']:.2f}",
+                    f"{r['far']['chrf']:.2f}",
+                    f"{r['validation_bleu']:.2f}",
+                    f"{100 * r['spaced_punctuation']:.1f}%",
+                    r["steps"],
+                    f"{r['train_seconds'] / 60:.1f}",
+                    f"{r['wall_seconds'] / 60:.1f}",
+                )
+                for name, r in results.items()
+            ],
+            header,
+        )
+    )
     speed = {}
     if not args.no_speed:
-        speed = {"toolkit": toolkit_samples_per_second(config, args.speed_steps),
-                 "trainer": trainer_samples_per_second(config, args.speed_steps)}
-        print(f"\ntraining samples/s: toolkit {speed['toolkit']:.1f}, Seq2SeqTrainer (bf16, dynamic padding) "
-              f"{speed['trainer']:.1f}, ratio {speed['toolkit'] / speed['trainer']:.2f}x")
+        speed = {
+            "toolkit": toolkit_samples_per_second(config, args.speed_steps),
+            "trainer": trainer_samples_per_second(config, args.speed_steps),
+        }
+        print(
+            f"\ntraining samples/s: toolkit {speed['toolkit']:.1f}, Seq2SeqTrainer (bf16, dynamic padding) "
+            f"{speed['trainer']:.1f}, ratio {speed['toolkit'] / speed['trainer']:.2f}x"
+        )
     print(json.dumps({"results": results, "samples_per_second": speed}, ensure_ascii=False))
     return 0
 

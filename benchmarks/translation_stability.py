@@ -43,12 +43,26 @@ def main() -> int:
         for name, overrides in arms.items():
             for seed in args.seeds:
                 out = Path(tmp) / f"{name}_{seed}"
-                cmd = [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={out}", "trackers=[]",
-                       "max_train_minutes=null", f"max_steps={args.steps}", f"eval_every={args.steps}", f"seed={seed}",
-                       f"warm_start.encoder={args.encoder or assets / 'minilm'}",
-                       f"warm_start.target_tokenizer={assets / f'vocab_bytelevel_{args.target}'}",
-                       f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
-                       "data.test=null", "data.max_eval_rows=500", *overrides]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "toolkit",
+                    "train",
+                    str(config),
+                    f"output_dir={out}",
+                    "trackers=[]",
+                    "max_train_minutes=null",
+                    f"max_steps={args.steps}",
+                    f"eval_every={args.steps}",
+                    f"seed={seed}",
+                    f"warm_start.encoder={args.encoder or assets / 'minilm'}",
+                    f"warm_start.target_tokenizer={assets / f'vocab_bytelevel_{args.target}'}",
+                    f"data.train={data / 'train.jsonl'}",
+                    f"data.validation={data / 'validation.jsonl'}",
+                    "data.test=null",
+                    "data.max_eval_rows=500",
+                    *overrides,
+                ]
                 log = open(Path(tmp) / f"{name}_{seed}.log", "w")
                 procs[(name, seed)] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), out, log)
                 if not torch.cuda.is_available():
@@ -60,11 +74,26 @@ def main() -> int:
                 print(Path(log.name).read_text()[-2000:], file=sys.stderr)
                 return 1
             metrics = json.loads((out / "results.json").read_text())
-            results[(name, seed)] = {"bleu": metrics["validation"]["bleu"], "loss": metrics["validation"]["loss"],
-                                     "seconds": metrics["train_seconds"]}
-    print(table([(f"{name} seed {seed}", " ".join(arms[name]) or "(shipped)", f"{r['bleu']:.2f}", f"{r['loss']:.3f}",
-                  f"{r['seconds']:.0f}") for (name, seed), r in results.items()],
-                ("run", "overrides", "val BLEU (500)", "val loss", "train s")))
+            results[(name, seed)] = {
+                "bleu": metrics["validation"]["bleu"],
+                "loss": metrics["validation"]["loss"],
+                "seconds": metrics["train_seconds"],
+            }
+    print(
+        table(
+            [
+                (
+                    f"{name} seed {seed}",
+                    " ".join(arms[name]) or "(shipped)",
+                    f"{r['bleu']:.2f}",
+                    f"{r['loss']:.3f}",
+                    f"{r['seconds']:.0f}",
+                )
+                for (name, seed), r in results.items()
+            ],
+            ("run", "overrides", "val BLEU (500)", "val loss", "train s"),
+        )
+    )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"en->{args.target}, {args.steps} steps each, on {device}: {time.perf_counter() - tic:.0f} s")
     return 0

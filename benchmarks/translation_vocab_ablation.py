@@ -50,11 +50,24 @@ def main() -> int:
         tic = time.perf_counter()
         for (vocab, seed), folder in variants.items():
             out = Path(tmp) / f"{vocab}_{seed}"
-            cmd = [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={out}", "trackers=[]",
-                   "max_train_minutes=null", f"max_steps={args.steps}", f"eval_every={args.steps}", f"seed={seed}",
-                   f"warm_start.encoder={encoder}", f"warm_start.target_tokenizer={folder}",
-                   f"data.train={data / 'train.jsonl'}", f"data.validation={data / 'validation.jsonl'}",
-                   f"data.test={data / 'test.jsonl'}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "toolkit",
+                "train",
+                str(config),
+                f"output_dir={out}",
+                "trackers=[]",
+                "max_train_minutes=null",
+                f"max_steps={args.steps}",
+                f"eval_every={args.steps}",
+                f"seed={seed}",
+                f"warm_start.encoder={encoder}",
+                f"warm_start.target_tokenizer={folder}",
+                f"data.train={data / 'train.jsonl'}",
+                f"data.validation={data / 'validation.jsonl'}",
+                f"data.test={data / 'test.jsonl'}",
+            ]
             log = open(Path(tmp) / f"{vocab}_{seed}.log", "w")
             procs[(vocab, seed)] = (subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), out, log)
             if not torch.cuda.is_available():
@@ -65,18 +78,48 @@ def main() -> int:
                 print((Path(tmp) / f"{key[0]}_{key[1]}.log").read_text()[-3000:], file=sys.stderr)
                 return 1
             metrics = json.loads((out / "results.json").read_text())
-            results[f"{key[0]} seed {key[1]}"] = {**bench.score(out, rows, far, "en", "de"), "steps": metrics["steps"],
-                                                  "train_seconds": metrics["train_seconds"],
-                                                  "validation_bleu": metrics["validation"]["bleu"]}
+            results[f"{key[0]} seed {key[1]}"] = {
+                **bench.score(out, rows, far, "en", "de"),
+                "steps": metrics["steps"],
+                "train_seconds": metrics["train_seconds"],
+                "validation_bleu": metrics["validation"]["bleu"],
+            }
         wall = time.perf_counter() - tic
-    print(table([(name, f"{r['test']['bleu']:.2f}", f"{r['test']['chrf']:.2f}", f"{r['far']['bleu']:.2f}",
-                  f"{r['validation_bleu']:.2f}", f"{100 * r['spaced_punctuation']:.1f}%", r["steps"],
-                  f"{r['train_seconds']:.0f}") for name, r in results.items()],
-                ("vocabulary", "test BLEU", "test chrF", f"far {len(far)} BLEU", "val BLEU", "spaced -/'", "steps", "train s")))
+    print(
+        table(
+            [
+                (
+                    name,
+                    f"{r['test']['bleu']:.2f}",
+                    f"{r['test']['chrf']:.2f}",
+                    f"{r['far']['bleu']:.2f}",
+                    f"{r['validation_bleu']:.2f}",
+                    f"{100 * r['spaced_punctuation']:.1f}%",
+                    r["steps"],
+                    f"{r['train_seconds']:.0f}",
+                )
+                for name, r in results.items()
+            ],
+            (
+                "vocabulary",
+                "test BLEU",
+                "test chrF",
+                f"far {len(far)} BLEU",
+                "val BLEU",
+                "spaced -/'",
+                "steps",
+                "train s",
+            ),
+        )
+    )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"{len(results)} runs on {device} ({'parallel' if torch.cuda.is_available() else 'sequential'}): {wall:.0f} s")
+    print(
+        f"{len(results)} runs on {device} ({'parallel' if torch.cuda.is_available() else 'sequential'}): {wall:.0f} s"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"device": device, "steps": args.steps, "results": results}, ensure_ascii=False, indent=1))
+        args.out.write_text(
+            json.dumps({"device": device, "steps": args.steps, "results": results}, ensure_ascii=False, indent=1)
+        )
     return 0
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
-from toolkit.recipes.image_classification import ImageConfig, ImageData
-from toolkit.config import Config, at_least, above, between, section, setting
+from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
+from toolkit.recipes.image_classification import ImageConfig, ImageData
 from toolkit.tasks import TaskSpec, register
 
 if TYPE_CHECKING:
@@ -28,29 +28,41 @@ class GanConfig:
     for sampling."""
 
     latent_dim: int = setting(64, "size of the latent z", at_least(1))
-    channels: int = setting(64, "width of the last generator / first discriminator block; doubles per block",
-                            at_least(1))
-    conditional: bool = setting(False, "class-conditional: class-wise batch-norm scale and shift in the generator (z "
-                                "stays its only input), projection discriminator (Miyato & Koyama 2018)")
+    channels: int = setting(
+        64, "width of the last generator / first discriminator block; doubles per block", at_least(1)
+    )
+    conditional: bool = setting(
+        False,
+        "class-conditional: class-wise batch-norm scale and shift in the generator (z "
+        "stays its only input), projection discriminator (Miyato & Koyama 2018)",
+    )
     spectral_norm: bool = setting(True, "spectral norm on the discriminator")
     loss: Literal["nonsaturating", "hinge"] = setting("nonsaturating", "the adversarial loss")
     d_lr_scale: float = setting(1.0, "the discriminator learns at `lr` times this", above(0))
     beta1: float = setting(0.5, "Adam beta1 of both optimizers", between(0, 1, True))
     beta2: float = setting(0.999, "Adam beta2 of both optimizers", between(0, 1, True))
-    ema_decay: float = setting(0.999, "moving average of the generator (with a warm-up), used for samples and metrics",
-                               between(0, 1, True))
-    init_from: Optional[str] = setting(None, "fine-tune from this GAN run's generator and discriminator", shown="unset",
-                                       model_source=True)
-    freeze_d_layers: int = setting(0, "FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks",
-                                   at_least(0))
+    ema_decay: float = setting(
+        0.999, "moving average of the generator (with a warm-up), used for samples and metrics", between(0, 1, True)
+    )
+    init_from: Optional[str] = setting(
+        None, "fine-tune from this GAN run's generator and discriminator", shown="unset", model_source=True
+    )
+    freeze_d_layers: int = setting(
+        0, "FreezeD (Mo et al. 2020): freeze this many of the discriminator's first blocks", at_least(0)
+    )
     grid_rows: int = setting(8, "rows of the fixed-noise sample grid written at every evaluation", at_least(1))
     # ImageNet Inception weights cannot be downloaded here, hence a classifier of the user's choice.
     eval_classifier: Optional[str] = setting(
-        None, "FID/KID feature extractor: a finished image-classification run (e.g. a seed CNN on digits), or an "
+        None,
+        "FID/KID feature extractor: a finished image-classification run (e.g. a seed CNN on digits), or an "
         "ImageNet timm backbone by name (`tf_efficientnet_lite0`, packaged, for colour images); best/ is the lowest "
-        "FID", shown="unset", model_source=True)
-    eval_samples: int = setting(1000, "generated (and at most this many real) images per FID/KID evaluation",
-                                at_least(2))
+        "FID",
+        shown="unset",
+        model_source=True,
+    )
+    eval_samples: int = setting(
+        1000, "generated (and at most this many real) images per FID/KID evaluation", at_least(2)
+    )
 
 
 @dataclass
@@ -62,6 +74,7 @@ class GanRunConfig(Config):
     data: ImageData = section(ImageData)
     image: ImageConfig = section(ImageConfig)
     gan: GanConfig = section(GanConfig)
+
 
 SAMPLES = "samples"
 METRICS = ("fid", "kid", "loss")  # validation metrics; the first picks best/
@@ -84,13 +97,22 @@ def build_task(cfg: GanRunConfig):
     names = label_names(splits["train"].labels)
     train = splits["train"]
     if len(train) < cfg.batch_size:
-        raise ToolkitError(f"data.train has {len(train)} images, fewer than batch_size={cfg.batch_size}: lower batch_size "
-                           "or add images (batch-norm and the discriminator need full batches).")
+        raise ToolkitError(
+            f"data.train has {len(train)} images, fewer than batch_size={cfg.batch_size}: lower batch_size "
+            "or add images (batch-norm and the discriminator need full batches)."
+        )
     data = data_config(cfg)
     # Resize and centre-crop only (no augmentation): images held in memory are then transformed once.
-    datasets = {s: imlib.ImageDataset(images, encode_labels(images.labels, names, images.where),
-                                      imlib.build_transform(cfg.image, data, train=False), data["channels"], random=False)
-                for s, images in splits.items()}
+    datasets = {
+        s: imlib.ImageDataset(
+            images,
+            encode_labels(images.labels, names, images.where),
+            imlib.build_transform(cfg.image, data, train=False),
+            data["channels"],
+            random=False,
+        )
+        for s, images in splits.items()
+    }
     model = ganlib.GAN(cfg.gan, data["size"], data["channels"], len(names))
     if cfg.gan.init_from:
         load_init(model, cfg.gan.init_from)
@@ -118,7 +140,12 @@ def build_task(cfg: GanRunConfig):
         if accelerator.is_main_process:
             from torchvision.io import write_png
 
-            picture = ganlib.grid(gan.sample(noise.to(accelerator.device), None if labels is None else labels.to(accelerator.device)).cpu(), rows)
+            picture = ganlib.grid(
+                gan.sample(
+                    noise.to(accelerator.device), None if labels is None else labels.to(accelerator.device)
+                ).cpu(),
+                rows,
+            )
             (run_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
             write_png(picture, str(run_dir / SAMPLES / f"eval_{calls['n']:04d}.png"))
             for tracker in accelerator.trackers:
@@ -129,7 +156,8 @@ def build_task(cfg: GanRunConfig):
     return Task(
         model=model,
         train_set=datasets["train"],
-        eval_set=datasets.get("validation") or torch.utils.data.Subset(datasets["train"], range(min(cfg.gan.eval_samples, len(train)))),
+        eval_set=datasets.get("validation")
+        or torch.utils.data.Subset(datasets["train"], range(min(cfg.gan.eval_samples, len(train)))),
         collate=imlib.collate,
         compute_loss=None,
         evaluate=evaluate,
@@ -145,8 +173,10 @@ def optimizers(model: ganlib.GAN, cfg: GanRunConfig) -> list:
 
     betas = (cfg.gan.beta1, cfg.gan.beta2)
     trainable = lambda module: [p for p in module.parameters() if p.requires_grad]
-    return [torch.optim.Adam(trainable(model.generator), lr=cfg.lr, betas=betas),
-            torch.optim.Adam(trainable(model.discriminator), lr=cfg.lr * cfg.gan.d_lr_scale, betas=betas)]
+    return [
+        torch.optim.Adam(trainable(model.generator), lr=cfg.lr, betas=betas),
+        torch.optim.Adam(trainable(model.discriminator), lr=cfg.lr * cfg.gan.d_lr_scale, betas=betas),
+    ]
 
 
 def train_step(model, batch, opts, accelerator, cfg: GanRunConfig) -> dict:
@@ -189,22 +219,32 @@ def save(model: ganlib.GAN, folder: Path, cfg: GanRunConfig, data: dict, names: 
 
     state = state_dict if state_dict is not None else model.state_dict()
     save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps({
-        "architecture": "dcgan", "size": data["size"], "channels": data["channels"], "labels": names,
-        "gan": {k: getattr(cfg.gan, k) for k in ("latent_dim", "channels", "conditional", "spectral_norm")}}, indent=2))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "architecture": "dcgan",
+                "size": data["size"],
+                "channels": data["channels"],
+                "labels": names,
+                "gan": {k: getattr(cfg.gan, k) for k in ("latent_dim", "channels", "conditional", "spectral_norm")},
+            },
+            indent=2,
+        )
+    )
     (folder / "labels.json").write_text(json.dumps(names))
 
 
 def load_init(model: ganlib.GAN, source: str) -> None:
     """Weights of another GAN run (its best/, else last/) for fine-tuning."""
-    from toolkit import gan as ganlib
-
     from safetensors.torch import load_file
 
+    from toolkit import gan as ganlib
     from toolkit.checkpoint import find_checkpoint
 
     run = Path(source)
-    folder = run if (run / "model.safetensors").is_file() else (find_checkpoint(run, "best") or find_checkpoint(run, "last"))
+    folder = (
+        run if (run / "model.safetensors").is_file() else (find_checkpoint(run, "best") or find_checkpoint(run, "last"))
+    )
     if folder is None or not (folder / "model.safetensors").is_file():
         raise ToolkitError(f"gan.init_from '{source}' holds no GAN checkpoint (best/ or last/ with model.safetensors).")
     ganlib.load_matching(model, load_file(folder / "model.safetensors"), source)
@@ -218,18 +258,24 @@ def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
     from toolkit import images as imlib
 
     if not cfg.gan.eval_classifier:
-        raise ToolkitError("`toolkit eval` of a GAN needs gan.eval_classifier: a finished image-classification run whose "
-                           "features FID/KID use (e.g. recipes/configs/seed_cnn_mnist.yaml's run for digits).")
+        raise ToolkitError(
+            "`toolkit eval` of a GAN needs gan.eval_classifier: a finished image-classification run whose "
+            "features FID/KID use (e.g. recipes/configs/seed_cnn_mnist.yaml's run for digits)."
+        )
     found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
     found = imlib.keep_classes(found, cfg.data.classes, None)
     found, _ = imlib.drop_unreadable(found)
     data = data_config(cfg)
-    dataset = imlib.ImageDataset(found, [0] * len(found), imlib.build_transform(cfg.image, data, train=False), data["channels"], random=False)
+    dataset = imlib.ImageDataset(
+        found, [0] * len(found), imlib.build_transform(cfg.image, data, train=False), data["channels"], random=False
+    )
     count = min(cfg.gan.eval_samples, len(dataset))
     real = torch.stack([dataset[i][0] for i in range(count)])
     fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
     features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier)
-    return ganlib.generation_metrics((real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None)
+    return ganlib.generation_metrics(
+        (real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None
+    )
 
 
 def load_predictor(folder, cfg: GanRunConfig, **kwargs):
@@ -243,13 +289,21 @@ def eval_split(cfg: GanRunConfig) -> str:
     return "test" if cfg.data.test else "validation" if cfg.data.validation else "train"
 
 
-register(TaskSpec(
-    rank=50,
-    name="gan",
-    description="Image generation: a (class-conditional) DCGAN from scratch or fine-tuned from another GAN run.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.gan",
-    example_config="recipes/configs/gan_mnist.yaml", metrics=METRICS, lower_is_better=METRICS, eval_split=eval_split,
-    base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
-    config=GanRunConfig,
-    usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
-))
+register(
+    TaskSpec(
+        rank=50,
+        name="gan",
+        description="Image generation: a (class-conditional) DCGAN from scratch or fine-tuned from another GAN run.",
+        build=build_task,
+        predictor=load_predictor,
+        evaluate_run=evaluate_run,
+        app="toolkit.apps.gan",
+        example_config="recipes/configs/gan_mnist.yaml",
+        metrics=METRICS,
+        lower_is_better=METRICS,
+        eval_split=eval_split,
+        base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
+        config=GanRunConfig,
+        usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
+    )
+)

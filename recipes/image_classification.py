@@ -19,13 +19,20 @@ from toolkit.tasks import TaskSpec, register
 class ImageData(DataConfig):
     """Images: class folders, a path/label table, or an image column of a hub or saved dataset."""
 
-    image_column: str = setting("image", "images from a table, a hub or a saved dataset: the image (or path) column",
-                                role=DataRole("image", "image", ("image", "img", "path", "file", "filename", "picture")))
-    label_column: str = setting("label", "its label (class folders need none)", role=DataRole(
-        "label", "label", ("label", "labels", "class", "category", "species", "target")))
+    image_column: str = setting(
+        "image",
+        "images from a table, a hub or a saved dataset: the image (or path) column",
+        role=DataRole("image", "image", ("image", "img", "path", "file", "filename", "picture")),
+    )
+    label_column: str = setting(
+        "label",
+        "its label (class folders need none)",
+        role=DataRole("label", "label", ("label", "labels", "class", "category", "species", "target")),
+    )
     classes: Optional[list[str]] = setting(None, "keep only these labels (e.g. digits 0-4)", shown="all")
-    max_per_class: Optional[int] = setting(None, "keep the first N training images of each label (few-shot)",
-                                           at_least(1), shown="all")
+    max_per_class: Optional[int] = setting(
+        None, "keep the first N training images of each label (few-shot)", at_least(1), shown="all"
+    )
 
 
 @dataclass
@@ -38,17 +45,22 @@ class ImageConfig:
     # lp_ft: fine-tuning with a random head distorts the pretrained features, and lost to a probe on classes ImageNet
     # lacks (Kumar et al. 2022)
     mode: Literal["full", "linear_probe", "two_stage", "lp_ft"] = setting(
-        "full", "`full`, `linear_probe` (frozen backbone and batch-norm statistics), `two_stage` (`head_epochs` of "
+        "full",
+        "`full`, `linear_probe` (frozen backbone and batch-norm statistics), `two_stage` (`head_epochs` of "
         "head only, then everything), `lp_ft` (the head fitted as a logistic-regression probe first, then everything "
-        "fine-tuned)")
+        "fine-tuned)",
+    )
     head_epochs: float = setting(1.0, "`two_stage`: epochs that train only the head", at_least(0))
-    backbone_lr_scale: Optional[float] = setting(None, "the backbone learns at `lr` times this", at_least(0),
-                                                 shown="0.1 for `two_stage`, else 1")
-    size: Optional[int] = setting(None, "input size in pixels (GANs: 16-128, multiples of 4)", at_least(8),
-                                  shown="backbone's")
+    backbone_lr_scale: Optional[float] = setting(
+        None, "the backbone learns at `lr` times this", at_least(0), shown="0.1 for `two_stage`, else 1"
+    )
+    size: Optional[int] = setting(
+        None, "input size in pixels (GANs: 16-128, multiples of 4)", at_least(8), shown="backbone's"
+    )
     channels: Optional[int] = setting(None, "1 (grey) or 3", ("1 or 3", lambda v: v in (1, 3)), shown="backbone's")
-    crop_pct: Optional[float] = setting(None, "evaluation: resize to size / crop_pct, then centre-crop", between(0.05, 1),
-                                        shown="backbone's")
+    crop_pct: Optional[float] = setting(
+        None, "evaluation: resize to size / crop_pct, then centre-crop", between(0.05, 1), shown="backbone's"
+    )
     mean: Optional[list[float]] = setting(None, "normalisation mean, one per channel", shown="backbone's")
     std: Optional[list[float]] = setting(None, "normalisation standard deviation, one per channel", shown="backbone's")
     random_resized_crop: bool = setting(True, "training augmentation: a random crop, resized")
@@ -57,8 +69,9 @@ class ImageConfig:
     rotation: float = setting(0.0, "random rotation in degrees, either way", between(0, 180))
     color_jitter: float = setting(0.0, "brightness, contrast and saturation amount", between(0, 1))
     max_upload_mb: float = setting(10.0, "predict and the app refuse larger files", above(0))
-    max_megapixels: float = setting(40.0, "... and images of more pixels (read from the header before decoding)",
-                                    above(0))
+    max_megapixels: float = setting(
+        40.0, "... and images of more pixels (read from the header before decoding)", above(0)
+    )
     top_k: int = setting(5, "labels shown by predict and the app", at_least(1))
 
 
@@ -66,8 +79,12 @@ class ImageConfig:
 class ImageClassificationConfig(Config):
     """Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch."""
 
-    model: str = setting("tf_efficientnet_lite0", "a timm name, `hf-hub:timm/<id>`, a transformers image classifier "
-                         "(hub id or folder), or `seed_cnn` (a small CNN from scratch)", model_source=True)
+    model: str = setting(
+        "tf_efficientnet_lite0",
+        "a timm name, `hf-hub:timm/<id>`, a transformers image classifier "
+        "(hub id or folder), or `seed_cnn` (a small CNN from scratch)",
+        model_source=True,
+    )
     data: ImageData = section(ImageData)
     image: ImageConfig = section(ImageConfig)
 
@@ -90,15 +107,21 @@ def build_task(cfg: ImageClassificationConfig):
     splits, skipped = imlib.load_splits(cfg)
     names = label_names(splits["train"].labels)
     if len(names) < 2:
-        raise ToolkitError(f"data.train has a single class ({names[0]}): a classifier needs at least two. "
-                           "Add a folder (or manifest rows) for each other class.")
+        raise ToolkitError(
+            f"data.train has a single class ({names[0]}): a classifier needs at least two. "
+            "Add a folder (or manifest rows) for each other class."
+        )
     if len(splits["train"]) < cfg.batch_size:
         log.warning("data.train has %d images, fewer than batch_size=%d", len(splits["train"]), cfg.batch_size)
     ids = {s: encode_labels(images.labels, names, images.where) for s, images in splits.items()}
     model, data = vision.build_model(cfg, len(names))
     head = vision.head_parameter_names(model, data["kind"])
     mode = cfg.image.mode
-    scale = cfg.image.backbone_lr_scale if cfg.image.backbone_lr_scale is not None else (0.1 if mode == "two_stage" else 1.0)
+    scale = (
+        cfg.image.backbone_lr_scale
+        if cfg.image.backbone_lr_scale is not None
+        else (0.1 if mode == "two_stage" else 1.0)
+    )
     if mode == "linear_probe":
         for name, param in model.named_parameters():
             param.requires_grad_(name in head)
@@ -117,12 +140,22 @@ def build_task(cfg: ImageClassificationConfig):
                     module.eval()
 
     channels = data["channels"]
-    datasets = {s: imlib.ImageDataset(images, ids[s], imlib.build_transform(cfg.image, data, train=s == "train"), channels,
-                                      random=imlib.is_random(cfg.image, train=s == "train"))
-                for s, images in splits.items()}
-    if mode == "lp_ft" and not (cfg.resume and (Path(cfg.output_dir) / "last").is_dir()):  # a resume loads last/ instead
-        plain = imlib.ImageDataset(splits["train"], ids["train"], imlib.build_transform(cfg.image, data, train=False), channels,
-                                   random=False)
+    datasets = {
+        s: imlib.ImageDataset(
+            images,
+            ids[s],
+            imlib.build_transform(cfg.image, data, train=s == "train"),
+            channels,
+            random=imlib.is_random(cfg.image, train=s == "train"),
+        )
+        for s, images in splits.items()
+    }
+    if mode == "lp_ft" and not (
+        cfg.resume and (Path(cfg.output_dir) / "last").is_dir()
+    ):  # a resume loads last/ instead
+        plain = imlib.ImageDataset(
+            splits["train"], ids["train"], imlib.build_transform(cfg.image, data, train=False), channels, random=False
+        )
         fit_probe_head(model, data["kind"], plain, len(names), cfg)
     examples = [item for item in (splits.get("validation") or splits["train"]).items[:8] if isinstance(item, str)]
     return Task(
@@ -133,8 +166,15 @@ def build_task(cfg: ImageClassificationConfig):
         collate=imlib.collate,
         compute_loss=compute_loss,
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
-        save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(unwrapped, folder, data, names, state_dict),
-        info={"labels": names, "examples": examples, "skipped_images": skipped, "image": {k: data[k] for k in ("size", "channels")}},
+        save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(
+            unwrapped, folder, data, names, state_dict
+        ),
+        info={
+            "labels": names,
+            "examples": examples,
+            "skipped_images": skipped,
+            "image": {k: data[k] for k in ("size", "channels")},
+        },
         lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
         train_mode=train_mode if mode != "full" else None,
         report=report,
@@ -230,7 +270,9 @@ def keep_examples(results: dict, run_dir: Path) -> None:
 def write_confusion_png(results: dict, run_dir: Path) -> None:
     split = "test" if "test" in results else "validation"
     if "confusion_matrix" in results.get(split, {}):
-        save_confusion_png(results[split]["confusion_matrix"], results["labels"], run_dir / CONFUSION_PNG, f"{split} split")
+        save_confusion_png(
+            results[split]["confusion_matrix"], results["labels"], run_dir / CONFUSION_PNG, f"{split} split"
+        )
 
 
 def save_confusion_png(matrix: list, names: list[str], path: Path, title: str) -> None:
@@ -275,20 +317,30 @@ STOCK_USAGE = """import json, timm, torch
 from PIL import Image
 config = json.load(open("{folder}/config.json"))
 model = timm.create_model(config["architecture"], num_classes=config["num_classes"], pretrained=True,
-                          pretrained_cfg_overlay=dict(config["pretrained_cfg"], file="{folder}/model.safetensors")).eval()
+                          pretrained_cfg_overlay=dict(config["pretrained_cfg"],
+                                                      file="{folder}/model.safetensors")).eval()
 transform = timm.data.create_transform(**timm.data.resolve_data_config(model=model))
 with torch.no_grad():
     probabilities = model(transform(Image.open("photo.jpg").convert("RGB"))[None]).softmax(-1)[0]
 dict(zip(config["label_names"], probabilities.tolist()))"""
 
 
-register(TaskSpec(
-    rank=40,
-    name="image_classification",
-    description="Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch, fine-tuned or probed.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.image_classifier",
-    example_config="recipes/configs/image_classification_hymenoptera.yaml", metrics=METRICS,
-    usage='predict("photo.jpg")', pipeline_tag="image-classification",
-    base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
-    stock_usage=STOCK_USAGE, config=ImageClassificationConfig,
-))
+register(
+    TaskSpec(
+        rank=40,
+        name="image_classification",
+        description="Image classification: a pretrained CNN (timm, transformers) or a small CNN from scratch, "
+        "fine-tuned or probed.",
+        build=build_task,
+        predictor=load_predictor,
+        evaluate_run=evaluate_run,
+        app="toolkit.apps.image_classifier",
+        example_config="recipes/configs/image_classification_hymenoptera.yaml",
+        metrics=METRICS,
+        usage='predict("photo.jpg")',
+        pipeline_tag="image-classification",
+        base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
+        stock_usage=STOCK_USAGE,
+        config=ImageClassificationConfig,
+    )
+)

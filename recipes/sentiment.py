@@ -22,13 +22,20 @@ if TYPE_CHECKING:
 class TextClassificationData(DataConfig):
     """The text and label columns of a text classification table."""
 
-    text_column: str = setting("text", "the text to classify", role=DataRole(
-        "text", "text", ("text", "sentence", "review", "content", "body", "comment", "document")))
-    label_column: str = setting("label", "its label: strings or integers, any number of them", role=DataRole(
-        "label", "label", ("label", "labels", "sentiment", "class", "category", "target", "polarity")))
+    text_column: str = setting(
+        "text",
+        "the text to classify",
+        role=DataRole("text", "text", ("text", "sentence", "review", "content", "body", "comment", "document")),
+    )
+    label_column: str = setting(
+        "label",
+        "its label: strings or integers, any number of them",
+        role=DataRole("label", "label", ("label", "labels", "sentiment", "class", "category", "target", "polarity")),
+    )
     missing_labels: Literal["skip", "error"] = setting(
-        "skip", "rows with an empty, `NaN` or `null` label: `skip` (counted in the log; they never become a class) "
-                "or `error`")
+        "skip",
+        "rows with an empty, `NaN` or `null` label: `skip` (counted in the log; they never become a class) or `error`",
+    )
 
 
 @dataclass
@@ -61,10 +68,14 @@ def build_task(cfg: TextClassificationConfig) -> Task:
     from toolkit.timing import phase
 
     with phase("data"):
-        splits = load_splits(cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column], cfg.data.label_column)
+        splits = load_splits(
+            cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column], cfg.data.label_column
+        )
         names = label_names(list(splits["train"][cfg.data.label_column]))
         if len(names) < 2:
-            raise ToolkitError(f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column.")
+            raise ToolkitError(
+                f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column."
+            )
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         features = {s: tokenize(t, tokenizer, cfg, names, f"data.{s}") for s, t in splits.items()}
     with phase("model"):
@@ -146,14 +157,25 @@ def load_predictor(folder: Path, cfg: TextClassificationConfig, **kwargs):
     return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
-register(TaskSpec(
-    rank=10,
-    name="sentiment", aliases=("text_classification",),
-    description="Text classification (sentiment or any labels): a pretrained encoder with a new classification head.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.sentiment",
-    example_config="recipes/configs/sentiment_minilm.yaml", metrics=("accuracy", "macro_f1", "loss"),
-    config=TextClassificationConfig, export=export_text_classifier, usage='predict("a gripping, beautifully acted film")', pipeline_tag="text-classification",
-    stock_usage='from transformers import pipeline\n'
-                'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
-                'classify("a gripping, beautifully acted film")',
-))
+register(
+    TaskSpec(
+        rank=10,
+        name="sentiment",
+        aliases=("text_classification",),
+        description="Text classification (sentiment or any labels): a pretrained encoder with a new classification "
+        "head.",
+        build=build_task,
+        predictor=load_predictor,
+        evaluate_run=evaluate_run,
+        app="toolkit.apps.sentiment",
+        example_config="recipes/configs/sentiment_minilm.yaml",
+        metrics=("accuracy", "macro_f1", "loss"),
+        config=TextClassificationConfig,
+        export=export_text_classifier,
+        usage='predict("a gripping, beautifully acted film")',
+        pipeline_tag="text-classification",
+        stock_usage="from transformers import pipeline\n"
+        'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
+        'classify("a gripping, beautifully acted film")',
+    )
+)

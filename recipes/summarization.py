@@ -18,12 +18,19 @@ HEAD_CONFIG = "extractive.json"  # toolkit/extractive.py's: in a checkpoint, it 
 class SummarizationData(Seq2SeqData):
     """The document and summary columns of a summarization table."""
 
-    text_column: str = setting("text", "the document", role=DataRole(
-        "document", "text", ("document", "text", "article", "source", "abstract", "body", "content")))
-    summary_column: str = setting("summary", "its reference summary", role=DataRole(
-        "summary", "text", ("summary", "highlights", "target", "tldr", "headline", "title")))
-    oracle_sentences: bool = setting(False, "abstractive: also train on (document, its sentence closest to the "
-                                     "summary by ROUGE-L)")
+    text_column: str = setting(
+        "text",
+        "the document",
+        role=DataRole("document", "text", ("document", "text", "article", "source", "abstract", "body", "content")),
+    )
+    summary_column: str = setting(
+        "summary",
+        "its reference summary",
+        role=DataRole("summary", "text", ("summary", "highlights", "target", "tldr", "headline", "title")),
+    )
+    oracle_sentences: bool = setting(
+        False, "abstractive: also train on (document, its sentence closest to the summary by ROUGE-L)"
+    )
 
 
 @dataclass
@@ -33,17 +40,25 @@ class ExtractiveConfig:
 
     enabled: bool = setting(False, "score and pick the document's own sentences (`model` is an encoder)")
     max_sentences: int = setting(1, "the budget: at most this many sentences", at_least(1))
-    max_words: Optional[int] = setting(None, "... and at most this many words; a sentence that does not fit is "
-                                       "skipped; if none fits, the best one is cut to the word limit", at_least(1),
-                                       shown="unset")
-    block_trigrams: bool = setting(True, "skip a sentence that repeats a trigram of one already picked (Paulus et al. "
-                                   "2018)")
-    oracle_sentences: int = setting(3, "the greedy ROUGE oracle labels at most this many sentences per document",
-                                    at_least(1))
-    head_layers: int = setting(2, "inter-sentence transformer layers over the sentence vectors (0: a linear scorer)",
-                               at_least(0))
-    max_position: int = setting(64, "sentence positions with their own embedding; later sentences share the last one",
-                                at_least(1))
+    max_words: Optional[int] = setting(
+        None,
+        "... and at most this many words; a sentence that does not fit is "
+        "skipped; if none fits, the best one is cut to the word limit",
+        at_least(1),
+        shown="unset",
+    )
+    block_trigrams: bool = setting(
+        True, "skip a sentence that repeats a trigram of one already picked (Paulus et al. 2018)"
+    )
+    oracle_sentences: int = setting(
+        3, "the greedy ROUGE oracle labels at most this many sentences per document", at_least(1)
+    )
+    head_layers: int = setting(
+        2, "inter-sentence transformer layers over the sentence vectors (0: a linear scorer)", at_least(0)
+    )
+    max_position: int = setting(
+        64, "sentence positions with their own embedding; later sentences share the last one", at_least(1)
+    )
 
 
 @dataclass
@@ -52,6 +67,7 @@ class SummarizationConfig(Seq2SeqConfig):
 
     data: SummarizationData = section(SummarizationData)
     extractive: ExtractiveConfig = section(ExtractiveConfig)
+
 
 METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metrics; the first picks best/
 
@@ -63,7 +79,9 @@ def build_task(cfg: SummarizationConfig):
     text, summary = cfg.data.text_column, cfg.data.summary_column
     if cfg.extractive.enabled:
         return extractive.build_extractive_task(cfg, text, summary, summarization_metrics)
-    extend = (lambda table: with_oracle_sentences(table, text, summary, cfg.seed)) if cfg.data.oracle_sentences else None
+    extend = (
+        (lambda table: with_oracle_sentences(table, text, summary, cfg.seed)) if cfg.data.oracle_sentences else None
+    )
     return seq2seq.build_seq2seq_task(cfg, text, summary, summarization_metrics, extend_train=extend)
 
 
@@ -92,8 +110,9 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
 def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> dict:
     from toolkit.metrics import summarization_metrics
 
-    return seq2seq.evaluate_run(predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column,
-                                summarization_metrics)
+    return seq2seq.evaluate_run(
+        predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column, summarization_metrics
+    )
 
 
 def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
@@ -104,13 +123,21 @@ def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
-register(TaskSpec(
-    rank=30,
-    name="summarization",
-    description="Summarization: extractive (an encoder scores the document's sentences) or abstractive (sequence-to-sequence).",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.summarization",
-    example_config="recipes/configs/summarization_scitldr.yaml", metrics=METRICS,
-    usage='predict("The full text of a paper abstract ...")', pipeline_tag="summarization",
-    base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
-    config=SummarizationConfig,
-))
+register(
+    TaskSpec(
+        rank=30,
+        name="summarization",
+        description="Summarization: extractive (an encoder scores the document's sentences) or abstractive "
+        "(sequence-to-sequence).",
+        build=build_task,
+        predictor=load_predictor,
+        evaluate_run=evaluate_run,
+        app="toolkit.apps.summarization",
+        example_config="recipes/configs/summarization_scitldr.yaml",
+        metrics=METRICS,
+        usage='predict("The full text of a paper abstract ...")',
+        pipeline_tag="summarization",
+        base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
+        config=SummarizationConfig,
+    )
+)

@@ -16,11 +16,18 @@ from toolkit.tasks import TaskSpec, register
 class TranslationData(Seq2SeqData):
     """The source and target columns of a translation table."""
 
-    source_lang: Optional[str] = setting(None, "the column (or JSONL field) of the source text, e.g. `en`", shown="unset",
-                                         role=DataRole("source", "text", ("source", "src", "en", "english", "input")))
-    target_lang: Optional[str] = setting(None, "the column of the target text, e.g. `de`", shown="unset",
-                                         role=DataRole("target", "text", ("target", "tgt", "de", "german", "fr",
-                                                                          "french", "output", "translation")))
+    source_lang: Optional[str] = setting(
+        None,
+        "the column (or JSONL field) of the source text, e.g. `en`",
+        shown="unset",
+        role=DataRole("source", "text", ("source", "src", "en", "english", "input")),
+    )
+    target_lang: Optional[str] = setting(
+        None,
+        "the column of the target text, e.g. `de`",
+        shown="unset",
+        role=DataRole("target", "text", ("target", "tgt", "de", "german", "fr", "french", "output", "translation")),
+    )
 
 
 @dataclass
@@ -29,13 +36,16 @@ class TranslationConfig(Seq2SeqConfig):
 
     data: TranslationData = section(TranslationData)
 
+
 METRICS = ("bleu", "chrf", "loss")  # validation metrics; the first picks best/
 
 
 def columns(cfg: TranslationConfig) -> tuple[str, str]:
     if not cfg.data.source_lang or not cfg.data.target_lang:
-        raise ToolkitError("translation needs data.source_lang and data.target_lang: the fields of the source and "
-                           "target text (e.g. data.source_lang=en data.target_lang=de).")
+        raise ToolkitError(
+            "translation needs data.source_lang and data.target_lang: the fields of the source and "
+            "target text (e.g. data.source_lang=en data.target_lang=de)."
+        )
     return cfg.data.source_lang, cfg.data.target_lang
 
 
@@ -58,12 +68,21 @@ def load_predictor(folder, cfg: TranslationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
-register(TaskSpec(
-    rank=20,
-    name="translation",
-    description="Translation: any sequence-to-sequence model, or an encoder-decoder warm-started from a pretrained encoder.",
-    build=build_task, predictor=load_predictor, evaluate_run=evaluate_run, app="toolkit.apps.translation",
-    example_config="recipes/configs/translation_multi30k_en_de.yaml", metrics=METRICS,
-    usage='predict("A man is riding a bicycle down the street.")', pipeline_tag="translation",
-    base_model=lambda cfg: cfg.warm_start.encoder or cfg.model, config=TranslationConfig,
-))
+register(
+    TaskSpec(
+        rank=20,
+        name="translation",
+        description="Translation: any sequence-to-sequence model, or an encoder-decoder warm-started from a pretrained "
+        "encoder.",
+        build=build_task,
+        predictor=load_predictor,
+        evaluate_run=evaluate_run,
+        app="toolkit.apps.translation",
+        example_config="recipes/configs/translation_multi30k_en_de.yaml",
+        metrics=METRICS,
+        usage='predict("A man is riding a bicycle down the street.")',
+        pipeline_tag="translation",
+        base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
+        config=TranslationConfig,
+    )
+)

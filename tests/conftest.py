@@ -27,8 +27,28 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant", "delightful", "excellent"]
 NEGATIVE = ["bad", "awful", "terrible", "dull", "boring", "dreadful", "poor", "horrible"]
-FILLER = ["the", "film", "was", "a", "story", "with", "plot", "and", "acting", "really", "quite", "very",
-          "food", "service", "book", "phone", "movie", "it", "this", "show"]
+FILLER = [
+    "the",
+    "film",
+    "was",
+    "a",
+    "story",
+    "with",
+    "plot",
+    "and",
+    "acting",
+    "really",
+    "quite",
+    "very",
+    "food",
+    "service",
+    "book",
+    "phone",
+    "movie",
+    "it",
+    "this",
+    "show",
+]
 
 
 def make_sentence(rng: random.Random, label: str) -> str:
@@ -68,18 +88,36 @@ def tiny_bert(tmp_path_factory, text_data) -> Path:
     folder = tmp_path_factory.mktemp("tiny_bert")
     # A fixed vocabulary (not a trained one): token ids, and so the random model, are the same every run.
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
-    words += [c for c in "abcdefghijklmnopqrstuvwxyz!,.-'" if c not in words] + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    words += [c for c in "abcdefghijklmnopqrstuvwxyz!,.-'" if c not in words] + [
+        f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"
+    ]
     tok = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(dict.fromkeys(words))}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
     fast.save_pretrained(folder)
-    config = BertConfig(vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = BertConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     torch.manual_seed(0)  # the same tiny model every session
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
@@ -91,10 +129,20 @@ def tiny_config(tiny_bert, text_data, tmp_path) -> dict:
     return {
         "task": "sentiment",
         "model": str(tiny_bert),
-        "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"]),
-                 "test": str(text_data["test"])},
-        "epochs": 4, "batch_size": 16, "lr": 3e-3, "max_length": 32, "seed": 0, "precision": "no",
-        "log_every": 5, "output_dir": str(tmp_path / "run"), "trackers": [],
+        "data": {
+            "train": str(text_data["train"]),
+            "validation": str(text_data["validation"]),
+            "test": str(text_data["test"]),
+        },
+        "epochs": 4,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "max_length": 32,
+        "seed": 0,
+        "precision": "no",
+        "log_every": 5,
+        "output_dir": str(tmp_path / "run"),
+        "trackers": [],
     }
 
 
@@ -107,8 +155,15 @@ def write_config(path: Path, values: dict) -> Path:
 
 def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
     """Run ``python -m toolkit ARGS`` as a user would."""
-    return subprocess.run([sys.executable, "-m", "toolkit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **popen,
+    )
 
 
 def free_port() -> int:
@@ -120,7 +175,9 @@ def free_port() -> int:
 def require_shared(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not found at {path}: these tests need the shared data folder beside the repo (../shared/data)")
+        pytest.skip(
+            f"real data not found at {path}: these tests need the shared data folder beside the repo (../shared/data)"
+        )
     return path
 
 
@@ -139,11 +196,24 @@ def tiny_t5(tmp_path_factory):
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=32)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=32
+    )
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    config = T5Config(vocab_size=len(vocab), d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2, num_heads=4,
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)
+    config = T5Config(
+        vocab_size=len(vocab),
+        d_model=64,
+        d_ff=128,
+        d_kv=16,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        dropout_rate=0.0,
+    )
     T5ForConditionalGeneration(config).save_pretrained(folder)
     return folder
 
@@ -162,11 +232,28 @@ def copy_data(tmp_path_factory):
 
 def seq2seq_config(tiny_t5, copy_data, tmp_path, **extra):
     """A tiny T5 translation config on the copy task; tests override what they exercise."""
-    return {"task": "translation", "model": str(tiny_t5), "output_dir": str(tmp_path / "run"), "trackers": [],
-            "data": {"train": str(copy_data / "train.jsonl"), "validation": str(copy_data / "validation.jsonl"),
-                     "test": str(copy_data / "test.jsonl"), "source_lang": "en", "target_lang": "de"},
-            "epochs": 25, "batch_size": 32, "lr": 3e-3, "warmup_ratio": 0.05, "max_length": 16, "max_target_length": 16,
-            "generation": {"num_beams": 1, "max_new_tokens": 12}, "seed": 0, **extra}
+    return {
+        "task": "translation",
+        "model": str(tiny_t5),
+        "output_dir": str(tmp_path / "run"),
+        "trackers": [],
+        "data": {
+            "train": str(copy_data / "train.jsonl"),
+            "validation": str(copy_data / "validation.jsonl"),
+            "test": str(copy_data / "test.jsonl"),
+            "source_lang": "en",
+            "target_lang": "de",
+        },
+        "epochs": 25,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "warmup_ratio": 0.05,
+        "max_length": 16,
+        "max_target_length": 16,
+        "generation": {"num_beams": 1, "max_new_tokens": 12},
+        "seed": 0,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -205,11 +292,23 @@ def check_run_folder(run_dir: Path) -> dict:
 
 
 def gan_config(out, **extra):
-    values = {"task": "gan", "data": {"train": "sklearn:digits[:640]", "holdout": 0},
-              "image": {"channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0.0},
-              "gan": {"latent_dim": 16, "channels": 8, "conditional": True, "grid_rows": 4},
-              "epochs": 2, "batch_size": 32, "lr": 2e-4, "weight_decay": 0.0, "warmup_ratio": 0.0, "scheduler": "constant",
-              "max_grad_norm": None, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 5}
+    values = {
+        "task": "gan",
+        "data": {"train": "sklearn:digits[:640]", "holdout": 0},
+        "image": {"channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0.0},
+        "gan": {"latent_dim": 16, "channels": 8, "conditional": True, "grid_rows": 4},
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 2e-4,
+        "weight_decay": 0.0,
+        "warmup_ratio": 0.0,
+        "scheduler": "constant",
+        "max_grad_norm": None,
+        "seed": 0,
+        "output_dir": str(out),
+        "trackers": [],
+        "log_every": 5,
+    }
     for key, value in extra.items():
         values[key] = {**values[key], **value} if isinstance(value, dict) else value
     return values
@@ -217,10 +316,19 @@ def gan_config(out, **extra):
 
 def image_config(folders, out, **extra):
     data = folders
-    values = {"task": "image_classification", "model": "test_efficientnet",
-              "data": {"train": str(data["train"]), "validation": str(data["val"]), "test": str(data["val"])},
-              "image": {"pretrained": False, "size": 32, "rotation": 0},
-              "epochs": 3, "batch_size": 8, "lr": 3e-3, "seed": 0, "output_dir": str(out), "trackers": [], "log_every": 2}
+    values = {
+        "task": "image_classification",
+        "model": "test_efficientnet",
+        "data": {"train": str(data["train"]), "validation": str(data["val"]), "test": str(data["val"])},
+        "image": {"pretrained": False, "size": 32, "rotation": 0},
+        "epochs": 3,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "seed": 0,
+        "output_dir": str(out),
+        "trackers": [],
+        "log_every": 2,
+    }
     for key, value in extra.items():
         if isinstance(value, dict):
             values[key] = {**values.get(key, {}), **value}

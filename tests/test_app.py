@@ -4,9 +4,7 @@ import csv
 import shutil
 
 import pytest
-
 from conftest import BROWSER_ARGS, free_port
-
 
 
 @pytest.fixture(scope="module")
@@ -14,11 +12,19 @@ def trained_run(tiny_bert, text_data, tmp_path_factory):
     import toolkit
 
     out = tmp_path_factory.mktemp("app") / "run"
-    return toolkit.train({
-        "task": "sentiment", "model": str(tiny_bert), "output_dir": str(out), "trackers": [],
-        "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"])},
-        "epochs": 4, "batch_size": 16, "lr": 3e-3, "seed": 0,
-    })
+    return toolkit.train(
+        {
+            "task": "sentiment",
+            "model": str(tiny_bert),
+            "output_dir": str(out),
+            "trackers": [],
+            "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"])},
+            "epochs": 4,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "seed": 0,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +68,19 @@ def test_client_classifies_text_and_csv(server, trained_run, tmp_path):
 
 
 def test_model_card_and_stock_pipeline_reload_best(trained_run):
+    import yaml
+    from conftest import check_run_folder
     from transformers import pipeline
 
     import toolkit
-    from conftest import check_run_folder
-
-    import yaml
 
     saved = yaml.safe_load((trained_run.dir / "config.yaml").read_text())
-    assert "peft" in saved and not {"gan", "image", "warm_start", "extractive", "generation"} & set(saved)  # its own only
+    assert "peft" in saved and not {"gan", "image", "warm_start", "extractive", "generation"} & set(
+        saved
+    )  # its own only
     meta = check_run_folder(trained_run.dir)
     assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "transformers"
-    assert "pipeline(\"text-classification\"" in (trained_run.dir / "README.md").read_text()  # stock way shown first
+    assert 'pipeline("text-classification"' in (trained_run.dir / "README.md").read_text()  # stock way shown first
     classify = pipeline("text-classification", model=str(trained_run.dir / "best"), top_k=None, device="cpu")
     ours = toolkit.load(trained_run.dir)
     for text in ["a truly awful and boring film", "what a wonderful, lovely story"]:
@@ -121,7 +128,9 @@ def test_browser_types_submits_and_sees_the_label(server):
         expect(page.locator("#prediction")).to_contain_text("positive", timeout=30_000)
         page.locator("#text-input textarea").fill("   ")
         page.locator("#classify").click()  # a notice in a toast, never a message in the label's heading
-        expect(page.locator(".toast-body").filter(visible=True).first).to_contain_text("Type some text to classify.", timeout=10_000)
+        expect(page.locator(".toast-body").filter(visible=True).first).to_contain_text(
+            "Type some text to classify.", timeout=10_000
+        )
         expect(page.locator("#prediction")).not_to_contain_text("Type some text")
         page.screenshot(path=str(server_shot_path()))
         browser.close()
@@ -140,17 +149,31 @@ def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run
     import sys
     import time
 
-    from gradio_client import Client, handle_file
-
     from conftest import ROOT, free_port
+    from gradio_client import Client, handle_file
 
     port = free_port()
     server_tmp = tmp_path / "server-tmp"  # the server's temp folder: uploads, Gradio's cache, the CSV downloads
     server_tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
-    server = subprocess.Popen([sys.executable, "-m", "toolkit", "serve", str(trained_run.dir), "--port", str(port),
-                               "--auth", "alice:a-long-passphrase"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "serve",
+            str(trained_run.dir),
+            "--port",
+            str(port),
+            "--auth",
+            "alice:a-long-passphrase",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.time() + 120

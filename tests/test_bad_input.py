@@ -6,7 +6,6 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import run_cli, write_config
 
 
@@ -14,9 +13,18 @@ from conftest import run_cli, write_config
 def workspace(tmp_path_factory, tiny_bert, text_data):
     """A finished tiny run, a copy with damaged weights, and a folder of bad files."""
     root = tmp_path_factory.mktemp("bad_input")
-    config = {"task": "sentiment", "model": str(tiny_bert), "epochs": 1, "batch_size": 16, "max_length": 32,
-              "precision": "no", "trackers": [], "seed": 0, "output_dir": str(root / "default_out"),
-              "data": {k: str(v) for k, v in text_data.items()}}
+    config = {
+        "task": "sentiment",
+        "model": str(tiny_bert),
+        "epochs": 1,
+        "batch_size": 16,
+        "max_length": 32,
+        "precision": "no",
+        "trackers": [],
+        "seed": 0,
+        "output_dir": str(root / "default_out"),
+        "data": {k: str(v) for k, v in text_data.items()},
+    }
     good = write_config(root / "good.yaml", config)
     run = root / "run"
     done = run_cli("train", str(good), f"output_dir={run}", "save_every=5")
@@ -89,7 +97,7 @@ CASES = [
     ("train {good} data.train={files}/latin1.csv", "not UTF-8"),
     ("train {good} data.train={files}/data.xlsx", "unsupported type"),
     ("train {good} data.train={files}/not_a_dataset", "not a saved dataset"),
-    ("train {good} data.text_column=txt", "column 'txt' is missing"),
+    ("train {good} data.text_column=txt", "It is the text column: set data.text_column to the name it has"),
     ("train {good} data.label_column=lable", "Did you mean 'label'"),
     ("train {good} data.train={files}/one_label.csv", "a single label"),
     ("train {good} data.train={files}/no_label.csv", "every row's label is empty"),
@@ -133,9 +141,12 @@ CASES = [
 
 
 def snapshot(root):
-    """Every path, and each file's size and modification time (a folder's own time changes when a lock comes and goes)."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else "folder"
-            for p in sorted(root.rglob("*"))}
+    """Every path, and each file's size and modification time (a folder's own time changes when a lock comes and
+    goes)."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else "folder"
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def test_bad_input_is_one_clear_error_and_changes_nothing(workspace):
@@ -146,8 +157,10 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(workspace):
     try:
         from conftest import free_port
 
-        values = {k: str(v) for k, v in workspace.items()} | {"port": str(listener.getsockname()[1]),
-                                                               "free": str(free_port())}
+        values = {k: str(v) for k, v in workspace.items()} | {
+            "port": str(listener.getsockname()[1]),
+            "free": str(free_port()),
+        }
         before = snapshot(workspace["root"])
 
         def attempt(case):
@@ -166,19 +179,27 @@ def test_bad_input_is_one_clear_error_and_changes_nothing(workspace):
         listener.close()
 
 
-@pytest.mark.parametrize("stdin, expected", [
-    (b"", "no input on stdin"),
-    (b"\n   \n\n", "no input on stdin"),
-    (b"a good film\ncaf\xe9 cr\xe8me\n", "input 2 is not valid UTF-8 text (a byte 0xE9 at character 4)"),
-])
+@pytest.mark.parametrize(
+    "stdin, expected",
+    [
+        (b"", "no input on stdin"),
+        (b"\n   \n\n", "no input on stdin"),
+        (b"a good film\ncaf\xe9 cr\xe8me\n", "input 2 is not valid UTF-8 text (a byte 0xE9 at character 4)"),
+    ],
+)
 def test_predict_from_stdin_refuses_nothing_and_bad_bytes(workspace, stdin, expected):
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    done = subprocess.run([sys.executable, "-m", "toolkit", "predict", str(workspace["run"]), "-"], input=stdin,
-                          capture_output=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit", "predict", str(workspace["run"]), "-"],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     stderr = done.stderr.decode()
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and expected in errors[0] and "Traceback" not in stderr, stderr

@@ -8,9 +8,8 @@ import sys
 import time
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import ROOT, run_cli, write_config
+from safetensors.torch import load_file
 
 
 def test_train_eval_predict(tiny_config, tmp_path):
@@ -24,9 +23,14 @@ def test_train_eval_predict(tiny_config, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=3) as pool:  # independent commands on the finished run
-        evaluated, validation, predicted = pool.map(lambda args: run_cli(*args), [
-            ("eval", str(out)), ("eval", str(out), "--data", tiny_config["data"]["validation"]),
-            ("predict", str(out), "a great film", "an awful dull story")])
+        evaluated, validation, predicted = pool.map(
+            lambda args: run_cli(*args),
+            [
+                ("eval", str(out)),
+                ("eval", str(out), "--data", tiny_config["data"]["validation"]),
+                ("predict", str(out), "a great film", "an awful dull story"),
+            ],
+        )
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(summary["test_accuracy"])
@@ -42,12 +46,15 @@ def test_train_eval_predict(tiny_config, tmp_path):
     assert empty.returncode == 2 and "input 1 is empty" in empty.stderr
 
 
-@pytest.mark.parametrize("override, message", [
-    ("epohcs=2", "unknown config key 'epohcs'. Did you mean epochs?"),
-    ("batch_size=many", "'batch_size' has value 'many' (str); expected int"),
-    ("data.text_column=review", "column 'review' is missing"),
-    ("data.train=/nonexistent/train.csv", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epohcs=2", "unknown config key 'epohcs'. Did you mean epochs?"),
+        ("batch_size=many", "'batch_size' has value 'many' (str); expected int"),
+        ("data.text_column=review", "column 'review' is missing from data.train"),
+        ("data.train=/nonexistent/train.csv", "does not exist"),
+    ],
+)
 def test_bad_input_exits_nonzero_and_writes_nothing(tiny_config, tmp_path, override, message):
     config = write_config(tmp_path / "tiny.yaml", tiny_config)
     out = tmp_path / "never"
@@ -74,8 +81,22 @@ def test_unreachable_hub_model_fails_fast(tiny_config, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "toolkit", "train", str(config), "model=someone/no-such-model",
-                           f"output_dir={tmp_path / 'x'}"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "train",
+            str(config),
+            "model=someone/no-such-model",
+            f"output_dir={tmp_path / 'x'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "someone/no-such-model" in done.stderr and "local folder" in done.stderr
     assert time.perf_counter() - start < 30  # not huggingface_hub's ~46 s of retries
@@ -106,8 +127,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_pa
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("train", str(config), f"output_dir={whole}").returncode == 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={killed}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     state = killed / "last" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline:  # kill once a mid-epoch checkpoint of the second epoch exists
@@ -133,6 +159,21 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_pa
     assert a["best_step"] == b["best_step"] and a["steps"] == b["steps"]
     wa, wb = load_file(whole / "best/model.safetensors"), load_file(killed / "best/model.safetensors")
     assert all(wa[k].allclose(wb[k], atol=1e-6) for k in wa)
-    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["split"] == "train"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (killed / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    ]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # no duplicate records after the resume
+
+
+def test_installing_adds_one_import_name(tmp_path):
+    """apps/ and recipes/ are installed as toolkit.apps and toolkit.recipes: outside the repository no global
+    `apps` or `recipes` module exists."""
+    probe = (
+        "import importlib.util as u, sys; "
+        "import toolkit.apps.sentiment, toolkit.recipes.sentiment; "
+        "sys.exit(0 if u.find_spec('apps') is None and u.find_spec('recipes') is None else 'global module found')"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -5,8 +5,17 @@ from toolkit.errors import ToolkitError
 
 
 def test_defaults_and_overrides_are_typed():
-    cfg = load_config({"task": "sentiment"}, ["lr=3e-5", "epochs=2", "data.train=x.csv", "peft.enabled=true",
-                                              "peft.target_modules=query,value", "eval_every=50"])
+    cfg = load_config(
+        {"task": "sentiment"},
+        [
+            "lr=3e-5",
+            "epochs=2",
+            "data.train=x.csv",
+            "peft.enabled=true",
+            "peft.target_modules=query,value",
+            "eval_every=50",
+        ],
+    )
     assert isinstance(cfg, Config)
     assert cfg.lr == 3e-5 and cfg.epochs == 2.0 and isinstance(cfg.epochs, float)
     assert cfg.data.train == "x.csv"
@@ -46,10 +55,28 @@ def test_yaml_file_sets_default_output_dir(tmp_path):
         load_config(bad)
 
 
-OUT_OF_RANGE = ["epochs=-1", "epochs=0", "max_length=0", "batch_size=0", "grad_accum=0", "eval_every=0", "data.holdout=1.5",
-                "data.max_train_rows=-5", "lr=-1", "warmup_ratio=1.5", "seed=-1", "translation:generation.num_beams=0",
-                "image_classification:image.channels=2", "gan:gan.ema_decay=1", "summarization:extractive.head_layers=-1",
-                "peft.dropout=1.0", "max_train_minutes=0", "log_every=0", "epochs=.nan", "epochs=.inf"]
+OUT_OF_RANGE = [
+    "epochs=-1",
+    "epochs=0",
+    "max_length=0",
+    "batch_size=0",
+    "grad_accum=0",
+    "eval_every=0",
+    "data.holdout=1.5",
+    "data.max_train_rows=-5",
+    "lr=-1",
+    "warmup_ratio=1.5",
+    "seed=-1",
+    "translation:generation.num_beams=0",
+    "image_classification:image.channels=2",
+    "gan:gan.ema_decay=1",
+    "summarization:extractive.head_layers=-1",
+    "peft.dropout=1.0",
+    "max_train_minutes=0",
+    "log_every=0",
+    "epochs=.nan",
+    "epochs=.inf",
+]
 
 
 @pytest.mark.parametrize("override", OUT_OF_RANGE)
@@ -64,24 +91,34 @@ def test_each_task_has_its_own_keys():
     from toolkit.config import TextConfig
     from toolkit.tasks import get_task
 
-    cfg = load_config({"task": "translation", "data": {"source_lang": "en", "target_lang": "de"}},
-                      ["generation.num_beams=2", "warm_start.encoder=x"])
+    cfg = load_config(
+        {"task": "translation", "data": {"source_lang": "en", "target_lang": "de"}},
+        ["generation.num_beams=2", "warm_start.encoder=x"],
+    )
     assert cfg.generation.num_beams == 2 and cfg.data.source_lang == "en" and isinstance(cfg, TextConfig)
     assert not hasattr(load_config({"task": "sentiment"}), "generation")
     with pytest.raises(ToolkitError, match=r"unknown config key 'gan'\. It is a key of task gan, not of 'sentiment'"):
         load_config({"task": "sentiment", "gan": {"latent_dim": 8}})
-    with pytest.raises(ToolkitError, match=r"'data.summary_column'\. It is a key of task summarization, not of 'translation'"):
+    with pytest.raises(
+        ToolkitError, match=r"'data.summary_column'\. It is a key of task summarization, not of 'translation'"
+    ):
         load_config({"task": "translation"}, ["data.summary_column=tldr"])
-    with pytest.raises(ToolkitError, match=r"does not say which task it trains: add `task: NAME` \(one of: sentiment, "):
+    with pytest.raises(
+        ToolkitError, match=r"does not say which task it trains: add `task: NAME` \(one of: sentiment, "
+    ):
         load_config({"lr": 1e-3})
     assert load_config({"task": "text_classification"}).data.text_column == "text"  # an alias: the same class
-    roles = {name: {key: role.name for key, role in get_task(name).roles.items()} for name in
-             ("sentiment", "translation", "summarization", "image_classification", "gan")}
-    assert roles == {"sentiment": {"text_column": "text", "label_column": "label"},
-                     "translation": {"source_lang": "source", "target_lang": "target"},
-                     "summarization": {"text_column": "document", "summary_column": "summary"},
-                     "image_classification": {"image_column": "image", "label_column": "label"},
-                     "gan": {"image_column": "image", "label_column": "label"}}
+    roles = {
+        name: {key: role.name for key, role in get_task(name).roles.items()}
+        for name in ("sentiment", "translation", "summarization", "image_classification", "gan")
+    }
+    assert roles == {
+        "sentiment": {"text_column": "text", "label_column": "label"},
+        "translation": {"source_lang": "source", "target_lang": "target"},
+        "summarization": {"text_column": "document", "summary_column": "summary"},
+        "image_classification": {"image_column": "image", "label_column": "label"},
+        "gan": {"image_column": "image", "label_column": "label"},
+    }
 
 
 def test_guessed_columns_follow_the_roles():
@@ -92,24 +129,37 @@ def test_guessed_columns_follow_the_roles():
 
     table = pd.DataFrame({"english": ["a man rides", "two dogs"], "german": ["ein Mann", "zwei Hunde"]})
     assert guess_columns(get_task("translation").roles, list(table.columns), table) == {
-        "source_lang": "english", "target_lang": "german"}
+        "source_lang": "english",
+        "target_lang": "german",
+    }
     table = pd.DataFrame({"stars": [1, 5, 1], "review": ["a long and dull film", "great fun", "bad"]})
     assert guess_columns(get_task("sentiment").roles, list(table.columns), table) == {
-        "text_column": "review", "label_column": "stars"}
+        "text_column": "review",
+        "label_column": "stars",
+    }
     table = pd.DataFrame({"id": [1, 2], "article": ["long text here ...", "more text ..."], "highlights": ["a", "b"]})
     assert guess_columns(get_task("summarization").roles, list(table.columns), table) == {
-        "text_column": "article", "summary_column": "highlights"}
+        "text_column": "article",
+        "summary_column": "highlights",
+    }
 
 
 def test_the_configuration_reference_is_current():
-    """docs/configuration.md below its marker is generated from the config dataclasses."""
+    """docs/configuration.md below its marker, and each task page's data roles, are generated from the config
+    dataclasses."""
     from conftest import ROOT
-    from toolkit.reference import MARKER, configuration_reference
+
+    from toolkit.reference import MARKER, configuration_reference, roles_block, task_pages
 
     text = (ROOT / "docs/configuration.md").read_text(encoding="utf-8")
     assert MARKER in text
-    assert text.split(MARKER)[1] == configuration_reference().split(MARKER)[1], \
-        "docs/configuration.md is out of date: run `python -m toolkit.reference docs/configuration.md`"
+    assert text.split(MARKER)[1] == configuration_reference().split(MARKER)[1], (
+        "docs/configuration.md is out of date: run `make docs`"
+    )
+    pages = task_pages(ROOT / "docs")
+    assert len(pages) == 5
+    for page, spec in pages.items():  # each task page's table of data roles, from the same classes
+        assert roles_block(spec) in page.read_text(encoding="utf-8"), f"{page} is out of date: run `make docs`"
 
 
 def test_out_of_range_on_the_command_line_writes_nothing(tiny_config, tmp_path):
@@ -120,5 +170,7 @@ def test_out_of_range_on_the_command_line_writes_nothing(tiny_config, tmp_path):
         out = tmp_path / override.split("=")[0]
         done = run_cli("train", str(config), f"output_dir={out}", override)
         assert done.returncode == 2, done.stderr
-        assert sum(line.startswith("error:") for line in done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+        assert (
+            sum(line.startswith("error:") for line in done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+        )
         assert not out.exists()

@@ -111,7 +111,9 @@ def test_integer_labels_with_nulls_stay_integers(tmp_path):
     from toolkit.data import drop_missing_labels
 
     path = tmp_path / "data.jsonl"
-    path.write_text("".join(json.dumps({"text": f"row {i}", "label": v}) + "\n" for i, v in enumerate([0, 1, None, 1, 0])))
+    path.write_text(
+        "".join(json.dumps({"text": f"row {i}", "label": v}) + "\n" for i, v in enumerate([0, 1, None, 1, 0]))
+    )
     table = drop_missing_labels(load_table(str(path)), "label", "data.train")
     assert label_names(list(table["label"])) == ["0", "1"] and len(table) == 4
 
@@ -126,14 +128,31 @@ def test_text_and_images_share_one_split_scheme(tmp_path):
     from toolkit.data import load_splits
 
     n = 40
-    pd.DataFrame({"text": [f"row {i}" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(tmp_path / "t.csv", index=False)
+    pd.DataFrame({"text": [f"row {i}" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(
+        tmp_path / "t.csv", index=False
+    )
     for i in range(n):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
-    pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(tmp_path / "m.csv", index=False)
+    pd.DataFrame({"path": [f"{i}.png" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
     data = {"holdout": 0.25, "max_train_rows": 30}
-    text_cfg = resolve_config({"task": "sentiment", "seed": 7, "output_dir": str(tmp_path / "r1"), "data": {"train": str(tmp_path / "t.csv"), **data}})
-    image_cfg = resolve_config({"task": "image_classification", "seed": 7, "output_dir": str(tmp_path / "r2"),
-                                "data": {"train": str(tmp_path / "m.csv"), **data}})
+    text_cfg = resolve_config(
+        {
+            "task": "sentiment",
+            "seed": 7,
+            "output_dir": str(tmp_path / "r1"),
+            "data": {"train": str(tmp_path / "t.csv"), **data},
+        }
+    )
+    image_cfg = resolve_config(
+        {
+            "task": "image_classification",
+            "seed": 7,
+            "output_dir": str(tmp_path / "r2"),
+            "data": {"train": str(tmp_path / "m.csv"), **data},
+        }
+    )
     text = load_splits(text_cfg, ["text", "label"], ["text"], "label")
     images, skipped = imlib.load_splits(image_cfg)
     positions = {s: [int(t.split()[1]) for t in text[s]["text"]] for s in ("train", "validation")}

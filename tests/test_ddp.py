@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, gan_config, write_config
 
 
@@ -15,9 +14,30 @@ def launch_two_processes(config, digests) -> list[dict]:
     """Run tests/ddp_worker.py under `accelerate launch` as 2-process gloo DDP; return each rank's record."""
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
     done = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "0", str(ROOT / "tests/ddp_worker.py"), str(config), str(digests)],
-        cwd=ROOT, capture_output=True, text=True, timeout=400, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "0",
+            str(ROOT / "tests/ddp_worker.py"),
+            str(config),
+            str(digests),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads((digests / f"rank{r}.json").read_text()) for r in (0, 1)]
 
@@ -26,7 +46,9 @@ def launch_two_processes(config, digests) -> list[dict]:
 def test_two_process_ddp_ranks_agree_and_only_rank0_writes(tiny_config, tmp_path):
     digests = tmp_path / "digests"
     digests.mkdir()
-    config = write_config(tmp_path / "ddp.yaml", {**tiny_config, "epochs": 4, "lr": 5e-3, "eval_every": 10, "trackers": ["tensorboard"]})
+    config = write_config(
+        tmp_path / "ddp.yaml", {**tiny_config, "epochs": 4, "lr": 5e-3, "eval_every": 10, "trackers": ["tensorboard"]}
+    )
     ranks = launch_two_processes(config, digests)
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["digest"] == ranks[1]["digest"]  # identical weights after training

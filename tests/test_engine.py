@@ -22,8 +22,17 @@ def test_training_learns_and_writes_a_complete_run(tiny_config):
     assert run.metrics["test"]["accuracy"] >= 0.9
     assert set(run.metrics["test"]) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
     assert sum(map(sum, run.metrics["test"]["confusion_matrix"])) == 64
-    for name in ("config.yaml", "metrics.jsonl", "results.json", "README.md", "best/model.safetensors",
-                 "best/tokenizer.json", "best/labels.json", "last/model.safetensors", "last/training_state.pt"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "results.json",
+        "README.md",
+        "best/model.safetensors",
+        "best/tokenizer.json",
+        "best/labels.json",
+        "last/model.safetensors",
+        "last/training_state.pt",
+    ):
         assert (run.dir / name).is_file(), name
     assert json.loads((run.dir / "best/labels.json").read_text()) == ["negative", "positive"]
     card = (run.dir / "README.md").read_text()
@@ -56,7 +65,14 @@ def test_reloaded_predictor_matches_the_trained_model(tiny_config):
 def test_every_predictor_shares_one_constructor():
     import inspect
 
-    from toolkit.predict import ExtractiveSummarizer, GanSampler, ImageClassifier, Predictor, TextClassifier, TextGenerator
+    from toolkit.predict import (
+        ExtractiveSummarizer,
+        GanSampler,
+        ImageClassifier,
+        Predictor,
+        TextClassifier,
+        TextGenerator,
+    )
 
     shared = inspect.signature(Predictor.__init__)
     for cls in (TextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):
@@ -97,22 +113,35 @@ def test_lora_on_minilm_learns_and_merges_into_best(tmp_path):
     """LoRA on the packaged MiniLM (a random tiny model gives adapters nothing to adapt)."""
     from conftest import ROOT
 
-    run = toolkit.train(ROOT / "recipes/configs/sentiment_minilm.yaml", output_dir=str(tmp_path / "lora"), trackers=[],
-                        data={"train": str(ROOT / "recipes/data/sentiment_demo/train.csv"),
-                              "validation": str(ROOT / "recipes/data/sentiment_demo/validation.csv")},
-                        peft={"enabled": True, "r": 8, "alpha": 16, "target_modules": ["query", "value"]},
-                        lr=1e-3, epochs=3)
+    run = toolkit.train(
+        ROOT / "recipes/configs/sentiment_minilm.yaml",
+        output_dir=str(tmp_path / "lora"),
+        trackers=[],
+        data={
+            "train": str(ROOT / "recipes/data/sentiment_demo/train.csv"),
+            "validation": str(ROOT / "recipes/data/sentiment_demo/validation.csv"),
+        },
+        peft={"enabled": True, "r": 8, "alpha": 16, "target_modules": ["query", "value"]},
+        lr=1e-3,
+        epochs=3,
+    )
     assert run.metrics["validation"]["accuracy"] >= 0.75  # chance is 0.5; one of the 54 rows is 1.9 points
     assert (run.dir / "last/adapter_model.safetensors").is_file()  # training checkpoints hold adapters only
     assert (run.dir / "last/adapter_model.safetensors").stat().st_size < 5_000_000
     assert not (run.dir / "best/adapter_model.safetensors").exists()  # best/ was merged at the end
     assert not any("lora" in key for key in load_file(run.dir / "best/model.safetensors"))
-    assert toolkit.evaluate(run.dir, split="validation")["accuracy"] == pytest.approx(run.metrics["validation"]["accuracy"])
+    assert toolkit.evaluate(run.dir, split="validation")["accuracy"] == pytest.approx(
+        run.metrics["validation"]["accuracy"]
+    )
 
 
 def test_lora_unmerged_reloads_from_adapters(tiny_config):
-    run = toolkit.train(tiny_config, peft={"enabled": True, "r": 4, "target_modules": ["query", "value"], "merge": False},
-                        lr=1e-2, epochs=2)
+    run = toolkit.train(
+        tiny_config,
+        peft={"enabled": True, "r": 4, "target_modules": ["query", "value"], "merge": False},
+        lr=1e-2,
+        epochs=2,
+    )
     assert (run.dir / "best/adapter_model.safetensors").is_file()
     assert toolkit.evaluate(run.dir)["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"])
     texts = ["a great film", "an awful film"]
@@ -131,7 +160,9 @@ def test_integer_labels_and_three_classes(tiny_config, tmp_path):
     frame["label"] = frame["label"].map({"positive": 10, "negative": 2})
     frame.loc[::3, "label"] = 7
     frame.to_csv(tmp_path / "ints.csv", index=False)
-    run = toolkit.train(tiny_config, data={"train": str(tmp_path / "ints.csv"), "validation": None, "test": None}, epochs=1)
+    run = toolkit.train(
+        tiny_config, data={"train": str(tmp_path / "ints.csv"), "validation": None, "test": None}, epochs=1
+    )
     assert run.metrics["labels"] == ["2", "7", "10"]
     assert set(toolkit.load(run.dir)("great film")["scores"]) == {"2", "7", "10"}
 
@@ -141,7 +172,9 @@ def test_best_by_loss_and_unknown_metric(tiny_config):
     evals = [json.loads(line) for line in (run.dir / "metrics.jsonl").read_text().splitlines()]
     losses = {r["step"]: r["loss"] for r in evals if r["split"] == "validation"}
     assert run.metrics["metric"] == "loss" and run.metrics["best_step"] == min(losses, key=losses.get)
-    with pytest.raises(toolkit.ToolkitError, match="metric 'bleu' is not a validation metric.*accuracy, macro_f1, loss"):
+    with pytest.raises(
+        toolkit.ToolkitError, match="metric 'bleu' is not a validation metric.*accuracy, macro_f1, loss"
+    ):
         toolkit.train(tiny_config, metric="bleu", output_dir=tiny_config["output_dir"] + "_bleu")
     assert not Path(tiny_config["output_dir"] + "_bleu").exists()
 
@@ -162,7 +195,9 @@ def test_schedule_under_a_time_budget_decays_with_the_time_used():
         optimizer.step()
         scheduler.step()
     assert abs(scheduler.get_last_lr()[0] - 0.25) < 1e-9
-    steps_only = build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), Config(warmup_ratio=0.0), 1000)
+    steps_only = build_scheduler(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), Config(warmup_ratio=0.0), 1000
+    )
     for _ in range(10):
         steps_only.optimizer.step()
         steps_only.step()
@@ -192,7 +227,7 @@ def test_length_groups_cover_every_row_once_and_pad_less_than_random_batches():
     assert order == list(ShuffledLengthGroups(lengths, 16, torch.Generator().manual_seed(0)))  # resume replays it
 
     def padded(indices):
-        return sum(16 * max(lengths[i] for i in indices[s:s + 16]) for s in range(0, len(indices), 16))
+        return sum(16 * max(lengths[i] for i in indices[s : s + 16]) for s in range(0, len(indices), 16))
 
     shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).tolist()
     assert padded(order) < 0.8 * padded(shuffled)

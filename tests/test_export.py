@@ -6,24 +6,39 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, run_cli
 
 import toolkit
-from conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
 def exported_run(tiny_bert, text_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "run"
-    run = toolkit.train({"task": "sentiment", "model": str(tiny_bert), "epochs": 2, "batch_size": 16, "max_length": 32,
-                         "precision": "no", "trackers": [], "seed": 0, "output_dir": str(out),
-                         "data": {k: str(v) for k, v in text_data.items()}})
+    run = toolkit.train(
+        {
+            "task": "sentiment",
+            "model": str(tiny_bert),
+            "epochs": 2,
+            "batch_size": 16,
+            "max_length": 32,
+            "precision": "no",
+            "trackers": [],
+            "seed": 0,
+            "output_dir": str(out),
+            "data": {k: str(v) for k, v in text_data.items()},
+        }
+    )
     done = run_cli("export", str(run.dir))
     assert done.returncode == 0, done.stderr
     return run
 
 
-TEXTS = ["the film was great", "a dull boring story", "lovely",
-         " ".join(["a great and lovely film but the ending was dull"] * 20)]  # longer than max_length: truncated alike
+TEXTS = [
+    "the film was great",
+    "a dull boring story",
+    "lovely",
+    " ".join(["a great and lovely film but the ending was dull"] * 20),
+]  # longer than max_length: truncated alike
 
 
 def test_onnx_answers_as_torch_does_without_importing_torch(exported_run):
@@ -39,10 +54,14 @@ def test_onnx_answers_as_torch_does_without_importing_torch(exported_run):
         onnx(["fine", " "])
 
     # The command line, as a process: the ONNX path never imports torch or transformers.
-    probe = ("import sys; from toolkit.cli import main; code = main(['predict', sys.argv[1], 'the film was great']); "
-             "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
-             "sys.exit(f'imported {heavy}' if heavy else code)")
-    done = subprocess.run([sys.executable, "-c", probe, str(exported_run.dir)], capture_output=True, text=True, cwd=ROOT)
+    probe = (
+        "import sys; from toolkit.cli import main; code = main(['predict', sys.argv[1], 'the film was great']); "
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "sys.exit(f'imported {heavy}' if heavy else code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(exported_run.dir)], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[-1])
     assert answer["scores"] == pytest.approx(torch_("the film was great")["scores"], abs=1e-4)
@@ -60,8 +79,10 @@ def test_int8_export_is_smaller_and_agrees(exported_run, tmp_path, capsys):
     # It says what int8 costs on the run's validation split, measured against the original weights.
     validation = {b: toolkit.evaluate(run, split="validation", backend=b)["accuracy"] for b in ("onnx", "torch")}
     said = capsys.readouterr().out
-    assert (f"int8 changes validation accuracy by {validation['onnx'] - validation['torch']:+.4f} "
-            f"({validation['torch']:.4f} with the original weights, {validation['onnx']:.4f} with int8)") in said
+    assert (
+        f"int8 changes validation accuracy by {validation['onnx'] - validation['torch']:+.4f} "
+        f"({validation['torch']:.4f} with the original weights, {validation['onnx']:.4f} with int8)"
+    ) in said
     assert json.loads((run / "best/onnx/export.json").read_text())["quantized"] == "int8"
     assert (run / "best/onnx/model.onnx").stat().st_size < fp32  # 4x smaller for MiniLM; hidden size 32 gains less
     int8, reference = toolkit.load(run), toolkit.load(run, backend="torch")

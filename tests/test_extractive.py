@@ -5,36 +5,43 @@ import json
 import random
 
 import pytest
+from conftest import FILLER, POSITIVE, browser, check_run_folder, require_shared, run_cli, serve
 
 import toolkit
-from conftest import FILLER, POSITIVE, browser, check_run_folder, require_shared, run_cli, serve
 from toolkit.extractive import greedy_oracle, select_sentences, trigrams
 from toolkit.metrics import split_sentences
 
 
 def test_split_sentences_keeps_abbreviations_and_lowercase_continuations():
-    text = ("We follow Smith et al. in this work. Results, e.g. on CIFAR-10, improve by 3.5 points (Fig. 2). "
-            "Does it scale?  Yes! the lower-case start continues. \"Quoted.\" Last one")
+    text = (
+        "We follow Smith et al. in this work. Results, e.g. on CIFAR-10, improve by 3.5 points (Fig. 2). "
+        'Does it scale?  Yes! the lower-case start continues. "Quoted." Last one'
+    )
     assert split_sentences(text) == [
         "We follow Smith et al. in this work.",
         "Results, e.g. on CIFAR-10, improve by 3.5 points (Fig. 2).",
         "Does it scale?",
         "Yes! the lower-case start continues.",
-        "\"Quoted.\"",
+        '"Quoted."',
         "Last one",
     ]
 
 
 def test_greedy_oracle_picks_matching_sentences_and_stops_when_rouge_stops_rising():
-    sentences = ["The weather was cold all week.", "We propose a fast sparse attention method.",
-                 "It halves memory on long documents.", "Prior work used dense attention."]
+    sentences = [
+        "The weather was cold all week.",
+        "We propose a fast sparse attention method.",
+        "It halves memory on long documents.",
+        "Prior work used dense attention.",
+    ]
     # One sentence says it all: adding any other would only lower precision.
     assert greedy_oracle(sentences, "We propose a fast sparse attention method.") == [1]
     # The summary joins two sentences: both are picked, in document order.
     assert greedy_oracle(sentences, "A fast sparse attention method that halves memory on long documents.") == [1, 2]
     # At most max_sentences: the one sharing more words ("halves memory on long documents").
-    assert greedy_oracle(sentences, "A fast sparse attention method that halves memory on long documents.",
-                         max_sentences=1) == [2]
+    assert greedy_oracle(
+        sentences, "A fast sparse attention method that halves memory on long documents.", max_sentences=1
+    ) == [2]
     # Nothing in common: no label at all.
     assert greedy_oracle(sentences, "Zebras graze quietly.") == []
 
@@ -60,8 +67,10 @@ def test_selection_is_in_document_order_and_keeps_the_budget():
 
 def make_document(rng: random.Random) -> tuple[str, str]:
     """Sentences of filler words; the one holding a positive cue word is the summary."""
+
     def sentence(words):
         return " ".join(words).capitalize() + "."
+
     sentences = [sentence(rng.choices(FILLER, k=rng.randint(3, 6))) for _ in range(rng.randint(3, 5))]
     key = rng.randrange(len(sentences))
     words = rng.choices(FILLER, k=rng.randint(3, 5))
@@ -83,11 +92,26 @@ def cue_data(tmp_path_factory):
 
 
 def extractive_config(tiny_bert, data, folder, **extra) -> dict:
-    return {"task": "summarization", "model": str(tiny_bert), "output_dir": str(folder / "run"), "trackers": [],
-            "data": {"train": str(data / "train.jsonl"), "validation": str(data / "validation.jsonl"),
-                     "test": str(data / "test.jsonl"), "text_column": "document", "summary_column": "summary"},
-            "extractive": {"enabled": True, "max_sentences": 1, "head_layers": 1},
-            "epochs": 6, "batch_size": 16, "lr": 3e-3, "max_length": 64, "seed": 0, **extra}
+    return {
+        "task": "summarization",
+        "model": str(tiny_bert),
+        "output_dir": str(folder / "run"),
+        "trackers": [],
+        "data": {
+            "train": str(data / "train.jsonl"),
+            "validation": str(data / "validation.jsonl"),
+            "test": str(data / "test.jsonl"),
+            "text_column": "document",
+            "summary_column": "summary",
+        },
+        "extractive": {"enabled": True, "max_sentences": 1, "head_layers": 1},
+        "epochs": 6,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "max_length": 64,
+        "seed": 0,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -159,14 +183,18 @@ def test_extractive_minilm_beats_lead_1_on_scitldr(tmp_path):
     """Transfer for real: the packaged MiniLM, fine-tuned on 320 abstracts for one epoch, picks better sentences
     than the first one on 300 abstracts of the SciTLDR test split."""
     data = require_shared("summarization", "scitldr")
-    from toolkit.metrics import summarization_metrics
-
     from toolkit.data import load_table
+    from toolkit.metrics import summarization_metrics
     from toolkit.splits import sample
 
-    run = toolkit.train("recipes/configs/summarization_scitldr.yaml", output_dir=str(tmp_path / "run"), trackers=[],
-                        epochs=1, max_train_minutes=None, data={"max_train_rows": 320, "max_eval_rows": 100,
-                                                                "max_test_rows": 300})
+    run = toolkit.train(
+        "recipes/configs/summarization_scitldr.yaml",
+        output_dir=str(tmp_path / "run"),
+        trackers=[],
+        epochs=1,
+        max_train_minutes=None,
+        data={"max_train_rows": 320, "max_eval_rows": 100, "max_test_rows": 300},
+    )
     seed = toolkit.api.read_run_config(run.dir).seed
     rows = sample(load_table(str(data / "test.jsonl")), 300, seed)  # the 300 test rows the run was scored on
     lead_1 = summarization_metrics([split_sentences(d)[0] for d in rows["document"]], list(rows["summary"]))
@@ -185,7 +213,9 @@ def test_extractive_app_highlights_the_picked_sentence(extractive_run, cue_data)
     row = json.loads((cue_data / "test.jsonl").read_text().splitlines()[0])
     demo, url = serve(build_demo, extractive_run.dir)
     try:
-        summary, spans, scores, note = Client(url, verbose=False).predict(row["document"], None, 1, 0, api_name="/summarize")
+        summary, spans, scores, note = Client(url, verbose=False).predict(
+            row["document"], None, 1, 0, api_name="/summarize"
+        )
         assert summary == row["summary"] and note == ""
         picked = [s["token"] for s in spans if s["class_or_confidence"] == "picked"]
         assert [p.strip() for p in picked] == [row["summary"]]

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import run_cli, write_config
 
 pytestmark = pytest.mark.slow
@@ -62,7 +61,6 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tiny_config
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-
 def test_a_finished_run_on_a_read_only_disk_or_with_damaged_files(tiny_config, tmp_path):
     """Export into a read-only run folder stops with one error line and changes nothing; predict still reads it. Runs
     whose job file, results.json, metrics.jsonl or config.yaml is damaged are all still listed, each marked."""
@@ -70,8 +68,9 @@ def test_a_finished_run_on_a_read_only_disk_or_with_damaged_files(tiny_config, t
 
     runs = tmp_path / "runs"
     good = runs / "good"
-    done = run_cli("train", str(write_config(tmp_path / "c.yaml", {**tiny_config, "max_steps": 6,
-                                                                    "output_dir": str(good)})))
+    done = run_cli(
+        "train", str(write_config(tmp_path / "c.yaml", {**tiny_config, "max_steps": 6, "output_dir": str(good)}))
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     if os.geteuid() == 0 and shutil.which("mount") is not None:
@@ -99,8 +98,8 @@ def test_a_finished_run_on_a_read_only_disk_or_with_damaged_files(tiny_config, t
     (runs / "metrics/metrics.jsonl").write_text("\n".join([metrics[0], "\x00\x00 garbage", *metrics[1:]]) + "\n")
     (runs / "config/config.yaml").write_text("task: [unclosed")
     studio = Studio(runs)
-    studio.job_path("job").write_text("{not json")
-    rows = {row["name"]: row for row in studio.runs()}
+    studio.paths.job_path("job").write_text("{not json")
+    rows = {row["name"]: row for row in studio.catalog.runs()}
     assert sorted(rows) == ["config", "good", "job", "metrics", "results"]
     assert rows["good"]["status"] == "finished" and rows["good"]["best metric"].startswith("accuracy")
     assert rows["results"]["status"].endswith("(damaged: results.json)")
@@ -108,4 +107,4 @@ def test_a_finished_run_on_a_read_only_disk_or_with_damaged_files(tiny_config, t
     assert rows["config"]["status"].endswith("(damaged: config.yaml)")
     assert rows["job"]["status"] == "finished (damaged: job file)"
     for name in rows:
-        assert studio.live(name)["name"] == name  # the Live view of each opens too
+        assert studio.catalog.live(name)["name"] == name  # the Live view of each opens too

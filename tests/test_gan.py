@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import browser, check_run_folder, gan_config, serve
 
 import toolkit
-from conftest import browser, check_run_folder, gan_config, serve
 from toolkit.errors import ToolkitError
 
 
 def test_dcgan_shapes_for_grey_and_colour_sizes():
-    from toolkit.recipes.gan import GanConfig
     from toolkit.gan import GAN
+    from toolkit.recipes.gan import GanConfig
 
     for size, channels in ((28, 1), (32, 3), (64, 3)):
         gan = GAN(GanConfig(latent_dim=8, channels=8, conditional=True), size, channels, num_classes=3)
@@ -58,10 +58,14 @@ def test_gan_steps_losses_ema_grid_and_resume(tmp_path):
 
 def test_init_from_loads_and_rejects_other_architectures(tmp_path):
     source = toolkit.train(gan_config(tmp_path / "source", epochs=1))
-    tuned = toolkit.train(gan_config(tmp_path / "tuned", epochs=1, gan={"init_from": str(source.dir), "freeze_d_layers": 1}))
+    tuned = toolkit.train(
+        gan_config(tmp_path / "tuned", epochs=1, gan={"init_from": str(source.dir), "freeze_d_layers": 1})
+    )
     first = "discriminator.blocks.0.0.parametrizations.weight.original"
     assert torch.equal(tuned.model.state_dict()[first], source.model.state_dict()[first])  # FreezeD kept it
-    with pytest.raises(ToolkitError, match=r"another architecture \(shapes differ: .*\(8, 1, 4, 4\) vs \(16, 1, 4, 4\)"):
+    with pytest.raises(
+        ToolkitError, match=r"another architecture \(shapes differ: .*\(8, 1, 4, 4\) vs \(16, 1, 4, 4\)"
+    ):
         toolkit.train(gan_config(tmp_path / "wrong", gan={"init_from": str(source.dir), "channels": 16}))
     assert not (tmp_path / "wrong").exists()
 
@@ -79,8 +83,18 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
     with pytest.raises(ToolkitError, match="diverged") as err:
         # Warm-up from lr 0: step 1 leaves the weights as they are (and is checkpointed); then lr 1e28 blows up.
-        toolkit.train(gan_config(tmp_path / "nan", epochs=5, lr=1e30, warmup_ratio=1.0, scheduler="linear", save_every=1,
-                                 eval_every=1000, gan={"spectral_norm": False, "loss": "nonsaturating"}))
+        toolkit.train(
+            gan_config(
+                tmp_path / "nan",
+                epochs=5,
+                lr=1e30,
+                warmup_ratio=1.0,
+                scheduler="linear",
+                save_every=1,
+                eval_every=1000,
+                gan={"spectral_norm": False, "loss": "nonsaturating"},
+            )
+        )
     bad_step = int(re.search(r"diverged at step (\d+)", str(err.value))[1])
     assert bad_step >= 2
     state = json.loads((tmp_path / "nan" / "last" / "state.json").read_text())
@@ -94,10 +108,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def digit_classifier(tmp_path_factory):
     """The seed CNN trained on scikit-learn's digits with the image-classification recipe: FID's feature extractor."""
     out = tmp_path_factory.mktemp("digit_classifier") / "run"
-    run = toolkit.train({"task": "image_classification", "model": "seed_cnn", "data": {"train": "sklearn:digits[:1500]"},
-                         "image": {"pretrained": False, "channels": 1, "size": 28, "mean": [0.0], "std": [1.0],
-                                   "random_resized_crop": False, "hflip": 0.0},
-                         "epochs": 6, "batch_size": 32, "lr": 2e-3, "weight_decay": 0.0, "seed": 0, "output_dir": str(out), "trackers": []})
+    run = toolkit.train(
+        {
+            "task": "image_classification",
+            "model": "seed_cnn",
+            "data": {"train": "sklearn:digits[:1500]"},
+            "image": {
+                "pretrained": False,
+                "channels": 1,
+                "size": 28,
+                "mean": [0.0],
+                "std": [1.0],
+                "random_resized_crop": False,
+                "hflip": 0.0,
+            },
+            "epochs": 6,
+            "batch_size": 32,
+            "lr": 2e-3,
+            "weight_decay": 0.0,
+            "seed": 0,
+            "output_dir": str(out),
+            "trackers": [],
+        }
+    )
     assert run.metrics["validation"]["accuracy"] >= 0.9
     return run.dir
 
@@ -115,11 +148,19 @@ def test_fid_sanity_and_a_trained_generator(digit_classifier, tmp_path):
     assert abs(same["fid"]) < 0.5 and noise["fid"] > 20
     assert abs(same["kid"]) < 0.05 * noise["kid"]  # KID is an unbiased estimate: about 0, either side, for equal sets
 
-    run = toolkit.train(gan_config(tmp_path / "run", epochs=30, data={"train": "sklearn:digits"},
-                                   gan={"eval_classifier": str(digit_classifier), "eval_samples": 600}))
+    run = toolkit.train(
+        gan_config(
+            tmp_path / "run",
+            epochs=30,
+            data={"train": "sklearn:digits"},
+            gan={"eval_classifier": str(digit_classifier), "eval_samples": 600},
+        )
+    )
     trained = run.metrics["validation"]
-    print(f"FID same {same['fid']:.3f}, noise {noise['fid']:.1f}, trained GAN {trained['fid']:.1f}; "
-          f"class accuracy {trained['class_accuracy']:.2f}")
+    print(
+        f"FID same {same['fid']:.3f}, noise {noise['fid']:.1f}, trained GAN {trained['fid']:.1f}; "
+        f"class accuracy {trained['class_accuracy']:.2f}"
+    )
     assert trained["fid"] < noise["fid"] / 3
     assert trained["class_accuracy"] > 0.5  # far above the 0.1 of chance
     # No mode collapse: within a class, samples vary with z about as much as real digits of a class do (a class
@@ -180,18 +221,28 @@ def test_colour_fid_on_the_packaged_efficientnet_lite0_features():
     """Colour FID/KID with the ImageNet EfficientNet-Lite0 backbone: real photos against themselves about 0, against
     noise large; it has no class names, so no class accuracy; a name that is not a model is refused."""
     from conftest import require_shared
+
     from toolkit import gan as ganlib
     from toolkit import images as imlib
 
     val = require_shared("images", "hymenoptera", "val")
     found = imlib.load_images(str(val), "x")
     photos = [torch.from_numpy(imlib.decode(found.items[i], 3)).permute(2, 0, 1) for i in range(0, len(found), 2)]
-    real = torch.stack([torch.nn.functional.interpolate(p[None].float(), size=(64, 64), mode="bilinear", antialias=True)[0]
-                        for p in photos]) / 255
+    real = (
+        torch.stack(
+            [
+                torch.nn.functional.interpolate(p[None].float(), size=(64, 64), mode="bilinear", antialias=True)[0]
+                for p in photos
+            ]
+        )
+        / 255
+    )
     features = ganlib.ClassifierFeatures("tf_efficientnet_lite0")
     assert features.num_features == 1280 and features.labels == []
     same = ganlib.generation_metrics(real, real, features)
-    noise = ganlib.generation_metrics(real, torch.rand_like(real), features, torch.zeros(len(real), dtype=torch.long), ["ants"])
+    noise = ganlib.generation_metrics(
+        real, torch.rand_like(real), features, torch.zeros(len(real), dtype=torch.long), ["ants"]
+    )
     print(f"EfficientNet-Lite0 FID: same {same['fid']:.2f}, noise {noise['fid']:.1f}")
     assert abs(same["fid"]) < 0.5 and noise["fid"] > 100 and "class_accuracy" not in noise
     with pytest.raises(ToolkitError, match="neither a run folder nor a timm model"):

@@ -7,13 +7,20 @@ import http.client
 import json
 
 import pytest
-
-from toolkit.apps.guard import HostGuard, host_name, own_names
 from conftest import free_port
 
+from toolkit.apps.guard import HostGuard, host_name, own_names
 
-def request(port: int, method: str, path: str, host: str, origin: str | None = None, body: bytes = b"",
-            content_type: str = "application/json") -> tuple[int, bytes]:
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    host: str,
+    origin: str | None = None,
+    body: bytes = b"",
+    content_type: str = "application/json",
+) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Host": host, "Content-Type": content_type}
     if origin is not None:
@@ -25,8 +32,14 @@ def request(port: int, method: str, path: str, host: str, origin: str | None = N
 
 def multipart(name: str, content: bytes) -> tuple[bytes, str]:
     boundary = "toolkitboundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-            f"Content-Type: text/plain\r\n\r\n").encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            f"Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -62,16 +75,21 @@ def test_studio_refuses_foreign_hosts_and_cross_origin_writes(tmp_path):
         # Another site's page, sent to the right host: reads are harmless (CORS hides them), writes are refused.
         uploads_before = sorted(p.name for p in (runs / ".studio").rglob("*") if p.is_file())
         body, kind = multipart("evil.yaml", b"trust_remote_code: true\n")
-        status, answer = request(port, "POST", "/gradio_api/upload", own, origin="http://evil.example", body=body,
-                                 content_type=kind)
+        status, answer = request(
+            port, "POST", "/gradio_api/upload", own, origin="http://evil.example", body=body, content_type=kind
+        )
         assert status == 403 and b"may not change" in answer
         assert sorted(p.name for p in (runs / ".studio").rglob("*") if p.is_file()) == uploads_before
-        status, _ = request(port, "POST", "/gradio_api/call/runs", own, origin="http://evil.example", body=b'{"data": []}')
+        status, _ = request(
+            port, "POST", "/gradio_api/call/runs", own, origin="http://evil.example", body=b'{"data": []}'
+        )
         assert status == 403
         assert not list(runs.glob(".studio/jobs/*"))
 
         # The studio's own page, and clients that send no Origin (gradio_client, curl), still work.
-        status, answer = request(port, "POST", "/gradio_api/call/runs", own, origin=f"http://{own}", body=b'{"data": []}')
+        status, answer = request(
+            port, "POST", "/gradio_api/call/runs", own, origin=f"http://{own}", body=b'{"data": []}'
+        )
         assert status == 200 and "event_id" in json.loads(answer)
         status, _ = request(port, "POST", "/gradio_api/upload", own, body=body, content_type=kind)
         assert status == 200
@@ -84,9 +102,10 @@ def test_studio_refuses_foreign_hosts_and_cross_origin_writes(tmp_path):
         remote = tmp_path / "remote.yaml"
         remote.write_text("task: sentiment\ntrust_remote_code: true\n")
         for config, overrides, refusal in (
-                ("sentiment_minilm.yaml", ["trust_remote_code=true"], "trust_remote_code: true is refused"),
-                (str(remote), [], "trust_remote_code: true is refused"),
-                ("sentiment_minilm.yaml", [f"model={uploaded}"], "model points into the studio's uploads")):
+            ("sentiment_minilm.yaml", ["trust_remote_code=true"], "trust_remote_code: true is refused"),
+            (str(remote), [], "trust_remote_code: true is refused"),
+            ("sentiment_minilm.yaml", [f"model={uploaded}"], "model points into the studio's uploads"),
+        ):
             with pytest.raises(Exception, match=refusal):
                 client.predict(config, overrides, "remote", api_name="/start")
         assert client.predict(api_name="/runs") == [] and not (runs / "remote").exists()
@@ -116,5 +135,5 @@ def test_the_studio_allows_remote_code_only_when_started_so(tmp_path):
 
     cfg = load_config({"task": "sentiment", "trust_remote_code": True})
     with pytest.raises(ToolkitError, match="Start the studio with --allow-remote-code"):
-        Studio(tmp_path / "runs").check_no_remote_code(cfg)
-    Studio(tmp_path / "runs", allow_remote_code=True).check_no_remote_code(cfg)
+        Studio(tmp_path / "runs").queue.check_no_remote_code(cfg)
+    Studio(tmp_path / "runs", allow_remote_code=True).queue.check_no_remote_code(cfg)

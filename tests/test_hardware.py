@@ -22,9 +22,16 @@ def never_measure(machine):
     raise AssertionError("the flags decide: no measurement expected")
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (SAPPHIRE_RAPIDS, "bf16"), (ZEN4, "bf16"), (GRAVITON3, "bf16"), (AVX512, "no"), (AVX2, "no"),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (SAPPHIRE_RAPIDS, "bf16"),
+        (ZEN4, "bf16"),
+        (GRAVITON3, "bf16"),
+        (AVX512, "no"),
+        (AVX2, "no"),
+    ],
+)
 def test_cpu_bf16_only_where_the_processor_computes_it(flags, expected):
     choice = choose_precision("auto", Machine(cpu_model="some CPU", cpu_flags=flags), measure=never_measure)
     assert choice.precision == expected
@@ -71,8 +78,10 @@ def test_measurement_is_cached_per_machine(tmp_path, monkeypatch):
 
 def test_cpu_flags_and_model_from_cpuinfo(tmp_path):
     x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx2 avx512f "
-                   "avx512_bf16 amx_bf16\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n")
+    x86.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu avx2 avx512f "
+        "avx512_bf16 amx_bf16\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+    )
     model, flags = hardware.read_cpu(x86)
     assert model == "Intel(R) Xeon(R) Platinum 8480+" and hardware.native_bf16_cpu(flags) is True
     arm = tmp_path / "arm"
@@ -125,7 +134,7 @@ def test_auto_run_records_its_choice(tiny_config, caplog):
     card = (run.dir / "README.md").read_text()
     assert f"precision `{expected.name}` (chosen by `precision: auto`: {expected.reason})" in card
     assert "Hardware: CPU: " in card
-    live = Studio(run.dir.parent).live(run.dir.name)
+    live = Studio(run.dir.parent).catalog.live(run.dir.name)
     assert live["precision"]["chosen"] == expected.name and live["threads"] == results["threads"]
     assert "precision: auto" in (run.dir / "config.yaml").read_text()  # a resume elsewhere chooses again
 

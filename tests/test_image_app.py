@@ -3,9 +3,9 @@
 import cv2
 import numpy as np
 import pytest
+from conftest import browser, image_config, serve, write_folder
 
 import toolkit
-from conftest import browser, image_config, serve, write_folder
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, check_run_folder, image_config, require_shared, run_cli, write_config, write_folder
 
 import toolkit
-from conftest import ROOT, check_run_folder, image_config, require_shared, run_cli, write_config, write_folder
 from toolkit import images as imlib
 from toolkit.errors import ToolkitError
 from toolkit.splits import label_names
@@ -35,7 +35,7 @@ def test_decode_grey_rgba_and_16_bit(tmp_path):
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 2], rgba[..., 3] = 200, 128  # BGRA: red, half transparent
     cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
-    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    deep = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     cv2.imwrite(str(tmp_path / "deep.png"), deep)
 
     out = imlib.decode(tmp_path / "grey.png")
@@ -53,7 +53,9 @@ def test_decode_grey_rgba_and_16_bit(tmp_path):
 def test_sources_digits_slices_manifest_and_mnist(tmp_path):
     digits = imlib.load_images("sklearn:digits[:100]", "data.train")
     assert len(digits) == 100 and digits.items[0].shape == (8, 8) and digits.items[0].max() > 200
-    assert imlib.load_images("sklearn:digits[-97:]", "x").labels == imlib.load_images("sklearn:digits", "x").labels[-97:]
+    assert (
+        imlib.load_images("sklearn:digits[-97:]", "x").labels == imlib.load_images("sklearn:digits", "x").labels[-97:]
+    )
     write_folder(tmp_path / "folder", per_class=2)
     (tmp_path / "manifest.csv").write_text("path,label\nfolder/red/0.jpg,red\nfolder/blue/1.png,blue\n")
     manifest = imlib.load_images(str(tmp_path / "manifest.csv"), "data.train")
@@ -89,14 +91,17 @@ def test_packaged_efficientnet_lite0_knows_ants_and_bees():
     hits = correct = 0
     with torch.inference_mode():
         for start in range(0, len(files), 32):
-            chunk = files[start:start + 32]
+            chunk = files[start : start + 32]
             x = torch.stack([transform(torch.from_numpy(imlib.decode(f)).permute(2, 0, 1)) for f in chunk])
             top5 = model(x).topk(5).indices
             for f, row in zip(chunk, top5.tolist()):
                 hits += 309 in row or 310 in row
                 correct += row[0] == (310 if f.parent.name == "ants" else 309)
     rate = hits / len(files)
-    print(f"zero-shot: ant or bee in top-5 for {rate:.3f} of {len(files)} images; top-1 right for {correct / len(files):.3f}")
+    print(
+        f"zero-shot: ant or bee in top-5 for {rate:.3f} of {len(files)} images; "
+        f"top-1 right for {correct / len(files):.3f}"
+    )
     assert rate >= 0.9
 
 
@@ -113,8 +118,12 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
 
     best = colour_run.dir / "best"
     config = json.loads((best / "config.json").read_text())
-    stock = timm.create_model(config["architecture"], num_classes=config["num_classes"], pretrained=True,
-                              pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors"))).eval()
+    stock = timm.create_model(
+        config["architecture"],
+        num_classes=config["num_classes"],
+        pretrained=True,
+        pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors")),
+    ).eval()
     ours, data = load_checkpoint(best)
     pixels = torch.rand(2, 3, data["size"], data["size"])
     with torch.no_grad():
@@ -129,8 +138,11 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
     assert examples and all((moved / e).is_file() for e in examples)
     first = str(moved / examples[0])
     assert toolkit.load(moved)(first)["scores"] == pytest.approx(toolkit.load(colour_run.dir)(first)["scores"])
-    losses = [json.loads(line)["loss"] for line in (colour_run.dir / "metrics.jsonl").read_text().splitlines()
-              if json.loads(line).get("split") == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (colour_run.dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line).get("split") == "train"
+    ]
     assert losses[-1] < losses[0]
     assert (colour_run.dir / "confusion_matrix.png").stat().st_size > 1000
     assert results["test"]["per_class"]["red"]["support"] == 10
@@ -183,6 +195,7 @@ def test_bad_input_is_refused_without_a_run_folder(colour_data, tmp_path):
         ({"model": "resnet18", "image": {"pretrained": True}}, "cannot load model 'timm/resnet18"),
         ({"data": {"train": str(tmp_path / "nowhere")}}, "does not exist"),
     ]
+
     def attempt(i: int):
         config = write_config(tmp_path / f"c{i}.yaml", image_config(colour_data, tmp_path / f"run{i}", **cases[i][0]))
         return run_cli("train", str(config), timeout=120)
@@ -229,10 +242,15 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
     assert decoded == []
     # Over Pillow's own bomb limit, the count is still the real one (400, not 2**62 / 1e6).
     huge = tmp_path / "huge.png"
-    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
-                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    chunk = lambda kind, data: (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
+    huge.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 10))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(ToolkitError, match="has 400 megapixels, over the 40 megapixel limit"):
         predictor(str(huge))
     with pytest.raises(ToolkitError, match="is a folder, not an image file"):
@@ -240,9 +258,9 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
 
 
 def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_path):
-    from toolkit.recipes.image_classification import build_task
     from toolkit.api import resolve_config
     from toolkit.engine import fit
+    from toolkit.recipes.image_classification import build_task
     from toolkit.vision import head_parameter_names
 
     def trained(**image):
@@ -278,9 +296,18 @@ def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_pa
     splits, _ = imlib.load_splits(cfg)
     names = label_names(splits["train"].labels)
     plain = imlib.build_transform(cfg.image, data, train=False)
-    features = {s: head_inputs(model, "timm", DataLoader(imlib.ImageDataset(found, [names.index(x) for x in found.labels], plain, 3,
-                                                                           random=False), batch_size=16, collate_fn=imlib.collate))
-                for s, found in splits.items()}
+    features = {
+        s: head_inputs(
+            model,
+            "timm",
+            DataLoader(
+                imlib.ImageDataset(found, [names.index(x) for x in found.labels], plain, 3, random=False),
+                batch_size=16,
+                collate_fn=imlib.collate,
+            ),
+        )
+        for s, found in splits.items()
+    }
     weight, bias = fit_linear_probe(*features["train"], 2, cfg.seed)
     x, y = features["validation"]
     probe_accuracy = float(((x @ weight.numpy().T + bias.numpy()).argmax(1) == y).mean())
@@ -306,13 +333,21 @@ def test_gradcam_highlights_a_planted_square(tmp_path):
                 image = rng.integers(0, 60, (28, 28), dtype=np.uint8)
                 if name == "square":
                     y, x = rng.integers(2, 20, size=2)
-                    image[y:y + 6, x:x + 6] = 255
+                    image[y : y + 6, x : x + 6] = 255
                     boxes[str(tmp_path / split / name / f"{i}.png")] = (y, x)
                 cv2.imwrite(str(tmp_path / split / name / f"{i}.png"), image)
-    cfg = {"task": "image_classification", "model": "seed_cnn",
-           "data": {"train": str(tmp_path / "train"), "validation": str(tmp_path / "val")},
-           "image": {"pretrained": False, "channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0},
-           "epochs": 4, "batch_size": 16, "lr": 2e-3, "seed": 0, "output_dir": str(tmp_path / "run"), "trackers": []}
+    cfg = {
+        "task": "image_classification",
+        "model": "seed_cnn",
+        "data": {"train": str(tmp_path / "train"), "validation": str(tmp_path / "val")},
+        "image": {"pretrained": False, "channels": 1, "size": 28, "random_resized_crop": False, "hflip": 0},
+        "epochs": 4,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "trackers": [],
+    }
     run = toolkit.train(resolve_config(cfg))
     assert run.metrics["validation"]["accuracy"] >= 0.95
     predictor = toolkit.load(run.dir)
@@ -326,7 +361,7 @@ def test_gradcam_highlights_a_planted_square(tmp_path):
         heat = gradcam(predictor.model, predictor.tensor(predictor.read(path))[None], predictor.labels.index("square"))
         assert heat.shape == (28, 28) and 0 <= heat.min() and heat.max() <= 1
         mask = np.zeros_like(heat, dtype=bool)
-        mask[y:y + 6, x:x + 6] = True
+        mask[y : y + 6, x : x + 6] = True
         inside.append(heat[mask].mean() > 2 * heat[~mask].mean())
     assert np.mean(inside) >= 0.8, inside
 
@@ -346,7 +381,9 @@ def test_saved_hub_style_image_dataset_source(tmp_path):
     rng = np.random.default_rng(0)
     pictures = [Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)) for _ in range(4)]
     features = datasets.Features({"img": datasets.Image(), "kind": datasets.ClassLabel(names=["cat", "dog"])})
-    datasets.Dataset.from_dict({"img": pictures, "kind": [0, 1, 1, 0]}, features=features).save_to_disk(str(tmp_path / "saved"))
+    datasets.Dataset.from_dict({"img": pictures, "kind": [0, 1, 1, 0]}, features=features).save_to_disk(
+        str(tmp_path / "saved")
+    )
     found = imlib.load_images(str(tmp_path / "saved"), "data.train", image_column="img", label_column="kind")
     assert found.labels == ["cat", "dog", "dog", "cat"] and found.items[0].shape == (12, 10, 3)
     with pytest.raises(ToolkitError, match="column 'image' is missing"):
@@ -361,8 +398,12 @@ def test_transformers_image_classifier_from_a_local_folder(colour_data, tmp_path
     torch.manual_seed(0)
     config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
     ResNetForImageClassification(config).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
-    run = toolkit.train(image_config(colour_data, tmp_path / "run", model=str(folder), image={"pretrained": True, "size": None}))
+    ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
+        folder
+    )
+    run = toolkit.train(
+        image_config(colour_data, tmp_path / "run", model=str(folder), image={"pretrained": True, "size": None})
+    )
     assert run.metrics["validation"]["accuracy"] >= 0.9
     predictor = toolkit.load(run.dir)
     assert predictor.data["size"] == 32 and predictor.data["mean"] == [0.5] * 3

@@ -22,7 +22,11 @@ def test_bleu_by_hand():
     # n-gram precisions 5/6, 3/5, 2/4, 1/3; equal lengths so no brevity penalty.
     m = translation_metrics(["the cat sat on the mat"], ["the cat sat on a mat"])
     assert m["bleu"] == pytest.approx(100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25, abs=1e-6)
-    assert translation_metrics(["ein Haus am See"], ["ein Haus am See"]) == {"bleu": pytest.approx(100), "chrf": pytest.approx(100), "count": 1}
+    assert translation_metrics(["ein Haus am See"], ["ein Haus am See"]) == {
+        "bleu": pytest.approx(100),
+        "chrf": pytest.approx(100),
+        "count": 1,
+    }
     assert translation_metrics(["xyz"], ["ein Haus am See"])["bleu"] == 0.0
 
 
@@ -42,13 +46,23 @@ def test_oracle_sentences_pair_each_document_with_its_sentence_closest_to_the_su
 
     from toolkit.recipes.summarization import with_oracle_sentences
 
-    table = Dataset.from_dict({
-        "document": ["Cats sleep a lot. We propose a new model for dogs! Results are good.", "One idea. Another idea here?"],
-        "summary": ["We propose a dog model.", "Another idea."],
-        "id": [1, 2]})
+    table = Dataset.from_dict(
+        {
+            "document": [
+                "Cats sleep a lot. We propose a new model for dogs! Results are good.",
+                "One idea. Another idea here?",
+            ],
+            "summary": ["We propose a dog model.", "Another idea."],
+            "id": [1, 2],
+        }
+    )
     extended = with_oracle_sentences(table, "document", "summary", seed=0)
     pairs = sorted(zip(extended["document"], extended["summary"]))
     assert len(pairs) == 4 and extended.column_names == ["document", "summary"]
-    assert pairs == sorted([*zip(table["document"], table["summary"]),
-                            (table["document"][0], "We propose a new model for dogs!"),
-                            (table["document"][1], "Another idea here?")])
+    assert pairs == sorted(
+        [
+            *zip(table["document"], table["summary"]),
+            (table["document"][0], "We propose a new model for dogs!"),
+            (table["document"][1], "Another idea here?"),
+        ]
+    )

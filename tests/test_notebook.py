@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-
 from conftest import ROOT
 
 nbformat = pytest.importorskip("nbformat")
@@ -22,8 +21,9 @@ def readme_notebook_snippet() -> str:
 
 def run_notebook(cells: list[str], cwd) -> list:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(cwd)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute(env=dict(os.environ))  # the kernel sees the tests' offline settings
     return nb.cells
 
@@ -58,10 +58,14 @@ def test_readme_snippet_runs_twice_with_one_progress_bar(tmp_path):
         run_dirs.append(re.fullmatch(r"'(runs/[^']+)'\n", "".join(texts(printed))).group(1))
 
         # One progress bar: the training one, as a widget; no nested bars, no raw escape codes in the output.
-        bars = [o for o in cell.outputs if o.output_type == "display_data"
-                and "application/vnd.jupyter.widget-view+json" in o.data]
-        assert len(bars) == 1 and bars[0].data["text/plain"].startswith("train sentiment_minilm"), \
-            [b.data["text/plain"] for b in bars]
+        bars = [
+            o
+            for o in cell.outputs
+            if o.output_type == "display_data" and "application/vnd.jupyter.widget-view+json" in o.data
+        ]
+        assert len(bars) == 1 and bars[0].data["text/plain"].startswith("train sentiment_minilm"), [
+            b.data["text/plain"] for b in bars
+        ]
         assert "\x1b[" not in shown and "Loading weights" not in shown and "Writing model shards" not in shown
 
     first, second = run_dirs

@@ -29,7 +29,7 @@ def test_every_documented_command_names_a_real_subcommand_config_and_target():
         for line in shell_lines(path):
             words = shlex.split(line)
             if "toolkit" in words:
-                after = words[words.index("toolkit") + 1:]
+                after = words[words.index("toolkit") + 1 :]
                 assert after and (after[0] in COMMANDS or after[0] == "--help"), f"{path.name}: {line}"
                 checked += 1
             if words[0] == "make":

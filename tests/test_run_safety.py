@@ -1,4 +1,5 @@
-"""A user's files are never lost: overwrite touches only a toolkit run, and one process at a time trains into a folder."""
+"""A user's files are never lost: overwrite touches only a toolkit run, and one process at a time trains into a
+folder."""
 
 import json
 import socket

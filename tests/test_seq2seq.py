@@ -3,9 +3,11 @@
 import json
 
 import pytest
+from conftest import check_run_folder, require_shared, run_cli
+from conftest import seq2seq_config as config
 
 import toolkit
-from conftest import check_run_folder, require_shared, run_cli, seq2seq_config as config
+
 
 @pytest.mark.slow
 def test_tiny_t5_learns_to_copy_bleu_above_90(copy_run, copy_data):
@@ -23,9 +25,14 @@ def test_tiny_t5_learns_to_copy_bleu_above_90(copy_run, copy_data):
     assert toolkit.evaluate(run.dir)["bleu"] == pytest.approx(run.metrics["test"]["bleu"], abs=0.5)
     done = run_cli("predict", str(run.dir), "blue dog seven", "moon house")
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
-    assert [(x["input"], x["output"]) for x in lines] == [("blue dog seven", "blue dog seven"), ("moon house", "moon house")]
+    assert [(x["input"], x["output"]) for x in lines] == [
+        ("blue dog seven", "blue dog seven"),
+        ("moon house", "moon house"),
+    ]
     done = run_cli("eval", str(run.dir), "--data", str(copy_data / "validation.jsonl"))
-    assert json.loads(done.stdout.strip().splitlines()[-1])["bleu"] == pytest.approx(run.metrics["validation"]["bleu"], abs=0.5)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["bleu"] == pytest.approx(
+        run.metrics["validation"]["bleu"], abs=0.5
+    )
 
 
 def test_translation_needs_language_fields_and_a_seq2seq_model(tiny_t5, tiny_bert, copy_data, tmp_path):
@@ -42,11 +49,23 @@ def tiny_family(kind: str, vocab_size: int):
     """Tiny random configs of three seq2seq families sharing the test tokenizer (<pad>=0, </s>=1)."""
     from transformers import BartConfig, BartForConditionalGeneration, MarianConfig, MarianMTModel
 
-    small = dict(vocab_size=vocab_size, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                 decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
-                 pad_token_id=0, eos_token_id=1)
+    small = dict(
+        vocab_size=vocab_size,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     if kind == "bart":
-        return BartForConditionalGeneration(BartConfig(**small, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=1))
+        return BartForConditionalGeneration(
+            BartConfig(**small, bos_token_id=1, decoder_start_token_id=1, forced_eos_token_id=1)
+        )
     return MarianMTModel(MarianConfig(**small, decoder_start_token_id=0, decoder_vocab_size=vocab_size))
 
 
@@ -63,15 +82,27 @@ def test_each_family_trains_saves_reloads_and_generates_the_same(kind, tiny_t5, 
         shutil.copytree(tiny_t5, folder)
         torch.manual_seed(0)
         tiny_family(kind, len(AutoTokenizer.from_pretrained(tiny_t5))).save_pretrained(folder)
-    run = toolkit.train(config(tiny_t5, copy_data, tmp_path, model=str(folder), epochs=1, max_steps=20, eval_every=10,
-                               data={"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de"}))
+    run = toolkit.train(
+        config(
+            tiny_t5,
+            copy_data,
+            tmp_path,
+            model=str(folder),
+            epochs=1,
+            max_steps=20,
+            eval_every=10,
+            data={"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de"},
+        )
+    )
     assert run.metrics["steps"] == 20 and (run.dir / "best/model.safetensors").is_file()
     generate = toolkit.load(run.dir)
     texts = ["red cat one", "two moon house tree"]
     model = run.model.eval()
     with torch.no_grad():
         batch = generate.tokenizer(texts, padding=True, return_tensors="pt")
-        expected = generate.tokenizer.batch_decode(model.generate(**batch, num_beams=1, max_new_tokens=12), skip_special_tokens=True)
+        expected = generate.tokenizer.batch_decode(
+            model.generate(**batch, num_beams=1, max_new_tokens=12), skip_special_tokens=True
+        )
     assert [a["output"] for a in generate(texts)] == [e.strip() for e in expected]
 
 
@@ -84,11 +115,27 @@ def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"en": t, "de": t.capitalize() + " ÄÖü"}) + "\n" for t in rows))
     warm = {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 1, "decoder_intermediate_size": 64}
-    warm.update({"decoder": str(tiny_bert)} if decoder == "bert2bert" else {"target_tokenizer": "train", "target_vocab_size": 300})
-    run = toolkit.train({"task": "translation", "output_dir": str(tmp_path / "run"), "trackers": [], "seed": 0,
-                         "data": {"train": str(data), "source_lang": "en", "target_lang": "de"}, "warm_start": warm,
-                         "max_steps": 20, "eval_every": 10, "batch_size": 16, "lr": 1e-3, "max_length": 32,
-                         "generation": {"num_beams": 2, "max_new_tokens": 10}})
+    warm.update(
+        {"decoder": str(tiny_bert)}
+        if decoder == "bert2bert"
+        else {"target_tokenizer": "train", "target_vocab_size": 300}
+    )
+    run = toolkit.train(
+        {
+            "task": "translation",
+            "output_dir": str(tmp_path / "run"),
+            "trackers": [],
+            "seed": 0,
+            "data": {"train": str(data), "source_lang": "en", "target_lang": "de"},
+            "warm_start": warm,
+            "max_steps": 20,
+            "eval_every": 10,
+            "batch_size": 16,
+            "lr": 1e-3,
+            "max_length": 32,
+            "generation": {"num_beams": 2, "max_new_tokens": 10},
+        }
+    )
     assert run.metrics["steps"] == 20
     kept = (run.dir / "best/target_tokenizer").is_dir()
     assert kept == (decoder != "bert2bert")
@@ -102,7 +149,9 @@ def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder
     model = run.model.eval()
     with torch.no_grad():
         batch = generate.tokenizer(texts, padding=True, return_tensors="pt")
-        out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=2, max_new_tokens=10)
+        out = model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=2, max_new_tokens=10
+        )
     expected = [t.strip() for t in generate.target_tokenizer.batch_decode(out, skip_special_tokens=True)]
     assert [a["output"] for a in generate(texts)] == expected
 
@@ -111,19 +160,36 @@ def test_warm_started_encoder_learns_at_its_own_rate(tiny_bert, text_data, tmp_p
     import pandas as pd
 
     from toolkit.api import resolve_config
-    from toolkit.tasks import get_task
     from toolkit.engine import build_optimizer
+    from toolkit.tasks import get_task
 
     rows = pd.read_csv(text_data["train"])["text"].tolist()[:64]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"en": t, "de": t.capitalize()}) + "\n" for t in rows))
-    cfg = resolve_config({"task": "translation", "output_dir": str(tmp_path / "run"), "lr": 1e-3, "max_length": 32,
-                          "data": {"train": str(data), "source_lang": "en", "target_lang": "de"},
-                          "warm_start": {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 1,
-                                         "decoder_intermediate_size": 64, "target_tokenizer": "train",
-                                         "target_vocab_size": 300, "encoder_lr_scale": 0.1}})
+    cfg = resolve_config(
+        {
+            "task": "translation",
+            "output_dir": str(tmp_path / "run"),
+            "lr": 1e-3,
+            "max_length": 32,
+            "data": {"train": str(data), "source_lang": "en", "target_lang": "de"},
+            "warm_start": {
+                "encoder": str(tiny_bert),
+                "decoder_heads": 2,
+                "decoder_layers": 1,
+                "decoder_intermediate_size": 64,
+                "target_tokenizer": "train",
+                "target_vocab_size": 300,
+                "encoder_lr_scale": 0.1,
+            },
+        }
+    )
     task = get_task("translation").build(cfg)
-    rate = {id(p): group["lr"] for group in build_optimizer(task.model, cfg, task.lr_scale).param_groups for p in group["params"]}
+    rate = {
+        id(p): group["lr"]
+        for group in build_optimizer(task.model, cfg, task.lr_scale).param_groups
+        for p in group["params"]
+    }
     names = [name for name, _ in task.model.named_parameters()]
     assert any(n.startswith("encoder.") for n in names) and any("crossattention" in n for n in names)
     for name, param in task.model.named_parameters():
@@ -136,8 +202,14 @@ def test_lora_on_a_seq2seq_model_trains_saves_and_reloads(merge, tiny_t5, copy_d
     and the reloaded model generates what the trained one does."""
     import torch
 
-    values = config(tiny_t5, copy_data, tmp_path, epochs=6, lr=1e-2,
-                    peft={"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"], "merge": merge})
+    values = config(
+        tiny_t5,
+        copy_data,
+        tmp_path,
+        epochs=6,
+        lr=1e-2,
+        peft={"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"], "merge": merge},
+    )
     run = toolkit.train(values)
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in run.model.parameters())
@@ -150,10 +222,15 @@ def test_lora_on_a_seq2seq_model_trains_saves_and_reloads(merge, tiny_t5, copy_d
     trained.eval()
     ids = generate.tokenizer(inputs, return_tensors="pt", padding=True)
     with torch.inference_mode():
-        expected = generate.tokenizer.batch_decode(trained.generate(**ids, num_beams=1, max_new_tokens=12), skip_special_tokens=True)
+        expected = generate.tokenizer.batch_decode(
+            trained.generate(**ids, num_beams=1, max_new_tokens=12), skip_special_tokens=True
+        )
     assert [a["output"] for a in generate(inputs)] == [e.strip() for e in expected]
-    losses = [json.loads(line)["loss"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()
-              if json.loads(line)["split"] == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (run.dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    ]
     assert losses[-1] < 0.8 * losses[0]  # the adapters learn (a random tiny base gives no BLEU to speak of)
 
 
@@ -161,19 +238,31 @@ def tiny_mbart(folder, style: str):
     """A tiny random mBART with a tokenizer over the test words plus mBART's language codes: 'mbart-50' targets
     begin with their code, 'mbart-cc25' targets end with it."""
     import torch
-    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration, MBartTokenizer
-
     from conftest import WORDS
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration, MBartTokenizer
 
     vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *((f"\u2581{w}", -1.0) for w in WORDS)]
     cls = MBart50Tokenizer if style == "mbart-50" else MBartTokenizer
     tokenizer = cls(vocab=vocab, src_lang="en_XX", tgt_lang="ro_RO")
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    MBartForConditionalGeneration(MBartConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, pad_token_id=1,
-        bos_token_id=0, eos_token_id=2, decoder_start_token_id=2)).save_pretrained(folder)
+    MBartForConditionalGeneration(
+        MBartConfig(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=64,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            decoder_start_token_id=2,
+        )
+    ).save_pretrained(folder)
     return folder
 
 
@@ -183,8 +272,18 @@ def test_mbart_language_codes_mark_source_and_target_and_start_generation(style,
 
     folder = tiny_mbart(tmp_path / style, style)
     codes = {"source_lang_code": "en_XX", "target_lang_code": "de_DE"}
-    run = toolkit.train(config(tiny_t5, copy_data, tmp_path, model=str(folder), epochs=4, eval_every=250, lr=5e-3,
-                               data={"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de", **codes}))
+    run = toolkit.train(
+        config(
+            tiny_t5,
+            copy_data,
+            tmp_path,
+            model=str(folder),
+            epochs=4,
+            eval_every=250,
+            lr=5e-3,
+            data={"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de", **codes},
+        )
+    )
     generate = toolkit.load(run.dir)
     tokenizer = generate.tokenizer
     de = tokenizer.convert_tokens_to_ids("de_DE")
@@ -199,14 +298,23 @@ def test_mbart_language_codes_mark_source_and_target_and_start_generation(style,
     assert out[:, 1 if style == "mbart-50" else 0].tolist() == [de, de]
     expected = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
     assert [a["output"] for a in generate(texts)] == expected
-    losses = [json.loads(line)["loss"] for line in (run.dir / "metrics.jsonl").read_text().splitlines()
-              if json.loads(line)["split"] == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (run.dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    ]
     assert losses[-1] < 0.8 * losses[0]
 
 
 def test_unknown_language_code_names_close_ones(tiny_t5, copy_data, tmp_path):
     folder = tiny_mbart(tmp_path / "mbart", "mbart-50")
-    bad = {"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de", "source_lang_code": "en_XX", "target_lang_code": "de_DX"}
+    bad = {
+        "train": str(copy_data / "train.jsonl"),
+        "source_lang": "en",
+        "target_lang": "de",
+        "source_lang_code": "en_XX",
+        "target_lang_code": "de_DX",
+    }
     with pytest.raises(toolkit.ToolkitError, match="de_DX.*de_DE"):
         toolkit.train(config(tiny_t5, copy_data, tmp_path, model=str(folder), data=bad))
     with pytest.raises(toolkit.ToolkitError, match="multilingual tokenizer"):

@@ -1,17 +1,23 @@
 """Translation and summarization apps on real Gradio servers: gradio_client and headless Chromium."""
 
-
 import pytest
+from conftest import browser, serve
+from conftest import seq2seq_config as config
 
 import toolkit
-from conftest import browser, seq2seq_config as config, serve
 
 
 @pytest.fixture(scope="module")
 def summary_run(tiny_t5, copy_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("summary_run")
     values = config(tiny_t5, copy_data, folder, task="summarization", max_steps=20, eval_every=20)
-    values["data"] = {**values["data"], "text_column": "en", "summary_column": "de", "source_lang": None, "target_lang": None}
+    values["data"] = {
+        **values["data"],
+        "text_column": "en",
+        "summary_column": "de",
+        "source_lang": None,
+        "target_lang": None,
+    }
     return toolkit.train(values)
 
 

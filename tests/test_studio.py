@@ -14,18 +14,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BROWSER_ARGS, ROOT, free_port, write_config
 
 pytestmark = pytest.mark.slow
-SCREENSHOTS = Path(os.environ.get("TOOLKIT_SCREENSHOTS") or Path(__import__("tempfile").gettempdir()) / "toolkit-studio")
+SCREENSHOTS = Path(
+    os.environ.get("TOOLKIT_SCREENSHOTS") or Path(__import__("tempfile").gettempdir()) / "toolkit-studio"
+)
 
 
 def start_studio(runs: Path, port: int) -> subprocess.Popen:
     """`toolkit studio` as a user starts it, once it answers."""
-    server = subprocess.Popen([sys.executable, "-m", "toolkit", "studio", "--runs", str(runs), "--port", str(port),
-                               "--max-upload-mb", "1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "studio", "--runs", str(runs), "--port", str(port), "--max-upload-mb", "1"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.time() + 90
     while time.time() < deadline:
         assert server.poll() is None, server.stderr.read().decode()[-3000:]
@@ -51,8 +56,9 @@ def stop_studio(server: subprocess.Popen) -> None:
 def studio_config(tiny_config, tmp_path) -> Path:
     """The tiny sentiment job, long enough (960 steps, about 6 s) to be watched, stopped and resumed."""
     values = {k: v for k, v in tiny_config.items() if k != "output_dir"}
-    return write_config(tmp_path / "tiny_studio.yaml", {**values, "epochs": 6, "batch_size": 2, "log_every": 10,
-                                                         "eval_every": 320})
+    return write_config(
+        tmp_path / "tiny_studio.yaml", {**values, "epochs": 6, "batch_size": 2, "log_every": 10, "eval_every": 320}
+    )
 
 
 def reload(page, url: str) -> None:
@@ -140,8 +146,11 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             expect(status).to_contain_text("training", timeout=60_000)
             expect(status).to_contain_text("step ", timeout=30_000)
             first = int(status.inner_text().split("step ")[1].split("/")[0])
-            page.wait_for_function(f"() => +(document.querySelector('#live-status').innerText.match(/step (\\d+)/) "
-                                   f"|| [0, 0])[1] > {first}", timeout=30_000)
+            page.wait_for_function(
+                f"() => +(document.querySelector('#live-status').innerText.match(/step (\\d+)/) "
+                f"|| [0, 0])[1] > {first}",
+                timeout=30_000,
+            )
             expect(page.locator("#loss-plot img")).to_be_visible()  # the curve, drawn from metrics.jsonl
             page.reload()  # the state is in the run folders: a new page shows the same run training
             page.get_by_role("tab", name="Live").click()
@@ -200,7 +209,9 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
 
             page.get_by_role("tab", name="Evaluate").click()
             pick(page, "#eval-run", "resumed")
-            page.locator("#eval-file input[type=file]").set_input_files(yaml.safe_load(studio_config.read_text())["data"]["test"])
+            page.locator("#eval-file input[type=file]").set_input_files(
+                yaml.safe_load(studio_config.read_text())["data"]["test"]
+            )
             page.locator("#evaluate").click()
             expect(page.locator("#eval-metrics")).to_contain_text("accuracy", timeout=60_000)
             expect(page.locator("#confusion")).to_contain_text("true label")
@@ -233,7 +244,10 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             client.predict(handle_file(str(evil)), api_name="/upload")
         assert not (runs / ".studio" / "outside.txt").exists() and not (runs / "outside.txt").exists()
         uploaded = client.predict(handle_file(str(studio_config)), api_name="/upload")
-        assert Path(uploaded).name == "tiny_studio.yaml" and Path(uploaded).resolve().parents[1] == (runs / ".studio/uploads").resolve()
+        assert (
+            Path(uploaded).name == "tiny_studio.yaml"
+            and Path(uploaded).resolve().parents[1] == (runs / ".studio/uploads").resolve()
+        )
         with pytest.raises(Exception, match="only files uploaded"):  # a raw request naming a file on the server
             client.predict({"path": str(studio_config), "orig_name": "k.yaml"}, api_name="/upload")
     finally:
@@ -261,22 +275,106 @@ def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):
     own.mkdir()
     (own / "ideas.txt").write_text("mine")
     with pytest.raises(ToolkitError, match="only run folders"):
-        studio.delete("notes", "notes")
+        studio.catalog.delete("notes", "notes")
     assert (own / "ideas.txt").is_file()
     killed = tmp_path / "runs" / "killed"  # a run killed before its marker: only its lock is left
     killed.mkdir()
     (killed / ".toolkit-lock").write_text("{}")
-    studio.delete("killed", "killed")
+    studio.catalog.delete("killed", "killed")
     assert not killed.exists()
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("data/ants/a.jpg", b"x")
         zipped.writestr("data/bees/b.jpg", b"x")
-    extracted = studio.save_upload(archive, "../../images.zip")
+    extracted = studio.uploads.save(archive, "../../images.zip")
     assert (extracted.name, extracted.parent.name) == ("data", "images")
     assert extracted.parents[2] == (tmp_path / "runs/.studio/uploads").resolve()
     assert sorted(p.name for p in extracted.iterdir()) == ["ants", "bees"]
-    assert studio.save_upload(archive, "images.zip") == extracted  # the same content: the same folder, not redone
-    found = preview_data(str(text_data["train"]))
+    assert studio.uploads.save(archive, "images.zip") == extracted  # the same content: the same folder, not redone
+    from toolkit.tasks import get_task
+
+    found = preview_data(str(text_data["train"]), get_task("sentiment").roles)
     assert found["columns"] == ["text", "label"] and found["label_column"] == "label"
     assert found["label_counts"] == {"positive": 160, "negative": 160} and len(found["rows"]) == 5
+
+
+def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
+    tiny_config, tiny_t5, copy_data, tmp_path
+):
+    """In Chromium: for sentiment, translation and summarization, upload a config and a table whose columns have
+    other names than the config's; the Train form offers one column picker per data role of the config's task,
+    guesses the right columns, and the run started from it trains on them."""
+    import pandas as pd
+    from conftest import seq2seq_config
+    from gradio_client import Client
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
+    pairs = pd.read_json(copy_data / "train.jsonl", lines=True).head(400)
+    sentiment = pd.read_csv(tiny_config["data"]["train"]).rename(columns={"text": "review", "label": "stars"})
+    seq2seq = {k: v for k, v in seq2seq_config(tiny_t5, copy_data, tmp_path).items() if k != "output_dir"}
+    cases = {  # run name: (config, table, the columns each role picker should show, in role order)
+        "sentiment": (
+            {**{k: v for k, v in tiny_config.items() if k != "output_dir"}, "max_steps": 5},
+            sentiment[["stars", "review"]],
+            ["review", "stars"],
+        ),
+        "translation": (
+            {**seq2seq, "max_steps": 6},
+            pairs.rename(columns={"en": "english", "de": "german"}),
+            ["english", "german"],
+        ),
+        "summarization": (
+            {
+                **seq2seq,
+                "task": "summarization",
+                "max_steps": 7,
+                "data": {k: v for k, v in seq2seq["data"].items() if not k.endswith("_lang")},
+            },
+            pairs.rename(columns={"en": "article", "de": "highlights"}),
+            ["article", "highlights"],
+        ),
+    }
+    runs, port = tmp_path / "runs", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = start_studio(runs, port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url)
+            for name, (config, table, columns) in cases.items():
+                config_file = write_config(tmp_path / f"{name}.yaml", config)
+                data_file = tmp_path / f"{name}.csv"
+                table.to_csv(data_file, index=False)
+                for upload in ("#config-upload", "#data-upload"):
+                    clear = page.locator(upload).get_by_role("button", name="Clear")
+                    if clear.count():
+                        clear.click()
+                page.locator("#config-upload input[type=file]").set_input_files(str(config_file))
+                expect(page.locator("#field-max_steps input")).to_have_value(str(config["max_steps"]), timeout=20_000)
+                page.locator("#data-upload input[type=file]").set_input_files(str(data_file))
+                expect(page.locator("#data-preview")).to_contain_text(f"{len(table):,} rows", timeout=20_000)
+                for i, column in enumerate(columns):
+                    expect(page.locator(f"#role-{i} input")).to_have_value(column, timeout=20_000)
+                page.locator("#run-name").get_by_role("textbox").fill(name)
+                for column in columns:
+                    expect(page.locator("#command")).to_contain_text(f"={column}", timeout=20_000)
+                page.locator("#start").click()
+                expect(page.locator("#train-message")).to_contain_text(name, timeout=20_000)
+            browser.close()
+        client = Client(url, verbose=False)
+        for name, (_, _, columns) in cases.items():
+            wait_for(client, name, lambda live: live["status"] in ("finished", "failed"), timeout=300)
+            saved = yaml.safe_load((runs / name / "config.yaml").read_text())
+            roles = [
+                v
+                for k, v in saved["data"].items()
+                if k in ("text_column", "label_column", "source_lang", "target_lang", "summary_column")
+            ]
+            assert sorted(roles) == sorted(columns), saved["data"]
+            assert saved["task"] == name and (runs / name / "results.json").is_file(), (runs / name).iterdir()
+    finally:
+        stop_studio(server)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, require_shared
+
 from toolkit.config import DataConfig, DataRole, TextConfig, at_least, section, setting
 
 
@@ -23,8 +23,9 @@ class RegressionData(DataConfig):
 class RegressionSettings:
     """How scores are scaled for training."""
 
-    scale: float = setting(1.0, "scores are divided by this for training and multiplied back when predicting",
-                           at_least(1e-6))
+    scale: float = setting(
+        1.0, "scores are divided by this for training and multiplied back when predicting", at_least(1e-6)
+    )
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RegressionConfig(TextConfig):
 
     data: RegressionData = section(RegressionData)
     regression: RegressionSettings = section(RegressionSettings)
+
 
 SCORE = {"positive": 1.0, "negative": -1.0}
 
@@ -78,13 +80,16 @@ def build(cfg):
     text, score, scale = cfg.data.text_column, cfg.data.score_column, cfg.regression.scale
     splits = load_splits(cfg, [text, score], [text], score)
     tokenizer = load_tokenizer(cfg.model)
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_source(cfg.model), num_labels=1,
-                                                               problem_type="regression")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_source(cfg.model), num_labels=1, problem_type="regression"
+    )
 
     def features(table):
         encoded = tokenizer(list(table[text]), truncation=True, max_length=cfg.max_length)
-        return [{"input_ids": ids, "attention_mask": mask, "labels": float(y) / scale}
-                for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], table[score])]
+        return [
+            {"input_ids": ids, "attention_mask": mask, "labels": float(y) / scale}
+            for ids, mask, y in zip(encoded["input_ids"], encoded["attention_mask"], table[score])
+        ]
 
     @torch.no_grad()
     def evaluate(model, loader, accelerator):
@@ -100,9 +105,15 @@ def build(cfg):
         unwrapped.save_pretrained(folder, state_dict=state_dict)
         tokenizer.save_pretrained(folder)
 
-    return Task(model=model, train_set=features(splits["train"]), eval_set=features(splits["validation"]),
-                collate=DataCollatorWithPadding(tokenizer), compute_loss=lambda m, batch: m(**batch).loss,
-                evaluate=evaluate, save=save)
+    return Task(
+        model=model,
+        train_set=features(splits["train"]),
+        eval_set=features(splits["validation"]),
+        collate=DataCollatorWithPadding(tokenizer),
+        compute_loss=lambda m, batch: m(**batch).loss,
+        evaluate=evaluate,
+        save=save,
+    )
 
 
 def evaluate_run(predictor, cfg, data, split):
@@ -132,29 +143,52 @@ def test_a_task_from_outside_the_package_trains_evaluates_predicts_and_serves(tm
     from toolkit.apps import build_app
 
     source = require_shared("sentiment", "rt-polarity")
-    spec = toolkit.register_task(toolkit.TaskSpec(
-        name="text_regression", description="Text regression: a number per text, scored by mean squared error.",
-        build=build, predictor=Regressor, evaluate_run=evaluate_run, app=build_demo, metrics=("mse", "loss"),
-        lower_is_better=("mse", "loss"), config=RegressionConfig, usage='predict("a gripping film")  # {"score": ...}'), replace=True)
+    spec = toolkit.register_task(
+        toolkit.TaskSpec(
+            name="text_regression",
+            description="Text regression: a number per text, scored by mean squared error.",
+            build=build,
+            predictor=Regressor,
+            evaluate_run=evaluate_run,
+            app=build_demo,
+            metrics=("mse", "loss"),
+            lower_is_better=("mse", "loss"),
+            config=RegressionConfig,
+            usage='predict("a gripping film")  # {"score": ...}',
+        ),
+        replace=True,
+    )
     assert toolkit.get_task("text_regression") is spec
     assert list(spec.roles) == ["text_column", "score_column"]
-    with pytest.raises(toolkit.ToolkitError, match="unknown config key 'regression.scael'. Did you mean regression.scale"):
+    with pytest.raises(
+        toolkit.ToolkitError, match="unknown config key 'regression.scael'. Did you mean regression.scale"
+    ):
         toolkit.train({"task": "text_regression", "regression": {"scael": 2}})
     with pytest.raises(toolkit.ToolkitError, match="'regression.scale' is -1.0; it must be at least"):
         toolkit.train({"task": "text_regression", "regression": {"scale": -1}})
     train = made_up_scores(source / "train.csv", tmp_path / "train.csv", 480)
     validation = made_up_scores(source / "validation.csv", tmp_path / "validation.csv", 120)
 
-    run = toolkit.train({"task": "text_regression", "model": "sentence-transformers/all-MiniLM-L6-v2",
-                         "data": {"train": str(train), "validation": str(validation)}, "regression": {"scale": 2.0},
-                         "epochs": 2, "batch_size": 32, "lr": 1e-4, "max_length": 64, "trackers": [],
-                         "output_dir": str(tmp_path / "run")})
+    run = toolkit.train(
+        {
+            "task": "text_regression",
+            "model": "sentence-transformers/all-MiniLM-L6-v2",
+            "data": {"train": str(train), "validation": str(validation)},
+            "regression": {"scale": 2.0},
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 1e-4,
+            "max_length": 64,
+            "trackers": [],
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
     import pandas as pd
 
     gold = pd.read_csv(validation)["score"]
     print(f"validation MSE {run.metrics['validation']['mse']:.3f}, variance {gold.var(ddof=0):.3f}")
     assert run.metrics["validation"]["mse"] < gold.var(ddof=0)  # better than always answering the mean
-    assert "predict(\"a gripping film\")" in (run.dir / "README.md").read_text()  # the task's own usage line
+    assert 'predict("a gripping film")' in (run.dir / "README.md").read_text()  # the task's own usage line
 
     saved = (run.dir / "config.yaml").read_text()
     assert "regression:\n  scale: 2.0" in saved and "score_column: score" in saved and "generation" not in saved

@@ -9,10 +9,21 @@ Notebook use::
 """
 
 from .errors import ToolkitError
-from .tasks import TaskSpec, all_tasks, get_task, register as register_task
+from .tasks import TaskSpec, all_tasks, get_task
+from .tasks import register as register_task
 
-__all__ = ["ToolkitError", "TaskSpec", "register_task", "get_task", "all_tasks", "train", "resume", "load", "evaluate",
-           "results"]
+__all__ = [
+    "ToolkitError",
+    "TaskSpec",
+    "register_task",
+    "get_task",
+    "all_tasks",
+    "train",
+    "resume",
+    "load",
+    "evaluate",
+    "results",
+]
 
 
 def __getattr__(name: str):

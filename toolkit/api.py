@@ -109,15 +109,23 @@ def load(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "au
     return load_predictor(run_dir, checkpoint, backend, **kwargs)
 
 
-def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | None = None, checkpoint: str = "best",
-             backend: str = "auto", predictor=None) -> dict:
+def evaluate(
+    run_dir: Union[str, Path],
+    data: str | None = None,
+    split: str | None = None,
+    checkpoint: str = "best",
+    backend: str = "auto",
+    predictor=None,
+) -> dict:
     """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits;
     ``predictor``: the run's, already loaded (the studio's cache), instead of loading it."""
     cfg = read_run_config(run_dir)
     if data is None and split is not None and split not in ("train", "validation", "test"):
         configured = [name for name in ("train", "validation", "test") if getattr(cfg.data, name)]
-        raise ToolkitError(f"unknown split '{split}': use one of the run's splits ({', '.join(configured)}), or "
-                           f"--data FILE (with --split naming a hub dataset's split).")
+        raise ToolkitError(
+            f"unknown split '{split}': use one of the run's splits ({', '.join(configured)}), or "
+            f"--data FILE (with --split naming a hub dataset's split)."
+        )
     spec = get_task(cfg.task)
     if data is None:
         split = split or spec.eval_split(cfg)
@@ -125,7 +133,9 @@ def evaluate(run_dir: Union[str, Path], data: str | None = None, split: str | No
         if not data:
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")
     if spec.evaluate_run is None:
-        raise ToolkitError(f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json.")
+        raise ToolkitError(
+            f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json."
+        )
     return spec.evaluate_run(predictor or load(run_dir, checkpoint, backend), cfg, data, split or "test")
 
 

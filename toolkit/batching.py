@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+
 class ShuffledLengthGroups(torch.utils.data.Sampler):
     """Batches of similar lengths, so that they pad little, in random order.
 
@@ -31,8 +32,8 @@ class ShuffledLengthGroups(torch.utils.data.Sampler):
         indices = torch.randperm(n, generator=self.generator).tolist()
         batches = []
         for start in range(0, n, mega):
-            group = sorted(indices[start:start + mega], key=lambda i: -self.lengths[i])
-            batches += [group[i:i + size] for i in range(0, len(group), size)]
+            group = sorted(indices[start : start + mega], key=lambda i: -self.lengths[i])
+            batches += [group[i : i + size] for i in range(0, len(group), size)]
         full = [b for b in batches if len(b) == size]
         order = torch.randperm(len(full), generator=self.generator).tolist()
         return iter([i for k in order for i in full[k]] + [i for b in batches if len(b) < size for i in b])
@@ -70,9 +71,10 @@ def micro_batch_count(task, cfg, accelerator_device: str = "cpu") -> int:
 
 def split_by_length(task, pieces: int) -> Callable:
     """A collate function: the batch's examples sorted by length, in ``pieces`` nearly equal pieces, each collated."""
+
     def collate(items: list) -> MicroBatches:
         ordered = [item for _, item in sorted(items, key=lambda pair: task.train_lengths[pair[0]])]
         size = math.ceil(len(ordered) / min(pieces, len(ordered)))
-        return MicroBatches(task.collate(ordered[start:start + size]) for start in range(0, len(ordered), size))
+        return MicroBatches(task.collate(ordered[start : start + size]) for start in range(0, len(ordered), size))
 
     return collate

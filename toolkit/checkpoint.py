@@ -57,7 +57,13 @@ def write_atomically(folder: Path, write: Callable[[Path], None], again: str | N
 
 
 # What libraries say when the OS refused a write: torch.save's zip writer reports a short write as "unexpected pos".
-DISK_FULL = ("No space left on device", "File too large", "failed writing file", "Disk quota exceeded", "unexpected pos")
+DISK_FULL = (
+    "No space left on device",
+    "File too large",
+    "failed writing file",
+    "Disk quota exceeded",
+    "unexpected pos",
+)
 
 
 def disk_nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
@@ -82,8 +88,11 @@ def write_failure(err: BaseException) -> tuple[str, str]:
         return "the file system is read-only", "copy the run folder to a writable place"
     if code in (errno.EACCES, errno.EPERM):
         return "no permission to write there", "make the folder writable, or copy the run folder to a writable place"
-    if (code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or any(m in str(err) for m in DISK_FULL)
-            or not isinstance(err, OSError)):  # a library's own error gets here only when the disk is full
+    if (
+        code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        or any(m in str(err) for m in DISK_FULL)
+        or not isinstance(err, OSError)
+    ):  # a library's own error gets here only when the disk is full
         return "the disk is full (or a size limit was reached)", "free some space"
     return getattr(err, "strerror", None) or str(err).splitlines()[0], "fix that"
 
@@ -101,8 +110,11 @@ def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | No
     """The checkpoint folder ``name`` (best/last), or its previous copy if a swap was interrupted.
 
     ``intact``: raise ToolkitError naming the damaged file when neither copy can be read."""
-    found = [c for c in (run_dir / name, run_dir / f".{name}.old")
-             if (c / STATE_JSON).is_file() or (c / "config.json").is_file()]
+    found = [
+        c
+        for c in (run_dir / name, run_dir / f".{name}.old")
+        if (c / STATE_JSON).is_file() or (c / "config.json").is_file()
+    ]
     if not intact or not found:
         return found[0] if found else None
     for candidate in found:
@@ -110,10 +122,15 @@ def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | No
             return candidate
     from .errors import ToolkitError
 
-    fix = ("cannot resume from it; best/ still serves predictions, and overwrite=true trains the run again"
-           if name == "last" else "use its last/ (`--checkpoint last` in eval, predict and export), or train the run again")
-    raise ToolkitError(f"checkpoint {name}/ of '{run_dir}' is damaged: {', '.join(damaged_files(found[0]))} "
-                       f"(truncated or corrupt, e.g. the disk filled up): {fix}.")
+    fix = (
+        "cannot resume from it; best/ still serves predictions, and overwrite=true trains the run again"
+        if name == "last"
+        else "use its last/ (`--checkpoint last` in eval, predict and export), or train the run again"
+    )
+    raise ToolkitError(
+        f"checkpoint {name}/ of '{run_dir}' is damaged: {', '.join(damaged_files(found[0]))} "
+        f"(truncated or corrupt, e.g. the disk filled up): {fix}."
+    )
 
 
 def damaged_files(folder: Path) -> list[str]:
@@ -175,7 +192,11 @@ def save_training_state(folder: Path, optimizers: list, schedulers: list, counte
     import torch
 
     torch.save(
-        {"optimizer": [o.state_dict() for o in optimizers], "scheduler": [s.state_dict() for s in schedulers], "rng": rng_state()},
+        {
+            "optimizer": [o.state_dict() for o in optimizers],
+            "scheduler": [s.state_dict() for s in schedulers],
+            "rng": rng_state(),
+        },
         folder / TRAINING_STATE,
     )
     (folder / STATE_JSON).write_text(json.dumps(counters, indent=2))
@@ -218,7 +239,9 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
         return
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    )
     state = {}
     for name in files:
         state.update(load_file(folder / name))
@@ -228,7 +251,12 @@ def load_weights(model: torch.nn.Module, folder: Path) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     loaded = {params[k].data_ptr() for k in state if k in params}
     ignorable = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_missing", None) or []]  # e.g. sinusoids
-    really_missing = [k for k in missing if not any(p.search(k) for p in ignorable)
-                      and (k not in params or params[k].data_ptr() not in loaded)]
+    really_missing = [
+        k
+        for k in missing
+        if not any(p.search(k) for p in ignorable) and (k not in params or params[k].data_ptr() not in loaded)
+    ]
     if really_missing or unexpected:
-        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {really_missing[:5]}, unexpected {unexpected[:5]}")
+        raise RuntimeError(
+            f"checkpoint {folder} does not match the model: missing {really_missing[:5]}, unexpected {unexpected[:5]}"
+        )

@@ -25,8 +25,12 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="toolkit", description="Fine-tune, evaluate, predict with and serve models.",
-                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(
+        prog="toolkit",
+        description="Fine-tune, evaluate, predict with and serve models.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
@@ -35,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a run's best checkpoint; prints metrics as JSON on the last line")
     p.add_argument("run")
     p.add_argument("--data", help="data file/folder/hub id (default: the run's test split, else validation)")
-    p.add_argument("--split", help="train, validation or test: one of the run's configured splits, or the hub split for --data")
+    p.add_argument(
+        "--split", help="train, validation or test: one of the run's configured splits, or the hub split for --data"
+    )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     add_backend(p)
     p = sub.add_parser("predict", help="predict for each input; one JSON object per line")
@@ -46,37 +52,64 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's checkpoint as ONNX; predict, serve and eval then use it")
     p.add_argument("run")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    p.add_argument("--quantize", default="none", choices=["none", "int8"],
-                   help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)")
+    p.add_argument(
+        "--quantize",
+        default="none",
+        choices=["none", "int8"],
+        help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)",
+    )
     p = sub.add_parser("serve", help="serve a run's Gradio app")
     p.add_argument("run")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 for every network")
-    p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
-                   help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
+    p.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("TOOLKIT_AUTH"),
+        help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
+    )
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
-    p.add_argument("--allowed-hosts", metavar="NAME,...", default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
-                   help="other host names it answers for (a reverse proxy's); requests naming any other host are refused")
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAME,...",
+        default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
+        help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
+    )
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     add_backend(p)
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
     p.add_argument("--runs", default="runs", help="the folder of runs it shows and trains into (default: runs)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); another host needs --auth")
-    p.add_argument("--auth", metavar="USER:PASSWORD", default=os.environ.get("TOOLKIT_AUTH"),
-                   help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH")
+    p.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("TOOLKIT_AUTH"),
+        help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
+    )
     p.add_argument("--max-upload-mb", type=float, default=200, help="refuse larger uploads (default: 200)")
-    p.add_argument("--allowed-hosts", metavar="NAME,...", default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
-                   help="other host names it answers for (a reverse proxy's); requests naming any other host are refused")
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAME,...",
+        default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
+        help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
+    )
     p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
-    p.add_argument("--allow-remote-code", action="store_true",
-                   help="let jobs set trust_remote_code or load models from uploads (runs their Python: trusted users only)")
+    p.add_argument(
+        "--allow-remote-code",
+        action="store_true",
+        help="let jobs set trust_remote_code or load models from uploads (runs their Python: trusted users only)",
+    )
     return parser
 
 
 def add_backend(parser) -> None:
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
-                        help="auto: the ONNX export when `toolkit export` wrote one, else torch")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnx", "torch"],
+        help="auto: the ONNX export when `toolkit export` wrote one, else torch",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +138,13 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.config:
             args.overrides.insert(0, args.config)  # `train --resume RUN key=value` lands here
-        run = api.resume(args.resume) if not args.overrides else api.train(
-            api.read_run_config(args.resume), [*args.overrides, f"output_dir={args.resume}", "resume=true"])
+        run = (
+            api.resume(args.resume)
+            if not args.overrides
+            else api.train(
+                api.read_run_config(args.resume), [*args.overrides, f"output_dir={args.resume}", "resume=true"]
+            )
+        )
     elif not args.config:
         raise ToolkitError("give a config file (e.g. recipes/configs/sentiment_minilm.yaml) or --resume RUN.")
     else:
@@ -152,8 +190,10 @@ def read_stdin_lines() -> list[str]:
     lines = [raw.decode("utf-8", "surrogateescape").rstrip("\r\n") for raw in sys.stdin.buffer]
     inputs = [line for line in lines if line.strip()]
     if not inputs:
-        raise ToolkitError("no input on stdin: give one text per line (e.g. `echo 'a gripping film' | toolkit predict "
-                           "RUN -`), or the texts as arguments.")
+        raise ToolkitError(
+            "no input on stdin: give one text per line (e.g. `echo 'a gripping film' | toolkit predict "
+            "RUN -`), or the texts as arguments."
+        )
     return inputs
 
 
@@ -175,8 +215,10 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise ToolkitError(f"cannot serve on {host}:{port}: {err.strerror or err}. Another program may be using "
-                               f"that port: choose another with --port N.") from err
+            raise ToolkitError(
+                f"cannot serve on {host}:{port}: {err.strerror or err}. Another program may be using "
+                f"that port: choose another with --port N."
+            ) from err
 
 
 def is_loopback(host: str) -> bool:
@@ -198,8 +240,10 @@ def serve_auth(args) -> tuple[str, str] | None:
         return user, password
     if (args.share or not is_loopback(args.host)) and not args.no_auth:
         where = "a public share link" if args.share else f"--host {args.host}"
-        raise ToolkitError(f"{where} makes the app reachable from other machines, and anyone who reaches it can run "
-                           f"the model: add --auth USER:PASSWORD, or --no-auth to serve without a login knowingly.")
+        raise ToolkitError(
+            f"{where} makes the app reachable from other machines, and anyone who reaches it can run "
+            f"the model: add --auth USER:PASSWORD, or --no-auth to serve without a login knowingly."
+        )
     return None
 
 
@@ -210,16 +254,25 @@ def cmd_serve(args) -> int:
 
     private_gradio_cache()
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
-    launch(args.run, host=args.host, port=args.port, share=args.share, backend=args.backend, auth=auth,
-           allowed_hosts=allowed_hosts(args))
+    launch(
+        args.run,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        backend=args.backend,
+        auth=auth,
+        allowed_hosts=allowed_hosts(args),
+    )
     return 0
 
 
 def cmd_studio(args) -> int:
     args.share = args.no_auth = False
     if not is_loopback(args.host) and not args.auth:
-        raise ToolkitError(f"--host {args.host} makes the studio reachable from other machines, and anyone who reaches "
-                           f"it can start training processes and read every run: add --auth USER:PASSWORD.")
+        raise ToolkitError(
+            f"--host {args.host} makes the studio reachable from other machines, and anyone who reaches "
+            f"it can start training processes and read every run: add --auth USER:PASSWORD."
+        )
     auth = serve_auth(args)
     runs = Path(args.runs)
     if runs.exists() and not runs.is_dir():
@@ -235,8 +288,16 @@ def cmd_studio(args) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     print(f"studio: http://{args.host}:{args.port} (runs in {runs})", flush=True)
-    launch(runs, host=args.host, port=args.port, auth=auth, max_upload_mb=args.max_upload_mb, max_loaded=args.max_loaded,
-           allowed_hosts=allowed_hosts(args), allow_remote_code=args.allow_remote_code)
+    launch(
+        runs,
+        host=args.host,
+        port=args.port,
+        auth=auth,
+        max_upload_mb=args.max_upload_mb,
+        max_loaded=args.max_loaded,
+        allowed_hosts=allowed_hosts(args),
+        allow_remote_code=args.allow_remote_code,
+    )
     return 0
 
 
@@ -252,9 +313,11 @@ def cmd_export(args) -> int:
         if "skipped" in change:
             print(f"int8 accuracy change not measured: {change['skipped']}")
         else:
-            print(f"int8 changes {change['split']} {change['metric']} by {change['change']:+.4f} "
-                  f"({change['torch']:.4f} with the original weights, {change['int8']:.4f} with int8). If that is too "
-                  f"much, export without --quantize.")
+            print(
+                f"int8 changes {change['split']} {change['metric']} by {change['change']:+.4f} "
+                f"({change['torch']:.4f} with the original weights, {change['int8']:.4f} with int8). If that is too "
+                f"much, export without --quantize."
+            )
     return 0
 
 
@@ -262,8 +325,14 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export, "serve": cmd_serve,
-            "studio": cmd_studio}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "export": cmd_export,
+    "serve": cmd_serve,
+    "studio": cmd_studio,
+}
 
 
 if __name__ == "__main__":

@@ -40,9 +40,16 @@ def between(low: float, high: float, high_open: bool = False) -> tuple[str, Call
     return f"from {low} to {high}", lambda v: low <= v <= high
 
 
-def setting(default: Any = dataclasses.MISSING, doc: str = "", check: tuple | None = None, *,
-            factory: Callable | None = None, shown: str | None = None, role: "DataRole | None" = None,
-            model_source: bool = False):
+def setting(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    check: tuple | None = None,
+    *,
+    factory: Callable | None = None,
+    shown: str | None = None,
+    role: "DataRole | None" = None,
+    model_source: bool = False,
+):
     """A config key: its default, what it means (the configuration reference is generated from it), the values
     allowed for a number (``at_least(1)``, ``between(0, 1)``: checked when a config loads), and, for a data
     column, the role it plays. ``shown``: the default as the reference prints it, when the value alone misleads.
@@ -75,18 +82,27 @@ class DataRole:
 class DataConfig:
     """Where the data is. A task's own data class adds the columns it reads (its data roles)."""
 
-    train: Optional[str] = setting(None, "CSV, TSV, JSON, JSONL, Parquet, a `save_to_disk` folder, or a hub dataset id "
-                                   "(`id` or `id:split`); image tasks also take the sources listed on their page",
-                                   shown="unset")
-    validation: Optional[str] = setting(None, "the same kinds of source; unset: `holdout` of train validates",
-                                        shown="unset")
-    test: Optional[str] = setting(None, "the same kinds of source; scored at the end of training and by `toolkit eval`",
-                                  shown="unset")
-    holdout: float = setting(0.1, "without `data.validation`, this fraction of train validates; `0`: none, `best/` is "
-                             "the final weights", between(0, 1, True))
+    train: Optional[str] = setting(
+        None,
+        "CSV, TSV, JSON, JSONL, Parquet, a `save_to_disk` folder, or a hub dataset id "
+        "(`id` or `id:split`); image tasks also take the sources listed on their page",
+        shown="unset",
+    )
+    validation: Optional[str] = setting(
+        None, "the same kinds of source; unset: `holdout` of train validates", shown="unset"
+    )
+    test: Optional[str] = setting(
+        None, "the same kinds of source; scored at the end of training and by `toolkit eval`", shown="unset"
+    )
+    holdout: float = setting(
+        0.1,
+        "without `data.validation`, this fraction of train validates; `0`: none, `best/` is the final weights",
+        between(0, 1, True),
+    )
     max_train_rows: Optional[int] = setting(None, "a seeded sample of N training rows", at_least(1), shown="all")
-    max_eval_rows: Optional[int] = setting(None, "a seeded sample of N validation rows (evaluated at every "
-                                           "evaluation)", at_least(1), shown="all")
+    max_eval_rows: Optional[int] = setting(
+        None, "a seeded sample of N validation rows (evaluated at every evaluation)", at_least(1), shown="all"
+    )
     max_test_rows: Optional[int] = setting(None, "a seeded sample of N test rows", at_least(1), shown="all")
 
 
@@ -98,8 +114,9 @@ class PeftConfig:
     r: int = setting(8, "LoRA rank", at_least(1))
     alpha: int = setting(16, "LoRA scaling", above(0))
     dropout: float = setting(0.1, "LoRA dropout", between(0, 1, True))
-    target_modules: Optional[list[str]] = setting(None, "modules that get adapters (unset: peft's default for the "
-                                                  "architecture)", shown="model default")
+    target_modules: Optional[list[str]] = setting(
+        None, "modules that get adapters (unset: peft's default for the architecture)", shown="model default"
+    )
     merge: bool = setting(True, "fold the adapters into the saved `best/` model at the end")
 
 
@@ -109,17 +126,24 @@ class Config:
     sections, and a narrower `data` class with its columns."""
 
     task: str = setting("", "the task, by name or alias (`toolkit tasks` lists them)", shown="required")
-    model: str = setting(DEFAULT_TEXT_MODEL, "hub id or local folder of the pretrained model (a task may take other "
-                         "kinds: see its page); this id resolves to the PyPI-packaged copy when installed",
-                         model_source=True)
+    model: str = setting(
+        DEFAULT_TEXT_MODEL,
+        "hub id or local folder of the pretrained model (a task may take other "
+        "kinds: see its page); this id resolves to the PyPI-packaged copy when installed",
+        model_source=True,
+    )
     data: DataConfig = section(DataConfig)
     epochs: float = setting(3.0, "passes over the training data (fractions allowed)", above(0))
     max_steps: Optional[int] = setting(None, "optimizer steps; wins over `epochs` when set", at_least(1), shown="unset")
     max_train_minutes: Optional[float] = setting(
-        None, "stop training after this much training time; the learning rate then decays over the budget, not only "
+        None,
+        "stop training after this much training time; the learning rate then decays over the budget, not only "
         "the steps, so a run stopped by time has annealed. After its first steps the run logs the step rate it "
         "measured and how many of the planned steps the budget covers (results.json `budget`), with a warning when "
-        "that is under a quarter", above(0), shown="unset")
+        "that is under a quarter",
+        above(0),
+        shown="unset",
+    )
     license: Optional[str] = setting(None, "the model card's license", shown="the base model's, where known")
     batch_size: int = setting(32, "training batch per process", at_least(1))
     eval_batch_size: Optional[int] = setting(None, "evaluation batch", at_least(1), shown="2 x `batch_size`")
@@ -129,44 +153,69 @@ class Config:
     warmup_ratio: float = setting(0.06, "fraction of the steps spent warming up", between(0, 1))
     scheduler: Literal["linear", "cosine", "constant"] = setting("linear", "the learning rate after warm-up")
     max_grad_norm: Optional[float] = setting(1.0, "gradient clipping; `null`: none", at_least(0))
-    group_by_length: bool = setting(True, "length-grouped batches, shuffled in groups of 4 (the least padding). false: "
-                                    "random batches; on the CPU each runs as `micro_batches` length-sorted pieces "
-                                    "with the whole batch's gradient")
-    micro_batches: Optional[int] = setting(None, "pieces per random batch (`group_by_length: false`), sorted by "
-                                           "length; unset: batch_size / 8 on the CPU, 1 on a GPU", at_least(1),
-                                           shown="unset")
+    group_by_length: bool = setting(
+        True,
+        "length-grouped batches, shuffled in groups of 4 (the least padding). false: "
+        "random batches; on the CPU each runs as `micro_batches` length-sorted pieces "
+        "with the whole batch's gradient",
+    )
+    micro_batches: Optional[int] = setting(
+        None,
+        "pieces per random batch (`group_by_length: false`), sorted by "
+        "length; unset: batch_size / 8 on the CPU, 1 on a GPU",
+        at_least(1),
+        shown="unset",
+    )
     precision: Literal["auto", "no", "fp16", "bf16"] = setting(
-        "auto", "`auto`: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16, Arm BF16), fp16 with "
+        "auto",
+        "`auto`: bf16 where the GPU or the CPU computes it natively (AMX, AVX512-BF16, Arm BF16), fp16 with "
         "loss scaling on GPUs without bf16, else fp32; where the CPU's flags cannot be read (macOS, Windows) or on "
         "Apple MPS, a few timed steps each way decide, cached in `~/.cache/toolkit/precision.json`. Or `no` (fp32), "
         "`fp16`, `bf16`: an explicit value always wins. The run records the choice and why (first log line, "
-        "results.json, model card, studio)")
-    seed: int = setting(42, "random seed: model initialisation, data order, row samples, the holdout split",
-                        between(0, 2**32 - 1))
-    eval_every: Union[int, Literal["epoch"]] = setting("epoch", "evaluate every N optimizer steps, or once per epoch; "
-                                                       "the final step is always evaluated", at_least(1))
-    save_every: Optional[int] = setting(None, "extra `last/` checkpoints every N steps, for resume", at_least(1),
-                                        shown="unset")
-    metric: Optional[str] = setting(None, "the validation metric that picks `best/` (the task's page lists them)",
-                                    shown="the task's first metric")
-    greater_is_better: Optional[bool] = setting(None, "whether a higher `metric` wins", shown="from the task's "
-                                                "metrics (lower wins for loss)")
-    patience: Optional[int] = setting(None, "early stopping: evaluations without improvement", at_least(1),
-                                      shown="unset")
+        "results.json, model card, studio)",
+    )
+    seed: int = setting(
+        42, "random seed: model initialisation, data order, row samples, the holdout split", between(0, 2**32 - 1)
+    )
+    eval_every: Union[int, Literal["epoch"]] = setting(
+        "epoch", "evaluate every N optimizer steps, or once per epoch; the final step is always evaluated", at_least(1)
+    )
+    save_every: Optional[int] = setting(
+        None, "extra `last/` checkpoints every N steps, for resume", at_least(1), shown="unset"
+    )
+    metric: Optional[str] = setting(
+        None, "the validation metric that picks `best/` (the task's page lists them)", shown="the task's first metric"
+    )
+    greater_is_better: Optional[bool] = setting(
+        None, "whether a higher `metric` wins", shown="from the task's metrics (lower wins for loss)"
+    )
+    patience: Optional[int] = setting(
+        None, "early stopping: evaluations without improvement", at_least(1), shown="unset"
+    )
     log_every: int = setting(10, "log training loss and learning rate every N steps", at_least(1))
     trackers: list[str] = setting(doc="Accelerate trackers", factory=lambda: ["tensorboard"])
-    output_dir: Optional[str] = setting(None, "the run folder; when that already holds a run, "
-                                        "`runs/<config name>-<date>-<time>`", shown="`runs/<config name>`")
+    output_dir: Optional[str] = setting(
+        None,
+        "the run folder; when that already holds a run, `runs/<config name>-<date>-<time>`",
+        shown="`runs/<config name>`",
+    )
     resume: bool = setting(False, "continue the run in `output_dir` from its `last/` checkpoint")
     overwrite: bool = setting(False, "replace `output_dir`, only if it holds a toolkit run (a `.toolkit-run` marker)")
     num_workers: Optional[int] = setting(
-        None, "DataLoader worker processes. Unset: none for tokenized text; for images decoded per item, up to 4 "
+        None,
+        "DataLoader worker processes. Unset: none for tokenized text; for images decoded per item, up to 4 "
         "leaving one CPU for the model, none on 2 CPUs or fewer. CPUs are the ones this process may use (affinity, "
-        "cgroup quota), which also set torch's threads (OMP_NUM_THREADS wins)", at_least(0), shown="unset")
+        "cgroup quota), which also set torch's threads (OMP_NUM_THREADS wins)",
+        at_least(0),
+        shown="unset",
+    )
     trust_remote_code: bool = setting(False, "run the model repository's own Python code; never on unless you ask")
     # "auto": eager attention on the CPU (its SDPA backward was 20-35% slower for short texts here), else SDPA.
-    attn_implementation: str = setting("auto", "transformers attention: `auto` is eager on the CPU (faster for short "
-                                       "texts there), SDPA on a GPU; or a transformers name (`sdpa`, `eager`)")
+    attn_implementation: str = setting(
+        "auto",
+        "transformers attention: `auto` is eager on the CPU (faster for short "
+        "texts there), SDPA on a GPU; or a transformers name (`sdpa`, `eager`)",
+    )
 
     def __reduce__(self):
         # A task's config class may be defined where another process cannot import it by name: rebuild from values.
@@ -234,9 +283,7 @@ def _coerce(value: Any, tp: Any, key: str, task: str = "") -> Any:
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return _build(tp, value, prefix=f"{key}.", task=task)
-    raise ToolkitError(
-        f"config key '{key}' has value {value!r} ({type(value).__name__}); expected {_type_name(tp)}."
-    )
+    raise ToolkitError(f"config key '{key}' has value {value!r} ({type(value).__name__}); expected {_type_name(tp)}.")
 
 
 def _build(cls: type, values: dict, prefix: str = "", task: str = "") -> Any:
@@ -245,8 +292,10 @@ def _build(cls: type, values: dict, prefix: str = "", task: str = "") -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            raise ToolkitError(f"unknown config key '{prefix}{key}'.{_key_hint(str(key), names, prefix, task)} "
-                               f"Valid keys here: {', '.join(prefix + n for n in names)}.")
+            raise ToolkitError(
+                f"unknown config key '{prefix}{key}'.{_key_hint(str(key), names, prefix, task)} "
+                f"Valid keys here: {', '.join(prefix + n for n in names)}."
+            )
         kwargs[key] = _coerce(value, hints[key], prefix + key, task)
     return cls(**kwargs)
 
@@ -312,17 +361,23 @@ def read_yaml(path: str | Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
         if "\x00" in text:
-            raise ToolkitError(f"config file '{path}' is not a text file (it holds binary data). Give a YAML config "
-                               f"(see recipes/configs/).")
+            raise ToolkitError(
+                f"config file '{path}' is not a text file (it holds binary data). Give a YAML config "
+                f"(see recipes/configs/)."
+            )
         values = yaml.safe_load(text) or {}
     except UnicodeDecodeError as err:
-        raise ToolkitError(f"config file '{path}' is not a text file (not UTF-8). Give a YAML config (see recipes/configs/).") from err
+        raise ToolkitError(
+            f"config file '{path}' is not a text file (not UTF-8). Give a YAML config (see recipes/configs/)."
+        ) from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ToolkitError(f"config file '{path}' is not valid YAML{where}: {problem}. Fix that line "
-                           f"(indent with spaces, 'key: value').") from err
+        raise ToolkitError(
+            f"config file '{path}' is not valid YAML{where}: {problem}. Fix that line "
+            f"(indent with spaces, 'key: value')."
+        ) from err
     if not isinstance(values, dict):
         raise ToolkitError(f"config file '{path}' must hold a mapping of keys to values.")
     return values
@@ -362,8 +417,9 @@ def check_ranges(cfg: Any, prefix: str = "") -> None:
                 raise ToolkitError(f"config key '{key}' is {value!r}; it must be {allowed}.")
 
 
-def load_config(source: str | Path | dict | Config, overrides: list[str] | None = None,
-                default_output: bool = True) -> Config:
+def load_config(
+    source: str | Path | dict | Config, overrides: list[str] | None = None, default_output: bool = True
+) -> Config:
     """Load a config from a YAML path, a dict or a Config, then apply overrides.
 
     When ``output_dir`` is unset (and ``default_output``), the run goes to :func:`default_output_dir`.

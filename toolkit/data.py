@@ -42,7 +42,9 @@ def load_table(source: str, split: str = "train"):
     if path.is_dir():
         return _load_saved_folder(path, split)
     if path.suffix.lower() in _READERS or source.startswith((".", "/")):
-        raise ToolkitError(f"data file '{source}' does not exist. Check the path (relative paths start at the current folder).")
+        raise ToolkitError(
+            f"data file '{source}' does not exist. Check the path (relative paths start at the current folder)."
+        )
     return _load_hub_dataset(source, split)
 
 
@@ -58,17 +60,22 @@ def _read_file(path: Path) -> pd.DataFrame:
         with open(path, "rb") as fh:
             head = fh.read(8192)
         if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise ToolkitError(f"data file '{path}' is not a text file (it holds binary data), so it cannot be read as "
-                               f"{path.suffix}. Export the data as CSV/JSONL text, or give a .parquet file.")
+            raise ToolkitError(
+                f"data file '{path}' is not a text file (it holds binary data), so it cannot be read as "
+                f"{path.suffix}. Export the data as CSV/JSONL text, or give a .parquet file."
+            )
     try:
         frame = reader(path)
     except UnicodeDecodeError as err:
         raise ToolkitError(
-            f"data file '{path}' is not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} at offset {err.start}). "
+            f"data file '{path}' is not UTF-8 text "
+            f"(byte {err.object[err.start : err.start + 1]!r} at offset {err.start}). "
             f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`."
         ) from err
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as err:
-        raise ToolkitError(f"data file '{path}' could not be read as {path.suffix}: {err}. Fix or re-export the file.") from err
+        raise ToolkitError(
+            f"data file '{path}' could not be read as {path.suffix}: {err}. Fix or re-export the file."
+        ) from err
     if len(frame) == 0:
         raise ToolkitError(f"data file '{path}' has no rows. Point the config at a file with data.")
     return frame
@@ -102,8 +109,7 @@ def _load_hub_dataset(source: str, split: str):
 
 
 CONFIG_FIX = "Set the right name in the config (e.g. data.text_column=...)."
-EVAL_FIX = ("A finished run reads the columns it was trained with ({columns}): rename the file's columns to "
-            "those.")
+EVAL_FIX = "A finished run reads the columns it was trained with ({columns}): rename the file's columns to those."
 
 
 def require_columns(ds, columns: list[str], where: str, fix=CONFIG_FIX) -> None:
@@ -117,8 +123,9 @@ def require_columns(ds, columns: list[str], where: str, fix=CONFIG_FIX) -> None:
             close = difflib.get_close_matches(col, ds.column_names, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             advice = fix(col) if callable(fix) else fix.format(columns=", ".join(columns))
-            raise ToolkitError(f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} "
-                               f"{advice}")
+            raise ToolkitError(
+                f"column '{col}' is missing from {where} (columns: {', '.join(ds.column_names)}).{hint} {advice}"
+            )
 
 
 def role_fix(cfg):
@@ -145,8 +152,14 @@ def guess_columns(roles: dict, columns: list[str], table=None, configured: dict 
     for key, role in roles.items():
         taken = set(chosen.values())
         names = [configured.get(key), *role.guesses]
-        found = next((lower[n.lower()] for n in names if isinstance(n, str) and n.lower() in lower
-                      and lower[n.lower()] not in taken), None)
+        found = next(
+            (
+                lower[n.lower()]
+                for n in names
+                if isinstance(n, str) and n.lower() in lower and lower[n.lower()] not in taken
+            ),
+            None,
+        )
         chosen[key] = found
     for key, role in roles.items():
         if chosen[key] is None and table is not None:
@@ -171,6 +184,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str], label_column:
     ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted), and so
     are rows whose ``label_column`` is missing (data.missing_labels=error refuses them instead).
     """
+
     def load_split(split: str, source: str, where: str):
         table = load_table(source, split)
         require_columns(table, required, where, role_fix(cfg))
@@ -184,8 +198,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str], label_column:
 
 def drop_empty_text(table, columns: list[str], where: str):
     columns_values = [table[c] for c in columns]
-    keep = [i for i, values in enumerate(zip(*columns_values))
-            if all(isinstance(v, str) and v.strip() for v in values)]
+    keep = [i for i, values in enumerate(zip(*columns_values)) if all(isinstance(v, str) and v.strip() for v in values)]
     if len(keep) < len(table):
         log.warning("%s: skipped %d rows with empty or missing %s", where, len(table) - len(keep), " or ".join(columns))
         if not keep:
@@ -213,8 +226,10 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
     if not missing:
         return table
     if policy == "error":
-        raise ToolkitError(f"{where}: {len(missing)} of {len(values)} rows have no {column} (empty, NaN or null). "
-                           f"Fill them in or delete them, or set data.missing_labels=skip to train without them.")
+        raise ToolkitError(
+            f"{where}: {len(missing)} of {len(values)} rows have no {column} (empty, NaN or null). "
+            f"Fill them in or delete them, or set data.missing_labels=skip to train without them."
+        )
     if len(missing) == len(values):
         raise ToolkitError(f"{where}: every row's {column} is empty, NaN or null. Check data.label_column.")
     log.warning("%s: skipped %d rows with no %s (empty, NaN or null)", where, len(missing), column)

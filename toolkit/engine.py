@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
-from . import run as runlib
 from . import hardware, interrupt, timing
+from . import run as runlib
 from .batching import Indexed, MicroBatches, ShuffledLengthGroups, micro_batch_count, split_by_length
 from .config import Config
 from .errors import ToolkitError, TrainingStopped
@@ -47,13 +47,19 @@ class Task:
     info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
     finalize: Optional[Callable] = None  # (unwrapped model, best folder) -> None, e.g. merge LoRA
     lr_scale: Optional[Callable] = None  # (parameter name) -> learning-rate multiplier, e.g. a lower one for a backbone
-    train_mode: Optional[Callable] = None  # (model, epoch) -> None, instead of model.train(): freeze or unfreeze by epoch
+    train_mode: Optional[Callable] = (
+        None  # (model, epoch) -> None, instead of model.train(): freeze or unfreeze by epoch
+    )
     report: Optional[Callable] = None  # (results, run dir) -> None on the main process: extra artefacts, e.g. plots
     find_unused_parameters: bool = False  # DDP: some parameters get no gradient in some steps (frozen stages)
     # Several optimizers (a GAN's generator and discriminator): build them, and run one training step with them.
     optimizers: Optional[Callable] = None  # (model, cfg) -> list of optimizers; default: one AdamW over everything
-    train_step: Optional[Callable] = None  # (model, batch, optimizers, accelerator) -> {"loss": tensor, ...}; does its own backward/step
-    evaluate_first: bool = False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
+    train_step: Optional[Callable] = (
+        None  # (model, batch, optimizers, accelerator) -> {"loss": tensor, ...}; does its own backward/step
+    )
+    evaluate_first: bool = (
+        False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
+    )
     heavy_loading: bool = False  # items are decoded and augmented as they load (images): DataLoader workers pay off
 
 
@@ -61,8 +67,10 @@ def choose_metric(spec, cfg: Config) -> str:
     """The validation metric that picks best/: cfg.metric, else the first the task declares."""
     metric = cfg.metric or spec.metrics[0]
     if metric not in spec.metrics:
-        raise ToolkitError(f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
-                           f"{', '.join(spec.metrics)}.")
+        raise ToolkitError(
+            f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
+            f"{', '.join(spec.metrics)}."
+        )
     return metric
 
 
@@ -81,8 +89,12 @@ def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
     torch.set_num_threads(threads)
     why = f"auto: {choice.reason}" if cfg.precision == "auto" else choice.reason
     log.info("precision %s (%s); %d torch threads; %s", choice.name, why, threads, hardware.describe(machine))
-    return {"precision": choice.as_dict(), "threads": threads, "hardware": hardware.describe(machine),
-            "mixed_precision": choice.precision}
+    return {
+        "precision": choice.as_dict(),
+        "threads": threads,
+        "hardware": hardware.describe(machine),
+        "mixed_precision": choice.precision,
+    }
 
 
 def local_process_count(accelerator_or_state) -> int:
@@ -90,8 +102,9 @@ def local_process_count(accelerator_or_state) -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE") or accelerator_or_state.num_processes)
 
 
-def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameters: bool = False,
-                     mixed_precision: Optional[str] = None):
+def make_accelerator(
+    cfg: Config, run_dir: Optional[Path], find_unused_parameters: bool = False, mixed_precision: Optional[str] = None
+):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
@@ -109,7 +122,9 @@ def make_accelerator(cfg: Config, run_dir: Optional[Path], find_unused_parameter
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)) if run_dir else None,
         # Step the schedule once per optimizer step: total steps are counted on the sharded loader.
         step_scheduler_with_optimizer=False,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else None,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)]
+        if find_unused_parameters
+        else None,
     )
 
 
@@ -135,8 +150,9 @@ def loader_workers(task: Task, cfg: Config) -> int:
     return cfg.num_workers if cfg.num_workers is not None else hardware.loader_workers(task.heavy_loading)
 
 
-def train_loader(task: Task, cfg: Config, generator: torch.Generator, workers_generator: torch.Generator,
-                 pieces: int = 1) -> DataLoader:
+def train_loader(
+    task: Task, cfg: Config, generator: torch.Generator, workers_generator: torch.Generator, pieces: int = 1
+) -> DataLoader:
     if cfg.group_by_length and task.train_lengths is not None:
         sampler = ShuffledLengthGroups(task.train_lengths, cfg.batch_size, generator)
     else:
@@ -147,14 +163,26 @@ def train_loader(task: Task, cfg: Config, generator: torch.Generator, workers_ge
     # Own generators: a DataLoader otherwise draws its base seed from the global RNG on every iter(),
     # which would shift dropout masks after a resume.
     workers = loader_workers(task, cfg)
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
-                      generator=workers_generator, num_workers=workers, persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=workers_generator,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
 
 def eval_loader(dataset, cfg: Config, collate, workers: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
-                      sampler=SequentialSampler(dataset), collate_fn=collate, generator=torch.Generator(),
-                      num_workers=workers)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+        sampler=SequentialSampler(dataset),
+        collate_fn=collate,
+        generator=torch.Generator(),
+        num_workers=workers,
+    )
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, lr_scale: Optional[Callable] = None):
@@ -201,8 +229,15 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def improved(value: float, best: Optional[float], metric: str, cfg: Config, lower_is_better: tuple = ("loss",),
-             loss: Optional[float] = None, best_loss: Optional[float] = None) -> bool:
+def improved(
+    value: float,
+    best: Optional[float],
+    metric: str,
+    cfg: Config,
+    lower_is_better: tuple = ("loss",),
+    loss: Optional[float] = None,
+    best_loss: Optional[float] = None,
+) -> bool:
     """Whether ``value`` of ``metric`` beats ``best``; ``lower_is_better``: the task's metrics where lower wins."""
     if best is None:
         return True
@@ -227,7 +262,11 @@ def default_train_step(task: Task, cfg: Config) -> Callable:
             for i, (piece, share) in enumerate(zip(pieces, weights)):
                 last = i == len(pieces) - 1
                 # Gradients are averaged across processes once, after the last piece.
-                with accelerator.no_sync(model) if not last and accelerator.num_processes > 1 else contextlib.nullcontext():
+                with (
+                    accelerator.no_sync(model)
+                    if not last and accelerator.num_processes > 1
+                    else contextlib.nullcontext()
+                ):
                     piece_loss = task.compute_loss(model, piece) * (share / total)
                     accelerator.backward(piece_loss)
                 loss = loss + piece_loss.detach()
@@ -276,8 +315,9 @@ class Training:
         return self.accelerator.is_main_process
 
 
-def fit(task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None,
-        spec=None) -> runlib.Run:
+def fit(
+    task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None, spec=None
+) -> runlib.Run:
     """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run.
     ``machine``: fit_machine's record, when the caller has chosen precision and threads already; ``spec``: the
     task's TaskSpec (default: the one registered as cfg.task)."""
@@ -306,20 +346,51 @@ def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] 
     accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters, machine["mixed_precision"])
     set_seed(cfg.seed)
     generator, workers_generator = torch.Generator(), torch.Generator().manual_seed(cfg.seed)
-    loader = train_loader(task, cfg, generator, workers_generator, micro_batch_count(task, cfg, accelerator.device.type))
-    evaluation = eval_loader(task.eval_set, cfg, task.collate, loader_workers(task, cfg)) if task.eval_set is not None else None
-    optimizers = task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
+    loader = train_loader(
+        task, cfg, generator, workers_generator, micro_batch_count(task, cfg, accelerator.device.type)
+    )
+    evaluation = (
+        eval_loader(task.eval_set, cfg, task.collate, loader_workers(task, cfg)) if task.eval_set is not None else None
+    )
+    optimizers = (
+        task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
+    )
     fsdp_wrap_outside_embeddings(accelerator, task.model)
     model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
-    counters = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
-                "stale_evals": 0, "train_seconds": 0.0, "train_samples": 0}
-    t = Training(task, spec, cfg, run_dir, accelerator, model, loader, evaluation, optimizers, generator, metric,
-                 count_steps(cfg, len(loader)), counters, task.train_step or default_train_step(task, cfg), machine,
-                 workers_generator)
-    t.schedulers = [accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
-                    for o in optimizers]
+    counters = {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best_metric": None,
+        "best_step": None,
+        "stale_evals": 0,
+        "train_seconds": 0.0,
+        "train_samples": 0,
+    }
+    t = Training(
+        task,
+        spec,
+        cfg,
+        run_dir,
+        accelerator,
+        model,
+        loader,
+        evaluation,
+        optimizers,
+        generator,
+        metric,
+        count_steps(cfg, len(loader)),
+        counters,
+        task.train_step or default_train_step(task, cfg),
+        machine,
+        workers_generator,
+    )
+    t.schedulers = [
+        accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
+        for o in optimizers
+    ]
     return t
 
 
@@ -341,17 +412,28 @@ def restore(t: Training) -> None:
     if t.main:
         runlib.truncate_metrics(t.run_dir, t.counters["step"])
     t.restored, t.last_eval_step, t.first_step = True, t.counters["step"], t.counters["step"]
-    log.info("resumed %s at step %d (epoch %d, batch %d)", t.run_dir, t.counters["step"], t.counters["epoch"],
-             t.counters["batch_in_epoch"])
+    log.info(
+        "resumed %s at step %d (epoch %d, batch %d)",
+        t.run_dir,
+        t.counters["step"],
+        t.counters["epoch"],
+        t.counters["batch_in_epoch"],
+    )
 
 
 def loop(t: Training) -> None:
-    """The training loop: batches and optimizer steps until the step count, the time budget or early stopping ends it."""
+    """The training loop: batches and optimizer steps until the step count, the time budget or early stopping
+    ends it."""
     from accelerate import skip_first_batches
     from tqdm.auto import tqdm
 
-    t.progress = tqdm(total=t.total_steps, initial=t.counters["step"], disable=not t.accelerator.is_local_main_process,
-                      desc=f"train {t.run_dir.name}", dynamic_ncols=True)
+    t.progress = tqdm(
+        total=t.total_steps,
+        initial=t.counters["step"],
+        disable=not t.accelerator.is_local_main_process,
+        desc=f"train {t.run_dir.name}",
+        dynamic_ncols=True,
+    )
     if t.task.evaluate_first and not t.restored:
         evaluate_and_checkpoint(t)
         t.last_eval_step = 0
@@ -378,8 +460,10 @@ def count_batch(t: Training, batch, losses: dict) -> None:
     values = {k: v.detach().float().item() for k, v in losses.items()}
     if not all(math.isfinite(v) for v in values.values()):
         # Stop before anything is saved: last/ and best/ still hold the last good weights.
-        raise ToolkitError(f"training diverged at step {t.counters['step'] + 1}: loss is {values}. Nothing after "
-                           f"the last checkpoint was saved ({t.run_dir}/last). Lower lr, or check the data.")
+        raise ToolkitError(
+            f"training diverged at step {t.counters['step'] + 1}: loss is {values}. Nothing after "
+            f"the last checkpoint was saved ({t.run_dir}/last). Lower lr, or check the data."
+        )
     t.counters["batch_in_epoch"] += 1
     t.counters["train_samples"] += _batch_size(batch) * t.accelerator.num_processes
     for key, value in values.items():
@@ -404,7 +488,9 @@ def after_optimizer_step(t: Training) -> bool:
     if end_of_epoch:
         counters.update(epoch=counters["epoch"] + 1, batch_in_epoch=0)
     stop = False
-    due = (cfg.eval_every == "epoch" and end_of_epoch) or (isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0)
+    due = (cfg.eval_every == "epoch" and end_of_epoch) or (
+        isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0
+    )
     if due or step >= t.total_steps:
         stop = evaluate_and_checkpoint(t)
         t.last_eval_step = step
@@ -430,13 +516,22 @@ def tell_budget(t: Training, min_steps: int = 5, min_seconds: float = 2.0) -> No
     rate = steps / seconds
     budget = 60 * t.cfg.max_train_minutes
     reach = min(t.total_steps, t.counters["step"] + int(rate * max(0.0, budget - seconds)))
-    t.counters["budget"] = {"steps_per_second": round(rate, 3), "budget_minutes": t.cfg.max_train_minutes,
-                            "steps_in_budget": reach, "planned_steps": t.total_steps}
-    message = (f"this machine does {rate:.2f} steps/s ({t.machine['precision']['chosen']}); the budget of "
-               f"{t.cfg.max_train_minutes:g} min covers {reach} of {t.total_steps} steps")
+    t.counters["budget"] = {
+        "steps_per_second": round(rate, 3),
+        "budget_minutes": t.cfg.max_train_minutes,
+        "steps_in_budget": reach,
+        "planned_steps": t.total_steps,
+    }
+    message = (
+        f"this machine does {rate:.2f} steps/s ({t.machine['precision']['chosen']}); the budget of "
+        f"{t.cfg.max_train_minutes:g} min covers {reach} of {t.total_steps} steps"
+    )
     if reach < t.total_steps / 4:
-        log.warning("%s: under a quarter of the plan. Expect a weaker model than the planned steps would give; raise "
-                    "max_train_minutes, or lower epochs/max_steps so that the schedule fits the budget.", message)
+        log.warning(
+            "%s: under a quarter of the plan. Expect a weaker model than the planned steps would give; raise "
+            "max_train_minutes, or lower epochs/max_steps so that the schedule fits the budget.",
+            message,
+        )
     else:
         log.info(message)
 
@@ -444,15 +539,27 @@ def tell_budget(t: Training, min_steps: int = 5, min_seconds: float = 2.0) -> No
 def log_training(t: Training) -> None:
     """The mean losses since the last log line (over every process) and the learning rate."""
     accelerator = t.accelerator
-    means = {k: accelerator.reduce(torch.tensor(v / t.running_n, device=accelerator.device), "mean").item()
-             for k, v in t.running.items()}
+    means = {
+        k: accelerator.reduce(torch.tensor(v / t.running_n, device=accelerator.device), "mean").item()
+        for k, v in t.running.items()
+    }
     lr = max(t.schedulers[0].get_last_lr())  # the head's when groups differ
     t.progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
     step = t.counters["step"]
     if t.main:
-        runlib.append_metrics(t.run_dir, {"step": step, "epoch": t.counters["epoch"], "split": "train", **means, "lr": lr,
-                                          "total_steps": t.total_steps, "train_seconds": round(t.counters["train_seconds"], 3),
-                                          "samples": t.counters["train_samples"]})
+        runlib.append_metrics(
+            t.run_dir,
+            {
+                "step": step,
+                "epoch": t.counters["epoch"],
+                "split": "train",
+                **means,
+                "lr": lr,
+                "total_steps": t.total_steps,
+                "train_seconds": round(t.counters["train_seconds"], 3),
+                "samples": t.counters["train_samples"],
+            },
+        )
     accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
     t.running, t.running_n = {}, 0
 
@@ -481,16 +588,30 @@ def evaluate_and_checkpoint(t: Training) -> bool:
     with timing.phase("evaluations"):
         metrics = t.task.evaluate(t.model, t.evaluation, t.accelerator) if t.evaluation is not None else {}
     value = metrics.get(metric)
-    better = value is None or improved(value, counters["best_metric"], metric, t.cfg, t.spec.lower_is_better, metrics.get("loss"),
-                                       counters.get("best_loss"))
+    better = value is None or improved(
+        value,
+        counters["best_metric"],
+        metric,
+        t.cfg,
+        t.spec.lower_is_better,
+        metrics.get("loss"),
+        counters.get("best_loss"),
+    )
     if better:
-        counters.update(best_metric=value, best_loss=metrics.get("loss"), best_step=counters["step"], stale_evals=0,
-                        best_validation=json.loads(json.dumps(metrics, default=float)) if metrics else None)
+        counters.update(
+            best_metric=value,
+            best_loss=metrics.get("loss"),
+            best_step=counters["step"],
+            stale_evals=0,
+            best_validation=json.loads(json.dumps(metrics, default=float)) if metrics else None,
+        )
     else:
         counters["stale_evals"] += 1
     if t.main:
-        runlib.append_metrics(t.run_dir, {"step": counters["step"], "epoch": counters["epoch"], "split": "validation",
-                                          **_scalars(metrics)})
+        runlib.append_metrics(
+            t.run_dir,
+            {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)},
+        )
     t.accelerator.log({f"validation/{k}": v for k, v in _scalars(metrics).items()}, step=counters["step"])
     if better:
         save(t, "best", with_state=False)
@@ -512,15 +633,19 @@ def _save(t: Training, name: str, with_state: bool) -> None:
     state_dict = accelerator.get_state_dict(t.model)
     if not all(torch.isfinite(v).all() for v in state_dict.values() if v.is_floating_point()):  # every rank: all stop
         # A finite loss can still leave NaN/inf weights after its update: never overwrite a good checkpoint with them.
-        raise ToolkitError(f"training diverged at step {t.counters['step']}: the weights hold NaN or inf. The checkpoints "
-                           f"in {t.run_dir} are from before it. Lower lr, or check the data.")
+        raise ToolkitError(
+            f"training diverged at step {t.counters['step']}: the weights hold NaN or inf. The checkpoints "
+            f"in {t.run_dir} are from before it. Lower lr, or check the data."
+        )
     if t.main:
+
         def write(tmp: Path) -> None:
             t.task.save(accelerator.unwrap_model(t.model), tmp, state_dict)
             if with_state:
                 ckpt.save_training_state(tmp, t.optimizers, t.schedulers, t.counters)
             else:
                 (tmp / ckpt.STATE_JSON).write_text(json.dumps(t.counters, indent=2))
+
         ckpt.write_atomically(t.run_dir / name, write)
     accelerator.wait_for_everyone()
 
@@ -543,12 +668,15 @@ def check_ranks_agree(accelerator, model) -> None:
     checksum = torch.stack([p.detach().float().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
     sums = accelerator.gather(checksum.reshape(1).to(accelerator.device))
     if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-6, atol=0):
-        raise ToolkitError(f"the {accelerator.num_processes} processes ended training with different weights "
-                           f"(checksums {sums.tolist()}): gradients were not averaged across them.")
+        raise ToolkitError(
+            f"the {accelerator.num_processes} processes ended training with different weights "
+            f"(checksums {sums.tolist()}): gradients were not averaged across them."
+        )
 
 
-def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str,
-                   machine: dict, metric: str) -> dict:
+def _final_results(
+    task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str, machine: dict, metric: str
+) -> dict:
     """Reload best/, run its finalizer (e.g. merge LoRA), score validation and test, write results and card."""
     best = run_dir / "best"
     accelerator.wait_for_everyone()
@@ -556,10 +684,17 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
     with timing.phase("reload_best"):
         ckpt.load_weights(unwrapped, best)
     model.eval()
-    results = {**task.info, "metric": metric, "best_step": counters["best_step"], "steps": counters["step"],
-               **_machine_record(machine), **({"budget": counters["budget"]} if counters.get("budget") else {}),
-               "train_seconds": round(counters["train_seconds"], 2), "train_samples": counters["train_samples"],
-               "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2)}
+    results = {
+        **task.info,
+        "metric": metric,
+        "best_step": counters["best_step"],
+        "steps": counters["step"],
+        **_machine_record(machine),
+        **({"budget": counters["budget"]} if counters.get("budget") else {}),
+        "train_seconds": round(counters["train_seconds"], 2),
+        "train_samples": counters["train_samples"],
+        "train_samples_per_second": round(counters["train_samples"] / max(counters["train_seconds"], 1e-9), 2),
+    }
     for split, dataset in (("validation", task.eval_set), ("test", task.test_set)):
         if split == "validation" and counters.get("best_validation") is not None:
             # best/ was scored on this same validation set when it was saved: the same weights give the same
@@ -576,8 +711,14 @@ def _final_results(task: Task, cfg: Config, model, accelerator, run_dir: Path, c
         if task.report is not None:
             task.report(results, run_dir)
         runlib.write_results(run_dir, results)
-        runlib.append_metrics(run_dir, {"step": counters["step"], "split": "final", **{
-            f"{s}/{k}": v for s in ("validation", "test") for k, v in _scalars(results.get(s, {})).items()}})
+        runlib.append_metrics(
+            run_dir,
+            {
+                "step": counters["step"],
+                "split": "final",
+                **{f"{s}/{k}": v for s in ("validation", "test") for k, v in _scalars(results.get(s, {})).items()},
+            },
+        )
         runlib.write_model_card(run_dir, cfg, results, command or runlib.command_line())
     accelerator.wait_for_everyone()
     return results

@@ -13,5 +13,6 @@ class TrainingStopped(Exception):
 
     def __init__(self, run_dir, step: int):
         self.run_dir, self.step = run_dir, step
-        super().__init__(f"stopped at step {step}; {run_dir}/last holds it. Continue exactly with: "
-                         f"toolkit train --resume {run_dir}")
+        super().__init__(
+            f"stopped at step {step}; {run_dir}/last holds it. Continue exactly with: toolkit train --resume {run_dir}"
+        )

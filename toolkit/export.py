@@ -42,12 +42,20 @@ def export_run(run_dir: Union[str, Path], checkpoint: str = "best", quantize: bo
 
     def write(tmp: Path) -> None:
         predictor = spec.export(folder, tmp / MODEL_FILE, cfg, quantize)
-        record = {"predictor": predictor, "file": MODEL_FILE, "quantized": "int8" if quantize else None,
-                  "opset": OPSET, "seconds": round(time.perf_counter() - tic, 1)}
+        record = {
+            "predictor": predictor,
+            "file": MODEL_FILE,
+            "quantized": "int8" if quantize else None,
+            "opset": OPSET,
+            "seconds": round(time.perf_counter() - tic, 1),
+        }
         (tmp / EXPORT_INFO).write_text(json.dumps(record, indent=2) + "\n")
 
-    again = f"toolkit export {run_dir}" + (f" --checkpoint {checkpoint}" if checkpoint != "best" else "") + \
-        (" --quantize int8" if quantize else "")
+    again = (
+        f"toolkit export {run_dir}"
+        + (f" --checkpoint {checkpoint}" if checkpoint != "best" else "")
+        + (" --quantize int8" if quantize else "")
+    )
     write_atomically(folder / EXPORT_DIR, write, again=again)
     log.info("exported %s to %s in %.1f s", folder, folder / EXPORT_DIR, time.perf_counter() - tic)
     return folder / EXPORT_DIR
@@ -64,16 +72,25 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
     cfg = read_run_config(run_dir)
     splits = [name for name in ("validation", "test") if getattr(cfg.data, name)]
     if not splits:
-        return {"skipped": "the run has no validation or test file configured (its validation rows were held out of "
-                           "data.train); score both with `toolkit eval RUN --data FILE` and `--backend torch`"}
+        return {
+            "skipped": "the run has no validation or test file configured (its validation rows were held out of "
+            "data.train); score both with `toolkit eval RUN --data FILE` and `--backend torch`"
+        }
     split = splits[0]
     metric = read_results(run_dir).get("metric") or get_task_metric(cfg)
-    scores = {backend: api.evaluate(run_dir, split=split, checkpoint=checkpoint, backend=backend).get(metric)
-              for backend in ("torch", "onnx")}
+    scores = {
+        backend: api.evaluate(run_dir, split=split, checkpoint=checkpoint, backend=backend).get(metric)
+        for backend in ("torch", "onnx")
+    }
     if scores["torch"] is None or scores["onnx"] is None:
         return {"skipped": f"the {split} scores have no '{metric}'"}
-    return {"split": split, "metric": metric, "torch": scores["torch"], "int8": scores["onnx"],
-            "change": scores["onnx"] - scores["torch"]}
+    return {
+        "split": split,
+        "metric": metric,
+        "torch": scores["torch"],
+        "int8": scores["onnx"],
+        "change": scores["onnx"] - scores["torch"],
+    }
 
 
 def get_task_metric(cfg) -> str:
@@ -94,8 +111,9 @@ def _require_onnx() -> None:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as err:
-        raise ToolkitError(f"exporting needs onnx, onnxscript and onnxruntime ({err.name} is missing): "
-                           "pip install 'toolkit[onnx]'.") from err
+        raise ToolkitError(
+            f"exporting needs onnx, onnxscript and onnxruntime ({err.name} is missing): pip install 'toolkit[onnx]'."
+        ) from err
 
 
 def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str:
@@ -137,9 +155,18 @@ def _export(module, inputs: dict, path: Path, quantize: bool) -> None:
     target = path.with_name("fp32.onnx") if quantize else path
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's to act on
-        program = torch.onnx.export(module, (), kwargs=inputs, dynamo=True, input_names=list(inputs),
-                                    output_names=["logits"], dynamic_shapes={n: {0: batch, 1: sequence} for n in inputs},
-                                    opset_version=OPSET, external_data=False, verbose=False)
+        program = torch.onnx.export(
+            module,
+            (),
+            kwargs=inputs,
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=["logits"],
+            dynamic_shapes={n: {0: batch, 1: sequence} for n in inputs},
+            opset_version=OPSET,
+            external_data=False,
+            verbose=False,
+        )
     program.save(str(target), external_data=False)
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -147,5 +174,7 @@ def _export(module, inputs: dict, path: Path, quantize: bool) -> None:
         logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # its "pre-process first" hint
         # Per-channel int8 weights of the matrix products only: on rt-polarity this kept test accuracy within
         # 0.2 points of fp32 (per-tensor weights, or quantized embeddings too, moved it by 0.6-1.1 points).
-        quantize_dynamic(str(target), str(path), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(
+            str(target), str(path), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
         target.unlink()

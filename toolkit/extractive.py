@@ -23,6 +23,7 @@ from .models import save_tokenizer
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
 
+
 def rouge_scorer():
     from rouge_score import rouge_scorer as rs
 
@@ -53,8 +54,13 @@ def trigrams(sentence: str) -> set[tuple[str, str, str]]:
     return set(zip(words, words[1:], words[2:]))
 
 
-def select_sentences(sentences: list[str], scores: list[float], max_sentences: int = 1, max_words: int | None = None,
-                     block_trigrams: bool = True) -> list[int]:
+def select_sentences(
+    sentences: list[str],
+    scores: list[float],
+    max_sentences: int = 1,
+    max_words: int | None = None,
+    block_trigrams: bool = True,
+) -> list[int]:
     """Indices, in document order, of the best-scoring sentences: at most ``max_sentences`` of them and
     ``max_words`` words in all, skipping any that repeats a trigram of one already picked (trigram blocking,
     Paulus et al. 2018). When no sentence fits the word budget, the best one alone (the caller cuts it)."""
@@ -88,8 +94,9 @@ class SentenceScorer(nn.Module):
         self.position = nn.Embedding(max_sentences, hidden)
         nn.init.normal_(self.position.weight, std=0.02)
         heads = next(h for h in (hidden // 64, 8, 6, 4, 3, 2, 1) if h and hidden % h == 0)
-        layer = nn.TransformerEncoderLayer(hidden, nhead=heads, dim_feedforward=2 * hidden, dropout=0.1,
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            hidden, nhead=heads, dim_feedforward=2 * hidden, dropout=0.1, batch_first=True, norm_first=True
+        )
         self.context = nn.TransformerEncoder(layer, head_layers, enable_nested_tensor=False) if head_layers else None
         self.score = nn.Linear(hidden, 1)
 
@@ -133,7 +140,7 @@ def encode_document(sentences: list[str], tokenizer, max_length: int) -> tuple[d
             cut = True
             break
         cut = cut or len(piece) > room - 2
-        piece = [tokenizer.cls_token_id, *piece[:room - 2], tokenizer.sep_token_id]
+        piece = [tokenizer.cls_token_id, *piece[: room - 2], tokenizer.sep_token_id]
         ids += piece
         sentence_ids += [i] * len(piece)
     kept = sentence_ids[-1] + 1 if sentence_ids else 0
@@ -143,17 +150,23 @@ def encode_document(sentences: list[str], tokenizer, max_length: int) -> tuple[d
 def collate(tokenizer, multiple: int = 8):
     """Pad a list of encoded documents: ids with the pad token, sentence ids with -1, labels with 0; lengths
     rounded up to a ``multiple`` (what GPU kernels like)."""
+
     def pad(features: list[dict]) -> dict:
         length = -(-max(len(f["input_ids"]) for f in features) // multiple) * multiple
         count = max(max(f["sentence_ids"]) + 1 for f in features)
         batch = {
-            "input_ids": torch.tensor([f["input_ids"] + [tokenizer.pad_token_id] * (length - len(f["input_ids"])) for f in features]),
-            "attention_mask": torch.tensor([f["attention_mask"] + [0] * (length - len(f["input_ids"])) for f in features]),
+            "input_ids": torch.tensor(
+                [f["input_ids"] + [tokenizer.pad_token_id] * (length - len(f["input_ids"])) for f in features]
+            ),
+            "attention_mask": torch.tensor(
+                [f["attention_mask"] + [0] * (length - len(f["input_ids"])) for f in features]
+            ),
             "sentence_ids": torch.tensor([f["sentence_ids"] + [-1] * (length - len(f["input_ids"])) for f in features]),
         }
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] + [0.0] * (count - len(f["labels"])) for f in features])
         return batch
+
     return pad
 
 
@@ -180,7 +193,8 @@ def encode_split(table, text: str, summary: str, tokenizer, cfg, scorer) -> Docu
 
 
 def no_pooler(config) -> dict:
-    """BERT-style models take add_pooling_layer (the pooler is unused here); DistilBERT, DeBERTa and ELECTRA have none."""
+    """BERT-style models take add_pooling_layer (the pooler is unused here); DistilBERT, DeBERTa and ELECTRA have
+    none."""
     return {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "xlm-roberta", "camembert") else {}
 
 
@@ -193,29 +207,41 @@ def build_extractive_task(cfg, text: str, summary: str, score):
     from .models import load_tokenizer, resolve_model_source
 
     if cfg.peft.enabled:
-        raise ToolkitError("extractive summarization fine-tunes the whole encoder: set peft.enabled=false "
-                           "(LoRA is for the abstractive models).")
+        raise ToolkitError(
+            "extractive summarization fine-tunes the whole encoder: set peft.enabled=false "
+            "(LoRA is for the abstractive models)."
+        )
     ext = cfg.extractive
     if ext.max_sentences < 1 or (ext.max_words is not None and ext.max_words < 1):
-        raise ToolkitError("extractive.max_sentences and extractive.max_words must be at least 1 (leave max_words "
-                           "unset for no word limit).")
+        raise ToolkitError(
+            "extractive.max_sentences and extractive.max_words must be at least 1 (leave max_words "
+            "unset for no word limit)."
+        )
     splits = load_splits(cfg, [text, summary], [text, summary])
     source = resolve_model_source(cfg.model)
     with hub_guard(source):
         config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
     if config.is_encoder_decoder:
-        raise ToolkitError(f"model '{cfg.model}' is an encoder-decoder; extractive summarization needs an encoder "
-                           "such as BERT or MiniLM. Set extractive.enabled=false to fine-tune it abstractively.")
+        raise ToolkitError(
+            f"model '{cfg.model}' is an encoder-decoder; extractive summarization needs an encoder "
+            "such as BERT or MiniLM. Set extractive.enabled=false to fine-tune it abstractively."
+        )
     tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ToolkitError(f"the tokenizer of '{cfg.model}' has no [CLS]/[SEP]-style tokens to mark sentences; "
-                           "use a BERT-family encoder (BERT, MiniLM, RoBERTa, DistilBERT).")
+        raise ToolkitError(
+            f"the tokenizer of '{cfg.model}' has no [CLS]/[SEP]-style tokens to mark sentences; "
+            "use a BERT-family encoder (BERT, MiniLM, RoBERTa, DistilBERT)."
+        )
     with hub_guard(source):
         # No dropout on attention probabilities: over a whole document's tokens (up to 512) sampling that mask cost
         # more than the attention itself on the CPU, and without it SDPA takes its fused kernel.
-        encoder = AutoModel.from_pretrained(source, trust_remote_code=cfg.trust_remote_code, **no_pooler(config),
-                                            attention_probs_dropout_prob=0.0, attn_implementation="sdpa"
-                                            if cfg.attn_implementation == "auto" else cfg.attn_implementation)
+        encoder = AutoModel.from_pretrained(
+            source,
+            trust_remote_code=cfg.trust_remote_code,
+            **no_pooler(config),
+            attention_probs_dropout_prob=0.0,
+            attn_implementation="sdpa" if cfg.attn_implementation == "auto" else cfg.attn_implementation,
+        )
     cfg.max_length = min(cfg.max_length, getattr(config, "max_position_embeddings", cfg.max_length))
     model = SentenceScorer(encoder, cfg.extractive.head_layers, cfg.extractive.max_position)
     scorer = rouge_scorer()
@@ -234,8 +260,7 @@ def build_extractive_task(cfg, text: str, summary: str, score):
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, cfg.extractive, score),
         save=save,
         train_lengths=[len(f["input_ids"]) for f in features["train"]],
-        info={"source": text, "target": summary,
-              "examples": list(splits.get("validation", splits["train"])[text][:5])},
+        info={"source": text, "target": summary, "examples": list(splits.get("validation", splits["train"])[text][:5])},
     )
 
 
@@ -251,7 +276,7 @@ def evaluate(model, loader, accelerator, ext, score) -> dict:
     docs = loader.dataset
     hypotheses = []
     for sentences, logits in zip(docs.sentences, rows):
-        scores = logits[:len(sentences)].tolist()
+        scores = logits[: len(sentences)].tolist()
         chosen = select_sentences(sentences, scores, ext.max_sentences, ext.max_words, ext.block_trigrams)
         hypotheses.append(join_summary(sentences, chosen, ext.max_words))
     return {"loss": float(torch.cat(losses).mean()), **score(hypotheses, docs.references)}
@@ -262,11 +287,15 @@ def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict
     from safetensors.torch import save_file
 
     state_dict = state_dict if state_dict is not None else model.state_dict()
-    save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, Path(folder) / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.detach().contiguous() for k, v in state_dict.items()},
+        Path(folder) / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     model.encoder.config.save_pretrained(folder)
-    (Path(folder) / HEAD_CONFIG).write_text(json.dumps({
-        "head_layers": ext.head_layers, "max_position": ext.max_position}, indent=2))
+    (Path(folder) / HEAD_CONFIG).write_text(
+        json.dumps({"head_layers": ext.head_layers, "max_position": ext.max_position}, indent=2)
+    )
     save_tokenizer(tokenizer, folder)
 
 

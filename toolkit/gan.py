@@ -19,7 +19,9 @@ def upsamplings(size: int) -> int:
     for k in range(1, 6):
         if size % 2**k == 0 and size // 2**k <= 8:
             return k
-    raise ToolkitError(f"image.size={size} does not work for the DCGAN: use a multiple of 4 from 16 to 128 (e.g. 28, 32, 64).")
+    raise ToolkitError(
+        f"image.size={size} does not work for the DCGAN: use a multiple of 4 from 16 to 128 (e.g. 28, 32, 64)."
+    )
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -106,7 +108,9 @@ class GAN(nn.Module):
         self.generator = Generator(gan_cfg.latent_dim, gan_cfg.channels, size, image_channels, n)
         self.discriminator = Discriminator(gan_cfg.channels, size, image_channels, n, gan_cfg.spectral_norm)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False)
-        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))  # saved, so a resume continues the warm-up
+        self.register_buffer(
+            "ema_updates", torch.zeros((), dtype=torch.long)
+        )  # saved, so a resume continues the warm-up
         self.latent_dim, self.num_classes = gan_cfg.latent_dim, n
 
     @torch.no_grad()
@@ -155,7 +159,9 @@ def grid_labels(rows: int, num_classes: int) -> torch.Tensor | None:
 def freeze_lower_blocks(discriminator: Discriminator, count: int) -> None:
     """FreezeD: keep the discriminator's first ``count`` blocks as they were trained on the source data."""
     if count > len(discriminator.blocks):
-        raise ToolkitError(f"gan.freeze_d_layers={count}, but the discriminator has {len(discriminator.blocks)} blocks.")
+        raise ToolkitError(
+            f"gan.freeze_d_layers={count}, but the discriminator has {len(discriminator.blocks)} blocks."
+        )
     for block in discriminator.blocks[:count]:
         block.requires_grad_(False)
 
@@ -163,14 +169,23 @@ def freeze_lower_blocks(discriminator: Discriminator, count: int) -> None:
 def load_matching(model: GAN, state: dict, source: str) -> None:
     """Load a checkpoint into ``model``; parameters that do not match are named in the error."""
     target = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in state.items() if k in target and v.shape != target[k].shape]
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
+        for k, v in state.items()
+        if k in target and v.shape != target[k].shape
+    ]
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
     if wrong or missing or unexpected:
-        parts = [f"shapes differ: {', '.join(wrong[:5])}" if wrong else "", f"missing: {', '.join(missing[:5])}" if missing else "",
-                 f"not in this model: {', '.join(unexpected[:5])}" if unexpected else ""]
-        raise ToolkitError(f"gan.init_from '{source}' is another architecture ({'; '.join(p for p in parts if p)}). "
-                           "Use the same image.size, image.channels, gan.latent_dim, gan.channels and gan.conditional as that run.")
+        parts = [
+            f"shapes differ: {', '.join(wrong[:5])}" if wrong else "",
+            f"missing: {', '.join(missing[:5])}" if missing else "",
+            f"not in this model: {', '.join(unexpected[:5])}" if unexpected else "",
+        ]
+        raise ToolkitError(
+            f"gan.init_from '{source}' is another architecture ({'; '.join(p for p in parts if p)}). "
+            "Use the same image.size, image.channels, gan.latent_dim, gan.channels and gan.conditional as that run."
+        )
     model.load_state_dict(state)
 
 
@@ -213,7 +228,9 @@ class ClassifierFeatures(nn.Module):
             if folder is None:
                 raise ToolkitError(f"run '{source}' has no best/ checkpoint yet. Train it first with `toolkit train`.")
             if not (folder / IMAGE_CONFIG).is_file():
-                raise ToolkitError(f"'{source}' is not an image-classification run: FID needs one as its feature extractor.")
+                raise ToolkitError(
+                    f"'{source}' is not an image-classification run: FID needs one as its feature extractor."
+                )
             model, self.data = load_checkpoint(folder)  # the checkpoint alone, as the image predictor loads it
             self.model, self.labels = model.eval(), self.data["labels"]
         else:
@@ -221,7 +238,9 @@ class ClassifierFeatures(nn.Module):
             self.data, self.labels = self.model.toolkit_data, []
         self.register_buffer("mean", torch.tensor(self.data["mean"]).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(self.data["std"]).view(1, -1, 1, 1))
-        self.num_features = int(self.embed(torch.zeros(1, self.data["channels"], self.data["size"], self.data["size"])).shape[1])
+        self.num_features = int(
+            self.embed(torch.zeros(1, self.data["channels"], self.data["size"], self.data["size"])).shape[1]
+        )
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         images = images.float()
@@ -229,7 +248,9 @@ class ClassifierFeatures(nn.Module):
         if images.shape[1] != channels:
             images = images.mean(1, keepdim=True) if channels == 1 else images.expand(-1, 3, -1, -1)
         if images.shape[-1] != self.data["size"] or images.shape[-2] != self.data["size"]:
-            images = F.interpolate(images, size=(self.data["size"],) * 2, mode="bilinear", antialias=True, align_corners=False)
+            images = F.interpolate(
+                images, size=(self.data["size"],) * 2, mode="bilinear", antialias=True, align_corners=False
+            )
         return (images - self.mean) / self.std
 
     @torch.no_grad()
@@ -240,7 +261,9 @@ class ClassifierFeatures(nn.Module):
         if hasattr(self.model, "forward_head"):  # timm: pooled features before the classifier
             return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         out = self.model(pixel_values=x, output_hidden_states=True)  # transformers: pooled last hidden state
-        return out.hidden_states[-1].mean(dim=(2, 3)) if out.hidden_states[-1].ndim == 4 else out.hidden_states[-1][:, 0]
+        return (
+            out.hidden_states[-1].mean(dim=(2, 3)) if out.hidden_states[-1].ndim == 4 else out.hidden_states[-1][:, 0]
+        )
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
@@ -261,8 +284,10 @@ def imagenet_backbone(name: str) -> nn.Module:
     except ToolkitError as err:
         raise ToolkitError(f"gan.eval_classifier: {err}") from None
     if kind != "timm":
-        raise ToolkitError(f"gan.eval_classifier '{name}' is neither a run folder nor a timm model name "
-                           "(e.g. tf_efficientnet_lite0, whose ImageNet weights are packaged).")
+        raise ToolkitError(
+            f"gan.eval_classifier '{name}' is neither a run folder nor a timm model name "
+            "(e.g. tf_efficientnet_lite0, whose ImageNet weights are packaged)."
+        )
     model, data, spec = _timm_model(name, True, 0, 3)
     model.toolkit_data = {**data, **spec, "kind": kind, "num_classes": 0}
     return model.eval()
@@ -274,8 +299,10 @@ def sample_for_metrics(gan: GAN, count: int, seed: int, batch: int = 256) -> tup
     z = fixed_noise(count, gan.latent_dim, seed + 1)
     labels = torch.arange(count) % gan.num_classes if gan.num_classes else None
     device = next(gan.parameters()).device
-    out = [gan.sample(z[i:i + batch].to(device), None if labels is None else labels[i:i + batch].to(device)).cpu()
-           for i in range(0, count, batch)]
+    out = [
+        gan.sample(z[i : i + batch].to(device), None if labels is None else labels[i : i + batch].to(device)).cpu()
+        for i in range(0, count, batch)
+    ]
     return (torch.cat(out) + 1) / 2, labels
 
 
@@ -290,18 +317,23 @@ class GenerationScorer:
 
         self.features = features
         self.fid = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False)
-        self.kid = KernelInceptionDistance(feature=features, normalize=True, subset_size=min(100, len(real)), subsets=20,
-                                           reset_real_features=False)
+        self.kid = KernelInceptionDistance(
+            feature=features, normalize=True, subset_size=min(100, len(real)), subsets=20, reset_real_features=False
+        )
         for metric in (self.fid, self.kid):
             for chunk in real.split(512):
                 metric.update(chunk, real=True)
 
-    def __call__(self, fake: torch.Tensor, fake_labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+    def __call__(
+        self, fake: torch.Tensor, fake_labels: torch.Tensor | None = None, names: list[str] | None = None
+    ) -> dict:
         """Scores of ``fake``; for a conditional model also how often the classifier sees the asked-for class,
         overall and per class."""
         if len(fake) < self.kid.subset_size:
-            raise ToolkitError(f"{len(fake)} generated images are fewer than KID's subset of {self.kid.subset_size}: "
-                               "raise gan.eval_samples.")
+            raise ToolkitError(
+                f"{len(fake)} generated images are fewer than KID's subset of {self.kid.subset_size}: "
+                "raise gan.eval_samples."
+            )
         for metric in (self.fid, self.kid):
             metric.reset()  # the fake features only
             for chunk in fake.split(512):
@@ -319,7 +351,12 @@ class GenerationScorer:
         return out
 
 
-def generation_metrics(real: torch.Tensor, fake: torch.Tensor, features: ClassifierFeatures,
-                       fake_labels: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+def generation_metrics(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    features: ClassifierFeatures,
+    fake_labels: torch.Tensor | None = None,
+    names: list[str] | None = None,
+) -> dict:
     """One-off FID/KID (and class accuracy) of ``fake`` against ``real``; see GenerationScorer."""
     return GenerationScorer(real, features)(fake, fake_labels, names)

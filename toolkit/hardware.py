@@ -95,8 +95,12 @@ def _sysctl_cpu_model() -> Optional[str]:
     import subprocess
 
     try:
-        return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -163,16 +167,22 @@ def choose_precision(requested: str, machine: Machine, measure=None) -> Precisio
             found = sorted(f for f in NATIVE_BF16_X86 + NATIVE_BF16_ARM if f in machine.cpu_flags)
             return PrecisionChoice("bf16", f"{machine.cpu_model} computes bf16 natively ({', '.join(found)})")
         if native is False:
-            return PrecisionChoice("no", f"{machine.cpu_model} has no native bf16 (no AMX or AVX512-BF16): "
-                                         f"fp32 is faster there")
+            return PrecisionChoice(
+                "no", f"{machine.cpu_model} has no native bf16 (no AMX or AVX512-BF16): fp32 is faster there"
+            )
     speeds = (measure or measured_speeds)(machine)
     faster = "bf16" if speeds["bf16"] < 0.9 * speeds["no"] else "no"
-    return PrecisionChoice(faster, f"measured on {machine.gpu_name or machine.cpu_model}: a step took "
-                                   f"{speeds['bf16'] * 1e3:.1f} ms in bf16, {speeds['no'] * 1e3:.1f} ms in fp32")
+    return PrecisionChoice(
+        faster,
+        f"measured on {machine.gpu_name or machine.cpu_model}: a step took "
+        f"{speeds['bf16'] * 1e3:.1f} ms in bf16, {speeds['no'] * 1e3:.1f} ms in fp32",
+    )
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "toolkit")
+    base = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "toolkit"
+    )
     return Path(base)
 
 
@@ -243,8 +253,11 @@ def describe(machine: Optional[Machine] = None) -> str:
     if flags is None:
         isa = "flags unknown"
     else:
-        found = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "asimd")
-                 if f in flags]
+        found = [
+            f
+            for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "asimd")
+            if f in flags
+        ]
         isa = ", ".join(found) or "no AVX2/AVX-512/AMX"
         isa += "; native bf16" if native_bf16_cpu(flags) else "; no native bf16"
     line = f"CPU: {machine.cpu_model} ({machine.architecture}; {isa}), {machine.usable_cpus} usable CPUs"

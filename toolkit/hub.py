@@ -52,5 +52,9 @@ def hub_guard(repo_id: str, repo_type: str = "model"):
         yield
     except (OSError, ValueError) as err:
         if hub_offline():
-            raise ToolkitError(f"cannot load {kind} '{repo_id}': it is not a local path or cached, and HF_HUB_OFFLINE=1 is set. {fix}") from err
-        raise ToolkitError(f"cannot load {kind} '{repo_id}' from the hub: {err}. Check the id, or give a local folder or file.") from err
+            raise ToolkitError(
+                f"cannot load {kind} '{repo_id}': it is not a local path or cached, and HF_HUB_OFFLINE=1 is set. {fix}"
+            ) from err
+        raise ToolkitError(
+            f"cannot load {kind} '{repo_id}' from the hub: {err}. Check the id, or give a local folder or file."
+        ) from err

@@ -47,7 +47,9 @@ class ImageSet:
         return ImageSet([self.items[i] for i in keep], [self.labels[i] for i in keep], self.where)
 
 
-def load_images(source: str, where: str, split: str = "train", image_column: str = "image", label_column: str = "label") -> ImageSet:
+def load_images(
+    source: str, where: str, split: str = "train", image_column: str = "image", label_column: str = "label"
+) -> ImageSet:
     """Load an image source; see the module docstring for the kinds of source."""
     match = _SLICE.fullmatch(source.strip())
     base = match["base"] if match else source.strip()
@@ -56,7 +58,9 @@ def load_images(source: str, where: str, split: str = "train", image_column: str
         part = slice(int(match["start"]) if match["start"] else None, int(match["stop"]) if match["stop"] else None)
         keep = range(len(images))[part]
         if not keep:
-            raise ToolkitError(f"{where}: the slice [{match['start']}:{match['stop']}] of '{base}' ({len(images)} images) is empty.")
+            raise ToolkitError(
+                f"{where}: the slice [{match['start']}:{match['stop']}] of '{base}' ({len(images)} images) is empty."
+            )
         images = images.select(keep)
     return images
 
@@ -65,12 +69,18 @@ def _load_unsliced(source: str, where: str, split: str, image_column: str, label
     if source == "sklearn:digits":
         return _sklearn_digits(where)
     if source.startswith("sklearn:"):
-        raise ToolkitError(f"{where}: unknown built-in source '{source}'. Built-in sources: {', '.join(BUILTIN_SOURCES)}.")
+        raise ToolkitError(
+            f"{where}: unknown built-in source '{source}'. Built-in sources: {', '.join(BUILTIN_SOURCES)}."
+        )
     path = Path(source)
     if path.is_dir():
         if _idx_files(path):
             return _mnist_idx(path, where)
-        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        if (
+            (path / "dataset_info.json").is_file()
+            or (path / "dataset_dict.json").is_file()
+            or (path / "state.json").is_file()
+        ):
             return _hub_images(source, where, split, image_column, label_column)
         return _image_folder(path, where)
     if path.is_file():
@@ -78,18 +88,24 @@ def _load_unsliced(source: str, where: str, split: str, image_column: str, label
             return _csv_manifest(path, where)
         if "idx3" in path.name:
             return _mnist_idx(path.parent, where)
-        raise ToolkitError(f"{where}: '{source}' is a file but not a CSV manifest (path,label). Give a folder of class "
-                           "subfolders, a CSV manifest, MNIST IDX files, a hub id or sklearn:digits.")
+        raise ToolkitError(
+            f"{where}: '{source}' is a file but not a CSV manifest (path,label). Give a folder of class "
+            "subfolders, a CSV manifest, MNIST IDX files, a hub id or sklearn:digits."
+        )
     if source.startswith((".", "/")) or "/" not in source:
-        raise ToolkitError(f"{where}: '{source}' does not exist. Give a folder of class subfolders, a CSV manifest "
-                           "(path,label), a folder with MNIST IDX files, a hub dataset id, or sklearn:digits.")
+        raise ToolkitError(
+            f"{where}: '{source}' does not exist. Give a folder of class subfolders, a CSV manifest "
+            "(path,label), a folder with MNIST IDX files, a hub dataset id, or sklearn:digits."
+        )
     return _hub_images(source, where, split, image_column, label_column)
 
 
 def _image_folder(root: Path, where: str) -> ImageSet:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ToolkitError(f"{where}: folder '{root}' has no class subfolders. Lay images out as {root}/<label>/<image>.")
+        raise ToolkitError(
+            f"{where}: folder '{root}' has no class subfolders. Lay images out as {root}/<label>/<image>."
+        )
     items, labels = [], []
     for folder in classes:
         files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
@@ -104,11 +120,15 @@ def _csv_manifest(path: Path, where: str) -> ImageSet:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
-        raise ToolkitError(f"{where}: manifest '{path}' has no rows. It needs a header `path,label` and one row per image.")
+        raise ToolkitError(
+            f"{where}: manifest '{path}' has no rows. It needs a header `path,label` and one row per image."
+        )
     missing = [c for c in ("path", "label") if c not in rows[0]]
     if missing:
-        raise ToolkitError(f"{where}: manifest '{path}' has no column {' or '.join(missing)} (columns: {', '.join(rows[0])}). "
-                           "Its header must be `path,label`; paths are relative to the manifest's folder.")
+        raise ToolkitError(
+            f"{where}: manifest '{path}' has no column {' or '.join(missing)} (columns: {', '.join(rows[0])}). "
+            "Its header must be `path,label`; paths are relative to the manifest's folder."
+        )
     items = [str((path.parent / r["path"]) if not Path(r["path"]).is_absolute() else Path(r["path"])) for r in rows]
     return ImageSet(items, [str(r["label"]) for r in rows], where)
 
@@ -133,7 +153,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ToolkitError(f"'{path}' is not an IDX file of unsigned bytes (bad magic number).")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
         raise ToolkitError(f"'{path}' is truncated: its header says {shape} but it holds {array.size} bytes.")
@@ -143,10 +163,14 @@ def _read_idx(path: Path) -> np.ndarray:
 def _mnist_idx(folder: Path, where: str) -> ImageSet:
     found = _idx_files(folder)
     if found is None:
-        raise ToolkitError(f"{where}: '{folder}' needs both an *idx3-ubyte[.gz] images file and an *idx1-ubyte[.gz] labels file.")
+        raise ToolkitError(
+            f"{where}: '{folder}' needs both an *idx3-ubyte[.gz] images file and an *idx1-ubyte[.gz] labels file."
+        )
     images, labels = _read_idx(found[0]), _read_idx(found[1])
     if len(images) != len(labels):
-        raise ToolkitError(f"{where}: {found[0].name} has {len(images)} images but {found[1].name} has {len(labels)} labels.")
+        raise ToolkitError(
+            f"{where}: {found[0].name} has {len(images)} images but {found[1].name} has {len(labels)} labels."
+        )
     return ImageSet(list(images), [str(int(t)) for t in labels], where)
 
 
@@ -170,8 +194,12 @@ def load_splits(cfg) -> tuple[dict, int]:
         found = load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
         return keep_classes(found, cfg.data.classes, cfg.data.max_per_class if split == "train" else None)
 
-    loaded = splits.load_splits(cfg, load_split, "an image folder (one subfolder per class), a CSV manifest "
-                                "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits")
+    loaded = splits.load_splits(
+        cfg,
+        load_split,
+        "an image folder (one subfolder per class), a CSV manifest "
+        "(path,label), a folder of MNIST IDX files, a hub dataset id or sklearn:digits",
+    )
     skipped = 0
     for split, images in loaded.items():  # after sampling: only the images that will be used are decoded
         loaded[split], bad = drop_unreadable(images)
@@ -185,8 +213,10 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
         wanted = {str(c) for c in classes}
         missing = sorted(wanted - set(images.labels))
         if missing:
-            raise ToolkitError(f"{images.where} has no images of data.classes {', '.join(missing)} "
-                               f"(its labels: {', '.join(label_names(images.labels)[:20])}).")
+            raise ToolkitError(
+                f"{images.where} has no images of data.classes {', '.join(missing)} "
+                f"(its labels: {', '.join(label_names(images.labels)[:20])})."
+            )
     seen: dict[str, int] = {}
     keep = []
     for i, label in enumerate(images.labels):
@@ -258,7 +288,10 @@ def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
         buffer = np.fromfile(item, dtype=np.uint8)
         if not buffer.size:
             return False
-        return cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None or cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) is not None
+        return (
+            cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+            or cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) is not None
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:  # OpenCV releases the GIL while decoding
         ok = list(pool.map(readable, images.items))
@@ -275,7 +308,9 @@ def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
 
 def is_random(image_cfg, train: bool) -> bool:
     """Whether the training transform draws random numbers (else every epoch sees the same tensors)."""
-    return train and bool(image_cfg.random_resized_crop or image_cfg.hflip or image_cfg.rotation or image_cfg.color_jitter)
+    return train and bool(
+        image_cfg.random_resized_crop or image_cfg.hflip or image_cfg.rotation or image_cfg.color_jitter
+    )
 
 
 def build_transform(image_cfg, data: dict, train: bool):
@@ -295,7 +330,9 @@ def build_transform(image_cfg, data: dict, train: bool):
             steps.append(v2.RandomRotation(image_cfg.rotation))
         if image_cfg.color_jitter:
             amount = image_cfg.color_jitter
-            steps.append(v2.ColorJitter(brightness=amount, contrast=amount, saturation=amount if data["channels"] == 3 else 0))
+            steps.append(
+                v2.ColorJitter(brightness=amount, contrast=amount, saturation=amount if data["channels"] == 3 else 0)
+            )
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(data["mean"], data["std"])]
     return v2.Compose(steps)
 

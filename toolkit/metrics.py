@@ -49,13 +49,44 @@ def summarization_metrics(hypotheses: list[str], references: list[str]) -> dict:
         for kind in kinds:
             totals[kind] += scores[kind].fmeasure
     n = max(len(hypotheses), 1)
-    return {**{k: 100 * v / n for k, v in totals.items()},
-            "gen_len": sum(len(h.split()) for h in hypotheses) / n, "count": len(hypotheses)}
+    return {
+        **{k: 100 * v / n for k, v in totals.items()},
+        "gen_len": sum(len(h.split()) for h in hypotheses) / n,
+        "count": len(hypotheses),
+    }
 
 
 # A period after these is not a sentence end (scientific text is full of them).
-_ABBREVIATIONS = {"e.g", "i.e", "et al", "al", "etc", "fig", "figs", "eq", "eqs", "vs", "cf", "approx", "resp", "sec",
-                  "dr", "mr", "mrs", "ms", "prof", "st", "jr", "inc", "ltd", "co", "u.s", "ph.d", "ref", "refs"}
+_ABBREVIATIONS = {
+    "e.g",
+    "i.e",
+    "et al",
+    "al",
+    "etc",
+    "fig",
+    "figs",
+    "eq",
+    "eqs",
+    "vs",
+    "cf",
+    "approx",
+    "resp",
+    "sec",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "prof",
+    "st",
+    "jr",
+    "inc",
+    "ltd",
+    "co",
+    "u.s",
+    "ph.d",
+    "ref",
+    "refs",
+}
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
@@ -65,11 +96,11 @@ def split_sentences(text: str) -> list[str]:
     text = " ".join(text.split())
     sentences, start = [], 0
     for match in _BOUNDARY.finditer(text):
-        before, after = text[start:match.start()], text[match.end():match.end() + 1]
+        before, after = text[start : match.start()], text[match.end() : match.end() + 1]
         last_word = before.rsplit(" ", 1)[-1].rstrip(".!?").lstrip("([{\"'").lower()
         if last_word in _ABBREVIATIONS or after.islower():
             continue
-        sentences.append(text[start:match.end()].strip())
+        sentences.append(text[start : match.end()].strip())
         start = match.end()
     if text[start:].strip():
         sentences.append(text[start:].strip())

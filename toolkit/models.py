@@ -20,7 +20,6 @@ _PACKAGED = {
 }
 
 
-
 def without_gradients(function: Callable) -> Callable:
     """``torch.no_grad()`` as a decorator that imports torch only when the function runs (recipes and the settings
     they declare are read without torch)."""
@@ -35,6 +34,7 @@ def without_gradients(function: Callable) -> Callable:
 
     return wrapper
 
+
 def resolve_model_source(name: str) -> str:
     """A local folder for ``name``: itself, a packaged copy of a hub model, or the hub id unchanged."""
     if Path(name).expanduser().is_dir():
@@ -46,7 +46,10 @@ def resolve_model_source(name: str) -> str:
         except ImportError:
             log.info("%s is not installed (%s); loading %s from the hub", module, install, name)
     if name.startswith((".", "/", "~")):
-        raise ToolkitError(f"model folder '{name}' does not exist. Give an existing folder or a hub id such as '{next(iter(_PACKAGED))}'.")
+        raise ToolkitError(
+            f"model folder '{name}' does not exist. "
+            f"Give an existing folder or a hub id such as '{next(iter(_PACKAGED))}'."
+        )
     return name
 
 
@@ -94,15 +97,22 @@ def from_pretrained_quietly(cls, source: str, **kwargs):
             model, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(before)
-    keys = [k[0] if isinstance(k, (tuple, list)) else k for k in [*info.get("missing_keys", []), *info.get("mismatched_keys", [])]]
+    keys = [
+        k[0] if isinstance(k, (tuple, list)) else k
+        for k in [*info.get("missing_keys", []), *info.get("mismatched_keys", [])]
+    ]
     new = [k for k in keys if ".pooler." not in k and not k.startswith("pooler.")]
     if new:
         names = sorted({k.rsplit(".", 1)[0] for k in new})
-        log.info("initialised new weights not in %s: %s", source, ", ".join(names[:4]) + (" ..." if len(names) > 4 else ""))
+        log.info(
+            "initialised new weights not in %s: %s", source, ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+        )
     return model
 
 
-def load_text_classifier(name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"):
+def load_text_classifier(
+    name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"
+):
     """A sequence classifier with a fresh head sized for ``labels`` (names kept in its config)."""
     from transformers import AutoModelForSequenceClassification
 
@@ -134,8 +144,10 @@ def apply_lora(model, settings: PeftConfig, task_type: str):
     try:
         model = get_peft_model(model, config)
     except ValueError as err:
-        raise ToolkitError(f"LoRA could not be applied: {err}. Set peft.target_modules to module names of this model "
-                           f"(e.g. query,value for BERT).") from err
+        raise ToolkitError(
+            f"LoRA could not be applied: {err}. Set peft.target_modules to module names of this model "
+            f"(e.g. query,value for BERT)."
+        ) from err
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
     return model
@@ -172,7 +184,10 @@ def save_tokenizer(tokenizer, folder: Path) -> None:
     if path.is_file():
         config = json.loads(path.read_text())
         if any(flag in config for flag in MACHINE_FLAGS):
-            path.write_text(json.dumps({k: v for k, v in config.items() if k not in MACHINE_FLAGS}, indent=2, ensure_ascii=False) + "\n")
+            path.write_text(
+                json.dumps({k: v for k, v in config.items() if k not in MACHINE_FLAGS}, indent=2, ensure_ascii=False)
+                + "\n"
+            )
 
 
 def lora_merge_finalizer(cfg, save: Callable):

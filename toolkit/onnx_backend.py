@@ -32,8 +32,9 @@ class OnnxTextClassifier(Predictor):
         # ONNX Runtime sizes its pool from every core of the host, cgroup quota or not: the CPUs this process may use.
         options.intra_op_num_threads = hardware.torch_threads()
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(self.folder / EXPORT_DIR / export["file"]), options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            str(self.folder / EXPORT_DIR / export["file"]), options, providers=["CPUExecutionProvider"]
+        )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.quantized = export.get("quantized")
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
@@ -57,8 +58,11 @@ class OnnxTextClassifier(Predictor):
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
-        columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
-                   "token_type_ids": [e.type_ids for e in encodings]}
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
         feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
         logits = self.session.run(None, feed)[0].astype(np.float64)
         exp = np.exp(logits - logits.max(-1, keepdims=True))

@@ -25,7 +25,11 @@ class TextClassifier(Predictor):
         self.model = _load_classifier(self.folder).eval().to(self.device)
         labels_file = self.folder / "labels.json"
         config = self.model.config
-        self.labels = json.loads(labels_file.read_text()) if labels_file.is_file() else [config.id2label[i] for i in range(config.num_labels)]
+        self.labels = (
+            json.loads(labels_file.read_text())
+            if labels_file.is_file()
+            else [config.id2label[i] for i in range(config.num_labels)]
+        )
         limit = getattr(self.tokenizer, "model_max_length", None) or self.cfg.max_length
         self.max_length = min(self.cfg.max_length, limit)
 
@@ -38,7 +42,9 @@ class TextClassifier(Predictor):
 
     @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+        batch = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        ).to(self.device)
         return self.model(**batch).logits.float().softmax(-1).cpu()
 
 
@@ -51,8 +57,9 @@ def _load_classifier(folder: Path, attn_implementation: str | None = None):
         from peft import PeftModel
 
         base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = AutoModelForSequenceClassification.from_pretrained(base_path, config=AutoConfig.from_pretrained(folder),
-                                                                  **options)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_path, config=AutoConfig.from_pretrained(folder), **options
+        )
         return PeftModel.from_pretrained(base, folder)
     return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder), **options)
 
@@ -73,7 +80,9 @@ class TextGenerator(Predictor):
         from .seq2seq import TARGET_TOKENIZER, generation_kwargs, set_language_codes
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        set_language_codes(self.cfg, self.tokenizer)  # the source's code token; the saved model starts with the target's
+        set_language_codes(
+            self.cfg, self.tokenizer
+        )  # the source's code token; the saved model starts with the target's
         target = self.folder / TARGET_TOKENIZER
         self.target_tokenizer = AutoTokenizer.from_pretrained(target) if target.is_dir() else self.tokenizer
         self.model = _load_seq2seq(self.folder).eval().to(self.device)
@@ -88,9 +97,12 @@ class TextGenerator(Predictor):
     def generate(self, texts: list[str], **generation) -> list[dict]:
         inputs = [self.prefix + t for t in texts]
         full = self.tokenizer(inputs, truncation=False)["input_ids"]
-        batch = self.tokenizer(inputs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
-        out = self.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                  **{**self.generation, **generation})
+        batch = self.tokenizer(
+            inputs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+        ).to(self.device)
+        out = self.model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **{**self.generation, **generation}
+        )
         outputs = self.target_tokenizer.batch_decode(out, skip_special_tokens=True)
         return [{"output": o.strip(), "truncated": len(ids) > self.max_length} for o, ids in zip(outputs, full)]
 
@@ -136,7 +148,9 @@ class ExtractiveSummarizer(Predictor):
         self.check(texts)
         return self.in_batches(texts, lambda chunk: self.explain_batch(chunk, **budget))
 
-    def explain_batch(self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None) -> list[dict]:
+    def explain_batch(
+        self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None
+    ) -> list[dict]:
         from .extractive import join_summary, select_sentences
 
         max_sentences = max_sentences if max_sentences is not None else self.settings.max_sentences
@@ -146,11 +160,16 @@ class ExtractiveSummarizer(Predictor):
         answers = []
         for sentences, kept, cut, probs in self.score(texts):
             chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
-            answers.append({
-                "output": join_summary(sentences, chosen, max_words),
-                "truncated": cut,
-                "sentences": [{"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
-                              for i, s in enumerate(sentences)]})
+            answers.append(
+                {
+                    "output": join_summary(sentences, chosen, max_words),
+                    "truncated": cut,
+                    "sentences": [
+                        {"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
+                        for i, s in enumerate(sentences)
+                    ],
+                }
+            )
         return answers
 
     @torch.inference_mode()
@@ -163,8 +182,10 @@ class ExtractiveSummarizer(Predictor):
         encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
         batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
         logits = self.model(**batch)["logits"].float().cpu()
-        return [(sentences, kept, cut, row[:kept].softmax(-1).tolist())
-                for sentences, (_, kept, cut), row in zip(docs, encoded, logits)]
+        return [
+            (sentences, kept, cut, row[:kept].softmax(-1).tolist())
+            for sentences, (_, kept, cut), row in zip(docs, encoded, logits)
+        ]
 
 
 class ImageClassifier(Predictor):
@@ -186,7 +207,9 @@ class ImageClassifier(Predictor):
         image = self.cfg.image
         self.transform = build_transform(image, self.data, train=False)
         size = self.data["size"]
-        self.view = v2.Compose([v2.Resize(int(round(size / self.data["crop_pct"])), antialias=True), v2.CenterCrop(size)])
+        self.view = v2.Compose(
+            [v2.Resize(int(round(size / self.data["crop_pct"])), antialias=True), v2.CenterCrop(size)]
+        )
         self.max_upload_mb = image.max_upload_mb
         self.max_megapixels = image.max_megapixels
         self.top_k = max(1, min(image.top_k, len(self.labels)))
@@ -207,17 +230,23 @@ class ImageClassifier(Predictor):
         if not hasattr(image, "shape"):
             path = Path(image)
             if path.is_dir():
-                raise ToolkitError(f"'{image}' is a folder, not an image file: give one JPEG, PNG, BMP, TIFF or WebP file.")
+                raise ToolkitError(
+                    f"'{image}' is a folder, not an image file: give one JPEG, PNG, BMP, TIFF or WebP file."
+                )
             if not path.is_file():
                 raise ToolkitError(f"image '{image}' does not exist.")
             megabytes = path.stat().st_size / 2**20
             if megabytes > self.max_upload_mb:
-                raise ToolkitError(f"image '{path.name}' is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
-                                   "(image.max_upload_mb). Resize or compress it first.")
+                raise ToolkitError(
+                    f"image '{path.name}' is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
+                    "(image.max_upload_mb). Resize or compress it first."
+                )
             pixels = pixel_count(path)
             if pixels is not None and pixels > self.max_megapixels * 1e6:
-                raise ToolkitError(f"image '{path.name}' has {pixels / 1e6:.0f} megapixels, over the {self.max_megapixels:g} "
-                                   "megapixel limit (image.max_megapixels). Resize it first.")
+                raise ToolkitError(
+                    f"image '{path.name}' has {pixels / 1e6:.0f} megapixels, over the {self.max_megapixels:g} "
+                    "megapixel limit (image.max_megapixels). Resize it first."
+                )
         try:
             return decode(image, self.data["channels"])
         except BadImage as err:
@@ -242,7 +271,8 @@ class ImageClassifier(Predictor):
         return {"label": self.labels[indices[0]], "scores": scores}
 
     def explain(self, image, class_index: int | None = None) -> tuple[dict, np.ndarray]:
-        """The answer for one image and a Grad-CAM overlay (for the top label, or ``class_index``) on the model's view."""
+        """The answer for one image and a Grad-CAM overlay (for the top label, or ``class_index``) on the model's
+        view."""
         from .vision import gradcam, overlay
 
         array = self.read(image)
@@ -260,9 +290,9 @@ class GanSampler(Predictor):
     """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
 
     def load(self) -> None:
-        from safetensors.torch import load_file
-
         from types import SimpleNamespace
+
+        from safetensors.torch import load_file
 
         from .gan import GAN
 
@@ -299,5 +329,7 @@ class GanSampler(Predictor):
         z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
         z = slerp(z0, z1, torch.tensor([float(t)]))
         index = self.class_index(label if label is not None else self.labels[0])
-        image = self.gan.sample(z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None)[0].cpu()
+        image = self.gan.sample(
+            z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None
+        )[0].cpu()
         return to_uint8(image).permute(1, 2, 0).numpy()

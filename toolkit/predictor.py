@@ -69,7 +69,7 @@ class Predictor:
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
         answers: list = [None] * len(inputs)
         for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+            chunk = order[start : start + self.batch_size]
             for i, result in zip(chunk, answer([inputs[i] for i in chunk])):
                 answers[i] = result
         return answers
@@ -84,8 +84,10 @@ def check_texts(texts, what: str = "classify") -> None:
         bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
         if bad is not None:  # bytes that were not UTF-8, kept by Python as lone surrogates
             position = text.index(bad)
-            raise ToolkitError(f"input {i + 1} is not valid UTF-8 text (a byte 0x{ord(bad) & 0xFF:02X} at character "
-                               f"{position + 1}): save or type it as UTF-8.")
+            raise ToolkitError(
+                f"input {i + 1} is not valid UTF-8 text (a byte 0x{ord(bad) & 0xFF:02X} at character "
+                f"{position + 1}): save or type it as UTF-8."
+            )
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "auto", **kwargs):
@@ -104,17 +106,23 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
     cfg = read_run_config(run_dir)
     folder = find_checkpoint(run_dir, checkpoint, intact=True)
     if folder is None:
-        raise ToolkitError(f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`.")
+        raise ToolkitError(
+            f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`."
+        )
     export = read_export(folder) if backend != "torch" else None
     if backend == "onnx" and export is None:
-        raise ToolkitError(f"{folder} has no ONNX export. Write one with `toolkit export {run_dir}`, or use --backend torch.")
+        raise ToolkitError(
+            f"{folder} has no ONNX export. Write one with `toolkit export {run_dir}`, or use --backend torch."
+        )
     if export is not None and backend != "torch":
         module, _, name = export["predictor"].partition(":")
         try:
             runner = getattr(importlib.import_module(module), name)
         except ImportError as err:
-            raise ToolkitError(f"{folder} holds an ONNX export, but {err.name} is not installed: "
-                               f"pip install 'toolkit[onnx]', or use --backend torch.") from err
+            raise ToolkitError(
+                f"{folder} holds an ONNX export, but {err.name} is not installed: "
+                f"pip install 'toolkit[onnx]', or use --backend torch."
+            ) from err
         return runner(folder, cfg, **kwargs)
     from .models import no_transformers_bars
     from .tasks import get_task
@@ -134,5 +142,7 @@ def read_export(folder: Path) -> dict | None:
             return record
     except (ValueError, KeyError, TypeError):
         pass
-    raise ToolkitError(f"the ONNX export in {Path(folder) / EXPORT_DIR} is incomplete or damaged. Write it again with "
-                       f"`toolkit export`, or delete that folder to use the torch weights.")
+    raise ToolkitError(
+        f"the ONNX export in {Path(folder) / EXPORT_DIR} is incomplete or damaged. Write it again with "
+        f"`toolkit export`, or delete that folder to use the torch weights."
+    )

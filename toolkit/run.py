@@ -33,9 +33,24 @@ LOCK = ".toolkit-lock"  # {"pid", "host"} of the process training into the folde
 
 # Everything a run writes at its top level. Overwrite removes these and nothing else, and refuses a folder that
 # holds anything more: a user's own files are never deleted.
-RUN_ENTRIES = {MARKER, LOCK, CONFIG_FILE, METRICS_LOG, RESULTS_FILE, f".{RESULTS_FILE}.tmp", "README.md", "tensorboard",
-               "samples", "examples", "confusion_matrix.png", *(f"{prefix}{name}{suffix}" for name in ("best", "last")
-                                                     for prefix, suffix in (("", ""), (".", ".tmp"), (".", ".old")))}
+RUN_ENTRIES = {
+    MARKER,
+    LOCK,
+    CONFIG_FILE,
+    METRICS_LOG,
+    RESULTS_FILE,
+    f".{RESULTS_FILE}.tmp",
+    "README.md",
+    "tensorboard",
+    "samples",
+    "examples",
+    "confusion_matrix.png",
+    *(
+        f"{prefix}{name}{suffix}"
+        for name in ("best", "last")
+        for prefix, suffix in (("", ""), (".", ".tmp"), (".", ".old"))
+    ),
+}
 
 # Keys that may differ when a run is resumed: they steer the resume, not what is trained.
 _RESUME_KEYS = {"resume", "overwrite", "output_dir"}
@@ -57,14 +72,18 @@ def read_run_config(run_dir: str | Path) -> Config:
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise ToolkitError(f"'{run_dir}' is not a run directory (no {CONFIG_FILE}). Give a folder written by `toolkit train`.")
+        raise ToolkitError(
+            f"'{run_dir}' is not a run directory (no {CONFIG_FILE}). Give a folder written by `toolkit train`."
+        )
     try:
         values = yaml.safe_load(path.read_text())
         if not isinstance(values, dict):
             raise ToolkitError("it is not a mapping of keys to values")
         return build_config(values, ranges=False)
     except (ToolkitError, yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ToolkitError(f"'{run_dir}' does not hold a toolkit run: its {CONFIG_FILE} is not a run's config ({err}).") from err
+        raise ToolkitError(
+            f"'{run_dir}' does not hold a toolkit run: its {CONFIG_FILE} is not a run's config ({err})."
+        ) from err
 
 
 def prepare_run_dir(cfg: Config) -> Path:
@@ -91,7 +110,11 @@ def prepare_run_dir(cfg: Config) -> Path:
     check_writable(run_dir)
     if run_dir.is_dir() and any(p.name != LOCK for p in run_dir.iterdir()):
         if not cfg.overwrite:
-            what = "a different run" if existing.is_file() and _config_differences(read_run_config(run_dir), cfg) else "an earlier run"
+            what = (
+                "a different run"
+                if existing.is_file() and _config_differences(read_run_config(run_dir), cfg)
+                else "an earlier run"
+            )
             if not existing.is_file():
                 what = "files that are not a run"
             raise ToolkitError(
@@ -120,8 +143,13 @@ def fresh_run_dir(base: Path) -> Path:
     while candidate.exists():
         n += 1
         candidate = stamped.with_name(f"{stamped.name}-{n}")
-    log.warning("%s already holds a run: this one goes to %s (continue the earlier one with "
-                "`toolkit train --resume %s`, or pass output_dir=...)", base, candidate, base)
+    log.warning(
+        "%s already holds a run: this one goes to %s (continue the earlier one with "
+        "`toolkit train --resume %s`, or pass output_dir=...)",
+        base,
+        candidate,
+        base,
+    )
     return candidate
 
 
@@ -133,13 +161,19 @@ def check_writable(run_dir: Path) -> None:
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ToolkitError(f"output_dir '{run_dir}' is inside '{ancestor}', which is a file. Choose another output_dir=...")
+        raise ToolkitError(
+            f"output_dir '{run_dir}' is inside '{ancestor}', which is a file. Choose another output_dir=..."
+        )
     if ancestor.parts[1:2] in (("proc",), ("sys",)) or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ToolkitError(f"output_dir '{run_dir}' cannot be written: '{ancestor}' is read-only for this user. "
-                           f"Choose a writable folder (output_dir=...).")
+        raise ToolkitError(
+            f"output_dir '{run_dir}' cannot be written: '{ancestor}' is read-only for this user. "
+            f"Choose a writable folder (output_dir=...)."
+        )
     try:
         if os.statvfs(ancestor).f_flag & os.ST_RDONLY:
-            raise ToolkitError(f"output_dir '{run_dir}' is on a read-only filesystem. Choose a writable folder (output_dir=...).")
+            raise ToolkitError(
+                f"output_dir '{run_dir}' is on a read-only filesystem. Choose a writable folder (output_dir=...)."
+            )
     except (AttributeError, OSError):
         pass
 
@@ -155,13 +189,17 @@ def check_overwritable(run_dir: Path) -> None:
         except ToolkitError:
             pass
     if not is_run:
-        raise ToolkitError(f"refusing to overwrite '{run_dir}': it is not a toolkit run folder (no {MARKER} marker, "
-                           f"no run config and checkpoints). Choose another output_dir=..., or delete the folder yourself.")
+        raise ToolkitError(
+            f"refusing to overwrite '{run_dir}': it is not a toolkit run folder (no {MARKER} marker, "
+            f"no run config and checkpoints). Choose another output_dir=..., or delete the folder yourself."
+        )
     foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise ToolkitError(f"refusing to overwrite '{run_dir}': besides the run it holds {shown}, which overwrite "
-                           f"would delete. Move them out, or choose another output_dir=...")
+        raise ToolkitError(
+            f"refusing to overwrite '{run_dir}': besides the run it holds {shown}, which overwrite "
+            f"would delete. Move them out, or choose another output_dir=..."
+        )
 
 
 def clear_run(run_dir: Path) -> None:
@@ -226,8 +264,10 @@ def lock_holder(run_dir: Path) -> dict | None:
 
 
 def _locked_error(run_dir: Path, holder: dict) -> ToolkitError:
-    return ToolkitError(f"'{run_dir}' is in use: process {holder.get('pid')} on {holder.get('host')} is training into it. "
-                        f"Wait for it to finish, or choose another output_dir=...")
+    return ToolkitError(
+        f"'{run_dir}' is in use: process {holder.get('pid')} on {holder.get('host')} is training into it. "
+        f"Wait for it to finish, or choose another output_dir=..."
+    )
 
 
 @contextlib.contextmanager
@@ -239,14 +279,18 @@ def run_lock(run_dir: Path):
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ToolkitError(f"cannot create output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder.") from err
+        raise ToolkitError(
+            f"cannot create output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder."
+        ) from err
     path = run_dir / LOCK
     fd = None
     while fcntl is not None:
         try:
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as err:
-            raise ToolkitError(f"cannot write into output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder.") from err
+            raise ToolkitError(
+                f"cannot write into output_dir '{run_dir}': {err.strerror or err}. Choose a writable folder."
+            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -378,11 +422,17 @@ def card_metadata(run_dir: Path, cfg: Config, results: dict, spec) -> dict:
         scores = {k: v for k, v in (results.get(split) or {}).items() if isinstance(v, (int, float)) and k != "count"}
         source = getattr(cfg.data, split) or cfg.data.train
         if scores and source:
-            entries.append({
-                "task": {"type": spec.pipeline_tag or spec.name, "name": spec.name},
-                "dataset": {"name": Path(str(source)).stem if not _looks_like_hub_id(source) else source,
-                            "type": source if _looks_like_hub_id(source) else Path(str(source)).name, "split": split},
-                "metrics": [{"type": k, "value": float(v), "name": f"{split} {k}"} for k, v in scores.items()]})
+            entries.append(
+                {
+                    "task": {"type": spec.pipeline_tag or spec.name, "name": spec.name},
+                    "dataset": {
+                        "name": Path(str(source)).stem if not _looks_like_hub_id(source) else source,
+                        "type": source if _looks_like_hub_id(source) else Path(str(source)).name,
+                        "split": split,
+                    },
+                    "metrics": [{"type": k, "value": float(v), "name": f"{split} {k}"} for k, v in scores.items()],
+                }
+            )
     if entries:
         meta["model-index"] = [{"name": run_dir.name, "results": entries}]
     return meta
@@ -403,9 +453,13 @@ def _precision_line(cfg: Config, results: dict) -> str:
 def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) -> None:
     """A Hugging Face model card, README.md in the run folder and in best/ (so that uploading best/ carries it):
     metadata with model-index results, what was trained, the results, the command, and how to use it."""
+
     def table(metrics: dict) -> str:
-        rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                for k, v in metrics.items() if isinstance(v, (int, float))]
+        rows = [
+            f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+            for k, v in metrics.items()
+            if isinstance(v, (int, float))
+        ]
         return "| metric | value |\n|---|---|\n" + "\n".join(rows) if rows else "(none)"
 
     from .tasks import get_task
@@ -413,8 +467,9 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) ->
     spec = get_task(cfg.task)
     meta = card_metadata(run_dir, cfg, results, spec)
     stock = spec.stock_usage.format(folder=f"{run_dir}/best") if spec.stock_usage else ""
-    use = (f"With {meta['library_name']} alone:\n```python\n{stock}\n```\n\nWith toolkit:\n" if stock else "")
+    use = f"With {meta['library_name']} alone:\n```python\n{stock}\n```\n\nWith toolkit:\n" if stock else ""
     base = meta.get("base_model")
+    training_line = f"precision {_precision_line(cfg, results)}, seed {cfg.seed}"
     text = f"""---
 {yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
 ---
@@ -422,16 +477,16 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) ->
 
 {f"Fine-tuned from `{base}`" if base else "Trained"} for **{spec.name}** with toolkit.
 
-- Labels: {', '.join(results.get('labels', [])) or 'n/a'}
-- Best checkpoint: step {results.get('best_step')} by validation `{results.get('metric', cfg.metric)}`
-- Training: {results.get('train_samples', '?')} samples, {results.get('train_seconds', 0):.1f} s, precision {_precision_line(cfg, results)}, seed {cfg.seed}
-- Hardware: {results.get('hardware', 'not recorded')}
+- Labels: {", ".join(results.get("labels", [])) or "n/a"}
+- Best checkpoint: step {results.get("best_step")} by validation `{results.get("metric", cfg.metric)}`
+- Training: {results.get("train_samples", "?")} samples, {results.get("train_seconds", 0):.1f} s, {training_line}
+- Hardware: {results.get("hardware", "not recorded")}
 
 ## Validation (best checkpoint)
-{table(results.get('validation', {}))}
+{table(results.get("validation", {}))}
 
 ## Test (best checkpoint)
-{table(results.get('test', {}))}
+{table(results.get("test", {}))}
 
 ## Reproduce
 ```

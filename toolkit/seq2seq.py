@@ -11,8 +11,17 @@ from typing import TYPE_CHECKING, Callable, Optional
 from .config import DataConfig, TextConfig, at_least, between, section, setting
 from .errors import ToolkitError
 from .hub import hub_guard
-from .models import (apply_lora, attention_backend, from_pretrained_quietly, load_tokenizer, lora_merge_finalizer,
-                     resolve_model_source, save_model, save_tokenizer, without_gradients)
+from .models import (
+    apply_lora,
+    attention_backend,
+    from_pretrained_quietly,
+    load_tokenizer,
+    lora_merge_finalizer,
+    resolve_model_source,
+    save_model,
+    save_tokenizer,
+    without_gradients,
+)
 
 if TYPE_CHECKING:
     from .engine import Task
@@ -35,35 +44,49 @@ class WarmStartConfig:
     """An encoder-decoder built from encoder checkpoints (transformers' `EncoderDecoderModel`, Rothe et al. 2020).
     Setting `warm_start.encoder` builds it; `model` is then not used."""
 
-    encoder: Optional[str] = setting(None, "encoder checkpoint (the packaged MiniLM offline)", shown="unset",
-                                     model_source=True)
-    decoder: Optional[str] = setting(None, "decoder checkpoint too (bert2bert, shared vocabulary), or unset for a new "
-                                     "decoder of the encoder's width", shown="unset", model_source=True)
+    encoder: Optional[str] = setting(
+        None, "encoder checkpoint (the packaged MiniLM offline)", shown="unset", model_source=True
+    )
+    decoder: Optional[str] = setting(
+        None,
+        "decoder checkpoint too (bert2bert, shared vocabulary), or unset for a new decoder of the encoder's width",
+        shown="unset",
+        model_source=True,
+    )
     decoder_layers: int = setting(3, "the new decoder's layers", at_least(1))
     decoder_heads: int = setting(12, "the new decoder's attention heads", at_least(1))
     decoder_intermediate_size: int = setting(1536, "the new decoder's feed-forward width", at_least(1))
     target_tokenizer: str = setting(
-        "encoder", "`encoder` (the encoder's tokenizer), `train` (a cased byte-level BPE vocabulary trained on the "
-        "training targets: decoding gives back exactly the text it encoded, accents, \"T-shirt\" and \"l'eau\" "
-        "included; MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder")
+        "encoder",
+        "`encoder` (the encoder's tokenizer), `train` (a cased byte-level BPE vocabulary trained on the "
+        'training targets: decoding gives back exactly the text it encoded, accents, "T-shirt" and "l\'eau" '
+        "included; MiniLM's uncased vocabulary would strip umlauts), or a tokenizer folder",
+    )
     target_vocab_size: int = setting(8000, "vocabulary size for `target_tokenizer: train`", at_least(300))
-    pretrained: bool = setting(True, "`false` builds the same architecture from random weights: the from-scratch "
-                               "baseline")
-    encoder_lr_scale: float = setting(1.0, "the pretrained encoder learns at `lr` times this, the new decoder at `lr`",
-                                      at_least(0))
+    pretrained: bool = setting(
+        True, "`false` builds the same architecture from random weights: the from-scratch baseline"
+    )
+    encoder_lr_scale: float = setting(
+        1.0, "the pretrained encoder learns at `lr` times this, the new decoder at `lr`", at_least(0)
+    )
 
 
 @dataclass
 class Seq2SeqData(DataConfig):
     """What sequence-to-sequence tasks read besides their columns."""
 
-    source_prefix: Optional[str] = setting(None, "prepended to inputs, e.g. T5's `\"translate English to German: \"`",
-                                           shown="unset")
+    source_prefix: Optional[str] = setting(
+        None, 'prepended to inputs, e.g. T5\'s `"translate English to German: "`', shown="unset"
+    )
     source_lang_code: Optional[str] = setting(
-        None, "multilingual models with language codes (mBART, NLLB), e.g. `en_XX`: the tokenizer tags the source "
-        "with it. An unknown code names the close ones", shown="unset")
-    target_lang_code: Optional[str] = setting(None, "... the target's code, e.g. `de_DE`; generation starts with it",
-                                              shown="unset")
+        None,
+        "multilingual models with language codes (mBART, NLLB), e.g. `en_XX`: the tokenizer tags the source "
+        "with it. An unknown code names the close ones",
+        shown="unset",
+    )
+    target_lang_code: Optional[str] = setting(
+        None, "... the target's code, e.g. `de_DE`; generation starts with it", shown="unset"
+    )
 
 
 @dataclass
@@ -87,10 +110,15 @@ def load_seq2seq_model(cfg: Seq2SeqConfig):
     with hub_guard(source):
         config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
         if not getattr(config, "is_encoder_decoder", False):
-            raise ToolkitError(f"model '{cfg.model}' ({config.model_type}) is not a sequence-to-sequence model. "
-                               "Use an encoder-decoder such as T5, BART, Marian or mBART.")
-        return AutoModelForSeq2SeqLM.from_pretrained(source, trust_remote_code=cfg.trust_remote_code,
-                                                     attn_implementation=attention_backend(cfg.attn_implementation))
+            raise ToolkitError(
+                f"model '{cfg.model}' ({config.model_type}) is not a sequence-to-sequence model. "
+                "Use an encoder-decoder such as T5, BART, Marian or mBART."
+            )
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            source,
+            trust_remote_code=cfg.trust_remote_code,
+            attn_implementation=attention_backend(cfg.attn_implementation),
+        )
 
 
 def train_target_tokenizer(texts: list[str], vocab_size: int):
@@ -104,14 +132,27 @@ def train_target_tokenizer(texts: list[str], vocab_size: int):
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512,
-                                   clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def target_tokenizer_for(cfg: Seq2SeqConfig, targets: list[str], source_tokenizer):
@@ -140,22 +181,39 @@ def build_encoder_decoder(cfg: Seq2SeqConfig, targets: list[str]):
     target_tokenizer = target_tokenizer_for(cfg, targets, tokenizer)
     with hub_guard(encoder_source):
         encoder_config = AutoConfig.from_pretrained(encoder_source)
-        encoder = from_pretrained_quietly(AutoModel, encoder_source, add_pooling_layer=False) if ws.pretrained else \
-            AutoModel.from_config(encoder_config, add_pooling_layer=False)
+        encoder = (
+            from_pretrained_quietly(AutoModel, encoder_source, add_pooling_layer=False)
+            if ws.pretrained
+            else AutoModel.from_config(encoder_config, add_pooling_layer=False)
+        )
     if ws.decoder:
         decoder_source = resolve_model_source(ws.decoder)
         with hub_guard(decoder_source):
             decoder_config = AutoConfig.from_pretrained(decoder_source, is_decoder=True, add_cross_attention=True)
-            decoder = BertLMHeadModel.from_pretrained(decoder_source, config=decoder_config) if ws.pretrained else \
-                BertLMHeadModel(decoder_config)
+            decoder = (
+                BertLMHeadModel.from_pretrained(decoder_source, config=decoder_config)
+                if ws.pretrained
+                else BertLMHeadModel(decoder_config)
+            )
         if decoder.config.vocab_size != len(target_tokenizer):
-            raise ToolkitError(f"warm_start.decoder '{ws.decoder}' has a vocabulary of {decoder.config.vocab_size}, "
-                               f"the target tokenizer {len(target_tokenizer)}: use target_tokenizer=encoder with a warm decoder.")
+            raise ToolkitError(
+                f"warm_start.decoder '{ws.decoder}' has a vocabulary of {decoder.config.vocab_size}, "
+                f"the target tokenizer {len(target_tokenizer)}: use target_tokenizer=encoder with a warm decoder."
+            )
     else:
-        decoder = BertLMHeadModel(BertConfig(
-            vocab_size=len(target_tokenizer), hidden_size=encoder_config.hidden_size, num_hidden_layers=ws.decoder_layers,
-            num_attention_heads=ws.decoder_heads, intermediate_size=ws.decoder_intermediate_size,
-            max_position_embeddings=512, is_decoder=True, add_cross_attention=True, pad_token_id=target_tokenizer.pad_token_id))
+        decoder = BertLMHeadModel(
+            BertConfig(
+                vocab_size=len(target_tokenizer),
+                hidden_size=encoder_config.hidden_size,
+                num_hidden_layers=ws.decoder_layers,
+                num_attention_heads=ws.decoder_heads,
+                intermediate_size=ws.decoder_intermediate_size,
+                max_position_embeddings=512,
+                is_decoder=True,
+                add_cross_attention=True,
+                pad_token_id=target_tokenizer.pad_token_id,
+            )
+        )
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     for settings in (model.config, model.generation_config):
         settings.decoder_start_token_id = target_tokenizer.cls_token_id
@@ -177,14 +235,18 @@ def set_language_codes(cfg: Seq2SeqConfig, tokenizer, model=None) -> None:
     if not (src and tgt):
         raise ToolkitError("set both data.source_lang_code and data.target_lang_code (e.g. en_XX and de_DE for mBART).")
     if not hasattr(tokenizer, "src_lang"):
-        raise ToolkitError(f"data.source_lang_code/target_lang_code need a multilingual tokenizer with language codes "
-                           f"(mBART, NLLB); {type(tokenizer).__name__} of '{cfg.model}' has none: drop those two keys.")
+        raise ToolkitError(
+            f"data.source_lang_code/target_lang_code need a multilingual tokenizer with language codes "
+            f"(mBART, NLLB); {type(tokenizer).__name__} of '{cfg.model}' has none: drop those two keys."
+        )
     for key, code in (("source_lang_code", src), ("target_lang_code", tgt)):
         if tokenizer.convert_tokens_to_ids(code) in (None, tokenizer.unk_token_id):
             codes = sorted(t for t in tokenizer.get_vocab() if LANG_CODE.match(t))
             close = difflib.get_close_matches(code, codes, n=5) or codes[:10]
-            raise ToolkitError(f"data.{key} '{code}' is not a language code of this tokenizer; it has {len(codes)} "
-                               f"codes, such as {', '.join(close)}.")
+            raise ToolkitError(
+                f"data.{key} '{code}' is not a language code of this tokenizer; it has {len(codes)} "
+                f"codes, such as {', '.join(close)}."
+            )
     tokenizer.src_lang, tokenizer.tgt_lang = src, tgt
     if model is None:
         return
@@ -210,8 +272,9 @@ def generation_kwargs(cfg: Seq2SeqConfig) -> dict:
     return kwargs
 
 
-def build_seq2seq_task(cfg: Seq2SeqConfig, source: str, target: str, score: Callable,
-                       extend_train: Callable | None = None) -> Task:
+def build_seq2seq_task(
+    cfg: Seq2SeqConfig, source: str, target: str, score: Callable, extend_train: Callable | None = None
+) -> Task:
     """A Task for ``source`` -> ``target`` text; ``score(hypotheses, references)`` gives the metrics.
     ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
@@ -234,13 +297,17 @@ def build_seq2seq_task(cfg: Seq2SeqConfig, source: str, target: str, score: Call
 
     def encode(table) -> list[dict]:
         enc = tokenizer([prefix + s for s in table[source]], truncation=True, max_length=cfg.max_length)
-        labels = target_tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)["input_ids"]
+        labels = target_tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)[
+            "input_ids"
+        ]
         start = model.config.decoder_start_token_id
         if start is not None and start == target_tokenizer.cls_token_id:
             # BERT-style targets begin with [CLS], which is already the decoder's start token.
             labels = [ids[1:] if ids and ids[0] == start else ids for ids in labels]
-        examples = Examples({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
-                            for i in range(len(labels)))
+        examples = Examples(
+            {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
+            for i in range(len(labels))
+        )
         examples.references = [t.strip() for t in table[target]]
         return examples
 
@@ -263,7 +330,11 @@ def build_seq2seq_task(cfg: Seq2SeqConfig, source: str, target: str, score: Call
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
         train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
-        info={"source": source, "target": target, "examples": list(splits.get("validation", splits["train"])[source][:5])},
+        info={
+            "source": source,
+            "target": target,
+            "examples": list(splits.get("validation", splits["train"])[source][:5]),
+        },
         lr_scale=encoder_lr_scale(cfg),
     )
 
@@ -274,7 +345,9 @@ def encoder_lr_scale(cfg: Seq2SeqConfig):
     scale = cfg.warm_start.encoder_lr_scale
     if not cfg.warm_start.encoder or scale == 1.0:
         return None
-    return lambda name: scale if name.startswith(("encoder.", "base_model.model.encoder.")) else 1.0  # LoRA: peft's prefix
+    return lambda name: (
+        scale if name.startswith(("encoder.", "base_model.model.encoder.")) else 1.0
+    )  # LoRA: peft's prefix
 
 
 @without_gradients
@@ -288,8 +361,12 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Seq2SeqConfig, score: C
     # A sequential loader gathered in step order gives back the dataset's order, so raw references line up.
     raw = getattr(loader.dataset, "references", None)
     for batch in loader:
-        losses.append(accelerator.gather_for_metrics(model(**batch).loss.detach().float().repeat(len(batch["labels"]))).cpu())
-        out = generator.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generation_kwargs(cfg))
+        losses.append(
+            accelerator.gather_for_metrics(model(**batch).loss.detach().float().repeat(len(batch["labels"]))).cpu()
+        )
+        out = generator.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generation_kwargs(cfg)
+        )
         out = accelerator.pad_across_processes(out, dim=1, pad_index=pad)
         labels = accelerator.pad_across_processes(batch["labels"], dim=1, pad_index=-100)
         out, labels = accelerator.gather_for_metrics((out, labels))
@@ -299,10 +376,15 @@ def evaluate(model, loader, accelerator, tokenizer, cfg: Seq2SeqConfig, score: C
             references += tokenizer.batch_decode(labels, skip_special_tokens=True)
     if raw is not None:
         references = raw
-    return {"loss": float(torch.cat(losses).mean()), **score([h.strip() for h in hypotheses], [r.strip() for r in references])}
+    return {
+        "loss": float(torch.cat(losses).mean()),
+        **score([h.strip() for h in hypotheses], [r.strip() for r in references]),
+    }
 
 
-def evaluate_run(predictor, cfg: Seq2SeqConfig, data: str, split: str, source: str, target: str, score: Callable) -> dict:
+def evaluate_run(
+    predictor, cfg: Seq2SeqConfig, data: str, split: str, source: str, target: str, score: Callable
+) -> dict:
     """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
     from .data import EVAL_FIX, drop_empty_text, load_table, require_columns
 

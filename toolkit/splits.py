@@ -54,8 +54,10 @@ def hold_out(table, fraction: float, seed: int) -> tuple:
     order = np.random.default_rng(seed).permutation(len(table)).tolist()
     held = min(len(order) - 1, math.ceil(fraction * len(order)))
     if held < 1:
-        raise ToolkitError(f"data.holdout={fraction} of {len(table)} training rows leaves nothing to train on or to "
-                           f"validate with. Give data.validation, or more training rows.")
+        raise ToolkitError(
+            f"data.holdout={fraction} of {len(table)} training rows leaves nothing to train on or to "
+            f"validate with. Give data.validation, or more training rows."
+        )
     return table.select(order[held:]), table.select(order[:held])
 
 
@@ -74,7 +76,8 @@ def encode_labels(values: list, names: list[str], where: str) -> list[int]:
     unknown = sorted({str(v) for v in values} - set(index))
     if unknown:
         raise ToolkitError(
-            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. Training labels: {', '.join(names)}. "
+            f"{where} has labels that training never saw: {', '.join(unknown[:10])}. "
+            f"Training labels: {', '.join(names)}. "
             "Fix those rows, or add examples of them to the training data."
         )
     return [index[str(v)] for v in values]

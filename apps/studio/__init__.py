@@ -1,0 +1,157 @@
+"""The studio: one web app to train, watch, compare, try and evaluate runs of every task.
+
+Run: ``toolkit studio [--runs DIR]``. State lives in the run folders (toolkit/studio/), so a reload, a second
+browser or a restart shows the same runs; training runs as child ``toolkit train`` processes, one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from toolkit.apps import app_temp_folder
+from toolkit.errors import ToolkitError
+from toolkit.studio import MAX_UPLOAD_MB, Studio, display_path
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1  # the Live tab's refresh, and the queue's
+RUN_COLUMNS = ["name", "task", "base model", "status", "best metric", "steps", "duration", "date", "size"]
+
+
+class PredictorCache:
+    """Loaded predictors by run, least recently used first out: at most ``limit`` stay in memory."""
+
+    def __init__(self, limit: int = 3):
+        self.limit, self.loaded, self.lock = limit, OrderedDict(), threading.Lock()
+
+    def get(self, run_dir: Path):
+        from toolkit.api import load
+
+        key = (str(run_dir), (run_dir / "best").stat().st_mtime_ns)
+        with self.lock:
+            if key in self.loaded:
+                self.loaded.move_to_end(key)
+                return self.loaded[key]
+        predictor = load(run_dir)
+        with self.lock:
+            self.loaded[key] = predictor
+            while len(self.loaded) > self.limit:
+                self.loaded.popitem(last=False)
+        return predictor
+
+
+@dataclass
+class StudioContext:
+    """What the tabs share: the studio's state, the loaded predictors, the downloads folder."""
+
+    studio: Studio
+    cache: PredictorCache
+    downloads: Path
+    max_upload_mb: float
+
+    def run_names(self, status: tuple | None = None) -> list[str]:
+        catalog = self.studio.catalog
+        return [n for n in catalog.names() if status is None or catalog.status(n) in status]
+
+    def runs_table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.studio.catalog.runs(), columns=RUN_COLUMNS)
+
+
+def build_studio(
+    runs: str | Path = "runs",
+    max_loaded: int = 3,
+    max_running: int = 1,
+    max_upload_mb: float = MAX_UPLOAD_MB,
+    allow_remote_code: bool = False,
+) -> gr.Blocks:
+    """The studio app: one builder per tab (train.py, live.py, runs.py, trying.py) and the API (api.py)."""
+    from . import api, live, train, trying
+    from . import runs as runs_tab
+
+    studio = Studio(runs, max_running=max_running, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
+    downloads = app_temp_folder("toolkit-studio-", str(studio.paths.uploads.parent))
+    ctx = StudioContext(studio, PredictorCache(max_loaded), downloads, max_upload_mb)
+    with gr.Blocks(title="toolkit studio") as demo:
+        gr.Markdown(
+            f"# toolkit studio\nRuns in `{display_path(studio.root)}` · one run trains at a time; "
+            f"the others wait in a queue."
+        )
+        training = train.build(ctx, demo)  # each builder makes its own tab
+        watching = live.build(ctx, demo)
+        runs_tab.build(ctx, demo)
+        trying.build(ctx, demo)  # the Try and Evaluate tabs
+        train.connect_start(training, watching.run)
+        api.build(ctx)
+    demo.queue(default_concurrency_limit=4)
+    threading.Thread(target=keep_scheduling, args=(studio,), daemon=True).start()
+    demo.studio = studio
+    return demo
+
+
+def refusal(message: str) -> gr.Error:
+    """A refused call: the message for the client, one log line for the terminal (no traceback: nothing broke)."""
+    log.warning("refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def upload_cache_file(path: str) -> str:
+    """A file the client uploaded: it lies in Gradio's upload cache, never elsewhere on this machine (a raw API
+    request could otherwise name any server file)."""
+    import os
+    import tempfile
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    resolved = Path(path).resolve()
+    if cache not in resolved.parents:
+        raise ToolkitError("only files uploaded to the studio can be used here.")
+    return str(resolved)
+
+
+def keep_scheduling(studio: Studio) -> None:
+    """Start queued runs as slots free up, even with no browser open."""
+    import time
+
+    while True:
+        try:
+            studio.queue.poll()
+        except Exception:  # noqa: BLE001  (a bad job file must not stop the queue; the tabs show it)
+            pass
+        time.sleep(POLL_SECONDS)
+
+
+def launch(
+    runs: str | Path = "runs",
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth=None,
+    max_upload_mb: float = MAX_UPLOAD_MB,
+    max_loaded: int = 3,
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    allow_remote_code: bool = False,
+    **kwargs,
+):
+    """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    from toolkit.apps.guard import guarded
+
+    demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        max_file_size=int(max_upload_mb * 2**20),
+        **guarded(host, allowed_hosts),
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    launch(sys.argv[1] if len(sys.argv) > 1 else "runs")

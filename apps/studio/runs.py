@@ -1,0 +1,101 @@
+"""The studio's Runs tab: every run with its status, a comparison of chosen runs' curves and metrics, the model
+card, best/ as a zip, and delete (typing the run's name)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from toolkit.errors import ToolkitError
+from toolkit.run import read_results, read_run_config
+from toolkit.studio import Studio
+
+from . import StudioContext
+from .live import curves, figures
+
+
+def compare_runs(studio: Studio, chosen_runs) -> tuple:
+    """The chosen runs' curves, one series per run and quantity, and their final metrics."""
+    losses, metrics, rows = [], [], []
+    for run_name in chosen_runs or []:
+        loss, metric = curves(studio.catalog.metrics(run_name), run_name)
+        losses.append(loss)
+        metrics.append(metric)
+        scores = read_results(studio.run_dir(run_name))
+        row = {"run": run_name, "task": read_run_config(studio.run_dir(run_name)).task, "steps": scores.get("steps")}
+        for split in ("validation", "test"):
+            for key, value in (scores.get(split) or {}).items():
+                if isinstance(value, (int, float)) and key != "count":
+                    row[f"{split} {key}"] = round(value, 4)
+        rows.append(row)
+    losses, metrics = [f for f in losses if f is not None], [f for f in metrics if f is not None]
+    return (
+        pd.concat(losses, ignore_index=True) if losses else None,
+        pd.concat(metrics, ignore_index=True) if metrics else None,
+        pd.DataFrame(rows),
+    )
+
+
+def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
+    studio, downloads = ctx.studio, ctx.downloads
+    run_names, runs_table = ctx.run_names, ctx.runs_table
+    with gr.Tab("Runs", id="runs"):
+        table = gr.Dataframe(runs_table(), label="Runs", interactive=False, elem_id="runs-table")
+        refresh = gr.Button("Refresh", size="sm", elem_id="runs-refresh")
+        compare = gr.Dropdown(label="Compare runs", multiselect=True, elem_id="compare")
+        with gr.Row():
+            compare_loss = gr.Plot(show_label=False, elem_id="compare-loss")
+            compare_metric = gr.Plot(show_label=False, elem_id="compare-metric")
+
+        compare_table = gr.Dataframe(label="Final metrics", interactive=False, elem_id="compare-table")
+        with gr.Row():
+            chosen = gr.Dropdown(label="Run", elem_id="chosen-run")
+            download = gr.Button("Download best/ as zip", size="sm")
+            confirm = gr.Textbox(label="Type the run's name to delete it", elem_id="delete-confirm")
+            delete = gr.Button("Delete run", variant="stop", size="sm", elem_id="delete")
+        zip_file = gr.File(label="best/ zip", visible=False)
+        delete_message = gr.Markdown()
+        card = gr.Markdown(elem_id="model-card")
+
+    # ----- Runs -----
+    def refresh_runs(current_compare, current_chosen):
+        names = run_names()
+        return (
+            runs_table(),
+            gr.Dropdown(choices=names, value=[n for n in current_compare or [] if n in names]),
+            gr.Dropdown(choices=names, value=current_chosen if current_chosen in names else None),
+        )
+
+    def show_card(run_name):
+        return studio.catalog.model_card(run_name) if run_name else ""
+
+    def zip_best(run_name):
+        try:
+            return gr.File(str(studio.catalog.best_zip(run_name, downloads)), visible=True)
+        except ToolkitError as err:
+            gr.Warning(str(err))
+            return gr.File(visible=False)
+
+    def delete_run(run_name, typed):
+        try:
+            studio.catalog.delete(run_name, typed)
+        except ToolkitError as err:
+            return f"⚠️ {err}", gr.update(), gr.update()
+        return f"Deleted **{run_name}**.", runs_table(), ""
+
+    refresh.click(refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private")
+    demo.load(refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private")
+
+    def show_comparison(names):
+        loss, metric, table = compare_runs(studio, names)
+        return (*figures(loss, metric), table)
+
+    compare.change(show_comparison, compare, [compare_loss, compare_metric, compare_table], api_visibility="private")
+    chosen.change(show_card, chosen, card, api_visibility="private")
+    download.click(zip_best, chosen, zip_file, api_visibility="private")
+    delete.click(delete_run, [chosen, confirm], [delete_message, table, confirm], api_visibility="private").then(
+        refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private"
+    )
+    return SimpleNamespace(table=table)

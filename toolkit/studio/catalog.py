@@ -1,0 +1,230 @@
+"""The studio's catalog: the runs under the root, each one's status, metrics, log, card and best/ as a zip, read
+from the run folders (and the queue's job files), so that a page reload, a second browser or a restart sees the same."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+from .. import run as runlib
+from ..errors import ToolkitError
+from . import NAME, StudioPaths, folder_size, format_seconds, format_size, process_alive, read_json_or_none
+
+
+class Catalog:
+    """What the Runs, Live, Try and Evaluate tabs read about runs; ``queue``: the studio's JobQueue."""
+
+    def __init__(self, paths: StudioPaths, lock, queue):
+        self.paths, self.lock, self.queue = paths, lock, queue
+
+    def delete(self, name: str, confirm: str) -> None:
+        """Delete a run folder (and its job and log), only when ``confirm`` repeats its name and it is not training."""
+        with self.lock:
+            run_dir = self.paths.run_dir(name)
+            if confirm != name:
+                raise ToolkitError(f"type the run's name ('{name}') to confirm deleting it.")
+            status = self.status(name)
+            if status in ("starting", "training"):
+                raise ToolkitError(f"run '{name}' is training: stop it first.")
+            if (
+                not run_dir.exists()
+                and not self.paths.job_path(name).exists()
+                and not self.paths.log_path(name).exists()
+            ):
+                raise ToolkitError(f"there is no run named '{name}' in {self.paths.root}: nothing was deleted.")
+            if run_dir.exists():
+                entries = {p.name for p in run_dir.iterdir()}
+                # A run killed before its marker leaves its lock (and maybe more run files): still a run folder.
+                leftover = runlib.LOCK in entries and entries <= runlib.RUN_ENTRIES
+                if not (run_dir / runlib.MARKER).is_file() and not leftover:
+                    raise ToolkitError(f"'{run_dir}' is not a toolkit run folder: the studio deletes only run folders.")
+                shutil.rmtree(run_dir)
+            self.paths.job_path(name).unlink(missing_ok=True)
+            self.paths.log_path(name).unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        found = {p.name for p in self.paths.root.iterdir() if p.is_dir() and (p / runlib.MARKER).is_file()}
+        found |= {p.stem for p in self.paths.jobs_dir.glob("*.json")}
+        return sorted(n for n in found if NAME.fullmatch(n))
+
+    def status(self, name: str) -> str:
+        """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown."""
+        from ..checkpoint import find_checkpoint
+
+        run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
+        if job.get("state") == "queued":
+            return "queued"
+        if run_dir.is_dir() and runlib.lock_holder(run_dir) is not None:
+            return "training"
+        child = self.queue.children.get(name)
+        if child is not None:
+            if child.poll() is None:
+                return "starting"  # importing and loading, before the run folder is claimed
+        elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
+            return "starting"  # started by an earlier studio process
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
+        finished = isinstance(results, dict) and "steps" in results
+        if finished:
+            return "finished"
+        code = job.get("returncode")
+        if isinstance(code, int) and code > 0 and code != 130:
+            return "failed"  # an error (bad data, divergence): resuming would fail the same way; the log says why
+        if run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None:
+            return "stopped" if job.get("stop_requested") else "interrupted"
+        if job or run_dir.is_dir():
+            return "failed"
+        return "unknown"
+
+    def metrics(self, name: str) -> list[dict]:
+        path = self.paths.run_dir(name) / runlib.METRICS_LOG
+        records = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue  # a line being written
+        return records
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.paths.log_path(name)
+        if not path.is_file():
+            return ""
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - 20_000))
+            text = fh.read().decode("utf-8", "replace").replace("\r", "\n")
+        return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+    def live(self, name: str, records: list[dict] | None = None) -> dict:
+        """Progress of one run: status, step/total, samples/s, ETA, queue position, the latest metrics, the precision
+        chosen and why, log tail
+        (``records``: its metrics.jsonl, when the caller has read it already)."""
+        status = self.status(name)
+        records = self.metrics(name) if records is None else records
+        train = [r for r in records if r.get("split") == "train"]
+        last = train[-1] if train else {}
+        step, total = last.get("step", 0), last.get("total_steps")
+        seconds, samples = last.get("train_seconds"), last.get("samples")
+        speed = samples / seconds if seconds and samples else None
+        eta = seconds / step * (total - step) if seconds and step and total else None
+        validation = [r for r in records if r.get("split") == "validation"]
+        setups = [r for r in records if r.get("split") == "setup"]
+        machine = {k: setups[-1].get(k) for k in ("precision", "threads", "hardware")} if setups else {}
+        return {
+            "name": name,
+            "status": status,
+            "step": step,
+            "total_steps": total,
+            **machine,
+            "samples_per_second": round(speed, 1) if speed else None,
+            "eta_seconds": round(eta) if eta is not None else None,
+            "queue_position": self.queue.queue_position(name),
+            "last_train": last,
+            "last_validation": validation[-1] if validation else {},
+            "log": self.log_tail(name),
+        }
+
+    def damaged_files(self, name: str) -> list[str]:
+        """The files of run ``name`` that exist but cannot be read: its job file, config, results or metrics log."""
+        run_dir, damaged = self.paths.run_dir(name), []
+        if self.paths.job_path(name).is_file() and not self.queue.read_job(name):
+            damaged.append("job file")
+        if (run_dir / runlib.CONFIG_FILE).is_file():
+            try:
+                runlib.read_run_config(run_dir)
+            except ToolkitError:
+                damaged.append(runlib.CONFIG_FILE)
+        if (run_dir / runlib.RESULTS_FILE).is_file() and not isinstance(
+            read_json_or_none(run_dir / runlib.RESULTS_FILE), dict
+        ):
+            damaged.append(runlib.RESULTS_FILE)
+        if self.bad_metric_lines(name):
+            damaged.append(runlib.METRICS_LOG)
+        return damaged
+
+    def bad_metric_lines(self, name: str) -> int:
+        """Unreadable lines of metrics.jsonl; the last line of a training run is being written, not damaged."""
+        path = self.paths.run_dir(name) / runlib.METRICS_LOG
+        if not path.is_file():
+            return 0
+        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+        if lines and runlib.lock_holder(self.paths.run_dir(name)) is not None:
+            lines = lines[:-1]
+        return sum(1 for line in lines if line.strip() and not isinstance(read_json_or_none(line), dict))
+
+    def summary(self, name: str) -> dict:
+        """One row of the Runs table; a run with damaged files is listed with what could be read and names them."""
+        run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
+        status, damaged = self.status(name), self.damaged_files(name)
+        row = {
+            "name": name,
+            "task": "",
+            "base model": "",
+            "status": f"{status} (damaged: {', '.join(damaged)})" if damaged else status,
+            "best metric": "",
+            "steps": None,
+            "duration": "",
+            "date": "",
+            "size": "",
+        }
+        if (run_dir / runlib.CONFIG_FILE).is_file() and runlib.CONFIG_FILE not in damaged:
+            try:
+                cfg = runlib.read_run_config(run_dir)
+                from ..tasks import get_task
+
+                row.update({"task": cfg.task, "base model": get_task(cfg.task).base_model(cfg) or ""})
+            except ToolkitError:
+                pass
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if (run_dir / runlib.RESULTS_FILE).is_file() else {}
+        results = results if isinstance(results, dict) else {}
+        metric = results.get("metric")
+        best = (results.get("validation") or {}).get(metric)
+        if isinstance(best, (int, float)):
+            row["best metric"] = f"{metric} {best:.4f}"
+        records = self.metrics(name)
+        steps = [r.get("step", 0) for r in records]
+        row["steps"] = results.get("steps") or (max(steps) if steps else None)
+        seconds = results.get("train_seconds") or next(
+            (r.get("train_seconds") for r in reversed(records) if r.get("train_seconds")), None
+        )
+        row["duration"] = format_seconds(seconds) if seconds else ""
+        started = job.get("queued_at") or (run_dir.stat().st_mtime if run_dir.is_dir() else None)
+        row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else ""
+        row["size"] = format_size(folder_size(run_dir)) if run_dir.is_dir() else ""
+        return row
+
+    def runs(self) -> list[dict]:
+        rows = []
+        for name in self.names():
+            try:
+                rows.append(self.summary(name))
+            except (OSError, ValueError) as err:  # one damaged run folder must not hide the others
+                rows.append({"name": name, "status": f"unreadable: {err}"})
+        return rows
+
+    def finished(self) -> list[str]:
+        return [name for name in self.names() if self.status(name) == "finished"]
+
+    def model_card(self, name: str) -> str:
+        path = self.paths.run_dir(name) / "README.md"
+        return path.read_text(encoding="utf-8") if path.is_file() else f"Run '{name}' has no model card yet."
+
+    def best_zip(self, name: str, folder: Path) -> Path:
+        """The run's best/ as a zip in ``folder``."""
+        best = self.paths.run_dir(name) / "best"
+        if not best.is_dir():
+            raise ToolkitError(f"run '{name}' has no best/ checkpoint yet.")
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{name}-best.zip"
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(best.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    archive.write(path, Path(name) / path.relative_to(best))
+        tmp.replace(out)
+        return out

@@ -1,0 +1,192 @@
+"""The studio's training queue: job files, the `toolkit train` child processes they start, stop and resume.
+
+A job is one JSON file in <root>/.studio/jobs/: its command, when it was queued, its process. At most
+``max_running`` jobs train at once; the rest wait, oldest first. Each job is a child process in a session of its
+own, so a crash in training cannot take the studio down and a run keeps training while the studio restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import run as runlib
+from ..errors import ToolkitError
+from . import NAME, StudioPaths, command_text, display_path, process_start
+
+
+class JobQueue:
+    """Queued and started jobs; ``catalog`` (set by Studio) tells each run's status."""
+
+    def __init__(self, paths: StudioPaths, lock, max_running: int = 1, allow_remote_code: bool = False):
+        self.paths, self.lock, self.max_running = paths, lock, max_running
+        self.allow_remote_code = allow_remote_code  # --allow-remote-code: jobs may run a model folder's own Python
+        self.children: dict[str, subprocess.Popen] = {}
+        self.catalog = None
+
+    def read_job(self, name: str) -> dict:
+        """The job file of run ``name``; {} when there is none or it is not a job (a stray or damaged file)."""
+        path = self.paths.job_path(name)
+        try:
+            job = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        ok = isinstance(job, dict) and job.get("name") == name and isinstance(job.get("argv"), list)
+        return job if ok and isinstance(job.get("queued_at"), (int, float)) else {}
+
+    def jobs(self) -> list[dict]:
+        found = (self.read_job(p.stem) for p in self.paths.jobs_dir.glob("*.json") if NAME.fullmatch(p.stem))
+        return [job for job in found if job]
+
+    def write_job(self, job: dict) -> None:
+        path = self.paths.job_path(job["name"])
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(job, indent=1))
+        tmp.replace(path)
+
+    def train_command(self, config: str | Path, overrides: list[str], name: str) -> list[str]:
+        """The `toolkit train` line of a new run (checked as `toolkit train` would check it); raises ToolkitError."""
+        from ..config import load_config
+
+        run_dir = self.paths.run_dir(name)
+        argv = ["toolkit", "train", display_path(config), *overrides, f"output_dir={display_path(run_dir)}"]
+        cfg = load_config(config, argv[3:])
+        from ..tasks import get_task
+
+        get_task(cfg.task)
+        self.check_no_remote_code(cfg)
+        return argv
+
+    def check_no_remote_code(self, cfg) -> None:
+        """Anyone who reaches the studio can start jobs: unless it was started with --allow-remote-code, a job may not
+        run Python from a model folder (trust_remote_code) nor load a model from the uploads folder."""
+        if self.allow_remote_code:
+            return
+        if cfg.trust_remote_code:
+            raise ToolkitError(
+                "trust_remote_code: true is refused in the studio: it runs Python from the model folder "
+                "in the training process, for anyone who can reach the studio. Start the studio with "
+                "--allow-remote-code to permit it, or train from a terminal."
+            )
+        from ..config import model_sources
+
+        for key, value in model_sources(cfg).items():
+            if (
+                isinstance(value, str)
+                and value
+                and (
+                    Path(value).expanduser().resolve() == self.paths.uploads
+                    or self.paths.uploads in Path(value).expanduser().resolve().parents
+                )
+            ):
+                raise ToolkitError(
+                    f"{key} points into the studio's uploads ({value}): models are not loaded from "
+                    f"uploads. Start the studio with --allow-remote-code to permit it."
+                )
+
+    def submit(self, config: str | Path, overrides: list[str], name: str) -> dict:
+        """Queue a new run; it starts when a training slot is free."""
+        with self.lock:
+            argv = self.train_command(config, overrides, name)
+            if self.paths.run_dir(name).exists() or self.catalog.status(name) in ("queued", "starting", "training"):
+                raise ToolkitError(f"a run named '{name}' already exists under {self.paths.root}: choose another name.")
+            return self._queue(name, argv)
+
+    def resume(self, name: str) -> dict:
+        """Queue the exact continuation of a stopped or interrupted run from its last/ checkpoint."""
+        with self.lock:
+            status = self.catalog.status(name)
+            if status not in ("stopped", "interrupted"):
+                raise ToolkitError(f"run '{name}' is {status}: only a stopped or interrupted run can be resumed.")
+            self.check_no_remote_code(runlib.read_run_config(self.paths.run_dir(name)))
+            return self._queue(name, ["toolkit", "train", "--resume", display_path(self.paths.run_dir(name))])
+
+    def _queue(self, name: str, argv: list[str]) -> dict:
+        job = {"name": name, "argv": argv, "state": "queued", "queued_at": time.time()}
+        self.write_job(job)
+        self.schedule()
+        return self.read_job(name)
+
+    def schedule(self) -> None:
+        """Start queued jobs, oldest first, while fewer than ``max_running`` train."""
+        with self.lock:
+            jobs = self.jobs()
+            busy = sum(self.catalog.status(j["name"]) in ("starting", "training") for j in jobs)
+            for job in sorted((j for j in jobs if j.get("state") == "queued"), key=lambda j: j["queued_at"]):
+                if busy >= self.max_running:
+                    break
+                self._start(job)
+                busy += 1
+
+    def _start(self, job: dict) -> None:
+        log = open(self.paths.log_path(job["name"]), "ab")
+        log.write(f"$ {command_text(job['argv'])}\n".encode())
+        log.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"}
+        # No shell: the arguments go to the child as they are. A new session: the child outlives a studio restart.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", *job["argv"][1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        self.children[job["name"]] = child
+        job.update(
+            state="started",
+            pid=child.pid,
+            pid_start=process_start(child.pid),
+            started_at=time.time(),
+            returncode=None,
+            stop_requested=False,
+        )
+        self.write_job(job)
+
+    def stop(self, name: str) -> str:
+        """Stop a run: a queued one leaves the queue; a training one saves last/ after its current step and exits."""
+        with self.lock:
+            job, status = self.read_job(name), self.catalog.status(name)
+            if status == "queued":
+                self.paths.job_path(name).unlink(missing_ok=True)
+                return "removed from the queue"
+            if status not in ("starting", "training"):
+                raise ToolkitError(f"run '{name}' is not training (it is {status}).")
+            if job.get("stop_requested"):
+                return "already stopping: last/ is saved after the current step"  # a second signal would not wait
+            holder = runlib.lock_holder(self.paths.run_dir(name)) if status == "training" else None
+            pid = holder.get("pid") if holder else job.get("pid")  # a run started from a terminal has no job
+            if not isinstance(pid, int):
+                raise ToolkitError(f"run '{name}' is trained by a process this studio cannot signal ({holder}).")
+            try:
+                os.kill(pid, signal.SIGTERM)  # toolkit train: finish the step, save last/, exit
+            except OSError as err:
+                raise ToolkitError(f"cannot stop run '{name}' (process {pid}): {err.strerror or err}.") from err
+            if job:
+                job["stop_requested"] = True
+                self.write_job(job)
+            return "stopping: last/ is saved after the current step"
+
+    def poll(self) -> None:
+        """Record the exit of children that ended, then start what waits."""
+        with self.lock:
+            for name, child in list(self.children.items()):
+                code = child.poll()
+                if code is not None:
+                    del self.children[name]
+                    job = self.read_job(name)
+                    if job:
+                        job.update(state="ended", returncode=code, ended_at=time.time())
+                        self.write_job(job)
+            self.schedule()
+
+    def queue_position(self, name: str) -> int | None:
+        queued = sorted(self.jobs(), key=lambda j: j["queued_at"])
+        names = [j["name"] for j in queued if j.get("state") == "queued"]
+        return names.index(name) + 1 if name in names else None

@@ -1,0 +1,86 @@
+"""Uploads into the studio: each content once, in a folder named by its hash; a zip of class folders extracted with
+every member checked to stay inside it; sizes bounded."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+from ..errors import ToolkitError
+from . import inside, safe_name
+
+
+class Uploads:
+    def __init__(self, folder: Path, max_upload_mb: float):
+        self.folder, self.max_upload_mb = folder, max_upload_mb
+
+    def save(self, source: str | Path, filename: str | None = None) -> Path:
+        """Copy an uploaded file into the upload folder under a safe name (a zip of class folders is extracted).
+
+        Each content gets its own folder, named by its hash: the same file uploaded again is not copied again, and
+        a file a queued or training run reads is never replaced or deleted."""
+        import hashlib
+
+        source = Path(source)
+        size = source.stat().st_size
+        if size > self.max_upload_mb * 2**20:
+            raise ToolkitError(
+                f"'{filename or source.name}' is {size / 2**20:.1f} MB; uploads are limited to "
+                f"{self.max_upload_mb:g} MB. Give a path on the studio's machine instead."
+            )
+        digest = hashlib.sha256()
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(2**20), b""):
+                digest.update(block)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or source.name).name).lstrip("._") or "upload"
+        folder = self.folder / digest.hexdigest()[:16]
+        target = folder / safe_name(stem[:64], "file name")
+        if source.suffix.lower() == ".zip" or target.suffix.lower() == ".zip":
+            return self._extract(source, target.with_suffix(""))
+        if not target.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            shutil.copyfile(source, tmp)
+            tmp.replace(target)  # never a half-copied file under the final name
+        return target
+
+    def _extract(self, archive: Path, target: Path) -> Path:
+        """A zip of class folders, extracted once, with every member checked to stay inside ``target``."""
+        if not target.is_dir():
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.mkdir(parents=True)
+            try:
+                total = 0
+                with zipfile.ZipFile(archive) as zipped:
+                    for member in zipped.infolist():
+                        total += member.file_size
+                        if total > 4 * self.max_upload_mb * 2**20:
+                            raise ToolkitError(
+                                f"'{archive.name}' unpacks to more than {4 * self.max_upload_mb:g} MB: refused."
+                            )
+                        try:
+                            inside(tmp, tmp / member.filename)
+                        except ToolkitError:
+                            raise ToolkitError(
+                                f"'{archive.name}' holds '{member.filename}', a path outside the "
+                                f"archive's folder: refused."
+                            ) from None
+                    zipped.extractall(tmp)
+                tmp.rename(target)
+            except (ToolkitError, zipfile.BadZipFile, OSError) as err:
+                shutil.rmtree(tmp, ignore_errors=True)
+                try:
+                    target.parent.rmdir()  # the content's folder, when nothing else was ever stored in it
+                except OSError:
+                    pass
+                if isinstance(err, ToolkitError):
+                    raise
+                if not target.is_dir():
+                    raise ToolkitError(f"'{archive.name}' is not a readable zip archive ({err}).") from err
+        # A zip of one folder holding the class folders: use that folder.
+        entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+        return entries[0] if len(entries) == 1 and entries[0].is_dir() and any(entries[0].iterdir()) else target
