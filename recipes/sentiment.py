@@ -68,9 +68,8 @@ def build_task(cfg: TextClassificationConfig) -> Task:
     from toolkit.timing import phase
 
     with phase("data"):
-        splits = load_splits(
-            cfg, [cfg.data.text_column, cfg.data.label_column], [cfg.data.text_column], cfg.data.label_column
-        )
+        text, label = cfg.data.text_column, cfg.data.label_column
+        splits = load_splits(cfg, [text, label], [text], label, cfg.data.missing_labels)
         names = label_names(list(splits["train"][cfg.data.label_column]))
         if len(names) < 2:
             raise ToolkitError(

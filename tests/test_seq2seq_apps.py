@@ -11,13 +11,8 @@ import toolkit
 def summary_run(tiny_t5, copy_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("summary_run")
     values = config(tiny_t5, copy_data, folder, task="summarization", max_steps=20, eval_every=20)
-    values["data"] = {
-        **values["data"],
-        "text_column": "en",
-        "summary_column": "de",
-        "source_lang": None,
-        "target_lang": None,
-    }
+    data = {k: v for k, v in values["data"].items() if not k.endswith("_lang")}
+    values["data"] = {**data, "text_column": "en", "summary_column": "de"}
     return toolkit.train(values)
 
 

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     add_backend(p)
+    sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
     p.add_argument("--runs", default="runs", help="the folder of runs it shows and trains into (default: runs)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
@@ -301,6 +302,20 @@ def cmd_studio(args) -> int:
     return 0
 
 
+def cmd_tasks(args) -> int:
+    from .tasks import all_tasks
+
+    for spec in all_tasks():
+        aliases = f" (alias {', '.join(spec.aliases)})" if spec.aliases else ""
+        columns = ", ".join(f"{role.name}: data.{key}" for key, role in spec.roles.items()) or "none"
+        print(f"{spec.name}{aliases}: {spec.description}")
+        print(f"  columns  {columns}")
+        print(f"  metrics  {', '.join(spec.metrics)} (the first picks best/)")
+        if spec.example_config:
+            print(f"  example  toolkit train {spec.example_config}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export_run
 
@@ -330,6 +345,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "predict": cmd_predict,
     "export": cmd_export,
+    "tasks": cmd_tasks,
     "serve": cmd_serve,
     "studio": cmd_studio,
 }

@@ -178,11 +178,13 @@ def guess_by_content(kind: str, table, free: list[str]) -> str | None:
     return free[0]
 
 
-def load_splits(cfg, required: list[str], text_columns: list[str], label_column: str | None = None) -> dict:
+def load_splits(
+    cfg, required: list[str], text_columns: list[str], label_column: str | None = None, missing_labels: str = "skip"
+) -> dict:
     """The configured text splits (see :func:`toolkit.splits.load_splits`), each checked the same way.
 
     ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted), and so
-    are rows whose ``label_column`` is missing (data.missing_labels=error refuses them instead).
+    are rows whose ``label_column`` is missing (``missing_labels="error"`` refuses them instead).
     """
 
     def load_split(split: str, source: str, where: str):
@@ -190,7 +192,7 @@ def load_splits(cfg, required: list[str], text_columns: list[str], label_column:
         require_columns(table, required, where, role_fix(cfg))
         table = drop_empty_text(table, text_columns, where)
         if label_column:
-            table = drop_missing_labels(table, label_column, where, cfg.data.missing_labels)
+            table = drop_missing_labels(table, label_column, where, missing_labels)
         return table
 
     return splits.load_splits(cfg, load_split, "a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id")

@@ -138,8 +138,10 @@ def launch(
     **kwargs,
 ):
     """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    from toolkit.apps import steady_memory
     from toolkit.apps.guard import guarded
 
+    steady_memory()
     demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
     return demo.launch(
         server_name=host,
