@@ -122,7 +122,8 @@ def _results(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_path):
-    settings = {**tiny_config, "epochs": 3, "batch_size": 4, "save_every": 7, "eval_every": "epoch"}
+    # 2 epochs of 40 steps, a last/ every 7 steps: killed at the first mid-epoch checkpoint of the second epoch.
+    settings = {**tiny_config, "epochs": 2, "batch_size": 8, "save_every": 7, "eval_every": "epoch"}
     config = write_config(tmp_path / "resume.yaml", settings)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("train", str(config), f"output_dir={whole}").returncode == 0
@@ -148,7 +149,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_pa
     proc.wait()
     assert not (killed / "results.json").exists(), "the run finished before it could be killed"
     counters = json.loads(state.read_text())
-    assert counters["epoch"] == 1 and 0 < counters["batch_in_epoch"] < 80
+    assert counters["epoch"] == 1 and 0 < counters["batch_in_epoch"] < 40
 
     resumed = run_cli("train", "--resume", str(killed))
     assert resumed.returncode == 0, resumed.stderr
