@@ -63,7 +63,7 @@ def test_a_second_training_into_a_busy_folder_is_refused(tiny_config, tmp_path):
         holder.kill()
         holder.wait()
     assert (out / ".toolkit-lock").exists()  # left behind by the kill, but no longer held
-    done = run_cli("train", str(config), f"output_dir={out}", "epochs=2", "save_every=5", "overwrite=true")
+    done = run_cli("train", str(config), f"output_dir={out}", "epochs=1", "save_every=5", "overwrite=true")
     assert done.returncode == 0, done.stderr
     assert not (out / ".toolkit-lock").exists()
 

@@ -22,10 +22,22 @@ SCREENSHOTS = Path(
 )
 
 
-def start_studio(runs: Path, port: int) -> subprocess.Popen:
+def start_studio(runs: Path, port: int, *options: str) -> subprocess.Popen:
     """`toolkit studio` as a user starts it, once it answers."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "studio", "--runs", str(runs), "--port", str(port), "--max-upload-mb", "1"],
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "studio",
+            "--runs",
+            str(runs),
+            "--port",
+            str(port),
+            "--max-upload-mb",
+            "1",
+            *options,
+        ],  # fmt: skip
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -339,7 +351,7 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
     }
     runs, port = tmp_path / "runs", free_port()
     url = f"http://127.0.0.1:{port}/"
-    server = start_studio(runs, port)
+    server = start_studio(runs, port, "--max-running", "3")  # the three tiny runs train side by side
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)

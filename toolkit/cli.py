@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
     )
     p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
+    p.add_argument("--max-running", type=int, default=1, help="runs that train at once; the others wait (default: 1)")
     p.add_argument(
         "--allow-remote-code",
         action="store_true",
@@ -296,6 +297,7 @@ def cmd_studio(args) -> int:
         auth=auth,
         max_upload_mb=args.max_upload_mb,
         max_loaded=args.max_loaded,
+        max_running=max(1, args.max_running),
         allowed_hosts=allowed_hosts(args),
         allow_remote_code=args.allow_remote_code,
     )

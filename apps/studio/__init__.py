@@ -135,6 +135,7 @@ def launch(
     max_loaded: int = 3,
     allowed_hosts: list[str] | tuple[str, ...] = (),
     allow_remote_code: bool = False,
+    max_running: int = 1,
     **kwargs,
 ):
     """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
@@ -142,7 +143,10 @@ def launch(
     from toolkit.apps.guard import guarded
 
     steady_memory()
-    demo = build_studio(runs, max_loaded=max_loaded, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
+    demo = build_studio(
+        runs, max_loaded=max_loaded, max_running=max_running, max_upload_mb=max_upload_mb,
+        allow_remote_code=allow_remote_code,
+    )  # fmt: skip
     return demo.launch(
         server_name=host,
         server_port=port,

@@ -79,6 +79,23 @@ def config_class_of(config_path: str | None):
         return None
 
 
+def task_roles(task_name) -> dict:
+    return get_task(task_name).roles if task_name else {}
+
+
+def role_picker(roles: list, i: int, columns: list | None = None, value=None):
+    """Picker ``i``: the column for the task's i-th role once there is data to pick from, else hidden."""
+    if i >= len(roles):
+        return gr.Dropdown(visible=False, value=None)
+    key, role = roles[i]
+    return gr.Dropdown(
+        label=f"{role.name.capitalize()} column (data.{key})",
+        choices=columns or [],
+        value=value,
+        visible=columns is not None,
+    )
+
+
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     """The tab's components and listeners; ``start`` is connected by :func:`connect_start` once the Live tab exists."""
     studio, max_upload_mb = ctx.studio, ctx.max_upload_mb
@@ -157,21 +174,6 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             cls = None
         found = next((spec.name for spec in all_tasks() if spec.config is cls), None) if cls else None
         return found or task_name
-
-    def task_roles(task_name) -> dict:
-        return get_task(task_name).roles if task_name else {}
-
-    def role_picker(roles: list, i: int, columns: list | None = None, value=None):
-        """Picker ``i``: the column for the task's i-th role once there is data to pick from, else hidden."""
-        if i >= len(roles):
-            return gr.Dropdown(visible=False, value=None)
-        key, role = roles[i]
-        return gr.Dropdown(
-            label=f"{role.name.capitalize()} column (data.{key})",
-            choices=columns or [],
-            value=value,
-            visible=columns is not None,
-        )
 
     def show_preview(task_name, config_name, config_file, uploaded, path):
         source = (

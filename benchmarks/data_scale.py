@@ -1,0 +1,139 @@
+"""Data at scale: `toolkit train` on 100k, 1M (and 10M) rows against the `datasets` way (load_dataset + batched map,
+as transformers' run_glue does it), each a whole process on the same machine.
+
+Rows are real rt-polarity training sentences, repeated with an index so that no two are equal; 20 training steps
+of the packaged MiniLM, fp32, batch 32. For each size: the wall time, the time to the first training step, the data
+phase and the peak resident memory (GNU time's maximum RSS) of toolkit's first run, of its second run on the same
+file (what a cache saves), and of the peer's first and second run.
+Usage: python benchmarks/data_scale.py [--rows 100000 1000000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TOOLKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+TEXTS = SHARED / "sentiment" / "rt-polarity"
+STEPS = 20
+
+PEER = """
+import sys, time
+tic = time.perf_counter()
+import datasets, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+source = sys.argv[2]  # the packaged MiniLM's folder
+table = datasets.load_dataset("csv", data_files=sys.argv[1], split="train")
+tokenizer = AutoTokenizer.from_pretrained(source)
+labels = sorted(set(table.unique("label")))
+def encode(batch):
+    out = tokenizer(batch["text"], truncation=True, max_length=128)
+    out["labels"] = [labels.index(y) for y in batch["label"]]
+    return out
+features = table.map(encode, batched=True, remove_columns=table.column_names)
+data_seconds = time.perf_counter() - tic
+model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))
+collate = DataCollatorWithPadding(tokenizer)
+loader = torch.utils.data.DataLoader(features, batch_size=32, shuffle=True, collate_fn=collate)
+optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+first = None
+for step, batch in enumerate(loader):
+    model(**batch).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    first = first or time.perf_counter() - tic
+    if step + 1 == 20:
+        break
+print({"data": round(data_seconds, 1), "first_step": round(first, 1)})
+"""
+
+
+def make_rows(count: int, folder: Path) -> Path:
+    """``count`` rows of real sentences: rt-polarity training rows repeated, each with its index appended."""
+    import pandas as pd
+
+    path = folder / f"rows-{count}.csv"
+    if path.is_file():
+        return path
+    base = pd.read_csv(TEXTS / "train.csv")
+    repeats = -(-count // len(base))
+    table = pd.concat([base] * repeats, ignore_index=True).head(count)
+    table["text"] = table["text"] + " " + table.index.astype(str)
+    table.to_csv(path, index=False)
+    return path
+
+
+def measured(command: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak resident MB, stdout) of one whole process, through GNU time."""
+    tic = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - tic
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
+    peak_kb = int(done.stderr.strip().splitlines()[-1])
+    return wall, peak_kb / 1024, done.stdout
+
+
+def toolkit_run(data: Path, out: Path) -> dict:
+    command = [
+        sys.executable, "-m", "toolkit", "train", str(ROOT / "recipes/configs/sentiment_minilm.yaml"),
+        f"data.train={data}", f"data.validation={TEXTS / 'validation.csv'}", "data.test=null", f"max_steps={STEPS}",
+        "precision=no", "trackers=[]", "eval_every=1000", f"output_dir={out}", "overwrite=true",
+    ]  # fmt: skip
+    wall, peak, _ = measured(command)
+    timings = json.loads((out / "results.json").read_text()).get("timings", {})
+    first = sum(timings.get(k, 0) for k in ("start_up", "build"))
+    return {"wall": wall, "peak_mb": peak, "data": timings.get("data"), "first_step": first}
+
+
+def peer_run(data: Path) -> dict:
+    from toolkit.models import resolve_model_source
+
+    model = resolve_model_source("sentence-transformers/all-MiniLM-L6-v2")
+    wall, peak, out = measured([sys.executable, "-c", PEER, str(data), str(model)])
+    found = eval(out.strip().splitlines()[-1])  # noqa: S307 (our own script's dict)
+    return {"wall": wall, "peak_mb": peak, **found}
+
+
+def main() -> int:
+    from toolkit.hardware import benchmark_header
+
+    print(benchmark_header(), flush=True)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--keep", help="a folder for the generated row files (kept between invocations)")
+    args = parser.parse_args()
+    if not TEXTS.is_dir():
+        print(f"rt-polarity not found at {TEXTS}: this benchmark needs ../shared/data", file=sys.stderr)
+        return 1
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="toolkit-data-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\n{'rows':>10} {'run':22} {'wall s':>8} {'first step s':>13} {'data s':>8} {'peak MB':>8}", flush=True)
+    for count in args.rows:
+        data = make_rows(count, folder)
+        size_mb = data.stat().st_size / 2**20
+        out = folder / f"run-{count}"
+        runs = [("toolkit, first run", toolkit_run, (data, out)), ("toolkit, second run", toolkit_run, (data, out)),
+                ("datasets, first run", peer_run, (data,)), ("datasets, second run", peer_run, (data,))]  # fmt: skip
+        for label, run, run_args in runs:
+            r = run(*run_args)
+            print(
+                f"{count:>10,} {label:22} {r['wall']:8.1f} {r['first_step']:13.1f} {r['data'] or 0:8.1f} "
+                f"{r['peak_mb']:8.0f}   ({size_mb:.0f} MB CSV)",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
