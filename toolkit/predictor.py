@@ -36,10 +36,8 @@ class Predictor:
     task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
 
     def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int | None = None, device: str | None = None):
-        from .config import Config
-
         self.folder = Path(folder)
-        self.cfg = cfg or Config()  # without the run's config: the defaults
+        self.cfg = cfg if cfg is not None else run_config_of(self.folder)
         self.batch_size = batch_size or self.default_batch_size
         self.device = choose_device(device) if self.uses_torch else device or "cpu"
         self.load()
@@ -88,6 +86,18 @@ def check_texts(texts, what: str = "classify") -> None:
                 f"input {i + 1} is not valid UTF-8 text (a byte 0x{ord(bad) & 0xFF:02X} at character "
                 f"{position + 1}): save or type it as UTF-8."
             )
+
+
+def run_config_of(folder: Path):
+    """The config of the run a checkpoint folder belongs to (best/ or last/ inside a run folder)."""
+    from .run import CONFIG_FILE, read_run_config
+
+    if not (folder.parent / CONFIG_FILE).is_file():
+        raise ToolkitError(
+            f"'{folder}' is not a checkpoint inside a run folder: pass the run's config as cfg=, "
+            f"or load the run with toolkit.load(RUN)."
+        )
+    return read_run_config(folder.parent)
 
 
 def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "auto", **kwargs):
