@@ -24,7 +24,7 @@ from . import checkpoint as ckpt
 from . import hardware, interrupt, timing
 from . import run as runlib
 from .batching import Indexed, MicroBatches, ShuffledLengthGroups, micro_batch_count, split_by_length
-from .config import Config
+from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
 
 log = logging.getLogger(__name__)
@@ -741,5 +741,5 @@ def _scalars(metrics: dict) -> dict:
 
 
 def _hparams(cfg: Config) -> dict:
-    flat = runlib._flatten(runlib.task_config(cfg))
+    flat = runlib._flatten(config_to_dict(cfg))
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}

@@ -333,14 +333,8 @@ def _flatten(values: dict, prefix: str = "") -> dict:
     return out
 
 
-def task_config(cfg: Config) -> dict:
-    """The config as a dict: the task's config class holds only the keys and sections the task reads, so this is
-    what config.yaml and the TensorBoard hyperparameters hold."""
-    return config_to_dict(cfg)
-
-
 def write_config(run_dir: Path, cfg: Config) -> None:
-    values = task_config(cfg)
+    values = config_to_dict(cfg)  # the task's class holds only the keys the task reads
     values["resume"] = False
     values["overwrite"] = False
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))

@@ -8,6 +8,7 @@ entry-point group (each entry point a module that registers on import), and a no
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -47,17 +48,17 @@ class TaskSpec:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from .config import Config
-
-        if self.config is None:
-            object.__setattr__(self, "config", Config)
-        if not (isinstance(self.config, type) and issubclass(self.config, Config)):
-            raise ToolkitError(f"task '{self.name}': config must be a dataclass subclassing toolkit.config.Config.")
+        # Checked by shape, not by importing toolkit.config (which looks tasks up: no import cycle).
+        fields = {f.name for f in dataclasses.fields(self.config)} if dataclasses.is_dataclass(self.config) else set()
+        if not isinstance(self.config, type) or not {"task", "data"} <= fields:
+            raise ToolkitError(
+                f"task '{self.name}': give config=, a dataclass subclassing toolkit.config.Config "
+                f"(Config itself for a task without keys of its own)."
+            )
 
     @property
     def roles(self) -> dict:
         """Its data roles: {data key: DataRole} of the columns it reads (``setting(role=...)`` in its data class)."""
-        import dataclasses
         import typing
 
         data = typing.get_type_hints(self.config)["data"]
