@@ -48,35 +48,60 @@ class TextClassificationConfig(TextConfig):
 LABELS_FILE = "labels.json"
 
 
-def tokenize(table, tokenizer, cfg: TextClassificationConfig, names: list[str], where: str) -> list[dict]:
-    from toolkit.splits import encode_labels
+def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
+    """A batch of rows -> token ids, label ids and lengths (a ``datasets`` batched map function)."""
+    from toolkit.data import LENGTH
+    from toolkit.splits import label_key
 
-    encoded = tokenizer(list(table[cfg.data.text_column]), truncation=True, max_length=cfg.max_length)
-    labels = encode_labels(list(table[cfg.data.label_column]), names, where)
-    keys = list(encoded.keys())
-    return [{**{k: encoded[k][i] for k in keys}, "labels": labels[i]} for i in range(len(labels))]
+    index = {name: i for i, name in enumerate(names)}
+    text, label = cfg.data.text_column, cfg.data.label_column
+
+    def tokenize(batch: dict) -> dict:
+        encoded = dict(tokenizer(batch[text], truncation=True, max_length=cfg.max_length))
+        encoded["labels"] = [index[label_key(v)] for v in batch[label]]
+        encoded[LENGTH] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    return tokenize
 
 
 def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
 
-    from toolkit.data import load_splits
+    from toolkit.data import by_length, encode, first_rows, lengths, load_splits
     from toolkit.engine import Task
     from toolkit.errors import ToolkitError
-    from toolkit.models import apply_lora, load_text_classifier, load_tokenizer, lora_merge_finalizer, save_model
-    from toolkit.splits import label_names
+    from toolkit.models import (
+        apply_lora,
+        load_text_classifier,
+        load_tokenizer,
+        lora_merge_finalizer,
+        save_model,
+        tokenizer_fingerprint,
+    )
+    from toolkit.splits import check_labels, table_label_names
     from toolkit.timing import phase
 
     with phase("data"):
         text, label = cfg.data.text_column, cfg.data.label_column
         splits = load_splits(cfg, [text, label], [text], label, cfg.data.missing_labels)
-        names = label_names(list(splits["train"][cfg.data.label_column]))
+        names = table_label_names(splits["train"], label)
         if len(names) < 2:
             raise ToolkitError(
                 f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column."
             )
+        for split, table in splits.items():
+            check_labels(table, label, names, f"data.{split}")
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
-        features = {s: tokenize(t, tokenizer, cfg, names, f"data.{s}") for s, t in splits.items()}
+        key = {
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "max_length": cfg.max_length,
+            "text": text,
+            "label": label,
+            "labels": names,
+        }
+        tokenize = tokenize_batch(tokenizer, cfg, names)
+        features = {s: encode(t, tokenize, key, f"data.{s}") for s, t in splits.items()}
     with phase("model"):
         model = load_text_classifier(cfg.model, names, cfg.trust_remote_code, cfg.attn_implementation)
     if cfg.peft.enabled:
@@ -89,21 +114,16 @@ def build_task(cfg: TextClassificationConfig) -> Task:
     return Task(
         model=model,
         train_set=features["train"],
-        # Scored shortest first: batches of similar lengths pad little (metrics do not depend on the order).
         eval_set=by_length(features.get("validation")),
         test_set=by_length(features.get("test")),
         collate=DataCollatorWithPadding(tokenizer),
         compute_loss=lambda model, batch: model(**batch).loss,
         evaluate=lambda model, loader, accelerator: evaluate(model, loader, accelerator, names),
         save=save,
-        train_lengths=[len(f["input_ids"]) for f in features["train"]],
-        info={"labels": names, "examples": list(splits.get("validation", splits["train"])[cfg.data.text_column][:5])},
+        train_lengths=lengths(features["train"]),
+        info={"labels": names, "examples": first_rows(splits.get("validation", splits["train"]), text)},
         finalize=lora_merge_finalizer(cfg, save),
     )
-
-
-def by_length(features: list[dict] | None) -> list[dict] | None:
-    return sorted(features, key=lambda f: len(f["input_ids"])) if features is not None else None
 
 
 @without_gradients

@@ -97,14 +97,22 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
     """Each training document once more, its target now the sentence of it closest to its summary (extractive
     oracle labels, as in BertSum). A warm-started decoder learns to find and copy the salient sentence from
     these far sooner than from a few thousand abstractive targets alone."""
-    from datasets import Dataset, concatenate_datasets
+    from datasets import concatenate_datasets
     from rouge_score import rouge_scorer
+
+    from toolkit.data import encode
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     base = table.select_columns([text, summary])
-    oracles = [oracle_sentence(d, s, scorer) for d, s in zip(base[text], base[summary])]
-    extra = Dataset.from_dict({text: base[text], summary: oracles}, features=base.features)
-    return concatenate_datasets([base, extra]).shuffle(seed=seed)
+
+    def oracle_pairs(batch: dict) -> dict:
+        return {
+            text: batch[text],
+            summary: [oracle_sentence(d, s, scorer) for d, s in zip(batch[text], batch[summary])],
+        }
+
+    extra = encode(base, oracle_pairs, {"text": text, "summary": summary}, "data.train", "oracle sentences for")
+    return concatenate_datasets([base, extra.cast(base.features)]).shuffle(seed=seed)
 
 
 def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> dict:

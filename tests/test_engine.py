@@ -250,7 +250,7 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_config):
 
     indices = list(range(3, 19))
     batch = batching.split_by_length(task, 4)([(i, task.train_set[i]) for i in indices])
-    whole = task.collate([task.train_set[i] for i in indices])
+    whole = batching.without_length(task.collate)([task.train_set[i] for i in indices])
     lengths = [piece["input_ids"].shape[1] for piece in batch]
     assert len(batch) == 4 and lengths == sorted(lengths) and lengths[0] < whole["input_ids"].shape[1]
     model = task.model.eval()  # no dropout: both ways compute the same function

@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
+
+from .data import LENGTH
 
 
 class ShuffledLengthGroups(torch.utils.data.Sampler):
@@ -20,23 +23,28 @@ class ShuffledLengthGroups(torch.utils.data.Sampler):
 
     batches_per_group = 4
 
-    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator):
-        self.lengths, self.batch_size, self.generator = lengths, batch_size, generator
+    def __init__(self, lengths, batch_size: int, generator: torch.Generator):
+        self.lengths, self.batch_size, self.generator = np.asarray(lengths), batch_size, generator
 
     def __len__(self) -> int:
         return len(self.lengths)
 
     def __iter__(self):
+        # In numpy, and handed out in chunks: at millions of examples, lists of Python ints would take gigabytes.
         n, size = len(self.lengths), self.batch_size
         mega = size * max(1, min(n // (size * 4), self.batches_per_group))
-        indices = torch.randperm(n, generator=self.generator).tolist()
-        batches = []
-        for start in range(0, n, mega):
-            group = sorted(indices[start : start + mega], key=lambda i: -self.lengths[i])
-            batches += [group[i : i + size] for i in range(0, len(group), size)]
-        full = [b for b in batches if len(b) == size]
-        order = torch.randperm(len(full), generator=self.generator).tolist()
-        return iter([i for k in order for i in full[k]] + [i for b in batches if len(b) < size for i in b])
+        indices = torch.randperm(n, generator=self.generator).numpy()
+        groups = n // mega
+        head = indices[: groups * mega].reshape(groups, mega)
+        head = np.take_along_axis(head, np.argsort(-self.lengths[head], axis=1, kind="stable"), axis=1)
+        tail = indices[groups * mega :]
+        tail = tail[np.argsort(-self.lengths[tail], kind="stable")]
+        whole = len(tail) // size * size
+        full = np.concatenate([head.reshape(-1, size), tail[:whole].reshape(-1, size)])
+        order = torch.randperm(len(full), generator=self.generator).numpy()
+        for start in range(0, len(order), 4096):
+            yield from full[order[start : start + 4096]].reshape(-1).tolist()
+        yield from tail[whole:].tolist()  # the short last batch stays last
 
 
 class MicroBatches(list):
@@ -55,6 +63,12 @@ class Indexed(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         return index, self.dataset[index]
 
+    def __getitems__(self, indices: list[int]) -> list:
+        # An Arrow table reads a batch of rows at once, much faster than row by row.
+        fetch = getattr(self.dataset, "__getitems__", None)
+        items = fetch(indices) if fetch is not None else [self.dataset[i] for i in indices]
+        return list(zip(indices, items))
+
 
 def micro_batch_count(task, cfg, accelerator_device: str = "cpu") -> int:
     """How many length-sorted pieces each random training batch (group_by_length: false) runs as: cfg.micro_batches,
@@ -71,10 +85,22 @@ def micro_batch_count(task, cfg, accelerator_device: str = "cpu") -> int:
 
 def split_by_length(task, pieces: int) -> Callable:
     """A collate function: the batch's examples sorted by length, in ``pieces`` nearly equal pieces, each collated."""
+    piece_collate = without_length(task.collate)
 
     def collate(items: list) -> MicroBatches:
         ordered = [item for _, item in sorted(items, key=lambda pair: task.train_lengths[pair[0]])]
         size = math.ceil(len(ordered) / min(pieces, len(ordered)))
-        return MicroBatches(task.collate(ordered[start : start + size]) for start in range(0, len(ordered), size))
+        return MicroBatches(piece_collate(ordered[start : start + size]) for start in range(0, len(ordered), size))
 
     return collate
+
+
+def without_length(collate: Callable) -> Callable:
+    """``collate`` given examples without their length column."""
+
+    def run(items: list):
+        if items and isinstance(items[0], dict) and LENGTH in items[0]:
+            items = [{k: v for k, v in item.items() if k != LENGTH} for item in items]
+        return collate(items)
+
+    return run

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from pathlib import Path
-
-import pandas as pd
 
 from . import splits
 from .errors import ToolkitError
@@ -13,47 +13,87 @@ from .hub import hub_guard
 
 log = logging.getLogger(__name__)
 
-_READERS = {
-    ".csv": lambda p: pd.read_csv(p, encoding="utf-8", keep_default_na=False),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t", encoding="utf-8", keep_default_na=False),
-    ".json": lambda p: _read_json(p),
-    ".jsonl": lambda p: pd.read_json(p, lines=True, encoding="utf-8"),
-    ".parquet": lambda p: pd.read_parquet(p),
+# Each file type's `datasets` builder: the file becomes a memory-mapped Arrow table in datasets' cache, read once
+# and reused while the file is unchanged. Empty CSV cells are null; "NA", "none" and the like stay text.
+_BUILDERS = {
+    ".csv": ("csv", {"keep_default_na": False, "na_values": [""], "encoding": "utf-8"}),
+    ".tsv": ("csv", {"sep": "\t", "keep_default_na": False, "na_values": [""], "encoding": "utf-8"}),
+    ".json": ("json", {}),  # JSON Lines (as the hub's datasets often are) or one array of records
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
 }
+FILE_TYPES = ".csv, .tsv, .json, .jsonl or .parquet"
 
 
-def _read_json(path: Path) -> pd.DataFrame:
-    # A .json file may hold JSON Lines (as the hub's datasets often do) or one array of records.
-    first = path.read_text(encoding="utf-8").lstrip()[:1]
-    return pd.read_json(path, lines=first != "[", encoding="utf-8")
+def load_table(source: str, split: str = "train", streaming: bool = False):
+    """Load one split as a ``datasets.Dataset`` (memory-mapped Arrow), or with ``streaming`` an
+    ``IterableDataset`` that reads as it goes.
 
-
-def load_table(source: str, split: str = "train"):
-    """Load one split as a ``datasets.Dataset``.
-
-    ``source`` is a CSV/TSV/JSON/JSONL/Parquet file, a folder written by ``save_to_disk``,
-    or a hub dataset id (optionally ``id:split`` to pick a split other than ``split``).
+    ``source`` is a CSV/TSV/JSON/JSONL/Parquet file, a folder of such files (read as one table, shard by shard),
+    a folder written by ``save_to_disk``, or a hub dataset id (optionally ``id:split`` to pick a split other than
+    ``split``).
     """
-    import datasets
-
     path = Path(source)
     if path.is_file():
-        return datasets.Dataset.from_pandas(_read_file(path), preserve_index=False)
+        return _load_files(path, [path], streaming)
     if path.is_dir():
-        return _load_saved_folder(path, split)
-    if path.suffix.lower() in _READERS or source.startswith((".", "/")):
+        shards = data_shards(path)
+        if shards and not (path / "dataset_dict.json").exists() and not (path / "state.json").exists():
+            return _load_files(path, shards, streaming)
+        return _load_saved_folder(path, split, streaming)
+    if path.suffix.lower() in _BUILDERS or source.startswith((".", "/")):
         raise ToolkitError(
             f"data file '{source}' does not exist. Check the path (relative paths start at the current folder)."
         )
-    return _load_hub_dataset(source, split)
+    return _load_hub_dataset(source, split, streaming)
 
 
-def _read_file(path: Path) -> pd.DataFrame:
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
+def data_shards(folder: Path) -> list[Path]:
+    """The data files of a folder of shards (train-00000.parquet, ...), all of one type, in name order."""
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _BUILDERS)
+    types = {f.suffix.lower() for f in files}
+    if len(types) > 1:
         raise ToolkitError(
-            f"data file '{path}' has an unsupported type '{path.suffix}'. Use .csv, .tsv, .json, .jsonl or .parquet."
+            f"folder '{folder}' mixes data file types ({', '.join(sorted(types))}). Keep one type of shard per folder."
         )
+    return files
+
+
+def _load_files(source: Path, files: list[Path], streaming: bool):
+    import datasets
+
+    for path in files:
+        check_data_file(path)
+    suffix = files[0].suffix.lower()
+    builder, options = _BUILDERS[suffix]
+    try:
+        with quiet_readers():
+            table = datasets.load_dataset(
+                builder, data_files=[str(f) for f in files], split="train", streaming=streaming, **options
+            )
+    except Exception as err:  # noqa: BLE001 - datasets wraps the reader's error; name the file and the cause
+        raise unreadable(source, suffix, err) from err
+    if not streaming and len(table) == 0:
+        raise ToolkitError(f"data file '{source}' has no rows. Point the config at a file with data.")
+    return table
+
+
+@contextlib.contextmanager
+def quiet_readers():
+    """datasets' readers log a file they cannot read before raising; the error line toolkit prints says it once."""
+    reader_log = logging.getLogger("datasets.packaged_modules")
+    level = reader_log.level
+    reader_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        reader_log.setLevel(level)
+
+
+def check_data_file(path: Path) -> None:
+    """What can be told before reading: the type, an empty file, binary content in a text format."""
+    if path.suffix.lower() not in _BUILDERS:
+        raise ToolkitError(f"data file '{path}' has an unsupported type '{path.suffix}'. Use {FILE_TYPES}.")
     if path.stat().st_size == 0:
         raise ToolkitError(f"data file '{path}' is empty. Point the config at a file with a header and rows.")
     if path.suffix.lower() != ".parquet":
@@ -64,24 +104,28 @@ def _read_file(path: Path) -> pd.DataFrame:
                 f"data file '{path}' is not a text file (it holds binary data), so it cannot be read as "
                 f"{path.suffix}. Export the data as CSV/JSONL text, or give a .parquet file."
             )
-    try:
-        frame = reader(path)
-    except UnicodeDecodeError as err:
-        raise ToolkitError(
-            f"data file '{path}' is not UTF-8 text "
-            f"(byte {err.object[err.start : err.start + 1]!r} at offset {err.start}). "
-            f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`."
-        ) from err
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as err:
-        raise ToolkitError(
-            f"data file '{path}' could not be read as {path.suffix}: {err}. Fix or re-export the file."
-        ) from err
-    if len(frame) == 0:
-        raise ToolkitError(f"data file '{path}' has no rows. Point the config at a file with data.")
-    return frame
 
 
-def _load_saved_folder(path: Path, split: str):
+def unreadable(source: Path, suffix: str, err: Exception) -> ToolkitError:
+    cause = err
+    while cause is not None and not isinstance(cause, UnicodeDecodeError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, UnicodeDecodeError):
+        return ToolkitError(
+            f"data file '{source}' is not UTF-8 text "
+            f"(byte {cause.object[cause.start : cause.start + 1]!r} at offset {cause.start}). "
+            f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 {source.name} > fixed{suffix}`."
+        )
+    if "corresponds to no data" in str(err):  # a header without rows
+        return ToolkitError(f"data file '{source}' has no rows. Point the config at a file with data.")
+    reason = str(err.__cause__ or err).strip().splitlines()
+    return ToolkitError(
+        f"data file '{source}' could not be read as {suffix}: {reason[-1] if reason else type(err).__name__}. "
+        "Fix or re-export the file."
+    )
+
+
+def _load_saved_folder(path: Path, split: str, streaming: bool = False):
     import datasets
 
     try:
@@ -97,15 +141,15 @@ def _load_saved_folder(path: Path, split: str):
         loaded = loaded[split]
     if len(loaded) == 0:
         raise ToolkitError(f"saved dataset '{path}' (split '{split}') has no rows.")
-    return loaded
+    return loaded.to_iterable_dataset(num_shards=max(1, len(loaded.cache_files))) if streaming else loaded
 
 
-def _load_hub_dataset(source: str, split: str):
+def _load_hub_dataset(source: str, split: str, streaming: bool = False):
     import datasets
 
     repo_id, _, chosen = source.partition(":")
     with hub_guard(repo_id, repo_type="dataset"):
-        return datasets.load_dataset(repo_id, split=chosen or split)
+        return datasets.load_dataset(repo_id, split=chosen or split, streaming=streaming)
 
 
 CONFIG_FIX = "Set the right name in the config (e.g. data.text_column=...)."
@@ -199,14 +243,18 @@ def load_splits(
 
 
 def drop_empty_text(table, columns: list[str], where: str):
-    columns_values = [table[c] for c in columns]
-    keep = [i for i, values in enumerate(zip(*columns_values)) if all(isinstance(v, str) and v.strip() for v in values)]
-    if len(keep) < len(table):
-        log.warning("%s: skipped %d rows with empty or missing %s", where, len(table) - len(keep), " or ".join(columns))
-        if not keep:
-            raise ToolkitError(f"{where}: every row has empty {' or '.join(columns)}. Check the column settings.")
-        table = table.select(keep)
-    return table
+    """Rows where any of ``columns`` is empty, blank, null or not text: skipped, with a count in the log."""
+    import pyarrow.compute as pc
+
+    def keep(batch):
+        ok = None
+        for column in columns:
+            good = text_present(batch.column(column))
+            ok = good if ok is None else pc.and_(ok, good)
+        return ok
+
+    described = " or ".join(columns)
+    return keep_rows(table, keep, ("text", *columns), where, f"empty or missing {described}", f"empty {described}")
 
 
 # Label cells that mean "no label": never a class of their own. ("none" and "NA" stay: they can be real classes.)
@@ -223,24 +271,197 @@ def is_missing_label(value) -> bool:
 
 def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
     """Rows with an empty, NaN or null label: skipped with a count (policy "skip") or refused (policy "error")."""
-    values = table[column]
-    missing = [i for i, v in enumerate(values) if is_missing_label(v)]
-    if not missing:
+    import pyarrow.compute as pc
+
+    if policy == "error" and not is_streaming(table):
+        missing = count_rows(table, lambda batch: pc.invert(label_present(batch.column(column))))
+        if missing:
+            raise ToolkitError(
+                f"{where}: {missing} of {len(table)} rows have no {column} (empty, NaN or null). "
+                f"Fill them in or delete them, or set data.missing_labels=skip to train without them."
+            )
         return table
-    if policy == "error":
-        raise ToolkitError(
-            f"{where}: {len(missing)} of {len(values)} rows have no {column} (empty, NaN or null). "
-            f"Fill them in or delete them, or set data.missing_labels=skip to train without them."
-        )
-    if len(missing) == len(values):
-        raise ToolkitError(f"{where}: every row's {column} is empty, NaN or null. Check data.label_column.")
-    log.warning("%s: skipped %d rows with no %s (empty, NaN or null)", where, len(missing), column)
+    table = keep_rows(
+        table,
+        lambda batch: label_present(batch.column(column)),
+        ("label", column),
+        where,
+        f"no {column} (empty, NaN or null)",
+        f"{column} is empty, NaN or null. Check data.label_column",
+    )
+    return integral_floats_as_integers(table, column)
+
+
+def integral_floats_as_integers(table, column: str):
+    """A JSON column of integers with nulls arrives as floats: 1.0 would otherwise become the class "1.0"."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    feature = table.features.get(column) if table.features else None
+    if not isinstance(feature, datasets.Value) or not pa.types.is_floating(feature.pa_type) or is_streaming(table):
+        return table
+    whole = count_rows(table, lambda batch: pc.equal(batch.column(column), pc.floor(batch.column(column))))
+    return table.cast_column(column, datasets.Value("int64")) if whole == len(table) else table
+
+
+def text_present(values):
+    """True where a cell holds text with something other than whitespace."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pa.array([False] * len(values))  # numbers or lists are not text
+    return pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0), False)
+
+
+def label_present(values):
+    """False where a label cell is null, NaN, or text that means "no label"."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = pc.is_null(values, nan_is_null=pa.types.is_floating(values.type))
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        blank = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), value_set=pa.array(sorted(MISSING_LABEL_TEXT)))
+        missing = pc.or_(missing, pc.fill_null(blank, True))
+    return pc.invert(missing)
+
+
+def is_streaming(table) -> bool:
     import datasets
 
-    dropped = set(missing)
-    table = table.select([i for i in range(len(values)) if i not in dropped])
-    remaining = table[column]
-    if all(isinstance(v, float) and v.is_integer() for v in remaining):
-        # A JSON column of integers with nulls arrives as floats: 1.0 would otherwise become the class "1.0".
-        table = table.cast_column(column, datasets.Value("int64"))
-    return table
+    return isinstance(table, datasets.IterableDataset)
+
+
+SCAN_ROWS = 100_000  # rows per Arrow batch when a column is scanned: bounded memory at any table size
+
+
+def count_rows(table, predicate) -> int:
+    """Rows where ``predicate(arrow batch)`` is true, scanned in batches."""
+    import pyarrow.compute as pc
+
+    total = 0
+    for batch in table.with_format("arrow").iter(batch_size=SCAN_ROWS):
+        total += pc.sum(pc.fill_null(predicate(batch), False)).as_py() or 0
+    return total
+
+
+def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str):
+    """The rows where ``keep(arrow batch)`` is true. A table is scanned once in Arrow batches and, when rows go,
+    selected through an index file in the cache (keyed by the table's fingerprint and ``key``); a stream is
+    filtered as it is read."""
+    import numpy as np
+
+    if is_streaming(table):
+        log.info("%s: rows with %s will be skipped as they stream", where, skipped)
+        arrow = table.with_format("arrow")
+        return arrow.filter(lambda batch: keep(batch).to_numpy(zero_copy_only=False), batched=True).with_format(None)
+    masks = [keep(batch).to_numpy(zero_copy_only=False) for batch in table.with_format("arrow").iter(SCAN_ROWS)]
+    mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    kept = int(mask.sum())
+    if kept == len(table):
+        return table
+    if kept == 0:
+        raise ToolkitError(f"{where}: every row has {none_left}.")
+    log.warning("%s: skipped %d rows with %s", where, len(table) - kept, skipped)
+    name = fingerprint(table._fingerprint, "keep_rows", key)
+    return table.select(np.flatnonzero(mask), indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
+
+
+def cache_dir() -> Path:
+    """Where toolkit keeps what it derives from data (tokenized tables, row selections): beside datasets' own
+    cache (HF_DATASETS_CACHE), so that one setting moves both."""
+    import datasets
+
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "toolkit"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def cache_file(name: str) -> Path:
+    return cache_dir() / f"{name}.arrow"
+
+
+def fingerprint(*parts) -> str:
+    """A stable name for a table derived from others: a hash of their fingerprints and of the settings."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def encode(table, function, key: dict, where: str, what: str = "tokenized"):
+    """``function`` (a batch of rows -> a batch of features, rows may be dropped) over ``table``: a batched
+    ``map``, cached on disk under a name made of the table's fingerprint and ``key`` (everything that changes
+    the features: tokenizer, lengths, columns, labels, task settings), run in several processes on large tables.
+    The same data and settings next time read the cached, memory-mapped features instead (the log says which).
+    A stream is encoded as it is read."""
+    import time
+
+    if is_streaming(table):
+        return table.map(function, batched=True, remove_columns=list(table.column_names or []))
+    name = fingerprint(table._fingerprint, key, getattr(function, "__qualname__", ""), CACHE_VERSION)
+    path = cache_file(name)
+    cached = any(cache_dir().glob(f"{name}*.arrow"))
+    tic = time.perf_counter()
+    out = table.map(
+        function,
+        batched=True,
+        remove_columns=table.column_names,
+        cache_file_name=str(path),
+        new_fingerprint=name,
+        num_proc=map_processes(len(table)) if not cached else None,
+        desc=f"{what} {where}",
+    )
+    if cached:
+        log.info("%s: %d %s rows read from the cache (%s); nothing to redo", where, len(out), what, name)
+    else:
+        log.info(
+            "%s: %s %d rows in %.1f s, cached for the next run (%s)",
+            where,
+            what,
+            len(out),
+            time.perf_counter() - tic,
+            name,
+        )
+    return out
+
+
+CACHE_VERSION = 1  # bumped when an encoding function's output changes for the same inputs
+
+
+def map_processes(rows: int) -> int | None:
+    """Processes for a ``map``: one per usable CPU on large tables (below 50,000 rows starting them costs more than
+    they save), none (this process) otherwise."""
+    from .hardware import usable_cpus
+
+    cpus = usable_cpus()
+    return cpus if rows >= 50_000 and cpus > 1 else None
+
+
+LENGTH = "length"  # the column of each example's length: length-grouped batches, shortest-first evaluation
+
+
+def lengths(table):
+    """The length column as a numpy array (no Python list of every example)."""
+    import numpy as np
+
+    if table._indices is None:
+        return table.data.column(LENGTH).to_numpy()
+    return np.concatenate([b.column(LENGTH).to_numpy() for b in table.with_format("arrow").iter(SCAN_ROWS)])
+
+
+def by_length(table):
+    """The table shortest first (batches of similar lengths pad little; metrics do not depend on the order)."""
+    if table is None:
+        return None
+    name = fingerprint(table._fingerprint, "by_length")
+    return table.sort(LENGTH, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
+
+
+def first_rows(table, column: str, count: int = 5) -> list:
+    """The first ``count`` values of a column, without reading the rest of it."""
+    return list(table.select(range(min(count, len(table))))[column])
+
+
+def unique_values(table, column: str) -> list:
+    return table.unique(column)

@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from . import checkpoint as ckpt
 from . import hardware, interrupt, timing
 from . import run as runlib
-from .batching import Indexed, MicroBatches, ShuffledLengthGroups, micro_batch_count, split_by_length
+from .batching import (
+    Indexed,
+    MicroBatches,
+    ShuffledLengthGroups,
+    micro_batch_count,
+    split_by_length,
+    without_length,
+)
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
 
@@ -41,7 +48,7 @@ class Task:
     compute_loss: Callable  # (model, batch) -> scalar loss
     evaluate: Callable  # (model, loader, accelerator) -> metrics dict
     save: Callable  # (unwrapped model, folder, state_dict) -> None; save_pretrained layout
-    train_lengths: Optional[list[int]] = None  # for length-sorted micro-batches and length-grouped batches
+    train_lengths: Optional[Sequence[int]] = None  # for length-sorted micro-batches and length-grouped batches
     loss_weight: Optional[Callable] = None  # (batch) -> what its loss is a mean over; default: its examples
     test_set: Optional[Sequence] = None
     info: dict = field(default_factory=dict)  # written to results.json (e.g. labels)
@@ -157,7 +164,7 @@ def train_loader(
         sampler = ShuffledLengthGroups(task.train_lengths, cfg.batch_size, generator)
     else:
         sampler = RandomSampler(task.train_set, generator=generator)
-    dataset, collate = task.train_set, task.collate
+    dataset, collate = task.train_set, without_length(task.collate)
     if pieces > 1:
         dataset, collate = Indexed(task.train_set), split_by_length(task, pieces)
     # Own generators: a DataLoader otherwise draws its base seed from the global RNG on every iter(),
@@ -179,7 +186,7 @@ def eval_loader(dataset, cfg: Config, collate, workers: int = 0) -> DataLoader:
         dataset,
         batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
         sampler=SequentialSampler(dataset),
-        collate_fn=collate,
+        collate_fn=without_length(collate),
         generator=torch.Generator(),
         num_workers=workers,
     )

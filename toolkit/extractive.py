@@ -170,26 +170,30 @@ def collate(tokenizer, multiple: int = 8):
     return pad
 
 
-class Documents(list):
-    """Encoded documents that keep their sentences and reference summaries, for generate-free evaluation."""
+def encode_batch(text: str, summary: str, tokenizer, cfg, scorer):
+    """A batch of documents -> sentence-marked token ids, oracle labels, lengths, and the sentences and reference
+    kept for generate-free evaluation (a ``datasets`` batched map function)."""
+    from .data import LENGTH
 
-    sentences: list[list[str]] = []
-    references: list[str] = []
-
-
-def encode_split(table, text: str, summary: str, tokenizer, cfg, scorer) -> Documents:
     ext = cfg.extractive
-    docs = Documents()
-    docs.sentences, docs.references = [], []
-    for document, reference in zip(table[text], table[summary]):
-        sentences = split_sentences(document) or [document.strip()]
-        features, kept, _ = encode_document(sentences, tokenizer, cfg.max_length)
-        oracle = greedy_oracle(sentences[:kept], reference, ext.oracle_sentences, scorer)
-        features["labels"] = [1.0 if i in oracle else 0.0 for i in range(kept)]
-        docs.append(features)
-        docs.sentences.append(sentences[:kept])
-        docs.references.append(reference.strip())
-    return docs
+
+    def encode_documents(batch: dict) -> dict:
+        out = {
+            k: [] for k in ("input_ids", "attention_mask", "sentence_ids", "labels", LENGTH, "sentences", "reference")
+        }
+        for document, reference in zip(batch[text], batch[summary]):
+            sentences = split_sentences(document) or [document.strip()]
+            features, kept, _ = encode_document(sentences, tokenizer, cfg.max_length)
+            oracle = greedy_oracle(sentences[:kept], reference, ext.oracle_sentences, scorer)
+            for name, value in features.items():
+                out[name].append(value)
+            out["labels"].append([1.0 if i in oracle else 0.0 for i in range(kept)])
+            out[LENGTH].append(len(features["input_ids"]))
+            out["sentences"].append(sentences[:kept])
+            out["reference"].append(reference.strip())
+        return out
+
+    return encode_documents
 
 
 def no_pooler(config) -> dict:
@@ -201,10 +205,10 @@ def no_pooler(config) -> dict:
 def build_extractive_task(cfg, text: str, summary: str, score):
     from transformers import AutoConfig, AutoModel
 
-    from .data import load_splits
+    from .data import encode, first_rows, lengths, load_splits
     from .engine import Task
     from .hub import hub_guard
-    from .models import load_tokenizer, resolve_model_source
+    from .models import load_tokenizer, resolve_model_source, tokenizer_fingerprint
 
     if cfg.peft.enabled:
         raise ToolkitError(
@@ -244,8 +248,20 @@ def build_extractive_task(cfg, text: str, summary: str, score):
         )
     cfg.max_length = min(cfg.max_length, getattr(config, "max_position_embeddings", cfg.max_length))
     model = SentenceScorer(encoder, cfg.extractive.head_layers, cfg.extractive.max_position)
-    scorer = rouge_scorer()
-    features = {s: encode_split(t, text, summary, tokenizer, cfg, scorer) for s, t in splits.items()}
+    key = {
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_length": cfg.max_length,
+        "text": text,
+        "summary": summary,
+        "oracle_sentences": ext.oracle_sentences,
+    }
+    documents = encode_batch(text, summary, tokenizer, cfg, rouge_scorer())
+    features = {s: encode(t, documents, key, f"data.{s}", "encoded") for s, t in splits.items()}
+    features["train"] = features["train"].remove_columns(["sentences", "reference"])
+    for split in ("validation", "test"):
+        if split in features:  # evaluate() reads them from its loader's dataset
+            features[split].sentences = features[split]["sentences"]
+            features[split].references = features[split]["reference"]
 
     def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
         save_scorer(unwrapped, tokenizer, folder, state_dict, cfg.extractive)
@@ -259,8 +275,12 @@ def build_extractive_task(cfg, text: str, summary: str, score):
         compute_loss=lambda m, batch: m(**batch)["loss"],
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, cfg.extractive, score),
         save=save,
-        train_lengths=[len(f["input_ids"]) for f in features["train"]],
-        info={"source": text, "target": summary, "examples": list(splits.get("validation", splits["train"])[text][:5])},
+        train_lengths=lengths(features["train"]),
+        info={
+            "source": text,
+            "target": summary,
+            "examples": first_rows(splits.get("validation", splits["train"]), text),
+        },
     )
 
 

@@ -61,6 +61,22 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What identifies a tokenizer's output, for the data cache: its class, its whole serialized vocabulary and
+    rules (a fast tokenizer's JSON), and its special tokens."""
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        body = backend.to_str()
+    else:
+        from datasets.fingerprint import Hasher
+
+        body = Hasher.hash(tokenizer)
+    parts = [type(tokenizer).__name__, body, str(tokenizer.special_tokens_map), str(tokenizer.model_max_length)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
 def attention_backend(choice: str) -> str | None:
     """Resolve ``attn_implementation: auto``; other values go to transformers unchanged."""
     if choice != "auto":

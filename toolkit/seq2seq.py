@@ -257,11 +257,28 @@ def set_language_codes(cfg: Seq2SeqConfig, tokenizer, model=None) -> None:
         model.config.decoder_start_token_id = model.generation_config.decoder_start_token_id = target_id
 
 
-class Examples(list):
-    """Tokenized examples that keep their raw target strings, so scores compare with the real references
-    (not with targets decoded back from truncated, possibly lower-cased tokens)."""
+def encode_batch(cfg: Seq2SeqConfig, source: str, target: str, tokenizer, target_tokenizer, decoder_start):
+    """A batch of pairs -> source ids, target ids and lengths (a ``datasets`` batched map function)."""
+    from .data import LENGTH
 
-    references: list[str] = []
+    prefix = cfg.data.source_prefix or ""
+    drop_start = decoder_start is not None and decoder_start == target_tokenizer.cls_token_id
+
+    def encode_pairs(batch: dict) -> dict:
+        enc = tokenizer([prefix + s for s in batch[source]], truncation=True, max_length=cfg.max_length)
+        labels = target_tokenizer(text_target=batch[target], truncation=True, max_length=cfg.max_target_length)
+        labels = labels["input_ids"]
+        if drop_start:
+            # BERT-style targets begin with [CLS], which is already the decoder's start token.
+            labels = [ids[1:] if ids and ids[0] == decoder_start else ids for ids in labels]
+        return {
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "labels": labels,
+            LENGTH: [len(a) + len(b) for a, b in zip(enc["input_ids"], labels)],
+        }
+
+    return encode_pairs
 
 
 def generation_kwargs(cfg: Seq2SeqConfig) -> dict:
@@ -279,8 +296,9 @@ def build_seq2seq_task(
     ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
 
-    from .data import load_splits
+    from .data import encode, first_rows, lengths, load_splits
     from .engine import Task
+    from .models import tokenizer_fingerprint
 
     splits = load_splits(cfg, [source, target], [source, target])
     if extend_train is not None:
@@ -293,25 +311,23 @@ def build_seq2seq_task(
     set_language_codes(cfg, tokenizer, model)
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_2_SEQ_LM")
-    prefix = cfg.data.source_prefix or ""
-
-    def encode(table) -> list[dict]:
-        enc = tokenizer([prefix + s for s in table[source]], truncation=True, max_length=cfg.max_length)
-        labels = target_tokenizer(text_target=list(table[target]), truncation=True, max_length=cfg.max_target_length)[
-            "input_ids"
-        ]
-        start = model.config.decoder_start_token_id
-        if start is not None and start == target_tokenizer.cls_token_id:
-            # BERT-style targets begin with [CLS], which is already the decoder's start token.
-            labels = [ids[1:] if ids and ids[0] == start else ids for ids in labels]
-        examples = Examples(
-            {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
-            for i in range(len(labels))
-        )
-        examples.references = [t.strip() for t in table[target]]
-        return examples
-
-    features = {s: encode(t) for s, t in splits.items()}
+    key = {
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "target_tokenizer": tokenizer_fingerprint(target_tokenizer),
+        "max_length": cfg.max_length,
+        "max_target_length": cfg.max_target_length,
+        "source": source,
+        "target": target,
+        "prefix": cfg.data.source_prefix or "",
+        "decoder_start": model.config.decoder_start_token_id,
+    }
+    encode_pairs = encode_batch(cfg, source, target, tokenizer, target_tokenizer, model.config.decoder_start_token_id)
+    features = {s: encode(t, encode_pairs, key, f"data.{s}") for s, t in splits.items()}
+    for split in ("validation", "test"):
+        if split in features:
+            # Scores compare with the real references (not with targets decoded back from truncated, possibly
+            # lower-cased tokens); evaluate() finds them on its loader's dataset.
+            features[split].references = [t.strip() for t in splits[split][target]]
 
     def save(unwrapped, folder: Path, state_dict=None, merge_lora: bool = False) -> None:
         save_model(unwrapped, tokenizer, folder, state_dict, merge_lora)
@@ -329,11 +345,11 @@ def build_seq2seq_task(
         loss_weight=lambda batch: int((batch["labels"] != -100).sum()),  # the loss is a mean over target tokens
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
-        train_lengths=[len(f["input_ids"]) + len(f["labels"]) for f in features["train"]],
+        train_lengths=lengths(features["train"]),
         info={
             "source": source,
             "target": target,
-            "examples": list(splits.get("validation", splits["train"])[source][:5]),
+            "examples": first_rows(splits.get("validation", splits["train"]), source),
         },
         lr_scale=encoder_lr_scale(cfg),
     )

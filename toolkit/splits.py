@@ -45,13 +45,13 @@ def sample(table, limit: int | None, seed: int):
     """At most ``limit`` rows, drawn by a seeded permutation (the one ``datasets.Dataset.shuffle(seed)`` uses)."""
     if not limit or len(table) <= limit:
         return table
-    return table.select(np.random.default_rng(seed).permutation(len(table))[:limit].tolist())
+    return table.select(np.random.default_rng(seed).permutation(len(table))[:limit])
 
 
 def hold_out(table, fraction: float, seed: int) -> tuple:
     """(rest, held out): ``fraction`` of the rows, rounded up, by a seeded permutation (as
     ``datasets.Dataset.train_test_split(test_size=fraction, seed=seed)`` draws them)."""
-    order = np.random.default_rng(seed).permutation(len(table)).tolist()
+    order = np.random.default_rng(seed).permutation(len(table))
     held = min(len(order) - 1, math.ceil(fraction * len(order)))
     if held < 1:
         raise ToolkitError(
@@ -81,3 +81,23 @@ def encode_labels(values: list, names: list[str], where: str) -> list[int]:
             "Fix those rows, or add examples of them to the training data."
         )
     return [index[str(v)] for v in values]
+
+
+def label_key(value) -> str:
+    """A label as the name of its class: 1.0 (an integer column with nulls, read as floats) is class "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def table_label_names(table, column: str) -> list[str]:
+    """The sorted class names of a table's label column, read from Arrow (no list of every row's label)."""
+    values = table.unique(column)
+    if all(isinstance(v, float) and v.is_integer() for v in values):
+        values = [int(v) for v in values]
+    return label_names(values)
+
+
+def check_labels(table, column: str, names: list[str], where: str) -> None:
+    """A label that training never saw is an error naming it (checked on the column's distinct values)."""
+    encode_labels([label_key(v) for v in table.unique(column)], names, where)
