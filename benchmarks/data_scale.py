@@ -2,9 +2,10 @@
 as transformers' run_glue does it), each a whole process on the same machine.
 
 Rows are real rt-polarity training sentences, repeated with an index so that no two are equal; 20 training steps
-of the packaged MiniLM, fp32, batch 32. For each size: the wall time, the time to the first training step, the data
-phase and the peak resident memory (GNU time's maximum RSS) of toolkit's first run, of its second run on the same
-file (what a cache saves), and of the peer's first and second run.
+of the packaged MiniLM, fp32, batch 32. For each size: the wall time, the time from the process's start to the end of
+its first training step, the data phase and the peak resident memory (GNU time's maximum RSS) of toolkit's first run,
+of its second run on the same file (what its cache saves), of the peer's first and second run, and of toolkit
+reading the file as a stream (data.streaming=true). Each side starts every size with an empty datasets cache.
 Usage: python benchmarks/data_scale.py [--rows 100000 1000000] [--keep DIR]
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,10 +75,12 @@ def make_rows(count: int, folder: Path) -> Path:
     return path
 
 
-def measured(command: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak resident MB, stdout) of one whole process, through GNU time."""
+def measured(command: list[str], cache: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak resident MB, stdout) of one whole process, through GNU time; ``cache``: its
+    HF_DATASETS_CACHE (toolkit and the peer each start from an empty one for every row count)."""
     tic = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, cwd=ROOT)
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache)}
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - tic
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
@@ -84,23 +88,23 @@ def measured(command: list[str]) -> tuple[float, float, str]:
     return wall, peak_kb / 1024, done.stdout
 
 
-def toolkit_run(data: Path, out: Path) -> dict:
+def toolkit_run(data: Path, out: Path, cache: Path, *extra: str) -> dict:
     command = [
         sys.executable, "-m", "toolkit", "train", str(ROOT / "recipes/configs/sentiment_minilm.yaml"),
         f"data.train={data}", f"data.validation={TEXTS / 'validation.csv'}", "data.test=null", f"max_steps={STEPS}",
-        "precision=no", "trackers=[]", "eval_every=1000", f"output_dir={out}", "overwrite=true",
+        "precision=no", "trackers=[]", "eval_every=1000", f"output_dir={out}", "overwrite=true", *extra,
     ]  # fmt: skip
-    wall, peak, _ = measured(command)
+    wall, peak, _ = measured(command, cache)
     timings = json.loads((out / "results.json").read_text()).get("timings", {})
-    first = sum(timings.get(k, 0) for k in ("start_up", "build"))
+    first = timings.get("first_step_at") or sum(timings.get(k, 0) for k in ("start_up", "build"))
     return {"wall": wall, "peak_mb": peak, "data": timings.get("data"), "first_step": first}
 
 
-def peer_run(data: Path) -> dict:
+def peer_run(data: Path, cache: Path) -> dict:
     from toolkit.models import resolve_model_source
 
     model = resolve_model_source("sentence-transformers/all-MiniLM-L6-v2")
-    wall, peak, out = measured([sys.executable, "-c", PEER, str(data), str(model)])
+    wall, peak, out = measured([sys.executable, "-c", PEER, str(data), str(model)], cache)
     found = eval(out.strip().splitlines()[-1])  # noqa: S307 (our own script's dict)
     return {"wall": wall, "peak_mb": peak, **found}
 
@@ -122,9 +126,14 @@ def main() -> int:
     for count in args.rows:
         data = make_rows(count, folder)
         size_mb = data.stat().st_size / 2**20
-        out = folder / f"run-{count}"
-        runs = [("toolkit, first run", toolkit_run, (data, out)), ("toolkit, second run", toolkit_run, (data, out)),
-                ("datasets, first run", peer_run, (data,)), ("datasets, second run", peer_run, (data,))]  # fmt: skip
+        out, ours, theirs = folder / f"run-{count}", folder / f"cache-toolkit-{count}", folder / f"cache-peer-{count}"
+        for cache in (ours, theirs):
+            shutil.rmtree(cache, ignore_errors=True)
+        runs = [("toolkit, first run", toolkit_run, (data, out, ours)),
+                ("toolkit, second run", toolkit_run, (data, out, ours)),
+                ("datasets, first run", peer_run, (data, theirs)),
+                ("datasets, second run", peer_run, (data, theirs)),
+                ("toolkit, streaming", toolkit_run, (data, out, ours, "data.streaming=true"))]  # fmt: skip
         for label, run, run_args in runs:
             r = run(*run_args)
             print(

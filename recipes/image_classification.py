@@ -157,7 +157,8 @@ def build_task(cfg: ImageClassificationConfig):
             splits["train"], ids["train"], imlib.build_transform(cfg.image, data, train=False), channels, random=False
         )
         fit_probe_head(model, data["kind"], plain, len(names), cfg)
-    examples = [item for item in (splits.get("validation") or splits["train"]).items[:8] if isinstance(item, str)]
+    shown = (splits.get("validation") or splits["train"]).items
+    examples = [item for item in shown[:8] if isinstance(item, str)] if isinstance(shown, list) else []
     return Task(
         model=model,
         train_set=datasets["train"],

@@ -51,6 +51,7 @@ LABELS_FILE = "labels.json"
 def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
     """A batch of rows -> token ids, label ids and lengths (a ``datasets`` batched map function)."""
     from toolkit.data import LENGTH
+    from toolkit.errors import ToolkitError
     from toolkit.splits import label_key
 
     index = {name: i for i, name in enumerate(names)}
@@ -58,7 +59,13 @@ def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
 
     def tokenize(batch: dict) -> dict:
         encoded = dict(tokenizer(batch[text], truncation=True, max_length=cfg.max_length))
-        encoded["labels"] = [index[label_key(v)] for v in batch[label]]
+        try:
+            encoded["labels"] = [index[label_key(v)] for v in batch[label]]
+        except KeyError as err:  # only a stream gets here: a table's labels are checked before
+            raise ToolkitError(
+                f"data.train has the label {err.args[0]!r}, not among the classes of the stream's first rows and of "
+                f"the validation data ({', '.join(names)}). Give a data.validation with every class."
+            ) from None
         encoded[LENGTH] = [len(ids) for ids in encoded["input_ids"]]
         return encoded
 

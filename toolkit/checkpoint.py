@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .errors import ToolkitError
+
 if TYPE_CHECKING:
     import torch
 
@@ -200,6 +202,29 @@ def save_training_state(folder: Path, optimizers: list, schedulers: list, counte
         folder / TRAINING_STATE,
     )
     (folder / STATE_JSON).write_text(json.dumps(counters, indent=2))
+
+
+STREAM_STATE = "stream_state.json"
+
+
+def save_stream_states(folder: Path, states: list) -> None:
+    """Each process's position in the training stream (source position, shuffle buffer, random state)."""
+    (folder / STREAM_STATE).write_text(json.dumps(states))
+
+
+def load_stream_state(folder: Path, process_index: int) -> dict:
+    path = Path(folder) / STREAM_STATE
+    if not path.is_file():
+        raise ToolkitError(
+            f"{folder} holds no stream position ({STREAM_STATE}): it was not written by a streaming run. Resume it "
+            "with data.streaming=false, or start again."
+        )
+    states = json.loads(path.read_text())
+    if process_index >= len(states):
+        raise ToolkitError(
+            f"{folder} was written by {len(states)} process(es) reading the stream; resume with as many."
+        )
+    return states[process_index]
 
 
 def as_list(saved) -> list:

@@ -84,7 +84,7 @@ class DataConfig:
 
     train: Optional[str] = setting(
         None,
-        "CSV, TSV, JSON, JSONL, Parquet, a `save_to_disk` folder, or a hub dataset id "
+        "CSV, TSV, JSON, JSONL, Parquet, a folder of such shards, a `save_to_disk` folder, or a hub dataset id "
         "(`id` or `id:split`); image tasks also take the sources listed on their page",
         shown="unset",
     )
@@ -104,6 +104,13 @@ class DataConfig:
         None, "a seeded sample of N validation rows (evaluated at every evaluation)", at_least(1), shown="all"
     )
     max_test_rows: Optional[int] = setting(None, "a seeded sample of N test rows", at_least(1), shown="all")
+    streaming: bool = setting(
+        False,
+        "read train as a stream, for data larger than memory or disk: shuffled through a buffer, trained for "
+        "`max_steps` (no epochs; `eval_every: epoch` means every tenth of the steps), resumed exactly; without "
+        "`data.validation` its first `max_eval_rows` (1,000) rows validate",
+    )
+    shuffle_buffer: int = setting(10_000, "examples in a stream's shuffle buffer", at_least(1))
 
 
 @dataclass

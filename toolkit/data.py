@@ -73,9 +73,24 @@ def _load_files(source: Path, files: list[Path], streaming: bool):
             )
     except Exception as err:  # noqa: BLE001 - datasets wraps the reader's error; name the file and the cause
         raise unreadable(source, suffix, err) from err
-    if not streaming and len(table) == 0:
+    if streaming:
+        return with_features(table, source)
+    if len(table) == 0:
         raise ToolkitError(f"data file '{source}' has no rows. Point the config at a file with data.")
     return table
+
+
+def with_features(stream, source):
+    """A stream whose columns are known (read from its first rows when the source does not declare them)."""
+    if stream.features is not None:
+        return stream
+    try:
+        with quiet_readers():
+            return stream._resolve_features()
+    except StopIteration as err:
+        raise ToolkitError(f"data '{source}' has no rows. Point the config at data.") from err
+    except Exception as err:  # noqa: BLE001 - the reader's error, with the file named
+        raise unreadable(Path(str(source)), Path(str(source)).suffix, err) from err
 
 
 @contextlib.contextmanager
@@ -149,7 +164,8 @@ def _load_hub_dataset(source: str, split: str, streaming: bool = False):
 
     repo_id, _, chosen = source.partition(":")
     with hub_guard(repo_id, repo_type="dataset"):
-        return datasets.load_dataset(repo_id, split=chosen or split, streaming=streaming)
+        table = datasets.load_dataset(repo_id, split=chosen or split, streaming=streaming)
+    return with_features(table, source) if streaming else table
 
 
 CONFIG_FIX = "Set the right name in the config (e.g. data.text_column=...)."
@@ -225,21 +241,54 @@ def guess_by_content(kind: str, table, free: list[str]) -> str | None:
 def load_splits(
     cfg, required: list[str], text_columns: list[str], label_column: str | None = None, missing_labels: str = "skip"
 ) -> dict:
-    """The configured text splits (see :func:`toolkit.splits.load_splits`), each checked the same way.
+    """The configured text splits (see :func:`toolkit.splits.load_splits`), each checked the same way; with
+    data.streaming, train is a stream (see :func:`stream_splits`).
 
     ``required`` columns must exist; rows where any of ``text_columns`` is empty are skipped (and counted), and so
     are rows whose ``label_column`` is missing (``missing_labels="error"`` refuses them instead).
     """
 
-    def load_split(split: str, source: str, where: str):
-        table = load_table(source, split)
+    def clean(table, where: str):
         require_columns(table, required, where, role_fix(cfg))
         table = drop_empty_text(table, text_columns, where)
         if label_column:
             table = drop_missing_labels(table, label_column, where, missing_labels)
         return table
 
+    def load_split(split: str, source: str, where: str):
+        return clean(load_table(source, split), where)
+
+    if getattr(cfg.data, "streaming", False):
+        return stream_splits(cfg, load_split, clean)
     return splits.load_splits(cfg, load_split, "a CSV/JSON/JSONL/Parquet file, a saved dataset folder or a hub id")
+
+
+STREAM_HOLDOUT = 1_000  # rows of a stream that validate when no data.validation is given (data.max_eval_rows wins)
+
+
+def stream_splits(cfg, load_split, clean) -> dict:
+    """Train as a stream (read as training goes); validation and test as tables. Without data.validation, the
+    stream's first rows validate and training reads the rest; data.max_train_rows takes the stream's first rows."""
+    import datasets
+
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train to a data file, a folder of shards or a hub id.")
+    where = f"data.train ('{cfg.data.train}', streamed)"
+    train = clean(load_table(cfg.data.train, "train", streaming=True), where)
+    out = {"train": train}
+    limits = {"validation": cfg.data.max_eval_rows, "test": cfg.data.max_test_rows}
+    for split in ("validation", "test"):
+        source = getattr(cfg.data, split)
+        if source:
+            out[split] = splits.sample(load_split(split, source, f"data.{split} ('{source}')"), limits[split], cfg.seed)
+    if "validation" not in out and cfg.data.holdout > 0:
+        count = cfg.data.max_eval_rows or STREAM_HOLDOUT
+        out["validation"] = datasets.Dataset.from_list(list(train.take(count)), features=train.features)
+        out["train"] = train.skip(count)
+        log.info("no data.validation: the stream's first %d rows validate; training reads the rest", count)
+    if cfg.data.max_train_rows:
+        out["train"] = out["train"].take(cfg.data.max_train_rows)
+    return out
 
 
 def drop_empty_text(table, columns: list[str], where: str):
@@ -354,8 +403,10 @@ def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str)
 
     if is_streaming(table):
         log.info("%s: rows with %s will be skipped as they stream", where, skipped)
-        arrow = table.with_format("arrow")
-        return arrow.filter(lambda batch: keep(batch).to_numpy(zero_copy_only=False), batched=True).with_format(None)
+        import pyarrow as pa
+
+        # Rows as Python batches: two Arrow-format filters in a row trip datasets ("===MASK===" twice).
+        return table.filter(lambda batch: keep(pa.table(batch)).to_numpy(zero_copy_only=False), batched=True)
     masks = [keep(batch).to_numpy(zero_copy_only=False) for batch in table.with_format("arrow").iter(SCAN_ROWS)]
     mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
     kept = int(mask.sum())
@@ -445,6 +496,8 @@ def lengths(table):
     """The length column as a numpy array (no Python list of every example)."""
     import numpy as np
 
+    if is_streaming(table):
+        return None  # a stream's batches are neither length-grouped nor split by length
     if table._indices is None:
         return table.data.column(LENGTH).to_numpy()
     return np.concatenate([b.column(LENGTH).to_numpy() for b in table.with_format("arrow").iter(SCAN_ROWS)])
@@ -460,6 +513,8 @@ def by_length(table):
 
 def first_rows(table, column: str, count: int = 5) -> list:
     """The first ``count`` values of a column, without reading the rest of it."""
+    if is_streaming(table):
+        return [row[column] for row in table.take(count)]
     return list(table.select(range(min(count, len(table))))[column])
 
 

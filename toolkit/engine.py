@@ -33,6 +33,7 @@ from .batching import (
 )
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
+from .streams import is_stream
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ def loader_workers(task: Task, cfg: Config) -> int:
 def train_loader(
     task: Task, cfg: Config, generator: torch.Generator, workers_generator: torch.Generator, pieces: int = 1
 ) -> DataLoader:
+    if is_stream(task.train_set):
+        return stream_loader(task, cfg)
     if cfg.group_by_length and task.train_lengths is not None:
         sampler = ShuffledLengthGroups(task.train_lengths, cfg.batch_size, generator)
     else:
@@ -178,6 +181,35 @@ def train_loader(
         generator=workers_generator,
         num_workers=workers,
         persistent_workers=workers > 0,
+    )
+
+
+def stream_loader(task: Task, cfg: Config) -> DataLoader:
+    """A stream's loader: this process's shard through a saved shuffle buffer (toolkit/streams.py). Not prepared
+    by accelerate, which would shard it once more: its batches are moved to the device in the loop."""
+    from accelerate import PartialState
+
+    from .streams import ShuffledStream, shard_for_this_process
+
+    if not cfg.max_steps:
+        raise ToolkitError(
+            "data.streaming needs max_steps: a stream has no known length, so training runs a number of optimizer "
+            "steps. Set max_steps=N (and eval_every=M)."
+        )
+    stream = task.train_set
+    if not isinstance(stream, ShuffledStream):
+        state = PartialState(cpu=cpu_only())
+        stream = shard_for_this_process(
+            stream, cfg.data.shuffle_buffer, cfg.seed, state.process_index, state.num_processes
+        )
+    # Tokenized in this process as it goes: a worker would prefetch batches past the state a checkpoint saves.
+    # Its own generator: iter() would otherwise draw a seed from the global RNG, shifting dropout after a resume.
+    return DataLoader(
+        stream,
+        batch_size=cfg.batch_size,
+        collate_fn=without_length(task.collate),
+        num_workers=0,
+        generator=torch.Generator(),
     )
 
 
@@ -316,6 +348,14 @@ class Training:
     progress: object = None
     budget_told: bool = False  # the time budget's reach has been logged
     first_step: int = 0  # the step this process started training at (after a resume: the resumed one)
+    streaming: bool = False  # the training data is a stream: no epochs, its position saved in last/
+
+    @property
+    def eval_interval(self):
+        """cfg.eval_every; for a stream, which has no epochs, "epoch" means every tenth of the steps."""
+        if self.streaming and self.cfg.eval_every == "epoch":
+            return max(1, self.total_steps // 10)
+        return self.cfg.eval_every
 
     @property
     def main(self) -> bool:
@@ -363,7 +403,11 @@ def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] 
         task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
     )
     fsdp_wrap_outside_embeddings(accelerator, task.model)
-    model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
+    streaming = is_stream(loader.dataset)
+    if streaming:
+        model, *optimizers = accelerator.prepare(task.model, *optimizers)
+    else:
+        model, loader, *optimizers = accelerator.prepare(task.model, loader, *optimizers)
     if evaluation is not None:
         evaluation = accelerator.prepare(evaluation)
     counters = {
@@ -388,11 +432,12 @@ def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] 
         optimizers,
         generator,
         metric,
-        count_steps(cfg, len(loader)),
+        cfg.max_steps if streaming else count_steps(cfg, len(loader)),
         counters,
         task.train_step or default_train_step(task, cfg),
         machine,
         workers_generator,
+        streaming=streaming,
     )
     t.schedulers = [
         accelerator.prepare(build_scheduler(o, cfg, t.total_steps, elapsed=lambda: t.counters["train_seconds"]))
@@ -416,6 +461,8 @@ def restore(t: Training) -> None:
     for scheduler, saved in zip(t.schedulers, ckpt.as_list(state["scheduler"])):
         scheduler.load_state_dict(saved)
     ckpt.set_rng_state(state["rng"])
+    if t.streaming:
+        t.loader.dataset.load_state_dict(ckpt.load_stream_state(last, t.accelerator.process_index))
     if t.main:
         runlib.truncate_metrics(t.run_dir, t.counters["step"])
     t.restored, t.last_eval_step, t.first_step = True, t.counters["step"], t.counters["step"]
@@ -451,8 +498,8 @@ def loop(t: Training) -> None:
             train_mode(t)
             t.generator.manual_seed(t.cfg.seed + t.counters["epoch"])  # the same order on every rank and after a resume
             t.workers_generator.manual_seed(t.cfg.seed + t.counters["epoch"])  # and the same workers' augmentations
-            skip = t.counters["batch_in_epoch"]
-            for batch in skip_first_batches(t.loader, skip) if skip else t.loader:
+            skip = 0 if t.streaming else t.counters["batch_in_epoch"]
+            for batch in batches(t, skip_first_batches(t.loader, skip) if skip else t.loader):
                 losses = t.train_step(t.model, batch, t.optimizers, t.accelerator)
                 count_batch(t, batch, losses)
                 if t.accelerator.sync_gradients:  # an optimizer step ended (not just one accumulated batch)
@@ -461,6 +508,17 @@ def loop(t: Training) -> None:
                         break
     finally:
         t.progress.close()  # also when a step fails: an error line then starts on a line of its own
+
+
+def batches(t: Training, loader):
+    """The loader's batches; a stream's, which accelerate did not prepare, moved to the device here."""
+    if not t.streaming:
+        yield from loader
+        return
+    from accelerate.utils import send_to_device
+
+    for batch in loader:
+        yield send_to_device(batch, t.accelerator.device)
 
 
 def count_batch(t: Training, batch, losses: dict) -> None:
@@ -485,19 +543,19 @@ def after_optimizer_step(t: Training) -> bool:
         scheduler.step()
     counters["step"] += 1
     step = counters["step"]
+    timing.mark_once("first_step_at")  # seconds from the process's start to its first optimizer step
     t.progress.update(1)
     tick_clock(t)
     if cfg.max_train_minutes is not None and not t.budget_told:
         tell_budget(t)
     if step % cfg.log_every == 0 or step == t.total_steps:
         log_training(t)
-    end_of_epoch = counters["batch_in_epoch"] >= len(t.loader)
+    end_of_epoch = not t.streaming and counters["batch_in_epoch"] >= len(t.loader)
     if end_of_epoch:
         counters.update(epoch=counters["epoch"] + 1, batch_in_epoch=0)
     stop = False
-    due = (cfg.eval_every == "epoch" and end_of_epoch) or (
-        isinstance(cfg.eval_every, int) and step % cfg.eval_every == 0
-    )
+    interval = t.eval_interval
+    due = (interval == "epoch" and end_of_epoch) or (isinstance(interval, int) and step % interval == 0)
     if due or step >= t.total_steps:
         stop = evaluate_and_checkpoint(t)
         t.last_eval_step = step
@@ -644,17 +702,30 @@ def _save(t: Training, name: str, with_state: bool) -> None:
             f"training diverged at step {t.counters['step']}: the weights hold NaN or inf. The checkpoints "
             f"in {t.run_dir} are from before it. Lower lr, or check the data."
         )
+    streams = stream_states(t) if with_state and t.streaming else None
     if t.main:
 
         def write(tmp: Path) -> None:
             t.task.save(accelerator.unwrap_model(t.model), tmp, state_dict)
             if with_state:
                 ckpt.save_training_state(tmp, t.optimizers, t.schedulers, t.counters)
+            if streams is not None:
+                ckpt.save_stream_states(tmp, streams)
             else:
                 (tmp / ckpt.STATE_JSON).write_text(json.dumps(t.counters, indent=2))
 
         ckpt.write_atomically(t.run_dir / name, write)
     accelerator.wait_for_everyone()
+
+
+def stream_states(t: Training) -> list:
+    """Every process's position in its shard of the stream (its buffer included), in process order."""
+    state = t.loader.dataset.state_dict()
+    if t.accelerator.num_processes == 1:
+        return [state]
+    from accelerate.utils import gather_object
+
+    return gather_object([state])
 
 
 def finish(t: Training, command: str) -> runlib.Run:

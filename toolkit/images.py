@@ -44,7 +44,29 @@ class ImageSet:
         return len(self.items)
 
     def select(self, keep: Sequence[int]) -> "ImageSet":
-        return ImageSet([self.items[i] for i in keep], [self.labels[i] for i in keep], self.where)
+        items = self.items.select(keep) if isinstance(self.items, TableImages) else [self.items[i] for i in keep]
+        return ImageSet(items, [self.labels[i] for i in keep], self.where)
+
+
+class TableImages:
+    """The image column of a ``datasets`` table (a hub dataset or a saved folder), decoded one item at a time as
+    the loader asks for it: 100,000 images never become 100,000 arrays in memory."""
+
+    def __init__(self, table, column: str):
+        self.table, self.column = table, column
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        image = self.table[int(index)][self.column]
+        return np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def select(self, keep: Sequence[int]) -> "TableImages":
+        return TableImages(self.table.select(keep), self.column)
 
 
 def load_images(
@@ -182,7 +204,7 @@ def _hub_images(source: str, where: str, split: str, image_column: str, label_co
     feature = table.features.get(label_column)
     names = getattr(feature, "names", None)  # a ClassLabel: store its names, not the integers
     labels = [names[v] if names else str(v) for v in table[label_column]]
-    return ImageSet([np.asarray(im.convert("RGB")) for im in table[image_column]], labels, where)
+    return ImageSet(TableImages(table, image_column), labels, where)
 
 
 def load_splits(cfg) -> tuple[dict, int]:
@@ -279,8 +301,12 @@ def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:
 
 
 def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
-    """Check every file decodes (at 1/8 scale: fast), skip the ones that don't with a warning naming each."""
+    """Check every file decodes (at 1/8 scale: fast), skip the ones that don't with a warning naming each. A
+    table's images are decoded as the loader reads them (one that fails then is left out of the loss)."""
     import cv2
+
+    if isinstance(images.items, TableImages):
+        return images, []
 
     def readable(item) -> bool:
         if isinstance(item, np.ndarray):
@@ -347,7 +373,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.images, self.label_ids, self.transform, self.channels = images, label_ids, transform, channels
         self.ready = None
         items = images.items
-        if not random and items and all(isinstance(x, np.ndarray) and x.shape == items[0].shape for x in items):
+        in_memory = isinstance(items, list) and items
+        if not random and in_memory and all(isinstance(x, np.ndarray) and x.shape == items[0].shape for x in items):
             # Arrays in memory (MNIST, digits) under a fixed transform: transform them once, in batches.
             batch = torch.from_numpy(np.stack([decode(x, channels) for x in items])).permute(0, 3, 1, 2)
             self.ready = torch.cat([transform(chunk) for chunk in batch.split(1024)])

@@ -91,13 +91,27 @@ def label_key(value) -> str:
 
 
 def table_label_names(table, column: str) -> list[str]:
-    """The sorted class names of a table's label column, read from Arrow (no list of every row's label)."""
-    values = table.unique(column)
+    """The sorted class names of a table's label column, read from Arrow (no list of every row's label); of a
+    stream, the labels of its first rows."""
+    import datasets
+
+    if isinstance(table, datasets.IterableDataset):
+        values = list({row[column] for row in table.take(STREAM_LABEL_ROWS)})
+    else:
+        values = table.unique(column)
     if all(isinstance(v, float) and v.is_integer() for v in values):
         values = [int(v) for v in values]
     return label_names(values)
 
 
+STREAM_LABEL_ROWS = 10_000  # a stream's first rows, whose labels name the classes
+
+
 def check_labels(table, column: str, names: list[str], where: str) -> None:
-    """A label that training never saw is an error naming it (checked on the column's distinct values)."""
+    """A label that training never saw is an error naming it (checked on the column's distinct values; a stream's
+    rows are checked as they are tokenized)."""
+    import datasets
+
+    if isinstance(table, datasets.IterableDataset):
+        return
     encode_labels([label_key(v) for v in table.unique(column)], names, where)

@@ -25,6 +25,14 @@ def reset(**known: float | None) -> None:
     _totals.update({name: seconds for name, seconds in known.items() if seconds is not None})
 
 
+def mark_once(name: str) -> None:
+    """Record the process's age the first time ``name`` is reached (e.g. the first training step)."""
+    if name not in _totals:
+        age = process_age()
+        if age is not None:
+            _totals[name] = age
+
+
 def totals() -> dict:
     return {name: round(seconds, 2) for name, seconds in _totals.items()}
 

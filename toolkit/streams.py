@@ -1,0 +1,82 @@
+"""Training on a stream (``data.streaming: true``): data read as training goes, never held whole, resumed exactly.
+
+datasets' own shuffle buffer is not saved with its state ("examples from shuffle buffers are lost when resuming"),
+so a resumed run would see other examples than an uninterrupted one. :class:`ShuffledStream` keeps its own buffer
+and saves it, its random state and the source's position (``IterableDataset.state_dict()``) with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class ShuffledStream(torch.utils.data.IterableDataset):
+    """Examples of a ``datasets.IterableDataset`` through a shuffle buffer, epoch after epoch without end (training
+    stops at max_steps). Each epoch reshuffles the source's shards and seeds the buffer anew."""
+
+    def __init__(self, source, buffer_size: int, seed: int):
+        self.source, self.buffer_size, self.seed = source, buffer_size, seed
+        self.epoch = 0
+        self.buffer: list = []
+        self.rng = np.random.default_rng([seed, 0])
+        self.restored = False
+
+    def __iter__(self):
+        while True:
+            if not self.restored:
+                self.source.set_epoch(self.epoch)
+                self.buffer, self.rng = [], np.random.default_rng([self.seed, self.epoch])
+            self.restored = False
+            yield from self.one_epoch()
+            self.epoch += 1
+
+    def one_epoch(self):
+        # Between two examples handed out, the buffer and the source's position always agree: the example that
+        # replaces the one handed out is in the buffer before it leaves, so a state saved then loses nothing.
+        buffer, rng = self.buffer, self.rng
+        for example in self.source:
+            if len(buffer) < self.buffer_size:
+                buffer.append(example)
+                continue
+            i = int(rng.integers(len(buffer)))
+            out, buffer[i] = buffer[i], example
+            yield out
+        while buffer:
+            i = int(rng.integers(len(buffer)))
+            out, buffer[i] = buffer[i], buffer[-1]
+            buffer.pop()
+            yield out
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "source": self.source.state_dict(),
+            "buffer": self.buffer,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.source.set_epoch(self.epoch)
+        self.source.load_state_dict(state["source"])
+        self.buffer = state["buffer"]
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng"]
+        self.restored = True
+
+
+def is_stream(dataset) -> bool:
+    import datasets
+
+    return isinstance(dataset, (datasets.IterableDataset, ShuffledStream))
+
+
+def shard_for_this_process(source, buffer_size: int, seed: int, rank: int, world_size: int) -> ShuffledStream:
+    """This process's part of the stream (datasets' ``split_dataset_by_node``: whole shards when they divide evenly,
+    else every world_size-th example), shuffled with a seed of its own."""
+    from datasets.distributed import split_dataset_by_node
+
+    if world_size > 1:
+        source = split_dataset_by_node(source, rank=rank, world_size=world_size)
+    return ShuffledStream(source, buffer_size, seed + rank)
