@@ -8,6 +8,7 @@ from typing import Optional
 
 from toolkit import seq2seq
 from toolkit.config import DataRole, at_least, section, setting
+from toolkit.errors import ToolkitError
 from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
 from toolkit.tasks import TaskSpec, register
 
@@ -79,6 +80,11 @@ def build_task(cfg: SummarizationConfig):
     text, summary = cfg.data.text_column, cfg.data.summary_column
     if cfg.extractive.enabled:
         return extractive.build_extractive_task(cfg, text, summary, summarization_metrics)
+    if cfg.data.oracle_sentences and cfg.data.streaming:
+        raise ToolkitError(
+            "data.oracle_sentences adds a second, shuffled copy of the training documents, which a stream cannot "
+            "hold: set data.oracle_sentences=false with data.streaming=true."
+        )
     extend = (
         (lambda table: with_oracle_sentences(table, text, summary, cfg.seed)) if cfg.data.oracle_sentences else None
     )

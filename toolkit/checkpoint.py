@@ -212,7 +212,7 @@ def save_stream_states(folder: Path, states: list) -> None:
     (folder / STREAM_STATE).write_text(json.dumps(states))
 
 
-def load_stream_state(folder: Path, process_index: int) -> dict:
+def load_stream_state(folder: Path, process_index: int, processes: int) -> dict:
     path = Path(folder) / STREAM_STATE
     if not path.is_file():
         raise ToolkitError(
@@ -220,9 +220,10 @@ def load_stream_state(folder: Path, process_index: int) -> dict:
             "with data.streaming=false, or start again."
         )
     states = json.loads(path.read_text())
-    if process_index >= len(states):
+    if len(states) != processes:
         raise ToolkitError(
-            f"{folder} was written by {len(states)} process(es) reading the stream; resume with as many."
+            f"{folder} was written by {len(states)} process(es), each at its own place in its part of the stream; "
+            f"this resume has {processes}. Resume with {len(states)}."
         )
     return states[process_index]
 

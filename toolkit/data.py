@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 
 from . import splits
@@ -37,7 +38,7 @@ def load_table(source: str, split: str = "train", streaming: bool = False):
     if path.is_file():
         return _load_files(path, [path], streaming)
     if path.is_dir():
-        shards = data_shards(path)
+        shards = data_shards(path, split)
         if shards and not (path / "dataset_dict.json").exists() and not (path / "state.json").exists():
             return _load_files(path, shards, streaming)
         return _load_saved_folder(path, split, streaming)
@@ -48,9 +49,23 @@ def load_table(source: str, split: str = "train", streaming: bool = False):
     return _load_hub_dataset(source, split, streaming)
 
 
-def data_shards(folder: Path) -> list[Path]:
-    """The data files of a folder of shards (train-00000.parquet, ...), all of one type, in name order."""
+def data_shards(folder: Path, split: str | None = None) -> list[Path]:
+    """The data files of a folder of shards (train-00000.parquet, ...), all of one type, in name order. When
+    file names name splits (train, validation/valid/dev/val, test: datasets' keywords), only ``split``'s."""
+    import re
+
+    from datasets.data_files import SPLIT_KEYWORDS
+
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _BUILDERS)
+    keywords = {str(name): words for name, words in SPLIT_KEYWORDS.items()}
+
+    def names(f: Path, words: list[str]) -> bool:
+        return bool(set(re.split(r"[-._ 0-9]+", f.stem.lower())) & set(words))
+
+    if split is not None and any(names(f, w) for f in files for w in keywords.values()):
+        files = [f for f in files if names(f, keywords.get(split, [split]))]
+        if not files:
+            raise ToolkitError(f"folder '{folder}' names its files by split, and none is for split '{split}'.")
     types = {f.suffix.lower() for f in files}
     if len(types) > 1:
         raise ToolkitError(
@@ -103,6 +118,49 @@ def quiet_readers():
         yield
     finally:
         reader_log.setLevel(level)
+
+
+def preview_frame(path: Path, rows: int = 10_000):
+    """The first ``rows`` rows of a data file as a pandas frame (the studio's preview and column guesses), with
+    the same checks and errors as training's reader."""
+    import pandas as pd
+
+    check_data_file(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            frame = next(pq.ParquetFile(path).iter_batches(batch_size=rows)).to_pandas()
+        elif suffix in (".csv", ".tsv"):
+            sep = "\t" if suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, nrows=rows, encoding="utf-8", keep_default_na=False, na_values=[""])
+        else:
+            first = path.read_text(encoding="utf-8").lstrip()[:1]
+            frame = pd.read_json(path, lines=first != "[", encoding="utf-8", nrows=rows if first != "[" else None)
+    except UnicodeDecodeError as err:
+        raise unreadable(path, suffix, err) from err
+    except (ValueError, StopIteration, OSError, pd.errors.ParserError) as err:
+        raise unreadable(path, suffix, err) from err
+    if len(frame) == 0:
+        raise ToolkitError(f"data file '{path}' has no rows. Point the config at a file with data.")
+    return frame
+
+
+def count_rows_in_file(path: Path) -> int:
+    """Rows in a data file without parsing it: Parquet's metadata, else lines (less a CSV/TSV header line)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines += last != b"\n"
+    return lines - (suffix in (".csv", ".tsv"))
 
 
 def check_data_file(path: Path) -> None:
@@ -282,6 +340,12 @@ def stream_splits(cfg, load_split, clean) -> dict:
         if source:
             out[split] = splits.sample(load_split(split, source, f"data.{split} ('{source}')"), limits[split], cfg.seed)
     if "validation" not in out and cfg.data.holdout > 0:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Each process reads its own part of the stream: the first rows of one part cannot be left out of all.
+            raise ToolkitError(
+                "data.streaming on several processes needs data.validation (a file or folder of its own): a "
+                "stream's first rows cannot be held out of every process's part. Or set data.holdout=0."
+            )
         count = cfg.data.max_eval_rows or STREAM_HOLDOUT
         out["validation"] = datasets.Dataset.from_list(list(train.take(count)), features=train.features)
         out["train"] = train.skip(count)
@@ -415,7 +479,10 @@ def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str)
     if kept == 0:
         raise ToolkitError(f"{where}: every row has {none_left}.")
     log.warning("%s: skipped %d rows with %s", where, len(table) - kept, skipped)
-    name = fingerprint(table._fingerprint, "keep_rows", key)
+    import hashlib
+
+    kept_rows = hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()[:16]
+    name = fingerprint(table._fingerprint, "keep_rows", key, kept_rows)
     return table.select(np.flatnonzero(mask), indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
 
 
@@ -450,7 +517,8 @@ def encode(table, function, key: dict, where: str, what: str = "tokenized"):
 
     if is_streaming(table):
         return table.map(function, batched=True, remove_columns=list(table.column_names or []))
-    name = fingerprint(table._fingerprint, key, getattr(function, "__qualname__", ""), CACHE_VERSION)
+    version = toolkit_version()
+    name = fingerprint(table._fingerprint, key, getattr(function, "__qualname__", ""), CACHE_VERSION, version)
     path = cache_file(name)
     cached = any(cache_dir().glob(f"{name}*.arrow"))
     tic = time.perf_counter()
@@ -475,6 +543,15 @@ def encode(table, function, key: dict, where: str, what: str = "tokenized"):
             name,
         )
     return out
+
+
+def toolkit_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("toolkit")
+    except PackageNotFoundError:
+        return ""
 
 
 CACHE_VERSION = 1  # bumped when an encoding function's output changes for the same inputs

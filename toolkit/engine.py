@@ -462,7 +462,8 @@ def restore(t: Training) -> None:
         scheduler.load_state_dict(saved)
     ckpt.set_rng_state(state["rng"])
     if t.streaming:
-        t.loader.dataset.load_state_dict(ckpt.load_stream_state(last, t.accelerator.process_index))
+        states = ckpt.load_stream_state(last, t.accelerator.process_index, t.accelerator.num_processes)
+        t.loader.dataset.load_state_dict(states)
     if t.main:
         runlib.truncate_metrics(t.run_dir, t.counters["step"])
     t.restored, t.last_eval_step, t.first_step = True, t.counters["step"], t.counters["step"]

@@ -65,6 +65,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """What identifies a tokenizer's output, for the data cache: its class, its whole serialized vocabulary and
     rules (a fast tokenizer's JSON), and its special tokens."""
     import hashlib
+    import json
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -73,7 +74,9 @@ def tokenizer_fingerprint(tokenizer) -> str:
         from datasets.fingerprint import Hasher
 
         body = Hasher.hash(tokenizer)
-    parts = [type(tokenizer).__name__, body, str(tokenizer.special_tokens_map), str(tokenizer.model_max_length)]
+    settings = json.dumps(getattr(tokenizer, "init_kwargs", {}), sort_keys=True, default=str)
+    parts = [type(tokenizer).__name__, body, str(tokenizer.special_tokens_map), settings]
+    parts += [str(getattr(tokenizer, name, None)) for name in ("model_max_length", "truncation_side", "padding_side")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
 

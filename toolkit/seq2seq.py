@@ -121,7 +121,7 @@ def load_seq2seq_model(cfg: Seq2SeqConfig):
         )
 
 
-def train_target_tokenizer(texts: list[str], vocab_size: int):
+def train_target_tokenizer(texts, vocab_size: int):
     """A cased byte-level BPE tokenizer (GPT-2's scheme) trained on the target texts. Decoding gives back exactly
     the text that was encoded, after Unicode NFC: accents, "l'eau" and "T-shirt" included, and no unknown token
     (BERT's pre-tokenizer split punctuation off and decoded "T - shirt")."""
@@ -171,7 +171,17 @@ def target_tokenizer_for(cfg: Seq2SeqConfig, targets: list[str], source_tokenize
     return AutoTokenizer.from_pretrained(choice)
 
 
-def build_encoder_decoder(cfg: Seq2SeqConfig, targets: list[str]):
+def column_texts(table, column: str):
+    """A column's texts as an iterator in Arrow batches (a tokenizer trains from it without a list of them all);
+    a stream's first 100,000."""
+    from .data import is_streaming
+
+    if is_streaming(table):
+        return (row[column] for row in table.take(100_000))
+    return (text for batch in table.select_columns([column]).iter(batch_size=10_000) for text in batch[column])
+
+
+def build_encoder_decoder(cfg: Seq2SeqConfig, targets):
     """Source tokenizer, target tokenizer and an EncoderDecoderModel warm-started from encoder checkpoints."""
     from transformers import AutoConfig, AutoModel, BertConfig, BertLMHeadModel, EncoderDecoderModel
 
@@ -304,7 +314,7 @@ def build_seq2seq_task(
     if extend_train is not None:
         splits["train"] = extend_train(splits["train"])
     if cfg.warm_start.encoder:
-        tokenizer, target_tokenizer, model = build_encoder_decoder(cfg, list(splits["train"][target]))
+        tokenizer, target_tokenizer, model = build_encoder_decoder(cfg, column_texts(splits["train"], target))
     else:
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         target_tokenizer, model = tokenizer, load_seq2seq_model(cfg)
@@ -319,6 +329,7 @@ def build_seq2seq_task(
         "source": source,
         "target": target,
         "prefix": cfg.data.source_prefix or "",
+        "languages": [cfg.data.source_lang_code, cfg.data.target_lang_code],
         "decoder_start": model.config.decoder_start_token_id,
     }
     encode_pairs = encode_batch(cfg, source, target, tokenizer, target_tokenizer, model.config.decoder_start_token_id)

@@ -198,6 +198,8 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         if found["kind"] == "table":
             cols = found["columns"]
             note = f"**Data:** `{display_path(source)}`, {found['count']:,} rows, columns: {', '.join(cols)}"
+            if found.get("sampled"):
+                note += " (columns guessed and labels counted from its first 10,000 rows)"
             pickers = [
                 role_picker(keys, i, cols, found["roles"].get(keys[i][0]) if i < len(keys) else None)
                 for i in range(role_slots)

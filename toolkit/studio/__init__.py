@@ -203,6 +203,9 @@ def format_seconds(seconds: float) -> str:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+PREVIEW_ROWS = 10_000  # rows of a data file read for its preview, column guesses and label counts
+
+
 def preview_data(source: str, roles: dict | None = None, configured: dict | None = None, rows: int = 5) -> dict:
     """What the Train tab shows of a data file or image folder: columns, the first rows, a column for each of the
     task's data ``roles`` ({data key: DataRole}, guessed: the ``configured`` names first), and the label counts.
@@ -226,9 +229,9 @@ def preview_data(source: str, roles: dict | None = None, configured: dict | None
             "label_counts": {},
             "note": f"'{source}' is not a file here: the run loads it as a hub dataset (this needs internet).",
         }
-    from ..data import _read_file
+    from ..data import count_rows_in_file, preview_frame
 
-    table = _read_file(path)
+    table = preview_frame(path, PREVIEW_ROWS)
     if table.empty:
         raise ToolkitError(f"data file '{source}' has no rows.")
     columns = [str(c) for c in table.columns]
@@ -245,5 +248,7 @@ def preview_data(source: str, roles: dict | None = None, configured: dict | None
         "roles": chosen,
         "label_column": label,
         "label_counts": counts,
-        "count": len(table),
+        # Large files: the guesses and label counts come from the first PREVIEW_ROWS rows.
+        "count": len(table) if len(table) < PREVIEW_ROWS else count_rows_in_file(path),
+        "sampled": len(table) >= PREVIEW_ROWS,
     }
