@@ -75,7 +75,7 @@ def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
 def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
 
-    from toolkit.data import by_length, encode, first_rows, lengths, load_splits
+    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits
     from toolkit.engine import Task
     from toolkit.errors import ToolkitError
     from toolkit.models import (
@@ -86,13 +86,15 @@ def build_task(cfg: TextClassificationConfig) -> Task:
         save_model,
         tokenizer_fingerprint,
     )
-    from toolkit.splits import check_labels, table_label_names
+    from toolkit.splits import check_labels, label_key, label_names, table_label_names
     from toolkit.timing import phase
 
     with phase("data"):
         text, label = cfg.data.text_column, cfg.data.label_column
         splits = load_splits(cfg, [text, label], [text], label, cfg.data.missing_labels)
         names = table_label_names(splits["train"], label)
+        if is_streaming(splits["train"]) and "validation" in splits:  # a stream's first rows may lack a class
+            names = label_names({*names, *(label_key(v) for v in splits["validation"].unique(label))})
         if len(names) < 2:
             raise ToolkitError(
                 f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column."

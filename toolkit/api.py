@@ -69,7 +69,9 @@ def _train(cfg: Config) -> Run:
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
     spec = get_task(cfg.task)
     choose_metric(spec, cfg)  # a wrong metric name is a config error: stop before anything loads
-    with timing.phase("build"):
+    # The first process on each machine converts and tokenizes the data into the cache; the others then read it
+    # (instead of all of them tokenizing the same rows at once into the same files).
+    with timing.phase("build"), state.local_main_process_first():
         task = spec.build(cfg)
     with contextlib.ExitStack() as held:
         on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))

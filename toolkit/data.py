@@ -386,7 +386,19 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
     """Rows with an empty, NaN or null label: skipped with a count (policy "skip") or refused (policy "error")."""
     import pyarrow.compute as pc
 
-    if policy == "error" and not is_streaming(table):
+    if policy == "error" and is_streaming(table):
+
+        def refuse_missing(batch):
+            present = label_present(batch.column(column))
+            if not pc.all(present).as_py():
+                raise ToolkitError(
+                    f"{where}: a row has no {column} (empty, NaN or null). Fill it in or delete it, or set "
+                    "data.missing_labels=skip to train without such rows."
+                )
+            return present
+
+        return keep_rows(table, refuse_missing, ("label", column), where, "no label", "no label")
+    if policy == "error":
         missing = count_rows(table, lambda batch: pc.invert(label_present(batch.column(column))))
         if missing:
             raise ToolkitError(

@@ -196,6 +196,11 @@ def stream_loader(task: Task, cfg: Config) -> DataLoader:
             "data.streaming needs max_steps: a stream has no known length, so training runs a number of optimizer "
             "steps. Set max_steps=N (and eval_every=M)."
         )
+    if cfg.group_by_length or cfg.micro_batches:
+        log.info(
+            "data.streaming: batches come as the stream gives them (group_by_length and micro_batches apply to "
+            "tables only)"
+        )
     stream = task.train_set
     if not isinstance(stream, ShuffledStream):
         state = PartialState(cpu=cpu_only())
@@ -710,10 +715,10 @@ def _save(t: Training, name: str, with_state: bool) -> None:
             t.task.save(accelerator.unwrap_model(t.model), tmp, state_dict)
             if with_state:
                 ckpt.save_training_state(tmp, t.optimizers, t.schedulers, t.counters)
-            if streams is not None:
-                ckpt.save_stream_states(tmp, streams)
             else:
                 (tmp / ckpt.STATE_JSON).write_text(json.dumps(t.counters, indent=2))
+            if streams is not None:
+                ckpt.save_stream_states(tmp, streams)
 
         ckpt.write_atomically(t.run_dir / name, write)
     accelerator.wait_for_everyone()

@@ -35,7 +35,7 @@ class ShuffledStream(torch.utils.data.IterableDataset):
         # Between two examples handed out, the buffer and the source's position always agree: the example that
         # replaces the one handed out is in the buffer before it leaves, so a state saved then loses nothing.
         buffer, rng = self.buffer, self.rng
-        for example in self.source:
+        for example in readable(self.source):
             if len(buffer) < self.buffer_size:
                 buffer.append(example)
                 continue
@@ -66,6 +66,28 @@ class ShuffledStream(torch.utils.data.IterableDataset):
         self.restored = True
 
 
+def readable(source):
+    """The source's examples; a reading error met mid-stream (a malformed row, a byte that is not UTF-8, a column
+    whose type changes) becomes one clear error instead of a traceback from inside datasets."""
+    from .errors import ToolkitError
+
+    iterator = iter(source)
+    while True:
+        try:
+            example = next(iterator)
+        except StopIteration:
+            return
+        except ToolkitError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the reader raised, said once with the fix
+            raise ToolkitError(
+                f"the training stream could not be read past this point: {last_line(err)}. "
+                "Fix or re-export the data, then resume the run with `toolkit train --resume RUN` "
+                "(it continues from its last checkpoint)."
+            ) from err
+        yield example
+
+
 def is_stream(dataset) -> bool:
     import datasets
 
@@ -80,3 +102,7 @@ def shard_for_this_process(source, buffer_size: int, seed: int, rank: int, world
     if world_size > 1:
         source = split_dataset_by_node(source, rank=rank, world_size=world_size)
     return ShuffledStream(source, buffer_size, seed + rank)
+
+
+def last_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[-1]
