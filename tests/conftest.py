@@ -166,6 +166,32 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **popen) -> subp
     )
 
 
+def run_cli_many(cases: list[list[str]], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """Run each argv of ``cases`` as `toolkit ARGV` in a process of its own, forked from one that has imported the
+    CLI once (tests/cli_many.py): the same exit codes and output as separate `python -m toolkit` runs, without
+    paying Python's and torch's start-up for each."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        (out / "cases.json").write_text(json.dumps(cases))
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "tests/cli_many.py"), str(out / "cases.json"), str(out), str(timeout)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=timeout * len(cases),
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = []
+        for i, argv in enumerate(cases):
+            code = int((out / f"{i}.code").read_text())
+            stdout, stderr = ((out / f"{i}.{s}").read_text(errors="replace") for s in ("out", "err"))
+            results.append(subprocess.CompletedProcess(["toolkit", *argv], code, stdout, stderr))
+        return results
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_cli, write_config
+from conftest import ROOT, run_cli, run_cli_many, write_config
 from safetensors.torch import load_file
 
 
@@ -46,35 +46,26 @@ def test_train_eval_predict(tiny_config, tmp_path):
     assert empty.returncode == 2 and "input 1 is empty" in empty.stderr
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [
+def test_bad_input_exits_nonzero_and_writes_nothing(tiny_config, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config)
+    val = tmp_path / "val.csv"
+    val.write_text("text,label\ngood film,positive\nso-so film,neutral\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9,positive\n".encode("latin-1"))
+    cases = [
         ("epohcs=2", "unknown config key 'epohcs'. Did you mean epochs?"),
         ("batch_size=many", "'batch_size' has value 'many' (str); expected int"),
         ("data.text_column=review", "column 'review' is missing from data.train"),
         ("data.train=/nonexistent/train.csv", "does not exist"),
-    ],
-)
-def test_bad_input_exits_nonzero_and_writes_nothing(tiny_config, tmp_path, override, message):
-    config = write_config(tmp_path / "tiny.yaml", tiny_config)
-    out = tmp_path / "never"
-    done = run_cli("train", str(config), f"output_dir={out}", override)
-    assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
-    assert not out.exists()
-
-
-def test_unseen_validation_label_and_bad_encoding(tiny_config, tmp_path):
-    config = write_config(tmp_path / "tiny.yaml", tiny_config)
-    val = tmp_path / "val.csv"
-    val.write_text("text,label\ngood film,positive\nso-so film,neutral\n")
-    done = run_cli("train", str(config), f"output_dir={tmp_path / 'a'}", f"data.validation={val}")
-    assert done.returncode == 2 and "labels that training never saw: neutral" in done.stderr
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("text,label\ncaf\xe9,positive\n".encode("latin-1"))
-    done = run_cli("train", str(config), f"output_dir={tmp_path / 'b'}", f"data.train={latin}")
-    assert done.returncode == 2 and "not UTF-8" in done.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        (f"data.validation={val}", "labels that training never saw: neutral"),
+        (f"data.train={latin}", "not UTF-8"),
+    ]
+    outs = [tmp_path / f"never{i}" for i in range(len(cases))]
+    results = run_cli_many([["train", str(config), f"output_dir={out}", o] for out, (o, _) in zip(outs, cases)])
+    for out, (override, message), done in zip(outs, cases, results):
+        assert done.returncode == 2, (override, done.stderr[-2000:])
+        assert message in done.stderr and "Traceback" not in done.stderr, (override, done.stderr[-2000:])
+        assert not out.exists()
 
 
 def test_unreachable_hub_model_fails_fast(tiny_config, tmp_path):

@@ -10,7 +10,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, check_run_folder, image_config, require_shared, run_cli, write_config, write_folder
+from conftest import (
+    ROOT,
+    check_run_folder,
+    image_config,
+    require_shared,
+    run_cli,
+    run_cli_many,
+    write_config,
+    write_folder,
+)
 
 import toolkit
 from toolkit import images as imlib
@@ -196,14 +205,11 @@ def test_bad_input_is_refused_without_a_run_folder(colour_data, tmp_path):
         ({"data": {"train": str(tmp_path / "nowhere")}}, "does not exist"),
     ]
 
-    def attempt(i: int):
-        config = write_config(tmp_path / f"c{i}.yaml", image_config(colour_data, tmp_path / f"run{i}", **cases[i][0]))
-        return run_cli("train", str(config), timeout=120)
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=3) as pool:  # independent processes, mostly importing
-        results = list(pool.map(attempt, range(len(cases))))
+    configs = [
+        write_config(tmp_path / f"c{i}.yaml", image_config(colour_data, tmp_path / f"run{i}", **extra))
+        for i, (extra, _) in enumerate(cases)
+    ]
+    results = run_cli_many([["train", str(config)] for config in configs])  # a process each, forked
     for i, ((extra, message), done) in enumerate(zip(cases, results)):
         assert done.returncode == 2, (extra, done.stderr[-2000:])
         assert __import__("re").search(message, done.stderr), (message, done.stderr[-2000:])
