@@ -116,6 +116,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--keep", help="a folder for the generated row files (kept between invocations)")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="keep each side's datasets cache from an earlier invocation with --keep, and run only toolkit's "
+        "second run and streaming (e.g. after a change that does not touch the first run)",
+    )
     args = parser.parse_args()
     if not TEXTS.is_dir():
         print(f"rt-polarity not found at {TEXTS}: this benchmark needs ../shared/data", file=sys.stderr)
@@ -127,13 +133,16 @@ def main() -> int:
         data = make_rows(count, folder)
         size_mb = data.stat().st_size / 2**20
         out, ours, theirs = folder / f"run-{count}", folder / f"cache-toolkit-{count}", folder / f"cache-peer-{count}"
-        for cache in (ours, theirs):
-            shutil.rmtree(cache, ignore_errors=True)
         runs = [("toolkit, first run", toolkit_run, (data, out, ours)),
                 ("toolkit, second run", toolkit_run, (data, out, ours)),
                 ("datasets, first run", peer_run, (data, theirs)),
                 ("datasets, second run", peer_run, (data, theirs)),
                 ("toolkit, streaming", toolkit_run, (data, out, ours, "data.streaming=true"))]  # fmt: skip
+        if args.again:
+            runs = [r for r in runs if r[0] in ("toolkit, second run", "toolkit, streaming")]
+        else:
+            for cache in (ours, theirs):
+                shutil.rmtree(cache, ignore_errors=True)
         for label, run, run_args in runs:
             r = run(*run_args)
             print(

@@ -24,7 +24,7 @@ class ShuffledLengthGroups(torch.utils.data.Sampler):
     batches_per_group = 4
 
     def __init__(self, lengths, batch_size: int, generator: torch.Generator):
-        self.lengths, self.batch_size, self.generator = np.asarray(lengths), batch_size, generator
+        self.lengths, self.batch_size, self.generator = np.asarray(lengths, dtype=np.int32), batch_size, generator
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -33,7 +33,7 @@ class ShuffledLengthGroups(torch.utils.data.Sampler):
         # In numpy, and handed out in chunks: at millions of examples, lists of Python ints would take gigabytes.
         n, size = len(self.lengths), self.batch_size
         mega = size * max(1, min(n // (size * 4), self.batches_per_group))
-        indices = torch.randperm(n, generator=self.generator).numpy()
+        indices = torch.randperm(n, generator=self.generator).numpy().astype(np.int32)  # 4 bytes an example
         groups = n // mega
         head = indices[: groups * mega].reshape(groups, mega)
         head = np.take_along_axis(head, np.argsort(-self.lengths[head], axis=1, kind="stable"), axis=1)
