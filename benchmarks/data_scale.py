@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -75,17 +76,58 @@ def make_rows(count: int, folder: Path) -> Path:
     return path
 
 
-def measured(command: list[str], cache: Path) -> tuple[float, float, str]:
-    """(wall seconds, peak resident MB, stdout) of one whole process, through GNU time; ``cache``: its
-    HF_DATASETS_CACHE (toolkit and the peer each start from an empty one for every row count)."""
+def measured(command: list[str], cache: Path) -> tuple[float, float, float, str]:
+    """(wall seconds, peak resident MB, peak anonymous MB, stdout) of one whole process; ``cache``: its
+    HF_DATASETS_CACHE (toolkit and the peer each start from an empty one for every row count).
+
+    Peak resident memory is GNU time's (the largest process of the tree); it counts the pages of memory-mapped
+    Arrow files the process has touched, which the kernel can drop at any time. Peak anonymous memory (RssAnon,
+    sampled every 0.1 s, the largest process) is what the process itself allocated."""
     tic = time.perf_counter()
     env = {**os.environ, "HF_DATASETS_CACHE": str(cache)}
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-f", "%M", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    anon = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            anon[0] = max([anon[0], *(anonymous_kb(pid) for pid in process_tree(proc.pid))])
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    sampler.join()
     wall = time.perf_counter() - tic
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-3000:]}")
-    peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return wall, peak_kb / 1024, done.stdout
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{stderr[-3000:]}")
+    peak_kb = int(stderr.strip().splitlines()[-1])
+    return wall, peak_kb / 1024, anon[0] / 1024, stdout
+
+
+def process_tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in children.read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def anonymous_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def toolkit_run(data: Path, out: Path, cache: Path, *extra: str) -> dict:
@@ -94,19 +136,19 @@ def toolkit_run(data: Path, out: Path, cache: Path, *extra: str) -> dict:
         f"data.train={data}", f"data.validation={TEXTS / 'validation.csv'}", "data.test=null", f"max_steps={STEPS}",
         "precision=no", "trackers=[]", "eval_every=1000", f"output_dir={out}", "overwrite=true", *extra,
     ]  # fmt: skip
-    wall, peak, _ = measured(command, cache)
+    wall, peak, anon, _ = measured(command, cache)
     timings = json.loads((out / "results.json").read_text()).get("timings", {})
     first = timings.get("first_step_at") or sum(timings.get(k, 0) for k in ("start_up", "build"))
-    return {"wall": wall, "peak_mb": peak, "data": timings.get("data"), "first_step": first}
+    return {"wall": wall, "peak_mb": peak, "anon_mb": anon, "data": timings.get("data"), "first_step": first}
 
 
 def peer_run(data: Path, cache: Path) -> dict:
     from toolkit.models import resolve_model_source
 
     model = resolve_model_source("sentence-transformers/all-MiniLM-L6-v2")
-    wall, peak, out = measured([sys.executable, "-c", PEER, str(data), str(model)], cache)
+    wall, peak, anon, out = measured([sys.executable, "-c", PEER, str(data), str(model)], cache)
     found = eval(out.strip().splitlines()[-1])  # noqa: S307 (our own script's dict)
-    return {"wall": wall, "peak_mb": peak, **found}
+    return {"wall": wall, "peak_mb": peak, "anon_mb": anon, **found}
 
 
 def main() -> int:
@@ -128,7 +170,8 @@ def main() -> int:
         return 1
     folder = Path(args.keep or tempfile.mkdtemp(prefix="toolkit-data-scale-"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\n{'rows':>10} {'run':22} {'wall s':>8} {'first step s':>13} {'data s':>8} {'peak MB':>8}", flush=True)
+    header = f"{'rows':>10} {'run':22} {'wall s':>8} {'first step s':>13} {'data s':>8} {'peak MB':>8} {'anon MB':>8}"
+    print("\n" + header, flush=True)
     for count in args.rows:
         data = make_rows(count, folder)
         size_mb = data.stat().st_size / 2**20
@@ -147,7 +190,7 @@ def main() -> int:
             r = run(*run_args)
             print(
                 f"{count:>10,} {label:22} {r['wall']:8.1f} {r['first_step']:13.1f} {r['data'] or 0:8.1f} "
-                f"{r['peak_mb']:8.0f}   ({size_mb:.0f} MB CSV)",
+                f"{r['peak_mb']:8.0f} {r['anon_mb']:8.0f}   ({size_mb:.0f} MB CSV)",
                 flush=True,
             )
     return 0
