@@ -75,7 +75,7 @@ def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
 def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
 
-    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits
+    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits, unique_values
     from toolkit.engine import Task
     from toolkit.errors import ToolkitError
     from toolkit.models import (
@@ -94,7 +94,7 @@ def build_task(cfg: TextClassificationConfig) -> Task:
         splits = load_splits(cfg, [text, label], [text], label, cfg.data.missing_labels)
         names = table_label_names(splits["train"], label)
         if is_streaming(splits["train"]) and "validation" in splits:  # a stream's first rows may lack a class
-            names = label_names({*names, *(label_key(v) for v in splits["validation"].unique(label))})
+            names = label_names({*names, *(label_key(v) for v in unique_values(splits["validation"], label))})
         if len(names) < 2:
             raise ToolkitError(
                 f"data.train has a single label ({names[0]}): a classifier needs at least two. Check data.label_column."

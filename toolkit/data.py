@@ -86,7 +86,7 @@ def _load_files(source: Path, files: list[Path], streaming: bool):
     suffix = files[0].suffix.lower()
     builder, options = _BUILDERS[suffix]
     try:
-        with quiet_readers():
+        with quiet_readers(), progress_bars(sum(f.stat().st_size for f in files) >= LARGE_FILE):
             batches = {} if streaming else {"writer_batch_size": WRITER_BATCH}
             table = datasets.load_dataset(
                 builder, data_files=[str(f) for f in files], split="train", streaming=streaming, **options, **batches
@@ -166,6 +166,26 @@ def count_rows_in_file(path: Path) -> int:
             last = chunk[-1:]
     lines += last != b"\n"
     return lines - (suffix in (".csv", ".tsv"))
+
+
+LARGE_FILE = 10 * 2**20  # bytes; datasets' own progress bars are shown for files and tables at least this large
+LARGE_TABLE = 50_000  # rows
+
+
+@contextlib.contextmanager
+def progress_bars(shown: bool):
+    """datasets' progress bars (converting, tokenizing) only where they say something: on small data they would
+    flash by, and in a notebook each is a widget above the training bar."""
+    import datasets
+
+    hide = not shown and datasets.is_progress_bar_enabled()
+    if hide:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hide:
+            datasets.enable_progress_bars()
 
 
 def check_data_file(path: Path) -> None:
@@ -372,7 +392,14 @@ def drop_empty_text(table, columns: list[str], where: str):
         return ok
 
     described = " or ".join(columns)
-    return keep_rows(table, keep, ("text", *columns), where, f"empty or missing {described}", f"empty {described}")
+    return keep_rows(
+        table,
+        keep,
+        ("text", *columns),
+        where,
+        f"empty or missing {described}",
+        f"every row has empty {described}. Check the column settings",
+    )
 
 
 # Label cells that mean "no label": never a class of their own. ("none" and "NA" stay: they can be real classes.)
@@ -402,7 +429,9 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
                 )
             return present
 
-        return keep_rows(table, refuse_missing, ("label", column), where, "no label", "no label")
+        return keep_rows(
+            table, refuse_missing, ("label", column), where, "no label", f"every row's {column} is missing"
+        )
     if policy == "error":
         missing = count_rows(table, lambda batch: pc.invert(label_present(batch.column(column))))
         if missing:
@@ -417,7 +446,7 @@ def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
         ("label", column),
         where,
         f"no {column} (empty, NaN or null)",
-        f"{column} is empty, NaN or null. Check data.label_column",
+        f"every row's {column} is empty, NaN or null. Check data.label_column",
     )
     return integral_floats_as_integers(table, column)
 
@@ -525,7 +554,7 @@ def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str)
     if kept == len(table):
         return table
     if kept == 0:
-        raise ToolkitError(f"{where}: every row has {none_left}.")
+        raise ToolkitError(f"{where}: {none_left}.")
     log.warning("%s: skipped %d rows with %s", where, len(table) - kept, skipped)
     return table.select(selection, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
 
@@ -566,16 +595,17 @@ def encode(table, function, key: dict, where: str, what: str = "tokenized"):
     path = cache_file(name)
     cached = any(cache_dir().glob(f"{name}*.arrow"))
     tic = time.perf_counter()
-    out = table.map(
-        function,
-        batched=True,
-        remove_columns=table.column_names,
-        cache_file_name=str(path),
-        new_fingerprint=name,
-        writer_batch_size=WRITER_BATCH,
-        num_proc=map_processes(len(table)) if not cached else None,
-        desc=f"{what} {where}",
-    )
+    with progress_bars(len(table) >= LARGE_TABLE):
+        out = table.map(
+            function,
+            batched=True,
+            remove_columns=table.column_names,
+            cache_file_name=str(path),
+            new_fingerprint=name,
+            writer_batch_size=WRITER_BATCH,
+            num_proc=map_processes(len(table)) if not cached else None,
+            desc=f"{what} {where}",
+        )
     if cached:
         log.info("%s: %d %s rows read from the cache (%s); nothing to redo", where, len(out), what, name)
     else:
@@ -641,4 +671,14 @@ def first_rows(table, column: str, count: int = 5) -> list:
 
 
 def unique_values(table, column: str) -> list:
-    return table.unique(column)
+    """A column's distinct values. (datasets' ``unique`` first writes a flattened copy of a table with a row
+    selection, which at millions of rows is a copy of the data.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table._indices is None:
+        return table.unique(column)
+    found = [
+        pc.unique(batch.column(0)) for batch in table.select_columns([column]).with_format("arrow").iter(SCAN_ROWS)
+    ]
+    return pc.unique(pa.chunked_array(found)).to_pylist() if found else []

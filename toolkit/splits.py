@@ -95,10 +95,12 @@ def table_label_names(table, column: str) -> list[str]:
     stream, the labels of its first rows."""
     import datasets
 
+    from .data import unique_values
+
     if isinstance(table, datasets.IterableDataset):
         values = list({row[column] for row in table.take(STREAM_LABEL_ROWS)})
     else:
-        values = table.unique(column)
+        values = unique_values(table, column)
     if all(isinstance(v, float) and v.is_integer() for v in values):
         values = [int(v) for v in values]
     return label_names(values)
@@ -114,4 +116,6 @@ def check_labels(table, column: str, names: list[str], where: str) -> None:
 
     if isinstance(table, datasets.IterableDataset):
         return
-    encode_labels([label_key(v) for v in table.unique(column)], names, where)
+    from .data import unique_values
+
+    encode_labels([label_key(v) for v in unique_values(table, column)], names, where)
