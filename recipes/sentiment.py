@@ -75,7 +75,7 @@ def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
 def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
 
-    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits, unique_values
+    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits
     from toolkit.engine import Task
     from toolkit.errors import ToolkitError
     from toolkit.models import (
@@ -86,7 +86,7 @@ def build_task(cfg: TextClassificationConfig) -> Task:
         save_model,
         tokenizer_fingerprint,
     )
-    from toolkit.splits import check_labels, label_key, label_names, table_label_names
+    from toolkit.splits import check_labels, label_key, label_names, table_label_names, unique_values
     from toolkit.timing import phase
 
     with phase("data"):

@@ -192,6 +192,34 @@ def run_cli_many(cases: list[list[str]], timeout: float = 120) -> list[subproces
         return results
 
 
+def train_then_kill(config, output_dir: Path, ready, timeout: float = 240) -> dict:
+    """Start `toolkit train CONFIG output_dir=...`, SIGKILL it as soon as last/state.json's counters satisfy
+    ``ready``, and return those counters."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={output_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    state = Path(output_dir) / "last" / "state.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            counters = json.loads(state.read_text())
+        except (OSError, ValueError):
+            counters = {}
+        if counters and ready(counters):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return json.loads(state.read_text())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

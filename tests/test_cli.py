@@ -2,13 +2,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, run_cli, run_cli_many, write_config
+from conftest import ROOT, run_cli, run_cli_many, train_then_kill, write_config
 from safetensors.torch import load_file
 
 
@@ -105,27 +104,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_config, tmp_pa
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run_cli("train", str(config), f"output_dir={whole}").returncode == 0
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={killed}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    state = killed / "last" / "state.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill once a mid-epoch checkpoint of the second epoch exists
-        try:
-            counters = json.loads(state.read_text())
-        except (OSError, ValueError):
-            counters = {}
-        if counters.get("epoch") == 1 and counters.get("batch_in_epoch", 0) > 0:
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # kill once a mid-epoch checkpoint of the second epoch exists
+    counters = train_then_kill(config, killed, lambda c: c.get("epoch") == 1 and c.get("batch_in_epoch", 0) > 0)
     assert not (killed / "results.json").exists(), "the run finished before it could be killed"
-    counters = json.loads(state.read_text())
     assert counters["epoch"] == 1 and 0 < counters["batch_in_epoch"] < 40
 
     resumed = run_cli("train", "--resume", str(killed))

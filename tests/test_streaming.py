@@ -3,13 +3,11 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import ROOT, free_port, run_cli, write_config
+from conftest import ROOT, free_port, run_cli, train_then_kill, write_config
 from safetensors.torch import load_file
 
 import toolkit
@@ -30,23 +28,6 @@ def stream_config(tiny_config, tmp_path, **extra) -> dict:
     }
 
 
-def kill_when(proc: subprocess.Popen, state_path, ready, timeout: float = 240) -> dict:
-    """SIGKILL ``proc`` as soon as the checkpoint counters at ``state_path`` satisfy ``ready``; return them."""
-    deadline = time.time() + timeout
-    counters = {}
-    while time.time() < deadline:
-        try:
-            counters = json.loads(state_path.read_text())
-        except (OSError, ValueError):
-            counters = {}
-        if counters and ready(counters):
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return json.loads(state_path.read_text())
-
-
 @pytest.mark.slow
 def test_sigkill_inside_the_stream_then_resume_matches_uninterrupted(tiny_config, tmp_path):
     """Killed in the second pass over the stream with the shuffle buffer full: --resume ends with the same weights
@@ -57,14 +38,7 @@ def test_sigkill_inside_the_stream_then_resume_matches_uninterrupted(tiny_config
     assert done.returncode == 0, done.stderr[-3000:]
     assert "the stream's first" not in done.stderr  # data.validation is given: no rows held out of the stream
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolkit", "train", str(config), f"output_dir={killed}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    counters = kill_when(proc, killed / "last" / "state.json", lambda c: c.get("step", 0) >= 42)
+    counters = train_then_kill(config, killed, lambda c: c.get("step", 0) >= 42)
     assert not (killed / "results.json").exists(), "the run finished before it could be killed"
     assert 42 <= counters["step"] < 60
     saved = json.loads((killed / "last" / "stream_state.json").read_text())

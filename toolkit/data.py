@@ -668,17 +668,3 @@ def first_rows(table, column: str, count: int = 5) -> list:
     if is_streaming(table):
         return [row[column] for row in table.take(count)]
     return list(table.select(range(min(count, len(table))))[column])
-
-
-def unique_values(table, column: str) -> list:
-    """A column's distinct values. (datasets' ``unique`` first writes a flattened copy of a table with a row
-    selection, which at millions of rows is a copy of the data.)"""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if table._indices is None:
-        return table.unique(column)
-    found = [
-        pc.unique(batch.column(0)) for batch in table.select_columns([column]).with_format("arrow").iter(SCAN_ROWS)
-    ]
-    return pc.unique(pa.chunked_array(found)).to_pylist() if found else []

@@ -95,8 +95,6 @@ def table_label_names(table, column: str) -> list[str]:
     stream, the labels of its first rows."""
     import datasets
 
-    from .data import unique_values
-
     if isinstance(table, datasets.IterableDataset):
         values = list({row[column] for row in table.take(STREAM_LABEL_ROWS)})
     else:
@@ -116,6 +114,22 @@ def check_labels(table, column: str, names: list[str], where: str) -> None:
 
     if isinstance(table, datasets.IterableDataset):
         return
-    from .data import unique_values
-
     encode_labels([label_key(v) for v in unique_values(table, column)], names, where)
+
+
+UNIQUE_BATCH_ROWS = 100_000  # rows per Arrow batch when a column's distinct values are scanned
+
+
+def unique_values(table, column: str) -> list:
+    """A column's distinct values. (datasets' ``unique`` first writes a flattened copy of a table with a row
+    selection, which at millions of rows is a copy of the data.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table._indices is None:
+        return table.unique(column)
+    found = [
+        pc.unique(batch.column(0))
+        for batch in table.select_columns([column]).with_format("arrow").iter(UNIQUE_BATCH_ROWS)
+    ]
+    return pc.unique(pa.chunked_array(found)).to_pylist() if found else []
