@@ -47,6 +47,8 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target de
 	$(OFFLINE) $(BIN)/python benchmarks/translation_multi30k.py --target fr --no-scratch --no-speed
 	$(OFFLINE) $(BIN)/python benchmarks/summarization_scitldr.py
+	$(OFFLINE) $(BIN)/python benchmarks/ner_conll2003.py
+	$(OFFLINE) $(BIN)/python benchmarks/qa_squad.py
 	$(OFFLINE) $(BIN)/python benchmarks/hymenoptera.py
 	$(OFFLINE) $(BIN)/python benchmarks/image_new_classes.py --with-previous
 	$(OFFLINE) $(BIN)/python benchmarks/seed_cnn_mnist.py

@@ -22,11 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TOOLKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, go_offline  # noqa: E402
+
+go_offline()
 TEXTS = SHARED / "sentiment" / "rt-polarity"
 STEPS = 20
 
@@ -164,6 +163,7 @@ def main() -> int:
         help="keep each side's datasets cache from an earlier invocation with --keep, and run only toolkit's "
         "second run and streaming (e.g. after a change that does not touch the first run)",
     )
+    parser.add_argument("--toolkit-only", action="store_true", help="skip the datasets script's runs")
     args = parser.parse_args()
     if not TEXTS.is_dir():
         print(f"rt-polarity not found at {TEXTS}: this benchmark needs ../shared/data", file=sys.stderr)
@@ -183,7 +183,9 @@ def main() -> int:
                 ("toolkit, streaming", toolkit_run, (data, out, ours, "data.streaming=true"))]  # fmt: skip
         if args.again:
             runs = [r for r in runs if r[0] in ("toolkit, second run", "toolkit, streaming")]
-        else:
+        if args.toolkit_only:
+            runs = [r for r in runs if r[0].startswith("toolkit")]
+        if not args.again:
             for cache in (ours, theirs):
                 shutil.rmtree(cache, ignore_errors=True)
         for label, run, run_args in runs:

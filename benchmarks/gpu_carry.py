@@ -62,9 +62,21 @@ def wheels(folder: Path) -> None:
         ],
         check=True,
     )
-    # rouge-score ships only as a source archive: build its (pure Python) wheel here.
+    # rouge-score and seqeval ship only as source archives: build their (pure Python) wheels here.
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(folder), "rouge-score==0.1.2"], check=True
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            str(folder),
+            "rouge-score==0.1.2",
+            "seqeval==1.2.2",
+        ],
+        check=True,
     )
 
 
@@ -142,6 +154,10 @@ def text_assets() -> None:
         head_jsonl(
             SHARED / "summarization/scitldr" / f"{split}.jsonl", data / "summarization/scitldr" / f"{split}.jsonl", rows
         )
+    for split, rows in (("train", 6000), ("validation", 1000), ("test", 1000)):
+        head_jsonl(SHARED / "ner/conll2003" / f"{split}.jsonl", data / "ner/conll2003" / f"{split}.jsonl", rows)
+    for split, rows in (("train", 2000), ("validation", 500)):
+        head_jsonl(SHARED / "qa/squad" / f"{split}.jsonl", data / "qa/squad" / f"{split}.jsonl", rows)
 
 
 def image_assets() -> None:

@@ -64,6 +64,27 @@ def checks(data: Path, steps: int) -> list[dict]:
             ],
         },
         {
+            "name": "NER (MiniLM, CoNLL-2003)",
+            "group": "text",
+            "args": [
+                "recipes/configs/ner_conll2003.yaml",
+                f"data.train={data}/ner/conll2003/train.jsonl",
+                f"data.validation={data}/ner/conll2003/validation.jsonl",
+                f"data.test={data}/ner/conll2003/test.jsonl",
+                *common,
+            ],
+        },
+        {
+            "name": "question answering (MiniLM, SQuAD)",
+            "group": "text",
+            "args": [
+                "recipes/configs/qa_squad.yaml",
+                f"data.train={data}/qa/squad/train.jsonl",
+                f"data.validation={data}/qa/squad/validation.jsonl",
+                *common,
+            ],
+        },
+        {
             "name": "FSDP preset, 1 GPU: sentiment",
             "group": "text",
             "launch": ["--config_file", "recipes/accelerate/fsdp.yaml", "--num_processes", "1"],

@@ -192,6 +192,24 @@ def run_cli_many(cases: list[list[str]], timeout: float = 120) -> list[subproces
         return results
 
 
+def assert_train_errors(config: Path, cases: dict, files: dict, output_dir: Path) -> None:
+    """Each case ("key=value ..." overrides, where a file's NAME in capitals stands for its path in ``files``: the
+    expected error text) through the real `toolkit train CONFIG`: exit 2, one `error:` line that holds the
+    expected text, no traceback, and ``output_dir`` never created."""
+    argvs = []
+    for overrides in cases:
+        for name, path in files.items():
+            overrides = overrides.replace(name.upper(), str(path))
+        argvs.append(["train", str(config), *overrides.split()])
+    failures = []
+    for (overrides, expected), done in zip(cases.items(), run_cli_many(argvs)):
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        if done.returncode != 2 or len(errors) != 1 or expected not in errors[0] or "Traceback" in done.stderr:
+            failures.append(f"{overrides or '(as written)'}: exit {done.returncode}: {done.stderr[-500:]}")
+    assert not failures, "\n".join(failures)
+    assert not output_dir.exists()
+
+
 def train_then_kill(config, output_dir: Path, ready, timeout: float = 240) -> dict:
     """Start `toolkit train CONFIG output_dir=...`, SIGKILL it as soon as last/state.json's counters satisfy
     ``ready``, and return those counters."""

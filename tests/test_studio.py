@@ -313,9 +313,9 @@ def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):
 def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
     tiny_config, tiny_t5, copy_data, tmp_path
 ):
-    """In Chromium: for sentiment, translation and summarization, upload a config and a table whose columns have
-    other names than the config's; the Train form offers one column picker per data role of the config's task,
-    guesses the right columns, and the run started from it trains on them."""
+    """In Chromium: for sentiment, translation, summarization, NER and QA, upload a config and a table whose columns
+    have other names than the config's; the Train form offers one column picker per data role of the config's
+    task, guesses the right columns, and the run started from it trains on them."""
     import pandas as pd
     from conftest import seq2seq_config
     from gradio_client import Client
@@ -349,9 +349,26 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
             ["article", "highlights"],
         ),
     }
+    tiny = {k: v for k, v in tiny_config.items() if k not in ("output_dir", "data")}
+    words = ["the", "film", "was", "a", "story", "with", "plot", "book", "phone", "movie", "show"]
+    tagged = [{"words": [*words[i % 5 : i % 5 + 4], "Paris"], "labels": ["O"] * 4 + ["B-LOC"]} for i in range(40)]
+    asked = [
+        {
+            "passage": f"the {w} was a story with plot",
+            "query": "what was it?",
+            "answer": {"text": [w], "answer_start": [4]},
+        }
+        for w in words * 4
+    ]
+    cases["ner"] = ({**tiny, "task": "ner", "max_steps": 3, "data": {}}, pd.DataFrame(tagged), ["words", "labels"])
+    cases["qa"] = (
+        {**tiny, "task": "qa", "max_steps": 3, "max_length": 48, "qa": {"stride": 8}, "data": {}},
+        pd.DataFrame(asked),
+        ["passage", "query", "answer"],
+    )
     runs, port = tmp_path / "runs", free_port()
     url = f"http://127.0.0.1:{port}/"
-    server = start_studio(runs, port, "--max-running", "3")  # the three tiny runs train side by side
+    server = start_studio(runs, port, "--max-running", "3")  # tiny runs train side by side
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
@@ -359,8 +376,11 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
             page.goto(url)
             for name, (config, table, columns) in cases.items():
                 config_file = write_config(tmp_path / f"{name}.yaml", config)
-                data_file = tmp_path / f"{name}.csv"
-                table.to_csv(data_file, index=False)
+                lists = name in ("ner", "qa")  # lists and records per row: JSON Lines, not CSV
+                data_file = tmp_path / f"{name}.{'jsonl' if lists else 'csv'}"
+                table.to_json(data_file, orient="records", lines=True) if lists else table.to_csv(
+                    data_file, index=False
+                )
                 for upload in ("#config-upload", "#data-upload"):
                     clear = page.locator(upload).get_by_role("button", name="Clear")
                     if clear.count():
@@ -382,9 +402,7 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
             wait_for(client, name, lambda live: live["status"] in ("finished", "failed"), timeout=300)
             saved = yaml.safe_load((runs / name / "config.yaml").read_text())
             roles = [
-                v
-                for k, v in saved["data"].items()
-                if k in ("text_column", "label_column", "source_lang", "target_lang", "summary_column")
+                v for k, v in saved["data"].items() if k.endswith("_column") or k in ("source_lang", "target_lang")
             ]
             assert sorted(roles) == sorted(columns), saved["data"]
             assert saved["task"] == name and (runs / name / "results.json").is_file(), (runs / name).iterdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -548,15 +549,25 @@ def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str)
         mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
         kept = int(mask.sum())
         selection = None if kept in (len(table), 0) else np.flatnonzero(mask)
+        # Written whole or not at all: other processes (DDP ranks, other machines on shared storage) may read them.
         if selection is not None:
-            np.save(rows, selection)
-        found.write_text(json.dumps({"rows": len(table), "kept": kept}))
+            buffer = io.BytesIO()
+            np.save(buffer, selection)
+            replace_atomically(rows, buffer.getvalue())
+        replace_atomically(found, json.dumps({"rows": len(table), "kept": kept}).encode())
     if kept == len(table):
         return table
     if kept == 0:
         raise ToolkitError(f"{where}: {none_left}.")
     log.warning("%s: skipped %d rows with %s", where, len(table) - kept, skipped)
     return table.select(selection, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then move it into place in one step."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def cache_dir() -> Path:
@@ -659,8 +670,12 @@ def by_length(table):
     """The table shortest first (batches of similar lengths pad little; metrics do not depend on the order)."""
     if table is None:
         return None
+    import warnings
+
     name = fingerprint(table._fingerprint, "by_length")
-    return table.sort(LENGTH, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Specifying null_placement", FutureWarning)  # datasets' call, not ours
+        return table.sort(LENGTH, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
 
 
 def first_rows(table, column: str, count: int = 5) -> list:

@@ -119,7 +119,6 @@ def _require_onnx() -> None:
 def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str:
     """A transformers sequence classifier (a merged or unmerged LoRA too) as ONNX: token ids in, logits out, with
     batch and sequence length dynamic. Returns the predictor that answers with it."""
-    import torch
     from transformers import AutoTokenizer
 
     from .predict import _load_classifier
@@ -129,24 +128,45 @@ def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str
     model = _load_classifier(folder, attn_implementation="eager").eval()
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    export_logits(model, AutoTokenizer.from_pretrained(folder), path, quantize)
+    return "toolkit.onnx_backend:OnnxTextClassifier"
+
+
+def export_checkpoint(folder: Path, path: Path, quantize: bool, head: str, outputs: tuple = ("logits",)) -> None:
+    """A saved ``AutoModelFor<head>`` checkpoint (a merged or unmerged LoRA too) as ONNX, with eager attention
+    (see export_text_classifier), its ``outputs`` out."""
+    from transformers import AutoTokenizer
+
+    from .models import load_checkpoint_model
+
+    model = load_checkpoint_model(folder, head, attn_implementation="eager").eval()
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    export_logits(model, AutoTokenizer.from_pretrained(folder), path, quantize, outputs)
+
+
+def export_logits(model, tokenizer, path: Path, quantize: bool, outputs: tuple = ("logits",)) -> None:
+    """A transformers model that takes token ids as ONNX: ids in (batch and sequence length dynamic), the named
+    ``outputs`` of its forward out (e.g. logits, or start_logits and end_logits)."""
+    import torch
+
     sample = tokenizer(["an example", "a longer example sentence for the export"], padding=True, return_tensors="pt")
     names = [n for n in tokenizer.model_input_names if n in sample]
 
-    class Logits(torch.nn.Module):
+    class Outputs(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
             given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.inner(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None}).logits
+            out = self.inner(input_ids=input_ids, **{k: v for k, v in given.items() if v is not None})
+            return tuple(out[name] for name in outputs) if len(outputs) > 1 else out[outputs[0]]
 
-    _export(Logits(model).eval(), {n: sample[n] for n in names}, path, quantize)
-    return "toolkit.onnx_backend:OnnxTextClassifier"
+    _export(Outputs(model).eval(), {n: sample[n] for n in names}, path, quantize, outputs)
 
 
-def _export(module, inputs: dict, path: Path, quantize: bool) -> None:
+def _export(module, inputs: dict, path: Path, quantize: bool, outputs: tuple = ("logits",)) -> None:
     """torch.onnx's exporter (torch.export based) with batch and sequence length dynamic, weights inside the one
     file; then int8 weights if asked."""
     import torch
@@ -161,7 +181,7 @@ def _export(module, inputs: dict, path: Path, quantize: bool) -> None:
             kwargs=inputs,
             dynamo=True,
             input_names=list(inputs),
-            output_names=["logits"],
+            output_names=list(outputs),
             dynamic_shapes={n: {0: batch, 1: sequence} for n in inputs},
             opset_version=OPSET,
             external_data=False,

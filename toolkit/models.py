@@ -133,20 +133,49 @@ def load_text_classifier(
     name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"
 ):
     """A sequence classifier with a fresh head sized for ``labels`` (names kept in its config)."""
-    from transformers import AutoModelForSequenceClassification
+    return load_with_head("SequenceClassification", name, trust_remote_code, attn_implementation, labels)
+
+
+def load_with_head(
+    head: str, name: str, trust_remote_code: bool = False, attn_implementation: str = "auto", labels=None
+):
+    """A pretrained model with transformers' ``AutoModelFor<head>`` head (e.g. TokenClassification,
+    QuestionAnswering), new where the checkpoint has none; with ``labels``, sized for them (names kept in its
+    config; a checkpoint fine-tuned on other labels gets a new head)."""
+    import transformers
 
     source = resolve_model_source(name)
+    sized = (
+        {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+            "ignore_mismatched_sizes": True,
+        }
+        if labels is not None
+        else {}
+    )
     with hub_guard(source):
         return from_pretrained_quietly(
-            AutoModelForSequenceClassification,
+            getattr(transformers, f"AutoModelFor{head}"),
             source,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            ignore_mismatched_sizes=True,  # a checkpoint fine-tuned on other labels gets a new head
+            **sized,
             trust_remote_code=trust_remote_code,
             attn_implementation=attention_backend(attn_implementation),
         )
+
+
+def load_checkpoint_model(folder: Path, head: str, **options):
+    """A saved checkpoint with transformers' ``AutoModelFor<head>`` head; unmerged LoRA adapters through peft's
+    ``AutoPeftModelFor<head>``."""
+    import transformers
+
+    folder = Path(folder)
+    if (folder / "adapter_config.json").is_file():
+        import peft
+
+        return getattr(peft, f"AutoPeftModelFor{head}").from_pretrained(folder, **options)
+    return from_pretrained_quietly(getattr(transformers, f"AutoModelFor{head}"), str(folder), **options)
 
 
 def apply_lora(model, settings: PeftConfig, task_type: str):

@@ -23,30 +23,10 @@ class OnnxTextClassifier(Predictor):
     default_batch_size = 16
 
     def load(self) -> None:
-        import onnxruntime
-        from tokenizers import Tokenizer
-
-        export = read_export(self.folder)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only
-        # ONNX Runtime sizes its pool from every core of the host, cgroup quota or not: the CPUs this process may use.
-        options.intra_op_num_threads = hardware.torch_threads()
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(self.folder / EXPORT_DIR / export["file"]), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = open_session(self.folder)
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.quantized = export.get("quantized")
-        self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
-        settings = _read_json(self.folder / "tokenizer_config.json")
-        limit = settings.get("model_max_length") or self.cfg.max_length
-        self.max_length = min(self.cfg.max_length, limit if limit < 1e9 else self.cfg.max_length)
-        self.tokenizer.enable_truncation(self.max_length)
-        pad = settings.get("pad_token") or "[PAD]"
-        pad_id = self.tokenizer.token_to_id(pad)
-        if pad_id is None:
-            raise ToolkitError(f"{self.folder}: the tokenizer has no padding token '{pad}'. Use --backend torch.")
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad)
+        self.quantized = read_export(self.folder).get("quantized")
+        self.tokenizer, self.max_length = fast_tokenizer(self.folder, self.cfg.max_length)
         self.labels = json.loads((self.folder / "labels.json").read_text())
 
     def predict_batch(self, texts: list[str]) -> list[dict]:
@@ -67,6 +47,40 @@ class OnnxTextClassifier(Predictor):
         logits = self.session.run(None, feed)[0].astype(np.float64)
         exp = np.exp(logits - logits.max(-1, keepdims=True))
         return exp / exp.sum(-1, keepdims=True)
+
+
+def open_session(folder: Path):
+    """An ONNX Runtime session on a checkpoint's export, using the CPUs this process may use."""
+    import onnxruntime
+
+    export = read_export(folder)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    # ONNX Runtime sizes its pool from every core of the host, cgroup quota or not: the CPUs this process may use.
+    options.intra_op_num_threads = hardware.torch_threads()
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(
+        str(folder / EXPORT_DIR / export["file"]), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def fast_tokenizer(folder: Path, max_length: int, pad: bool = True):
+    """(the checkpoint's ``tokenizers.Tokenizer``, truncating to the run's input length and padding each batch;
+    that length). Raises when the tokenizer has no padding token."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    settings = _read_json(folder / "tokenizer_config.json")
+    limit = settings.get("model_max_length") or max_length
+    max_length = min(max_length, limit if limit < 1e9 else max_length)
+    tokenizer.enable_truncation(max_length)
+    if pad:
+        pad_token = settings.get("pad_token") or "[PAD]"
+        pad_id = tokenizer.token_to_id(pad_token)
+        if pad_id is None:
+            raise ToolkitError(f"{folder}: the tokenizer has no padding token '{pad_token}'. Use --backend torch.")
+        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    return tokenizer, max_length
 
 
 def _read_json(path: Path) -> dict:
