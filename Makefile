@@ -34,8 +34,9 @@ lint: install
 docs: install
 	$(BIN)/python -m toolkit.reference docs/configuration.md
 
+# One worker process per CPU, each test file in one worker (module fixtures are built once).
 test: lint
-	$(OFFLINE) $(BIN)/python -m pytest
+	$(OFFLINE) $(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/sentiment_vs_trainer.py
