@@ -564,24 +564,28 @@ class TokenTagger(Predictor):
     task_verb = "tag"
 
     def load(self) -> None:
-        from toolkit.onnx_backend import fast_tokenizer
+        from toolkit.onnx_backend import fast_tokenizer, pad_token_id
 
         self.tokenizer, self.max_length = fast_tokenizer(self.folder, self.cfg.max_length, pad=False)
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
+        self.pad_id = pad_token_id(self.folder, self.tokenizer)
         self.labels = json.loads((self.folder / LABELS_FILE).read_text())
         self.load_model()
 
     def load_model(self) -> None:
+        import inspect
+
         from toolkit.models import load_checkpoint_model
 
         self.model = load_checkpoint_model(self.folder, "TokenClassification").eval().to(self.device)
+        taken = inspect.signature(self.model.forward).parameters  # DistilBERT, e.g., takes no token_type_ids
+        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in taken]
 
     def logits(self, feed: dict):
         """Token logits (numpy, batch x tokens x tags) for padded ids."""
         import torch
 
         with torch.inference_mode():
-            inputs = {name: torch.from_numpy(array).to(self.device) for name, array in feed.items()}
+            inputs = {name: torch.from_numpy(feed[name]).to(self.device) for name in self.input_names}
             return self.model(**inputs).logits.float().cpu().numpy()
 
     def windows(self, encodings) -> list:

@@ -76,11 +76,17 @@ def fast_tokenizer(folder: Path, max_length: int, pad: bool = True):
     tokenizer.enable_truncation(max_length)
     if pad:
         pad_token = settings.get("pad_token") or "[PAD]"
-        pad_id = tokenizer.token_to_id(pad_token)
-        if pad_id is None:
-            raise ToolkitError(f"{folder}: the tokenizer has no padding token '{pad_token}'. Use --backend torch.")
-        tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        tokenizer.enable_padding(pad_id=pad_token_id(folder, tokenizer), pad_token=pad_token)
     return tokenizer, max_length
+
+
+def pad_token_id(folder: Path, tokenizer) -> int:
+    """The id of the checkpoint's padding token (tokenizer_config.json's, else [PAD])."""
+    pad_token = _read_json(folder / "tokenizer_config.json").get("pad_token") or "[PAD]"
+    pad_id = tokenizer.token_to_id(pad_token if isinstance(pad_token, str) else pad_token.get("content", ""))
+    if pad_id is None:
+        raise ToolkitError(f"{folder}: the tokenizer has no padding token '{pad_token}'. Use --backend torch.")
+    return pad_id
 
 
 def _read_json(path: Path) -> dict:

@@ -17,6 +17,8 @@ from toolkit.tasks import all_tasks, get_task
 
 from . import StudioContext, upload_cache_file
 
+FORM_EVENTS = "train-form"  # the Train form's checks and Start: one queue, in the order they were sent
+
 
 def field_type(key: str, cls: type | None = None):
     """The annotation of a dotted config key, in ``cls`` or else the first task config class that has the key."""
@@ -306,6 +308,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         api_visibility="private",
         trigger_mode="always_last",
         concurrency_limit=1,
+        concurrency_id=FORM_EVENTS,
         show_progress="hidden",
     )
     return SimpleNamespace(start=start, form=form, command=command, message=message, start_run=start_run)
@@ -313,4 +316,13 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
 
 def connect_start(train: SimpleNamespace, live_run) -> None:
     """Start queues the run and shows it on the Live tab."""
-    train.start.click(train.start_run, train.form, [train.command, train.message, live_run], api_visibility="private")
+    # In the form's queue: a check of the form sent before Start (typing the name) runs before it, never after it,
+    # so it cannot overwrite Start's message (on a loaded server it did: "Ready: ..." after the run was queued).
+    train.start.click(
+        train.start_run,
+        train.form,
+        [train.command, train.message, live_run],
+        api_visibility="private",
+        concurrency_limit=1,
+        concurrency_id=FORM_EVENTS,
+    )
