@@ -132,7 +132,8 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
     counted (data.bad_answers=skip) or refused, naming the first."""
     import pyarrow as pa
 
-    from toolkit.data import keep_rows
+    from toolkit.data import is_streaming, keep_rows
+    from toolkit.models import tokenizer_fingerprint
 
     data, limit = cfg.data, question_limit(cfg)
     if limit < 1:
@@ -167,7 +168,7 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
     def keep(batch):
         return pa.array([p is None for p in problems(batch)])
 
-    if data.bad_answers == "error" and not _is_stream(table):
+    if data.bad_answers == "error" and not is_streaming(table):
         from toolkit.data import scan
 
         offset = 0
@@ -180,7 +181,14 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
                     )
             offset += batch.num_rows
         return table
-    key = ("qa rows", data.context_column, data.question_column, data.answers_column, limit, _tokenizer_key(tokenizer))
+    key = (
+        "qa rows",
+        data.context_column,
+        data.question_column,
+        data.answers_column,
+        limit,
+        tokenizer_fingerprint(tokenizer),
+    )
     return keep_rows(
         table,
         keep,
@@ -190,18 +198,6 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
         "no row has an answer where its answer_start says, or every question is too long. Check "
         "data.answers_column and max_length",
     )
-
-
-def _is_stream(table) -> bool:
-    from toolkit.data import is_streaming
-
-    return is_streaming(table)
-
-
-def _tokenizer_key(tokenizer) -> str:
-    from toolkit.models import tokenizer_fingerprint
-
-    return tokenizer_fingerprint(tokenizer)
 
 
 def encode_windows(tokenizer, cfg: QuestionAnsweringConfig, questions, contexts):
