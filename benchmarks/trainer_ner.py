@@ -73,7 +73,7 @@ def main() -> int:
         per_device_eval_batch_size=64,
         num_train_epochs=args.epochs,
         learning_rate=1e-4,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float is a ratio of the total steps in transformers 5
         weight_decay=0.01,
         seed=42,
         use_cpu=True,
