@@ -158,7 +158,7 @@ def build_task(cfg: ImageClassificationConfig):
         )
         fit_probe_head(model, data["kind"], plain, len(names), cfg)
     shown = (splits.get("validation") or splits["train"]).items
-    examples = [item for item in shown[:8] if isinstance(item, str)] if isinstance(shown, list) else []
+    examples = [item for item in (shown[i] for i in range(min(8, len(shown)))) if isinstance(item, str)]
     return Task(
         model=model,
         train_set=datasets["train"],
@@ -313,6 +313,17 @@ def load_predictor(folder, cfg: ImageClassificationConfig, **kwargs):
     return ImageClassifier(folder, cfg=cfg, **kwargs)
 
 
+def search_space(cfg: ImageClassificationConfig) -> dict:
+    """A sweep's image settings: the transfer mode, and how strongly training images are augmented."""
+    if not cfg.image.pretrained:  # from scratch: no transfer mode to choose
+        return {"image.crop_scale_min": {"low": 0.08, "high": 1.0}}
+    return {
+        "image.mode": {"choices": ["lp_ft", "full", "two_stage", "linear_probe"]},
+        "image.crop_scale_min": {"low": 0.08, "high": 1.0},  # 1.0: no random crop at all
+        "image.color_jitter": {"low": 0.0, "high": 0.4},
+    }
+
+
 # A timm run's best/ loads with timm alone (a transformers run's with AutoModelForImageClassification).
 STOCK_USAGE = """import json, timm, torch
 from PIL import Image
@@ -342,6 +353,7 @@ register(
         pipeline_tag="image-classification",
         base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
         stock_usage=STOCK_USAGE,
+        search_space=search_space,
         config=ImageClassificationConfig,
     )
 )

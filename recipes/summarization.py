@@ -151,6 +151,9 @@ register(
         metrics=METRICS,
         usage='predict("The full text of a paper abstract ...")',
         pipeline_tag="summarization",
+        search_space=lambda cfg: (
+            {} if cfg.extractive.enabled else seq2seq.decoding_space(cfg)
+        ),  # beams: abstractive only
         base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
         config=SummarizationConfig,
     )

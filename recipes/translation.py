@@ -82,6 +82,7 @@ register(
         metrics=METRICS,
         usage='predict("A man is riding a bicycle down the street.")',
         pipeline_tag="translation",
+        search_space=seq2seq.decoding_space,
         base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
         config=TranslationConfig,
     )

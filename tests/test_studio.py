@@ -322,7 +322,8 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
 ):
     """In Chromium: for sentiment, translation, summarization, NER and QA, upload a config and a table whose columns
     have other names than the config's; the Train form offers one column picker per data role of the config's
-    task, guesses the right columns, and the run started from it trains on them."""
+    task, guesses the right columns, and the run started from it trains on them. Then NER and QA runs answer in
+    Try, and Evaluate scores their tables."""
     import pandas as pd
     from conftest import seq2seq_config
     from gradio_client import Client
@@ -413,5 +414,29 @@ def test_studio_trains_each_text_task_from_tables_with_their_own_column_names(
             ]
             assert sorted(roles) == sorted(columns), saved["data"]
             assert saved["task"] == name and (runs / name / "results.json").is_file(), (runs / name).iterdir()
+        with sync_playwright() as p:  # Try and Evaluate the new tasks' runs
+            browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(url)
+            page.get_by_role("tab", name="Try").click()
+            pick(page, "#try-run", "ner")
+            page.locator("#text-input textarea").fill("the film was a story with Paris")
+            page.locator("#tag").click()
+            expect(page.locator("#entities")).to_contain_text("Paris", timeout=30_000)
+            pick(page, "#try-run", "qa")
+            page.locator("#context textarea").fill("the phone was a story with plot")
+            page.locator("#question textarea").fill("what was it?")
+            page.locator("#answer").click()
+            expect(page.locator("#found")).to_contain_text("score", timeout=30_000)
+            page.get_by_role("tab", name="Evaluate").click()
+            for name, metric in (("ner", "f1"), ("qa", "exact_match")):
+                pick(page, "#eval-run", name)
+                clear = page.locator("#eval-file").get_by_role("button", name="Clear")
+                if clear.count():
+                    clear.click()
+                page.locator("#eval-file input[type=file]").set_input_files(str(tmp_path / f"{name}.jsonl"))
+                page.locator("#evaluate").click()
+                expect(page.locator("#eval-metrics")).to_contain_text(metric, timeout=60_000)
+            browser.close()
     finally:
         stop_studio(server)

@@ -23,12 +23,13 @@ __all__ = [
     "load",
     "evaluate",
     "results",
+    "sweep",
 ]
 
 
 def __getattr__(name: str):
     # Heavy imports (torch, transformers) wait until a function is used: importing toolkit stays instant.
-    if name in ("train", "resume", "load", "evaluate", "results"):
+    if name in ("train", "resume", "load", "evaluate", "results", "sweep"):
         from . import api
 
         return getattr(api, name)

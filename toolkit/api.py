@@ -144,3 +144,23 @@ def evaluate(
 def results(run_dir: Union[str, Path]) -> dict:
     """The metrics a run recorded at the end of training (results.json)."""
     return read_results(run_dir)
+
+
+def sweep(
+    config: Union[str, Path, dict, Config],
+    overrides: list[str] | None = None,
+    trials: int = 10,
+    budget: Union[str, float, None] = None,
+    space: Union[str, Path, dict, None] = None,
+    pruner: str = "median",
+    backend: str = "optuna",
+    address: str | None = None,
+):
+    """Search settings for ``config``: ``trials`` runs (at most ``budget``, e.g. "30m", of wall time) under the
+    sweep folder (``output_dir``, default ``runs/<config>-sweep``), each an ordinary run folder; returns the trials'
+    table and the best one (also linked as ``<sweep>/best``). Calling it again continues the same sweep."""
+    from .models import no_transformers_bars
+    from .sweep import run_sweep
+
+    with no_transformers_bars():
+        return run_sweep(config, overrides, trials, budget, space, pruner, backend, address)

@@ -15,6 +15,7 @@ from .errors import ToolkitError, TrainingStopped
 EPILOG = """examples:
   toolkit train recipes/configs/sentiment_minilm.yaml epochs=1 lr=3e-5
   toolkit train --resume runs/sentiment_minilm
+  toolkit sweep recipes/configs/sentiment_minilm.yaml data.train=mine.csv --trials 12 --budget 30m
   toolkit eval runs/sentiment_minilm --data test.csv
   toolkit predict runs/sentiment_minilm "a gripping film" "a dull mess"
   toolkit export runs/sentiment_minilm --quantize int8
@@ -36,6 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
     p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv lr=3e-5")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last/ checkpoint with its saved config")
+    p = sub.add_parser("sweep", help="search settings for a config: many trials, the best one named")
+    p.add_argument("config", help="YAML config (see recipes/configs/)")
+    p.add_argument(
+        "overrides", nargs="*", help="dotted.key=value overrides for every trial; output_dir=the sweep's folder"
+    )
+    p.add_argument("--trials", type=int, default=10, help="how many trials in all (default: 10)")
+    p.add_argument("--budget", help="wall time for the whole sweep, e.g. 30m or 2h (default: none)")
+    p.add_argument("--space", help="a YAML search space (default: the task's, around the config's values)")
+    p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
+    p.add_argument("--backend", default="optuna", choices=["optuna", "ray"], help="ray: trials as Ray Tune trials")
+    p.add_argument("--address", help="a Ray cluster's HOST:PORT (default: ray.init()'s: RAY_ADDRESS, else local)")
     p = sub.add_parser("eval", help="score a run's best checkpoint; prints metrics as JSON on the last line")
     p.add_argument("run")
     p.add_argument("--data", help="data file/folder/hub id (default: the run's test split, else validation)")
@@ -156,6 +168,22 @@ def cmd_train(args) -> int:
     if PartialState().is_main_process:
         print(f"run: {run.dir}")
         print(json.dumps(_summary(run.metrics)))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from . import interrupt
+    from .sweep import SUMMARY, run_sweep
+
+    interrupt.install_stop_handlers()  # Ctrl+C reaches the running trial too: it saves last/ for the next time
+    found = run_sweep(
+        args.config, args.overrides, args.trials, args.budget, args.space, args.pruner, args.backend, args.address
+    )
+    print((found.dir / SUMMARY).read_text())
+    if found.best_dir is None:
+        print("no trial finished", file=sys.stderr)
+        return 1
+    print(f"best: {found.dir / 'best'} -> {found.best_dir.name} (validation {found.metric} {found.best_value:.4g})")
     return 0
 
 
@@ -344,6 +372,7 @@ def _stop(signum, frame):
 
 COMMANDS = {
     "train": cmd_train,
+    "sweep": cmd_sweep,
     "eval": cmd_eval,
     "predict": cmd_predict,
     "export": cmd_export,

@@ -568,7 +568,8 @@ def after_optimizer_step(t: Training) -> bool:
     elif cfg.save_every and step % cfg.save_every == 0:
         save(t, "last", with_state=True)
     out_of_time = cfg.max_train_minutes is not None and counters["train_seconds"] >= 60 * cfg.max_train_minutes
-    ends_here = stop or step >= t.total_steps or out_of_time  # then the run finishes normally, stop or not
+    # Then the run finishes normally, stop or not; a sweep's pruner asks for that too (interrupt.request_finish).
+    ends_here = stop or step >= t.total_steps or out_of_time or interrupt.finish_requested()
     if interrupt.stop_requested() and t.accelerator.num_processes == 1 and not ends_here:
         if not due:  # an evaluation has just saved last/ otherwise
             save(t, "last", with_state=True)

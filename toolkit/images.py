@@ -49,24 +49,31 @@ class ImageSet:
 
 
 class TableImages:
-    """The image column of a ``datasets`` table (a hub dataset or a saved folder), decoded one item at a time as
-    the loader asks for it: 100,000 images never become 100,000 arrays in memory."""
+    """The image column of a ``datasets`` table, read one item at a time as the loader asks for it: 100,000
+    images never become 100,000 arrays in memory. The column holds images (a hub dataset or a saved folder,
+    decoded here) or file paths (an image folder or a manifest, decoded by :func:`decode`)."""
 
-    def __init__(self, table, column: str):
-        self.table, self.column = table, column
+    def __init__(self, table, column: str, files: bool = False):
+        self.table, self.column, self.files = table, column, files
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> np.ndarray:
+    def __getitem__(self, index: int) -> Union[str, np.ndarray]:
         image = self.table[int(index)][self.column]
+        if isinstance(image, str):
+            return image
         return np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def select(self, keep: Sequence[int]) -> "TableImages":
-        return TableImages(self.table.select(keep), self.column)
+        return TableImages(self.table.select(keep), self.column, self.files)
+
+    def paths(self) -> list[str]:
+        """A table of files: every path, read as one column."""
+        return list(self.table[self.column])
 
 
 def load_images(
@@ -135,7 +142,7 @@ def _image_folder(root: Path, where: str) -> ImageSet:
             raise ToolkitError(f"{where}: class folder '{folder}' is empty. Add images to it or remove it.")
         items += [str(f) for f in files]
         labels += [folder.name] * len(files)
-    return ImageSet(items, labels, where)
+    return file_table(items, labels, where)
 
 
 def _csv_manifest(path: Path, where: str) -> ImageSet:
@@ -152,7 +159,33 @@ def _csv_manifest(path: Path, where: str) -> ImageSet:
             "Its header must be `path,label`; paths are relative to the manifest's folder."
         )
     items = [str((path.parent / r["path"]) if not Path(r["path"]).is_absolute() else Path(r["path"])) for r in rows]
-    return ImageSet(items, [str(r["label"]) for r in rows], where)
+    return file_table(items, [str(r["label"]) for r in rows], where)
+
+
+FILE_COLUMN = "path"
+
+
+def file_table(paths: list[str], labels: list[str], where: str) -> ImageSet:
+    """Image files as a ``datasets`` table of paths, decoded as the loader reads them. Its fingerprint is made of
+    each file's path, size and modification time, so that what is derived from it (the decode check) is cached
+    until a file changes."""
+    import os
+
+    import datasets
+    import pyarrow as pa
+
+    from .data import fingerprint
+
+    def stamp(path: str) -> list:
+        try:
+            found = os.stat(path)
+            return [path, found.st_size, found.st_mtime_ns]
+        except OSError:  # missing: the decode check names it
+            return [path, -1, -1]
+
+    listing = fingerprint("image files", [stamp(p) for p in paths])
+    table = datasets.Dataset(pa.table({FILE_COLUMN: pa.array(paths, pa.string())}), fingerprint=listing)
+    return ImageSet(TableImages(table, FILE_COLUMN, files=True), labels, where)
 
 
 def _sklearn_digits(where: str) -> ImageSet:
@@ -300,32 +333,65 @@ def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
-    """Check every file decodes (at 1/8 scale: fast), skip the ones that don't with a warning naming each. A
-    table's images are decoded as the loader reads them (one that fails then is left out of the loss)."""
+def readable(item) -> bool:
+    """Whether OpenCV decodes the file (at 1/8 scale first: fast)."""
     import cv2
 
-    if isinstance(images.items, TableImages):
-        return images, []
-
-    def readable(item) -> bool:
-        if isinstance(item, np.ndarray):
-            return True
+    if isinstance(item, np.ndarray):
+        return True
+    try:
         buffer = np.fromfile(item, dtype=np.uint8)
-        if not buffer.size:
-            return False
-        return (
-            cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
-            or cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) is not None
-        )
+    except OSError:  # missing or unreadable
+        return False
+    if not buffer.size:
+        return False
+    return (
+        cv2.imdecode(buffer, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+        or cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) is not None
+    )
 
-    with ThreadPoolExecutor(max_workers=4) as pool:  # OpenCV releases the GIL while decoding
-        ok = list(pool.map(readable, images.items))
-    bad = [str(item) for item, good in zip(images.items, ok) if not good]
+
+def check_decodes(items) -> list[bool]:
+    """:func:`readable` for every item, in threads (OpenCV releases the GIL while decoding). The answers for a
+    table of files are cached under the table's fingerprint (paths, sizes, times): the next run on the same files
+    does not decode them again."""
+    import json
+    import time
+
+    from .data import cache_dir, fingerprint, replace_atomically
+
+    files = isinstance(items, TableImages) and items.files
+    if files:
+        found = cache_dir() / f"{fingerprint(items.table._fingerprint, 'decodes', 1)}.json"
+        if found.is_file():
+            bad = set(json.loads(found.read_text())["unreadable"])
+            log.info("decode check of %d image files read from the cache; nothing to redo", len(items))
+            return [i not in bad for i in range(len(items))]
+    tic = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ok = list(pool.map(readable, items.paths() if files else items))
+    if files:
+        unreadable = [i for i, good in enumerate(ok) if not good]
+        replace_atomically(found, json.dumps({"unreadable": unreadable}).encode())  # other ranks may read it
+        log.info(
+            "decode check of %d image files in %.1f s, cached for the next run", len(ok), time.perf_counter() - tic
+        )
+    return ok
+
+
+def drop_unreadable(images: ImageSet) -> tuple[ImageSet, list[str]]:
+    """Check every file decodes, skip the ones that don't with a warning naming each. A hub or saved table's
+    images are decoded as the loader reads them (one that fails then is left out of the loss)."""
+    if isinstance(images.items, TableImages) and not images.items.files:
+        return images, []
+    ok = check_decodes(images.items)
+    bad = [str(images.items[i]) for i, good in enumerate(ok) if not good]
     for name in bad:
         log.warning("%s: skipping unreadable image %s (OpenCV cannot decode it)", images.where, name)
     if bad:
         log.warning("%s: skipped %d unreadable image(s) of %d", images.where, len(bad), len(images))
+    else:
+        return images, bad
     kept = images.select([i for i, good in enumerate(ok) if good])
     if not len(kept):
         raise ToolkitError(f"{images.where}: none of its {len(images)} images could be decoded by OpenCV.")
@@ -363,6 +429,17 @@ def build_transform(image_cfg, data: dict, train: bool):
     return v2.Compose(steps)
 
 
+PRETRANSFORMED_BYTES = 512 * 2**20  # above this, fixed-transform arrays are transformed per item, as files are
+
+
+def data_size(transform) -> int:
+    """The side of the images ``transform`` makes (its centre crop)."""
+    from torchvision.transforms import v2
+
+    crops = [t.size for t in transform.transforms if isinstance(t, (v2.CenterCrop, v2.RandomResizedCrop))]
+    return max(crops[-1]) if crops else 224
+
+
 IGNORE = -100  # the label of an image that failed to decode mid-run: the loss and metrics leave it out
 
 
@@ -374,7 +451,12 @@ class ImageDataset(torch.utils.data.Dataset):
         self.ready = None
         items = images.items
         in_memory = isinstance(items, list) and items
-        if not random and in_memory and all(isinstance(x, np.ndarray) and x.shape == items[0].shape for x in items):
+        if (
+            not random
+            and in_memory
+            and all(isinstance(x, np.ndarray) and x.shape == items[0].shape for x in items)
+            and len(items) * channels * data_size(transform) ** 2 * 4 <= PRETRANSFORMED_BYTES
+        ):
             # Arrays in memory (MNIST, digits) under a fixed transform: transform them once, in batches.
             batch = torch.from_numpy(np.stack([decode(x, channels) for x in items])).permute(0, 3, 1, 2)
             self.ready = torch.cat([transform(chunk) for chunk in batch.split(1024)])

@@ -44,6 +44,9 @@ class TaskSpec:
     base_model: Callable = lambda cfg: cfg.model  # (cfg) -> the pretrained model it starts from, or None
     # (checkpoint folder, onnx file path, cfg, quantize) -> "module:Class" of the predictor that runs the file
     export: Optional[Callable] = None
+    # (cfg) -> {config key: {low, high[, log, step]} or {choices: [...]}, or None to leave a shared key out}: what a
+    # sweep searches for this task beyond the shared keys (learning rate, epochs, batch size, warm-up, decay, LoRA rank)
+    search_space: Optional[Callable] = None
     rank: int = 100  # where listings (the studio's task menu, `toolkit tasks`) put it: lower first
     extra: dict = field(default_factory=dict)
 
