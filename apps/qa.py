@@ -54,8 +54,13 @@ def build_demo(
         )
         with gr.Row():
             with gr.Column():
-                context = gr.Textbox(label="Passage", lines=8, value=EXAMPLE_CONTEXT, elem_id="context")
-                question = gr.Textbox(label="Question", placeholder="Ask about the passage", elem_id="question")
+                # Inputs said so: rendered inside the studio's Try tab, a prefilled box was otherwise shown read-only.
+                context = gr.Textbox(
+                    label="Passage", lines=8, value=EXAMPLE_CONTEXT, interactive=True, elem_id="context"
+                )
+                question = gr.Textbox(
+                    label="Question", placeholder="Ask about the passage", interactive=True, elem_id="question"
+                )
                 button = gr.Button("Answer", variant="primary", elem_id="answer")
             with gr.Column():
                 marked = gr.HighlightedText(label="Answer in the passage", combine_adjacent=True, elem_id="marked")

@@ -437,6 +437,41 @@ def serve(build_demo, run_dir):
     return demo, f"http://127.0.0.1:{port}/"
 
 
+class served:
+    """`toolkit serve RUN` as a user starts it (a subprocess on a free port), waited for until it answers; the
+    block gets its URL and port; SIGTERM at the end."""
+
+    def __init__(self, run_dir, *args: str):
+        self.run_dir, self.args, self.port = run_dir, args, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def __enter__(self):
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolkit", "serve", str(self.run_dir), "--port", str(self.port), *self.args],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                urllib.request.urlopen(self.url, timeout=5)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        self.proc.kill()
+        pytest.fail(f"`toolkit serve` did not start: {self.proc.stderr.read()[-2000:]}")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
 def browser(playwright):
     import shutil
 

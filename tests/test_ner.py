@@ -4,7 +4,7 @@ the stock transformers pipeline, ONNX Runtime and the app; other tag schemes and
 import json
 
 import pytest
-from conftest import ROOT, assert_train_errors, require_shared, serve, write_config
+from conftest import ROOT, assert_train_errors, require_shared, write_config
 
 TRAIN_ROWS = 1_200
 TEXTS = [
@@ -105,13 +105,14 @@ def test_toolkit_stock_pipeline_and_onnx_find_the_same_entities(ner_run, tmp_pat
 
 
 def test_app_highlights_entities_and_tags_a_csv(ner_run, tmp_path):
+    """`toolkit serve` of an NER run: entities through gradio_client, a CSV tagged, and only its own host served."""
+    from conftest import served
     from gradio_client import Client, handle_file
+    from test_guard import request
 
-    from toolkit.apps.ner import build_demo
-
-    demo, url = serve(build_demo, ner_run.dir)
-    try:
-        client = Client(url, verbose=False)
+    with served(ner_run.dir) as server:
+        assert request(server.port, "GET", "/", f"evil.example:{server.port}")[0] == 421
+        client = Client(server.url, verbose=False)
         marked, table = client.predict(TEXTS[0], api_name="/tag")
         spans = [(s["token"], s["class_or_confidence"]) for s in marked if s.get("class_or_confidence")]
         assert ("George Washington", "PER") in spans, marked
@@ -121,8 +122,6 @@ def test_app_highlights_entities_and_tags_a_csv(ner_run, tmp_path):
         rows, download = client.predict(handle_file(str(upload)), api_name="/tag_csv")
         assert [r[0] for r in rows["data"]] == [TEXTS[0], "", TEXTS[2]]
         assert "George Washington (PER)" in rows["data"][0][1] and rows["data"][1][3] == "skipped: empty text"
-    finally:
-        demo.close()
 
 
 def conll_lines(rows: list[dict], scheme: str) -> str:

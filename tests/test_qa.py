@@ -5,7 +5,7 @@ bad rows are handled."""
 import json
 
 import pytest
-from conftest import ROOT, assert_train_errors, require_shared, serve, write_config
+from conftest import ROOT, assert_train_errors, require_shared, write_config
 
 TRAIN_ROWS = 1_200
 
@@ -130,20 +130,19 @@ def test_toolkit_stock_model_and_onnx_give_the_same_answers(qa_run):
 
 
 def test_app_highlights_the_answer(qa_run):
+    """`toolkit serve` of a QA run: the answer highlighted in the passage, and only its own host served."""
+    from conftest import served
     from gradio_client import Client
-
-    from toolkit.apps.qa import build_demo
+    from test_guard import request
 
     row = short_passage(squad_rows("validation", 1)[0])
     expected = __import__("toolkit").load(qa_run.dir)({"question": row["question"], "context": row["context"]})
-    demo, url = serve(build_demo, qa_run.dir)
-    try:
-        marked, found = Client(url, verbose=False).predict(row["context"], row["question"], api_name="/answer")
+    with served(qa_run.dir) as server:
+        assert request(server.port, "GET", "/", f"evil.example:{server.port}")[0] == 421
+        marked, found = Client(server.url, verbose=False).predict(row["context"], row["question"], api_name="/answer")
         highlighted = [s["token"] for s in marked if s.get("class_or_confidence") == "answer"]
         assert highlighted == [expected["answer"]] and found["answer"] == expected["answer"]
         assert found["score"] == pytest.approx(expected["score"], abs=1e-4)
-    finally:
-        demo.close()
 
 
 def tiny_rows() -> list[dict]:

@@ -393,7 +393,7 @@ def run_trial(
     command = trial_command(sweep, number, params, resume)
     env = {**os.environ, "TOOLKIT_SWEEP_TRIAL": str(number)}
     with log_path.open("a") as out:
-        out.write(f"$ {' '.join(command)}\n")
+        out.write(f"$ {' '.join(command)}\n# started at {time.time():.3f}\n")
         out.flush()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)  # noqa: S603 - our own command
         pruned = False

@@ -23,11 +23,34 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "ray"  # Ray Tune's own records (searcher state, results), inside the sweep folder
 
 
-def trial_number() -> int:
-    """This Ray trial's index ("<experiment>_00003" -> 3): the trial folder's number, kept across a restore."""
-    from ray import tune
+NUMBERS = "ray-trials"  # <trial id> -> its number, and one claimed folder per number (mkdir is atomic)
 
-    return int(tune.get_context().get_trial_id().rsplit("_", 1)[-1])
+
+def trial_number(sweep: Sweep, trial_id: str) -> int:
+    """The trial folder's number of a Ray trial: the next free one the first time (claimed by creating a folder,
+    atomic even on shared storage), the same one when Tune restores the trial."""
+    from .data import replace_atomically
+
+    folder = sweep.dir / NUMBERS
+    folder.mkdir(exist_ok=True)
+    known = folder / f"{trial_id}.json"
+    if known.is_file():
+        return int(json.loads(known.read_text()))
+    number = 0
+    while True:
+        try:
+            (folder / f"{number:03d}").mkdir()
+            break
+        except FileExistsError:
+            number += 1
+    replace_atomically(known, json.dumps(number).encode())
+    return number
+
+
+def known_number(sweep: Sweep, trial_id: str) -> Optional[int]:
+    with contextlib.suppress(OSError, ValueError):
+        return int(json.loads((sweep.dir / NUMBERS / f"{trial_id}.json").read_text()))
+    return None
 
 
 def ray_trial(config: dict, sweep: Sweep) -> None:
@@ -35,7 +58,7 @@ def ray_trial(config: dict, sweep: Sweep) -> None:
     trial's best value."""
     from ray import tune
 
-    number = trial_number()
+    number = trial_number(sweep, tune.get_context().get_trial_id())
     folder = sweep.trial_dir(number)
 
     def on_evaluation(index: int, value: float) -> bool:
@@ -48,12 +71,15 @@ def ray_trial(config: dict, sweep: Sweep) -> None:
     tune.report({sweep.metric: outcome.value})  # the best value: what the searcher learns from
 
 
-def define_space(sweep: Sweep):
-    def space(trial) -> None:
-        for param in sweep.space.values():
-            param.suggest(trial)
+class DefineSpace:
+    """Optuna's define-by-run space for Ray's OptunaSearch (a class, not a closure: Tune pickles the searcher)."""
 
-    return space
+    def __init__(self, params: list):
+        self.params = params
+
+    def __call__(self, trial) -> None:
+        for param in self.params:
+            param.suggest(trial)
 
 
 def connect(address: Optional[str]) -> None:
@@ -95,7 +121,9 @@ def build_tuner(sweep: Sweep):
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, restart_errored=True)
     mode = "max" if sweep.maximize else "min"
     sampler = optuna.samplers.TPESampler(seed=int(sweep.base.get("seed", 42)), n_startup_trials=5)
-    searcher = OptunaSearch(space=define_space(sweep), metric=sweep.metric, mode=mode, sampler=sampler)
+    searcher = OptunaSearch(
+        space=DefineSpace(list(sweep.space.values())), metric=sweep.metric, mode=mode, sampler=sampler
+    )
     scheduler = (
         FIFOScheduler()
         if sweep.pruner == "none"
@@ -144,8 +172,8 @@ def collect(sweep: Sweep, grid) -> tuple[list[dict], Optional[Best]]:
     (pruned) or failed."""
     rows, best = [], None
     for found in grid:
-        number = int(str(found.metrics.get("trial_id", found.path)).rsplit("_", 1)[-1]) if found.metrics else None
-        if number is None:
+        number = known_number(sweep, found.metrics["trial_id"]) if found.metrics else None
+        if number is None:  # never started (the budget ran out first)
             continue
         folder = sweep.trial_dir(number)
         results = {}

@@ -46,13 +46,18 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         )
 
     # ----- Try and Evaluate -----
-    def finished_choices(current):
+    def finished_choices(current, shown):
+        """The finished runs, sent only when they changed: re-sending the same choices re-renders the open list
+        under the user's pointer (its options detach as they are clicked)."""
         names = run_names(("finished",))
-        return gr.Dropdown(choices=names, value=current if current in names else None)
+        if names == shown:
+            return gr.update(), shown
+        return gr.Dropdown(choices=names, value=current if current in names else None), names
 
     for dropdown in (try_run, eval_run):
-        dropdown.focus(finished_choices, dropdown, dropdown, api_visibility="private")
-        demo.load(finished_choices, dropdown, dropdown, api_visibility="private")
+        shown = gr.State(None)  # the choices this page's dropdown holds
+        dropdown.focus(finished_choices, [dropdown, shown], [dropdown, shown], api_visibility="private")
+        demo.load(finished_choices, [dropdown, shown], [dropdown, shown], api_visibility="private")
 
     def evaluate_run(run_name, uploaded):
         if not run_name or not uploaded:
