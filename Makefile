@@ -54,6 +54,8 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/image_new_classes.py --with-previous
 	$(OFFLINE) $(BIN)/python benchmarks/seed_cnn_mnist.py
 	$(OFFLINE) $(BIN)/python benchmarks/gan_transfer.py
+	$(OFFLINE) $(BIN)/python benchmarks/image_scale.py
+	$(OFFLINE) $(BIN)/python benchmarks/sweep_vs_shipped.py
 
 clean:
 	rm -rf runs .pytest_cache
