@@ -129,8 +129,8 @@ def test_every_task_declares_a_valid_default_space():
 
 
 def test_ray_backend_runs_trials_on_a_local_ray_cluster_of_two_workers(tiny_config, tmp_path):
-    """`ray start --head --num-cpus 2`, then `toolkit sweep --backend ray --address`: four trials as Ray Tune
-    trials, two at a time (one CPU each); each is a finished run folder, and `best` names the best of them."""
+    """`ray start --head --num-cpus 2`, then `toolkit sweep --backend ray --address`: two trials as Ray Tune
+    trials, at the same time (one CPU each); each is a finished run folder, and `best` names the better one."""
     from conftest import free_port
 
     ray = Path(sys.executable).parent / "ray"
@@ -146,13 +146,13 @@ def test_ray_backend_runs_trials_on_a_local_ray_cluster_of_two_workers(tiny_conf
         folder = tmp_path / "sweep"
         config = sweep_config(tiny_config, folder, epochs=3)
         done = run_cli(
-            "sweep", str(config), "--trials", "4", "--backend", "ray", "--address", f"127.0.0.1:{port}", timeout=600
+            "sweep", str(config), "--trials", "2", "--backend", "ray", "--address", f"127.0.0.1:{port}", timeout=600
         )
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
         subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120, env=env)
     trials = json.loads((folder / "trials.json").read_text())
-    assert [t["trial"] for t in trials] == [0, 1, 2, 3], trials
+    assert [t["trial"] for t in trials] == [0, 1], trials
     finished = [t for t in trials if t["state"] == "complete"]
     assert finished and all((folder / t["folder"] / "results.json").is_file() for t in finished)
     best = max(finished, key=lambda t: t["accuracy"])
