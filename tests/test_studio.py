@@ -192,7 +192,10 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             server = start_studio(runs, port)
             client = Client(url, verbose=False)
             listed = {r["name"]: r for r in client.predict(api_name="/runs")}
-            assert listed["whole"]["status"] == "training" and listed["resumed"]["status"] == "queued", listed
+            # On a loaded machine "whole" (960 tiny steps) can finish before the restarted studio answers; the queue
+            # then starts "resumed" at once. Either way nothing is lost or run twice (the setup records below).
+            assert listed["whole"]["status"] in ("training", "finished"), listed
+            assert listed["resumed"]["status"] in ("queued", "starting", "training"), listed
             assert listed["whole"]["task"] == "sentiment"
             reload(page, url)
             page.get_by_role("tab", name="Live").click()
