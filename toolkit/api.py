@@ -159,8 +159,27 @@ def sweep(
     """Search settings for ``config``: ``trials`` runs (at most ``budget``, e.g. "30m", of wall time) under the
     sweep folder (``output_dir``, default ``runs/<config>-sweep``), each an ordinary run folder; returns the trials'
     table and the best one (also linked as ``<sweep>/best``). Calling it again continues the same sweep."""
+    from . import sweep as sweeps
     from .models import no_transformers_bars
-    from .sweep import run_sweep
+    from .run import run_lock
 
-    with no_transformers_bars():
-        return run_sweep(config, overrides, trials, budget, space, pruner, backend, address)
+    if backend not in ("optuna", "ray"):
+        raise ToolkitError(f"backend '{backend}' is not one of optuna, ray.")
+    found = sweeps.prepare(config, overrides, trials, budget, space, pruner)
+    found.state.setdefault("backend", backend)
+    if found.state["backend"] != backend:
+        raise ToolkitError(
+            f"'{found.dir}' holds a sweep run with --backend {found.state['backend']}: continue it with that backend."
+        )
+    with no_transformers_bars(), run_lock(found.dir):
+        sweeps.start_folder(found)
+        if backend == "ray":
+            from .sweep_ray import optimize_with_ray
+
+            rows, best = optimize_with_ray(found, address)
+        else:
+            sweeps.optimize(found)
+            study = sweeps.open_study(found)
+            best = sweeps.write_study_summary(found, study)
+            rows = sweeps.trial_rows(found, study)
+        return sweeps.result(found, rows, best)

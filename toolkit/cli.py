@@ -172,11 +172,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import interrupt
-    from .sweep import SUMMARY, run_sweep
+    from . import api, interrupt
+    from .sweep import SUMMARY
 
     interrupt.install_stop_handlers()  # Ctrl+C reaches the running trial too: it saves last/ for the next time
-    found = run_sweep(
+    found = api.sweep(
         args.config, args.overrides, args.trials, args.budget, args.space, args.pruner, args.backend, args.address
     )
     print((found.dir / SUMMARY).read_text())

@@ -5,7 +5,8 @@ trials at the same step, or successive halving), through the evaluations each ru
 ordinary `toolkit train` process into ``<sweep>/trial-NNN``: eval, predict, serve and the studio read it as any run.
 The study lives in the sweep folder (``study.db``, SQLite), so the same command after a crash or ``kill -9``
 continues it: finished trials are kept, the interrupted one resumes from its ``last/`` checkpoint (or starts again),
-and no trial number is used twice. ``backend="ray"`` runs the same trials as Ray Tune trials (toolkit.sweep_ray).
+and no trial number is used twice. ``backend="ray"`` runs the same trials as Ray Tune trials
+(toolkit.sweep_ray; toolkit.api.sweep chooses the backend).
 
 A sweep folder holds ``sweep.json`` (what is searched, and the time spent), ``base.yaml`` (the config every trial
 starts from), ``study.db``, ``logs/`` (each trial's output), the trial folders, ``summary.md`` and ``best`` (a link
@@ -662,38 +663,3 @@ class SweepResult:
 def result(sweep: Sweep, rows: list[dict], best: Optional[Best]) -> SweepResult:
     best_dir = sweep.trial_dir(best.number) if best is not None else None
     return SweepResult(sweep.dir, best_dir, best.value if best else None, sweep.metric, rows)
-
-
-def run_sweep(
-    config: Union[str, Path, dict, Config],
-    overrides: Optional[list[str]] = None,
-    trials: int = 10,
-    budget: Union[str, float, None] = None,
-    space: Union[str, Path, dict, None] = None,
-    pruner: str = "median",
-    backend: str = "optuna",
-    address: Optional[str] = None,
-) -> SweepResult:
-    """Search settings for ``config`` (see the module docstring); returns the trials and the best one."""
-    from .run import run_lock
-
-    if backend not in ("optuna", "ray"):
-        raise ToolkitError(f"backend '{backend}' is not one of optuna, ray.")
-    sweep = prepare(config, overrides, trials, budget, space, pruner)
-    sweep.state.setdefault("backend", backend)
-    if sweep.state["backend"] != backend:
-        raise ToolkitError(
-            f"'{sweep.dir}' holds a sweep run with --backend {sweep.state['backend']}: continue it with that backend."
-        )
-    with run_lock(sweep.dir):
-        start_folder(sweep)
-        if backend == "ray":
-            from .sweep_ray import optimize_with_ray
-
-            rows, best = optimize_with_ray(sweep, address)
-        else:
-            optimize(sweep)
-            study = open_study(sweep)
-            best = write_study_summary(sweep, study)
-            rows = trial_rows(sweep, study)
-        return result(sweep, rows, best)
