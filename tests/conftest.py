@@ -28,6 +28,33 @@ import pytest
 from toolkit.apps.screenshots import BROWSER_ARGS  # headless Chromium as root, as the docs' screenshots are taken
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The longest test files (minutes each on 2 cores), started first: `--dist loadfile` hands files to the workers in
+# collection order, so a long file collected last would leave one worker idle while the other finishes it.
+LONGEST_FIRST = [
+    "test_sweep.py",
+    "test_extractive.py",
+    "test_studio.py",
+    "test_qa.py",
+    "test_streaming.py",
+    "test_ner.py",
+    "test_gan.py",
+    "test_ddp.py",
+    "test_transfer.py",
+    "test_seq2seq.py",
+    "test_cli.py",
+    "test_run_safety.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the tests of one file keep their order
+
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 POSITIVE = ["good", "great", "wonderful", "superb", "lovely", "brilliant", "delightful", "excellent"]
