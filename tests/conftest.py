@@ -21,6 +21,8 @@ import random
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -506,3 +508,65 @@ def browser(playwright):
     if chromium is None:
         pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
     return playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+
+
+# ----- the studio as a user starts it (test_studio*.py) -----
+
+
+def start_studio(runs: Path, port: int, *options: str) -> subprocess.Popen:
+    """`toolkit studio` as a user starts it, once it answers."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolkit",
+            "studio",
+            "--runs",
+            str(runs),
+            "--port",
+            str(port),
+            "--max-upload-mb",
+            "1",
+            *options,
+        ],  # fmt: skip
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        assert server.poll() is None, server.stderr.read().decode()[-3000:]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    pytest.fail("toolkit studio did not answer within 90 s")
+
+
+def stop_studio(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def wait_for(client, name: str, done, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        live = client.predict(name, api_name="/live")
+        if done(live):
+            return live
+        time.sleep(0.1)
+    pytest.fail(f"run {name} never reached the state wanted; last: {json.dumps(live)[:2000]}")
+
+
+def pick(page, dropdown: str, option: str) -> None:
+    """Choose ``option`` in a Gradio dropdown (its choices refresh when it opens)."""
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.locator(f"{dropdown} input").blur()  # closes the list; the next click opens it again

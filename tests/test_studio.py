@@ -6,62 +6,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BROWSER_ARGS, ROOT, free_port, write_config
+from conftest import BROWSER_ARGS, free_port, pick, start_studio, stop_studio, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(
     os.environ.get("TOOLKIT_SCREENSHOTS") or Path(__import__("tempfile").gettempdir()) / "toolkit-studio"
 )
-
-
-def start_studio(runs: Path, port: int, *options: str) -> subprocess.Popen:
-    """`toolkit studio` as a user starts it, once it answers."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "toolkit",
-            "studio",
-            "--runs",
-            str(runs),
-            "--port",
-            str(port),
-            "--max-upload-mb",
-            "1",
-            *options,
-        ],  # fmt: skip
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        assert server.poll() is None, server.stderr.read().decode()[-3000:]
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    pytest.fail("toolkit studio did not answer within 90 s")
-
-
-def stop_studio(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 @pytest.fixture
@@ -85,16 +41,6 @@ def reload(page, url: str) -> None:
             if attempt == 2:
                 raise
             time.sleep(1)
-
-
-def wait_for(client, name: str, done, timeout: float = 120) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        live = client.predict(name, api_name="/live")
-        if done(live):
-            return live
-        time.sleep(0.1)
-    pytest.fail(f"run {name} never reached the state wanted; last: {json.dumps(live)[:2000]}")
 
 
 def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
@@ -275,13 +221,6 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
     finally:
         stop_studio(server)
         subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)
-
-
-def pick(page, dropdown: str, option: str) -> None:
-    """Choose ``option`` in a Gradio dropdown (its choices refresh when it opens)."""
-    page.locator(f"{dropdown} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
-    page.locator(f"{dropdown} input").blur()  # closes the list; the next click opens it again
 
 
 def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):

@@ -81,6 +81,13 @@ def test_sweep_continues_after_kill_9(tiny_config, tmp_path):
     assert sum(r["split"] == "setup" for r in records) == 2  # trained, killed, resumed
     assert sorted(p.name for p in folder.glob("trial-*")) == ["trial-000", "trial-001", "trial-002"]
     assert json.loads((folder / "sweep.json").read_text())["numbers_started"] == [0, 1, 2]
+    # In a notebook: calling toolkit.sweep again continues the same sweep (here: done, nothing to train), twice.
+    import toolkit
+
+    for _ in range(2):
+        found = toolkit.sweep(str(config), trials=3, pruner="none")
+        assert [row["trial"] for row in found.trials] == [0, 1, 2]
+        assert found.best_dir.resolve() == (folder / "best").resolve()
 
 
 def test_bad_sweeps_get_one_error_line_and_write_nothing(tiny_config, tmp_path):
@@ -115,7 +122,7 @@ def test_bad_sweeps_get_one_error_line_and_write_nothing(tiny_config, tmp_path):
 def test_every_task_declares_a_valid_default_space():
     """The default space of each shipped config parses against its own config (ranges, choices, keys)."""
     from toolkit.config import config_to_dict, load_config
-    from toolkit.sweep import STEERING_KEYS, default_space, parse_space
+    from toolkit.sweeps import STEERING_KEYS, default_space, parse_space
     from toolkit.tasks import all_tasks
 
     for spec in all_tasks():

@@ -159,7 +159,7 @@ def sweep(
     """Search settings for ``config``: ``trials`` runs (at most ``budget``, e.g. "30m", of wall time) under the
     sweep folder (``output_dir``, default ``runs/<config>-sweep``), each an ordinary run folder; returns the trials'
     table and the best one (also linked as ``<sweep>/best``). Calling it again continues the same sweep."""
-    from . import sweep as sweeps
+    from . import sweeps
     from .models import no_transformers_bars
     from .run import run_lock
 
@@ -182,4 +182,5 @@ def sweep(
             study = sweeps.open_study(found)
             best = sweeps.write_study_summary(found, study)
             rows = sweeps.trial_rows(found, study)
+        sweeps.finish(found)
         return sweeps.result(found, rows, best)

@@ -173,7 +173,7 @@ def cmd_train(args) -> int:
 
 def cmd_sweep(args) -> int:
     from . import api, interrupt
-    from .sweep import SUMMARY
+    from .sweeps import SUMMARY
 
     interrupt.install_stop_handlers()  # Ctrl+C reaches the running trial too: it saves last/ for the next time
     found = api.sweep(

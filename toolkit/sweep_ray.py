@@ -17,7 +17,7 @@ import time
 from typing import Optional
 
 from .errors import ToolkitError
-from .sweep import Best, Sweep, account, run_trial, write_summary
+from .sweeps import Best, Sweep, account, run_trial, write_summary
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "ray"  # Ray Tune's own records (searcher state, results), inside the sweep folder

@@ -16,11 +16,14 @@ def build(ctx: StudioContext) -> None:
     studio, cache = ctx.studio, ctx.cache
 
     # ----- the API (gradio_client): the same actions as the buttons -----
-    def api_start(config: str, overrides: list[str], name: str) -> dict:
-        """Queue `toolkit train CONFIG OVERRIDES output_dir=RUNS/NAME`."""
+    def api_start(
+        config: str, overrides: list[str], name: str, trials: int | None = None, budget: str | None = None
+    ) -> dict:
+        """Queue `toolkit train CONFIG OVERRIDES output_dir=RUNS/NAME`; with ``trials``, `toolkit sweep` of that many
+        trials (``budget``: the sweep's wall time, e.g. "30m")."""
         path = shipped_configs().get(config) or config
         try:
-            return studio.queue.submit(path, list(overrides or []), name)
+            return studio.queue.submit(path, list(overrides or []), name, trials, budget)
         except ToolkitError as err:
             raise refusal(str(err)) from None
 
@@ -32,8 +35,11 @@ def build(ctx: StudioContext) -> None:
             raise refusal(str(err)) from None
 
     def api_action(action: str, name: str, confirm: str = "") -> str:
-        """stop, resume or delete (delete needs ``confirm`` = the run's name)."""
+        """stop, resume, delete (``confirm``: the run's name) or promote (a sweep's best trial to the run named
+        ``confirm``)."""
         try:
+            if action == "promote":
+                return str(studio.catalog.promote(name, confirm).name)
             if action == "stop":
                 return studio.queue.stop(name)
             if action == "resume":
@@ -43,7 +49,7 @@ def build(ctx: StudioContext) -> None:
                 return "deleted"
         except ToolkitError as err:
             raise refusal(str(err)) from None
-        raise refusal(f"unknown action '{action}': use stop, resume or delete.")
+        raise refusal(f"unknown action '{action}': use stop, resume, delete or promote.")
 
     def api_runs() -> list[dict]:
         studio.queue.poll()

@@ -1,5 +1,5 @@
 """The studio's Live tab: a run's status, step, speed, ETA and precision, its loss and validation curves, its log;
-Stop and Resume."""
+Stop and Resume. A sweep: its trials as they run (settings, metric, state, steps) and every trial's curves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.errors import ToolkitError
+from toolkit.studio import format_seconds
 
 from . import POLL_SECONDS, StudioContext
 
@@ -82,6 +83,42 @@ def status_text(live: dict) -> str:
     return text
 
 
+def sweep_text(live: dict) -> str:
+    """A sweep's line: status, trials done of how many, time spent of the budget, the best trial so far."""
+    sweep = live["sweep"]
+    parts = [f"**{live['name']}** (sweep): {live['status']}", f"{sweep['done']} of {sweep['of'] or '?'} trials done"]
+    running = [r for r in sweep["trials"] if r.get("state") == "running"]
+    if running:
+        parts.append(f"trial {running[0]['trial']} at step {running[0].get('steps')}")
+    if sweep.get("spent_seconds"):
+        budget, spent = sweep.get("budget_seconds"), format_seconds(sweep["spent_seconds"])
+        parts.append(f"{spent} of {format_seconds(budget)}" if budget else f"{spent} spent")
+    best, metric = sweep["best"], sweep["metric"]
+    if best is not None:
+        parts.append(f"best so far: trial {best['trial']}, validation {metric} {best[metric]:.4f}")
+    return " · ".join(parts)
+
+
+def trials_table(rows: list[dict]) -> pd.DataFrame:
+    """The trials as a table: numbers shown short, the folder column left out (the trial number says it)."""
+    table = pd.DataFrame([{k: v for k, v in row.items() if k != "folder"} for row in rows])
+    return table.map(lambda v: float(f"{v:.4g}") if isinstance(v, float) else v) if not table.empty else table
+
+
+def sweep_curves(studio, name: str, rows: list[dict]) -> tuple:
+    """Every trial's loss and validation curves, one series per trial."""
+    losses, metrics = [], []
+    for row in rows:
+        if isinstance(row.get("folder"), str):
+            loss, metric = curves(studio.catalog.metrics(f"{name}/{row['folder']}"), f"trial {row['trial']}")
+            losses += [loss] if loss is not None else []
+            metrics += [metric] if metric is not None else []
+    return (
+        pd.concat(losses, ignore_index=True) if losses else None,
+        pd.concat(metrics, ignore_index=True) if metrics else None,
+    )
+
+
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     studio = ctx.studio
     run_names = ctx.run_names
@@ -91,6 +128,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             stop = gr.Button("Stop", elem_id="stop")
             resume = gr.Button("Resume", elem_id="resume")
         live_status = gr.Markdown(elem_id="live-status")
+        live_trials = gr.Dataframe(label="Trials", interactive=False, visible=False, elem_id="live-trials")
         timer = gr.Timer(POLL_SECONDS)
         with gr.Row():
             loss_plot = gr.Plot(show_label=False, elem_id="loss-plot")
@@ -102,10 +140,14 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     def show_live(run_name):
         studio.queue.poll()
         if not run_name:
-            return "Pick a run.", "", *figures(None, None)
+            return "Pick a run.", gr.update(visible=False), "", *figures(None, None)
         records = studio.catalog.metrics(run_name)
         live = studio.catalog.live(run_name, records)
-        return status_text(live), live["log"], *figures(*curves(records))
+        if "sweep" in live:
+            rows = live["sweep"]["trials"]
+            table = gr.update(value=trials_table(rows), visible=True)
+            return sweep_text(live), table, live["log"], *figures(*sweep_curves(studio, run_name, rows))
+        return status_text(live), gr.update(visible=False), live["log"], *figures(*curves(records))
 
     def live_choices(current):
         names = run_names()
@@ -127,7 +169,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         except ToolkitError as err:
             gr.Warning(str(err))
 
-    live_outputs = [live_status, log_tail, loss_plot, metric_plot]
+    live_outputs = [live_status, live_trials, log_tail, loss_plot, metric_plot]
     demo.load(live_choices, live_run, live_run, api_visibility="private").then(
         show_live, live_run, live_outputs, api_visibility="private"
     )

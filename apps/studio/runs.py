@@ -1,5 +1,7 @@
 """The studio's Runs tab: every run with its status, a comparison of chosen runs' curves and metrics, the model
-card, best/ as a zip, and delete (typing the run's name)."""
+card, best/ as a zip, and delete (typing the run's name). A sweep's trials are listed as runs ('<sweep>/trial-NNN')
+under their sweep; a sweep gets Optuna's parallel-coordinates plot of its trials and a Promote button that copies its
+best trial to a run of its own."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from toolkit.run import read_results, read_run_config
 from toolkit.studio import Studio
 
 from . import StudioContext
-from .live import curves, figures
+from .live import curves, figure, figures, trials_table
 
 
 def compare_runs(studio: Studio, chosen_runs) -> tuple:
@@ -38,6 +40,29 @@ def compare_runs(studio: Studio, chosen_runs) -> tuple:
     )
 
 
+def sweep_figure(studio: Studio, name: str):
+    """Optuna's parallel-coordinates plot of the sweep's completed trials (settings against the metric)."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+
+    from toolkit.sweeps import finished_study, read_state
+
+    progress = studio.catalog.sweep_progress(name)
+    study = finished_study(read_state(studio.run_dir(name)) or {}, progress["trials"])
+    if len(study.trials) < 2:
+        return figure(None, "Trials: a plot once two have finished")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        axes = optuna.visualization.matplotlib.plot_parallel_coordinate(study, target_name=progress["metric"])
+    fig = axes.get_figure()
+    fig.set_size_inches(10, 4)
+    return fig
+
+
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     studio, downloads = ctx.studio, ctx.downloads
     run_names, runs_table = ctx.run_names, ctx.runs_table
@@ -58,15 +83,39 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         zip_file = gr.File(label="best/ zip", visible=False)
         delete_message = gr.Markdown()
         card = gr.Markdown(elem_id="model-card")
+        gr.Markdown("### Sweeps")
+        with gr.Row():
+            sweep = gr.Dropdown(label="Sweep", elem_id="sweep-pick")
+            promote_name = gr.Textbox(label="Promote its best trial to a run named", elem_id="promote-name")
+            promote = gr.Button("Promote best trial", size="sm", elem_id="promote")
+        promote_message = gr.Markdown(elem_id="promote-message")
+        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+        sweep_table = gr.Dataframe(label="Trials", interactive=False, elem_id="sweep-trials")
 
     # ----- Runs -----
-    def refresh_runs(current_compare, current_chosen):
+    def refresh_runs(current_compare, current_chosen, current_sweep):
         names = run_names()
+        sweeps = [n for n in names if studio.catalog.is_sweep(n)]
         return (
             runs_table(),
             gr.Dropdown(choices=names, value=[n for n in current_compare or [] if n in names]),
             gr.Dropdown(choices=names, value=current_chosen if current_chosen in names else None),
+            gr.Dropdown(choices=sweeps, value=current_sweep if current_sweep in sweeps else None),
         )
+
+    def show_sweep(name):
+        if not name:
+            return figure(None, "Pick a sweep"), None
+        return sweep_figure(studio, name), trials_table(studio.catalog.sweep_trials(name))
+
+    def promote_best(name, new_name):
+        try:
+            if not name:
+                raise ToolkitError("pick a sweep first.")
+            folder = studio.catalog.promote(name, (new_name or "").strip())
+        except ToolkitError as err:
+            return f"⚠️ {err}", gr.update()
+        return f"Promoted the best trial of **{name}** to the run **{folder.name}**.", runs_table()
 
     def show_card(run_name):
         return studio.catalog.model_card(run_name) if run_name else ""
@@ -85,8 +134,13 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             return f"⚠️ {err}", gr.update(), gr.update()
         return f"Deleted **{run_name}**.", runs_table(), ""
 
-    refresh.click(refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private")
-    demo.load(refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private")
+    listing = [table, compare, chosen, sweep]
+    refresh.click(refresh_runs, [compare, chosen, sweep], listing, api_visibility="private")
+    demo.load(refresh_runs, [compare, chosen, sweep], listing, api_visibility="private")
+    sweep.change(show_sweep, sweep, [sweep_plot, sweep_table], api_visibility="private")
+    promote.click(promote_best, [sweep, promote_name], [promote_message, table], api_visibility="private").then(
+        refresh_runs, [compare, chosen, sweep], listing, api_visibility="private"
+    )
 
     def show_comparison(names):
         loss, metric, table = compare_runs(studio, names)
@@ -96,6 +150,6 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     chosen.change(show_card, chosen, card, api_visibility="private")
     download.click(zip_best, chosen, zip_file, api_visibility="private")
     delete.click(delete_run, [chosen, confirm], [delete_message, table, confirm], api_visibility="private").then(
-        refresh_runs, [compare, chosen], [table, compare, chosen], api_visibility="private"
+        refresh_runs, [compare, chosen, sweep], listing, api_visibility="private"
     )
     return SimpleNamespace(table=table)

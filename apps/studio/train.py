@@ -1,5 +1,6 @@
 """The studio's Train tab: a task, a shipped or uploaded config, data (uploaded, a path or a hub id) with one column
-picker per data role of the config's task, the hyperparameters, and the `toolkit train` command a Start queues."""
+picker per data role of the config's task, the hyperparameters, and the `toolkit train` command a Start queues; or a
+sweep of the same config (trials, budget): `toolkit sweep`, each trial a run under the sweep's folder."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from toolkit.tasks import all_tasks, get_task
 
 from . import StudioContext, upload_cache_file
 
-FORM_EVENTS = "train-form"  # the Train form's checks and Start: one queue, in the order they were sent
+FORM_EVENTS = "train-form"
+ONE_RUN, SWEEP = "one run", "a sweep"  # the Train form's checks and Start: one queue, in the order they were sent
 
 
 def field_type(key: str, cls: type | None = None):
@@ -132,6 +134,16 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         gr.Markdown("### Hyperparameters")
         with gr.Row():
             fields = [form_component(key, None) for key in FORM_KEYS]
+        with gr.Row():
+            mode = gr.Radio(
+                [ONE_RUN, SWEEP],
+                value=ONE_RUN,
+                label="Train",
+                info="A sweep searches learning rate, epochs, batch size and the task's own settings around these",
+                elem_id="mode",
+            )
+            trials = gr.Number(8, precision=0, minimum=1, label="Trials", visible=False, elem_id="trials")
+            budget = gr.Textbox("30m", label="Budget (wall time: 90s, 30m, 2h)", visible=False, elem_id="budget")
         name = gr.Textbox(label="Run name (a folder under the runs folder)", elem_id="run-name")
         command = gr.Code(
             label="Command: the same run from a terminal",
@@ -249,8 +261,14 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
                     extra.append(f"data.{key}={column}")
         return [*extra, *(o for o in found if o)]
 
-    def check(task_name, config_name, config_file, uploaded, path, run_name, *values):
-        """The command a Start would run, checked as `toolkit train` checks it (nothing starts)."""
+    def sweep_settings(how, trial_count, time_budget) -> dict:
+        """{} for one run; the trials and budget of a sweep."""
+        if how != SWEEP:
+            return {}
+        return {"trials": int(trial_count) if trial_count else 0, "budget": (time_budget or "").strip() or None}
+
+    def check(task_name, config_name, config_file, uploaded, path, run_name, how, trial_count, time_budget, *values):
+        """The command a Start would run, checked as `toolkit train` (or `toolkit sweep`) checks it; nothing starts."""
         if not (run_name or "").strip():
             return "", "Name the run to see its command."
         try:
@@ -258,22 +276,29 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             if not config_path:
                 raise ToolkitError("pick a shipped config or upload one.")
             task_name = form_task(task_name, config_name, config_file)
-            argv = studio.queue.train_command(
-                config_path, overrides_of(task_name, config_path, uploaded, path, *values), run_name
-            )
+            overrides = overrides_of(task_name, config_path, uploaded, path, *values)
+            sweep = sweep_settings(how, trial_count, time_budget)
+            if sweep:
+                argv = studio.queue.sweep_command(config_path, overrides, run_name, **sweep)
+            else:
+                argv = studio.queue.train_command(config_path, overrides, run_name)
         except (ToolkitError, OSError) as err:
             return "", f"⚠️ {err}"
         return command_text(argv), "Ready: Start queues this command."
 
-    def start_run(task_name, config_name, config_file, uploaded, path, run_name, *values):
-        shown, note = check(task_name, config_name, config_file, uploaded, path, run_name, *values)
+    def start_run(*form):
+        shown, note = check(*form)
         if not shown:
             return shown, note, gr.update()
+        task_name, config_name, config_file, uploaded, path, run_name, how, trial_count, time_budget, *values = form
         try:
             config_path = config_source(config_name, config_file)
             task_name = form_task(task_name, config_name, config_file)
             job = studio.queue.submit(
-                config_path, overrides_of(task_name, config_path, uploaded, path, *values), run_name
+                config_path,
+                overrides_of(task_name, config_path, uploaded, path, *values),
+                run_name,
+                **sweep_settings(how, trial_count, time_budget),
             )
         except ToolkitError as err:
             return shown, f"⚠️ {err}", gr.update()
@@ -284,6 +309,10 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             gr.Dropdown(choices=ctx.run_names(), value=job["name"]),
         )
 
+    def show_sweep_settings(how):
+        return gr.update(visible=how == SWEEP), gr.update(visible=how == SWEEP)
+
+    mode.change(show_sweep_settings, mode, [trials, budget], api_visibility="private")
     task.change(pick_task, task, config, api_visibility="private")
     demo.load(pick_task, task, config, api_visibility="private")
     for trigger in (config.change, config_upload.change):
@@ -297,11 +326,11 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         preview_outputs,
         api_visibility="private",
     )
-    form = [task, config, config_upload, data_upload, data_path, name, *role_pickers, *fields]
+    form = [task, config, config_upload, data_upload, data_path, name, mode, trials, budget, *role_pickers, *fields]
     # One listener, one check at a time, the latest form last: a slower check of an older form (a config's ten
     # fields fill at once) never overwrites the command of the current one.
     gr.on(
-        [c.change for c in (name, *fields, *role_pickers)],
+        [c.change for c in (name, mode, trials, budget, *fields, *role_pickers)],
         check,
         form,
         [command, message],

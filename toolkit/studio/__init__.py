@@ -23,6 +23,7 @@ from ..errors import ToolkitError
 
 STUDIO_DIR = ".studio"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TRIAL = re.compile(r"trial-[0-9]{3,6}")  # a sweep's trial folder: runs it as '<sweep>/trial-NNN'
 MAX_UPLOAD_MB = 200
 # Fields offered as form inputs on the Train tab (the rest stay as the config file sets them).
 FORM_KEYS = (
@@ -48,6 +49,12 @@ def safe_name(name: str, what: str = "run name") -> str:
             f"with a letter or digit (no '/', no '..')."
         )
     return name
+
+
+def trial_parts(name: str) -> tuple[str, str] | None:
+    """(sweep, trial) of a trial's name '<sweep>/trial-NNN'; None for any other name."""
+    sweep, _, trial = (name or "").partition("/")
+    return (sweep, trial) if trial and NAME.fullmatch(sweep) and TRIAL.fullmatch(trial) else None
 
 
 def inside(folder: Path, path: Path) -> Path:
@@ -104,9 +111,17 @@ class StudioPaths:
         return self.root / STUDIO_DIR / "uploads"
 
     def run_dir(self, name: str) -> Path:
-        return inside(self.root, self.root / safe_name(name))
+        """A run's folder: <root>/<name>, or a sweep's trial <root>/<sweep>/trial-NNN."""
+        parts = trial_parts(name)
+        return inside(self.root, self.root.joinpath(*parts) if parts else self.root / safe_name(name))
 
     def log_path(self, name: str) -> Path:
+        """A job's output; a trial's is in its sweep's logs/ (written by the sweep)."""
+        from ..sweeps import LOGS
+
+        parts = trial_parts(name)
+        if parts:
+            return self.run_dir(parts[0]) / LOGS / f"{parts[1]}.log"
         return self.logs_dir / f"{safe_name(name)}.log"
 
     def job_path(self, name: str) -> Path:

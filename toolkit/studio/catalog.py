@@ -3,6 +3,7 @@ from the run folders (and the queue's job files), so that a page reload, a secon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,8 +13,19 @@ import zipfile
 from pathlib import Path
 
 from .. import run as runlib
+from .. import sweeps as sweeplib
 from ..errors import ToolkitError
-from . import NAME, StudioPaths, folder_size, format_seconds, format_size, process_alive, read_json_or_none
+from . import (
+    NAME,
+    TRIAL,
+    StudioPaths,
+    folder_size,
+    format_seconds,
+    format_size,
+    process_alive,
+    read_json_or_none,
+    trial_parts,
+)
 
 
 class Catalog:
@@ -26,6 +38,12 @@ class Catalog:
         """Delete a run folder (and its job and log), only when ``confirm`` repeats its name and it is not training."""
         with self.lock:
             run_dir = self.paths.run_dir(name)
+            parts = trial_parts(name)
+            if parts:
+                raise ToolkitError(
+                    f"'{name}' is a trial of the sweep '{parts[0]}': its study counts on it. Delete the whole sweep, "
+                    f"or promote the trial to a run of its own first."
+                )
             if confirm != name:
                 raise ToolkitError(f"type the run's name ('{name}') to confirm deleting it.")
             status = self.status(name)
@@ -41,21 +59,56 @@ class Catalog:
                 entries = {p.name for p in run_dir.iterdir()}
                 # A run killed before its marker leaves its lock (and maybe more run files): still a run folder.
                 leftover = runlib.LOCK in entries and entries <= runlib.RUN_ENTRIES
-                if not (run_dir / runlib.MARKER).is_file() and not leftover:
+                if not (run_dir / runlib.MARKER).is_file() and not leftover and not self.is_sweep(name):
                     raise ToolkitError(f"'{run_dir}' is not a toolkit run folder: the studio deletes only run folders.")
                 shutil.rmtree(run_dir)
             self.paths.job_path(name).unlink(missing_ok=True)
             self.paths.log_path(name).unlink(missing_ok=True)
 
     def names(self) -> list[str]:
-        found = {p.name for p in self.paths.root.iterdir() if p.is_dir() and (p / runlib.MARKER).is_file()}
+        """Runs, sweeps, and each sweep's trials as '<sweep>/trial-NNN' (listed after their sweep)."""
+        found = set()
+        for folder in self.paths.root.iterdir():
+            if folder.is_dir() and (folder / runlib.MARKER).is_file():
+                found.add(folder.name)
+            elif folder.is_dir() and (folder / sweeplib.MARKER).is_file():
+                found.add(folder.name)
+                found |= {f"{folder.name}/{t.name}" for t in self.trial_folders(folder)}
         found |= {p.stem for p in self.paths.jobs_dir.glob("*.json")}
-        return sorted(n for n in found if NAME.fullmatch(n))
+        found = (n for n in found if NAME.fullmatch(n) or trial_parts(n))
+        return sorted(found, key=lambda n: n.split("/"))
 
-    def status(self, name: str) -> str:
-        """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown."""
+    @staticmethod
+    def trial_folders(sweep_dir: Path) -> list[Path]:
+        return sorted(p for p in sweep_dir.iterdir() if TRIAL.fullmatch(p.name) and (p / runlib.MARKER).is_file())
+
+    def is_sweep(self, name: str) -> bool:
+        """A sweep's folder, or a queued sweep (its job runs `toolkit sweep`)."""
+        if trial_parts(name):
+            return False
+        return (self.paths.run_dir(name) / sweeplib.MARKER).is_file() or self.queue.read_job(name).get("argv", [])[
+            1:2
+        ] == ["sweep"]
+
+    def finished_on_disk(self, name: str) -> bool:
+        run_dir = self.paths.run_dir(name)
+        if self.is_sweep(name):
+            return bool((sweeplib.read_state(run_dir) or {}).get("finished"))
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
+        return isinstance(results, dict) and "steps" in results
+
+    def resumable_on_disk(self, name: str) -> bool:
+        """A run with last/; a sweep that began (the same command continues it)."""
         from ..checkpoint import find_checkpoint
 
+        run_dir = self.paths.run_dir(name)
+        if self.is_sweep(name):
+            return sweeplib.read_state(run_dir) is not None
+        return run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None
+
+    def status(self, name: str) -> str:
+        """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown. A sweep
+        is training while its `toolkit sweep` holds its folder, finished when its trials or budget ran out."""
         run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
         if job.get("state") == "queued":
             return "queued"
@@ -67,14 +120,12 @@ class Catalog:
                 return "starting"  # importing and loading, before the run folder is claimed
         elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
             return "starting"  # started by an earlier studio process
-        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
-        finished = isinstance(results, dict) and "steps" in results
-        if finished:
+        if self.finished_on_disk(name):
             return "finished"
         code = job.get("returncode")
         if isinstance(code, int) and code > 0 and code != 130:
             return "failed"  # an error (bad data, divergence): resuming would fail the same way; the log says why
-        if run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None:
+        if self.resumable_on_disk(name):
             return "stopped" if job.get("stop_requested") else "interrupted"
         if job or run_dir.is_dir():
             return "failed"
@@ -127,6 +178,26 @@ class Catalog:
             "last_train": last,
             "last_validation": validation[-1] if validation else {},
             "log": self.log_tail(name),
+            **({"sweep": self.sweep_progress(name)} if self.is_sweep(name) else {}),
+        }
+
+    def sweep_progress(self, name: str) -> dict:
+        """A sweep's trials so far, how many are done of how many, the best complete one, the time spent of its
+        budget, and its base config."""
+        state = sweeplib.read_state(self.paths.run_dir(name)) or {}
+        identity = state.get("identity") or {}
+        trials, metric = self.sweep_trials(name), identity.get("metric")
+        scored = [r for r in trials if r.get("state") == "complete" and isinstance(r.get(metric), (int, float))]
+        pick = max if identity.get("maximize", True) else min
+        return {
+            "trials": trials,
+            "done": sum(r.get("state") in ("complete", "pruned") for r in trials),
+            "of": state.get("trials"),
+            "metric": metric,
+            "best": pick(scored, key=lambda r: r[metric]) if scored else None,
+            "spent_seconds": state.get("spent_seconds"),
+            "budget_seconds": state.get("budget_seconds"),
+            "base": identity.get("base") or {},
         }
 
     def damaged_files(self, name: str) -> list[str]:
@@ -157,9 +228,59 @@ class Catalog:
             lines = lines[:-1]
         return sum(1 for line in lines if line.strip() and not isinstance(read_json_or_none(line), dict))
 
+    def sweep_trials(self, name: str) -> list[dict]:
+        """A sweep's trials: the rows of its trials.json (settings, metric, state; the running one included), each
+        trial folder not listed there yet by its run status, and the running trials' step."""
+        sweep_dir = self.paths.run_dir(name)
+        rows = read_json_or_none(sweep_dir / "trials.json") if sweep_dir.is_dir() else None
+        rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+        listed = {r.get("folder") for r in rows}
+        folders = self.trial_folders(sweep_dir) if sweep_dir.is_dir() else []
+        for folder in folders:
+            if folder.name not in listed:
+                rows.append({"trial": int(folder.name.split("-")[1]), "state": self.status(f"{name}/{folder.name}")})
+                rows[-1]["folder"] = folder.name
+        sweeping = self.status(name) in ("starting", "training")
+        for row in rows:
+            if row.get("state") in ("running", "training") and isinstance(row.get("folder"), str):
+                # Running while its sweep runs; else stopped with it (the sweep's next start resumes or reruns it).
+                row["state"] = "running" if sweeping else "interrupted"
+                live = self.live(f"{name}/{row['folder']}")
+                row["steps"] = f"{live['step']}/{live['total_steps']}" if live.get("total_steps") else live["step"]
+        return sorted(rows, key=lambda r: r.get("trial", 0))
+
+    def sweep_summary(self, name: str, row: dict) -> dict:
+        """The Runs table's row of a sweep: its task, best trial, trials done, time spent."""
+        progress = self.sweep_progress(name)
+        row["status"] += f" · {progress['done']}/{progress['of'] or '?'} trials"
+        base = progress["base"]
+        if isinstance(base.get("task"), str):
+            with contextlib.suppress(ToolkitError):
+                from ..config import build_config
+                from ..tasks import get_task
+
+                spec = get_task(base["task"])
+                row.update(task=spec.name, **{"base model": spec.base_model(build_config(base, ranges=False)) or ""})
+        best, metric = progress["best"], progress["metric"]
+        if best is not None:
+            row["best metric"] = f"{metric} {best[metric]:.4f} (trial {best['trial']})"
+        spent = progress["spent_seconds"]
+        row["duration"] = format_seconds(spent) if isinstance(spent, (int, float)) and spent else ""
+        return row
+
+    def promote(self, name: str, new_name: str) -> Path:
+        """Copy sweep ``name``'s best trial to a run of its own, ``new_name``."""
+        with self.lock:
+            if not self.is_sweep(name):
+                raise ToolkitError(f"'{name}' is not a sweep: only a sweep's best trial can be promoted.")
+            dest = self.paths.run_dir(new_name)
+            if dest.exists() or self.status(new_name) != "unknown":
+                raise ToolkitError(f"a run named '{new_name}' already exists under {self.paths.root}: choose another.")
+            return sweeplib.promote(self.paths.run_dir(name), dest)
+
     def summary(self, name: str) -> dict:
         """One row of the Runs table; a run with damaged files is listed with what could be read and names them."""
-        run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
+        run_dir = self.paths.run_dir(name)
         status, damaged = self.status(name), self.damaged_files(name)
         row = {
             "name": name,
@@ -169,9 +290,11 @@ class Catalog:
             "best metric": "",
             "steps": None,
             "duration": "",
-            "date": "",
-            "size": "",
+            "date": self.date_of(name),
+            "size": self.size_of(name),
         }
+        if self.is_sweep(name):
+            return self.sweep_summary(name, row)
         if (run_dir / runlib.CONFIG_FILE).is_file() and runlib.CONFIG_FILE not in damaged:
             try:
                 cfg = runlib.read_run_config(run_dir)
@@ -193,10 +316,20 @@ class Catalog:
             (r.get("train_seconds") for r in reversed(records) if r.get("train_seconds")), None
         )
         row["duration"] = format_seconds(seconds) if seconds else ""
-        started = job.get("queued_at") or (run_dir.stat().st_mtime if run_dir.is_dir() else None)
-        row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else ""
-        row["size"] = format_size(folder_size(run_dir)) if run_dir.is_dir() else ""
+        parts = trial_parts(name)
+        if parts:  # a pruned trial finished early: say so beside its status
+            states = {r.get("folder"): r.get("state") for r in self.sweep_trials(parts[0])}
+            row["status"] += " (pruned)" if states.get(parts[1]) == "pruned" else ""
         return row
+
+    def date_of(self, name: str) -> str:
+        run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
+        started = job.get("queued_at") or (run_dir.stat().st_mtime if run_dir.is_dir() else None)
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(started)) if started else ""
+
+    def size_of(self, name: str) -> str:
+        run_dir = self.paths.run_dir(name)
+        return format_size(folder_size(run_dir)) if run_dir.is_dir() else ""
 
     def runs(self) -> list[dict]:
         rows = []

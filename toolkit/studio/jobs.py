@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import run as runlib
 from ..errors import ToolkitError
-from . import NAME, StudioPaths, command_text, display_path, process_start
+from . import NAME, StudioPaths, command_text, display_path, process_start, trial_parts
 
 
 class JobQueue:
@@ -30,7 +30,10 @@ class JobQueue:
         self.catalog = None
 
     def read_job(self, name: str) -> dict:
-        """The job file of run ``name``; {} when there is none or it is not a job (a stray or damaged file)."""
+        """The job file of run ``name``; {} when there is none or it is not a job (a stray or damaged file). A
+        sweep's trial has none: its sweep's job started it."""
+        if trial_parts(name):
+            return {}
         path = self.paths.job_path(name)
         try:
             job = json.loads(path.read_text()) if path.is_file() else {}
@@ -62,6 +65,17 @@ class JobQueue:
         self.check_no_remote_code(cfg)
         return argv
 
+    def sweep_command(
+        self, config: str | Path, overrides: list[str], name: str, trials: int, budget: str | None
+    ) -> list[str]:
+        """The `toolkit sweep` line of a new sweep (checked as `toolkit sweep` checks it); raises ToolkitError."""
+        from ..sweeps import prepare
+
+        argv = self.train_command(config, overrides, name)  # the config, its task, no remote code
+        argv[1] = "sweep"
+        prepare(config, argv[3:], trials, budget or None, None, "median")  # trials, budget, the folder
+        return [*argv, f"--trials={trials}", *([f"--budget={budget}"] if budget else [])]
+
     def check_no_remote_code(self, cfg) -> None:
         """Anyone who reaches the studio can start jobs: unless it was started with --allow-remote-code, a job may not
         run Python from a model folder (trust_remote_code) nor load a model from the uploads folder."""
@@ -89,10 +103,16 @@ class JobQueue:
                     f"uploads. Start the studio with --allow-remote-code to permit it."
                 )
 
-    def submit(self, config: str | Path, overrides: list[str], name: str) -> dict:
-        """Queue a new run; it starts when a training slot is free."""
+    def submit(
+        self, config: str | Path, overrides: list[str], name: str, trials: int | None = None, budget: str | None = None
+    ) -> dict:
+        """Queue a new run, or with ``trials`` a sweep of that many trials (within ``budget``, e.g. "30m"); it starts
+        when a training slot is free."""
         with self.lock:
-            argv = self.train_command(config, overrides, name)
+            if trials is None:
+                argv = self.train_command(config, overrides, name)
+            else:
+                argv = self.sweep_command(config, overrides, name, trials, budget)
             if self.paths.run_dir(name).exists() or self.catalog.status(name) in ("queued", "starting", "training"):
                 raise ToolkitError(f"a run named '{name}' already exists under {self.paths.root}: choose another name.")
             return self._queue(name, argv)
@@ -100,11 +120,26 @@ class JobQueue:
     def resume(self, name: str) -> dict:
         """Queue the exact continuation of a stopped or interrupted run from its last/ checkpoint."""
         with self.lock:
+            parts = trial_parts(name)
+            if parts:
+                raise ToolkitError(f"'{name}' is a trial of the sweep '{parts[0]}': resume the sweep, it resumes it.")
             status = self.catalog.status(name)
             if status not in ("stopped", "interrupted"):
                 raise ToolkitError(f"run '{name}' is {status}: only a stopped or interrupted run can be resumed.")
+            if self.catalog.is_sweep(name):
+                return self._resume_sweep(name)
             self.check_no_remote_code(runlib.read_run_config(self.paths.run_dir(name)))
             return self._queue(name, ["toolkit", "train", "--resume", display_path(self.paths.run_dir(name))])
+
+    def _resume_sweep(self, name: str) -> dict:
+        """The same `toolkit sweep` command again: it continues the sweep (its interrupted trial from last/)."""
+        argv = self.read_job(name).get("argv", [])
+        if argv[1:2] != ["sweep"]:
+            raise ToolkitError(
+                f"sweep '{name}' was not started by this studio: continue it with the `toolkit sweep` command that "
+                f"started it."
+            )
+        return self._queue(name, argv)
 
     def _queue(self, name: str, argv: list[str]) -> dict:
         job = {"name": name, "argv": argv, "state": "queued", "queued_at": time.time()}
@@ -158,6 +193,9 @@ class JobQueue:
                 return "removed from the queue"
             if status not in ("starting", "training"):
                 raise ToolkitError(f"run '{name}' is not training (it is {status}).")
+            parts = trial_parts(name)
+            if parts:
+                raise ToolkitError(f"'{name}' is a trial of the sweep '{parts[0]}': stop the sweep, it stops it.")
             if job.get("stop_requested"):
                 return "already stopping: last/ is saved after the current step"  # a second signal would not wait
             holder = runlib.lock_holder(self.paths.run_dir(name)) if status == "training" else None

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional, Union
 
 import yaml
 
+from . import interrupt
 from .config import Config, apply_overrides, build_config, config_to_dict, has_key, read_yaml
 from .errors import ToolkitError
 
@@ -325,6 +326,7 @@ def start_folder(sweep: Sweep) -> None:
     (sweep.dir / BASE_CONFIG).write_text(yaml.safe_dump(sweep.base, sort_keys=False))
     sweep.state.setdefault("spent_seconds", 0.0)
     sweep.state.update(
+        finished=False,  # set when the trials or the budget run out (see finish)
         identity=identity(sweep),
         trials=sweep.trials,
         budget_seconds=sweep.budget_seconds,
@@ -400,10 +402,14 @@ def run_trial(
         pruned = False
         reader = ValidationReader(folder / "metrics.jsonl", sweep.metric)
         tic = time.monotonic()
+        stop_sent = False
         try:
             while proc.poll() is None:
                 time.sleep(POLL_SECONDS)
                 tic = account(sweep, tic) if count_time else tic
+                if interrupt.stop_requested() and not stop_sent:  # a SIGTERM to the sweep (the studio's Stop)
+                    stop_sent = True
+                    proc.send_signal(signal.SIGTERM)  # the trial saves last/; the next invocation resumes it
                 for step, value in reader.new_values():
                     if not pruned and on_evaluation(step, value):
                         pruned = True
@@ -521,6 +527,8 @@ def optimize(sweep: Sweep) -> None:
         )
         finish_trial(sweep, study, trial, frozen.params, resume)
     while len(study.trials) < sweep.trials:
+        if interrupt.stop_requested():
+            raise KeyboardInterrupt  # asked to stop between two trials
         if sweep.remaining() <= RESERVED_SECONDS:
             log.info("the sweep's budget is spent (%.0f s): no more trials", sweep.spent)
             break
@@ -539,6 +547,7 @@ def finish_trial(sweep: Sweep, study, trial, params: dict, resume: bool) -> None
         trial.report(value, index)
         return trial.should_prune()
 
+    write_study_summary(sweep, study)  # the running trial is listed (the studio's Live tab) with its settings
     outcome = run_trial(sweep, trial.number, params, resume, on_evaluation)
     if outcome.state == "interrupted":
         raise KeyboardInterrupt  # the trial stays RUNNING in the study: the next invocation resumes it
@@ -658,6 +667,68 @@ class SweepResult:
     best_value: Optional[float]
     metric: str
     trials: list[dict]
+
+
+def finish(sweep: Sweep) -> None:
+    """Mark the sweep done: its trials or its budget ran out (a stopped or killed sweep is not finished)."""
+    sweep.state["finished"] = True
+    sweep.save_state()
+
+
+def read_state(folder: Path) -> Optional[dict]:
+    """A sweep folder's sweep.json, or None when ``folder`` holds no sweep."""
+    try:
+        state = json.loads((folder / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and (folder / MARKER).is_file() else None
+
+
+def finished_study(state: dict, rows: list[dict]):
+    """An in-memory Optuna study of a sweep's completed trials, from its trials' table and the space in its
+    sweep.json (for Optuna's plots; the same for both backends, and no lock on a running sweep's study.db)."""
+    import optuna
+
+    identity = state.get("identity") or {}
+    space = {key: _param(key, spec, "sweep.json") for key, spec in (identity.get("space") or {}).items()}
+    metric = identity.get("metric")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if identity.get("maximize", True) else "minimize")
+    for row in rows:
+        if row.get("state") == "complete" and isinstance(row.get(metric), (int, float)):
+            study.enqueue_trial({key: row[key] for key in space if key in row})
+            trial = study.ask()
+            for param in space.values():
+                param.suggest(trial)  # the enqueued value: the trial's own
+            study.tell(trial, row[metric])
+    return study
+
+
+def promote(sweep_dir: Union[str, Path], dest: Union[str, Path]) -> Path:
+    """Copy the sweep's best trial to ``dest``, a run folder of its own (its config names its new folder); the copy
+    is made beside ``dest`` and renamed into place, so a failure leaves nothing half-copied."""
+    import shutil
+
+    from .run import CONFIG_FILE, LOCK
+
+    sweep_dir, dest = Path(sweep_dir), Path(dest)
+    best = sweep_dir / BEST
+    if not best.is_dir():
+        raise ToolkitError(f"'{sweep_dir}' has no best trial yet: promote it once a trial has finished.")
+    if dest.exists():
+        raise ToolkitError(f"'{dest}' exists: choose another name for the promoted run.")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.promoting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(best.resolve(), tmp, symlinks=True, ignore=shutil.ignore_patterns(LOCK))
+        values = yaml.safe_load((tmp / CONFIG_FILE).read_text())
+        values["output_dir"] = str(dest.absolute())
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
 
 
 def result(sweep: Sweep, rows: list[dict], best: Optional[Best]) -> SweepResult:
