@@ -181,7 +181,7 @@ def test_extractive_refuses_an_encoder_decoder(tiny_t5, cue_data, tmp_path):
 @pytest.mark.slow
 def test_extractive_minilm_beats_lead_1_on_scitldr(tmp_path):
     """Transfer for real: the packaged MiniLM, fine-tuned on 320 abstracts for one epoch, picks better sentences
-    than the first one on 300 abstracts of the SciTLDR test split."""
+    than the first one on 200 abstracts of the SciTLDR test split."""
     data = require_shared("summarization", "scitldr")
     from toolkit.data import load_table
     from toolkit.metrics import summarization_metrics
@@ -193,12 +193,12 @@ def test_extractive_minilm_beats_lead_1_on_scitldr(tmp_path):
         trackers=[],
         epochs=1,
         max_train_minutes=None,
-        data={"max_train_rows": 320, "max_eval_rows": 100, "max_test_rows": 300},
+        data={"max_train_rows": 320, "max_eval_rows": 50, "max_test_rows": 200},
     )
     seed = toolkit.api.read_run_config(run.dir).seed
-    rows = sample(load_table(str(data / "test.jsonl")), 300, seed)  # the 300 test rows the run was scored on
+    rows = sample(load_table(str(data / "test.jsonl")), 200, seed)  # the 200 test rows the run was scored on
     lead_1 = summarization_metrics([split_sentences(d)[0] for d in rows["document"]], list(rows["summary"]))
-    assert run.metrics["test"]["count"] == len(rows) == 300
+    assert run.metrics["test"]["count"] == len(rows) == 200
     print(f"test ROUGE-L: fine-tuned {run.metrics['test']['rougeL']:.2f}, lead-1 {lead_1['rougeL']:.2f}")
     assert run.metrics["test"]["rougeL"] > lead_1["rougeL"] + 2
 

@@ -433,7 +433,7 @@ def run_trial(
         results = json.loads((folder / "results.json").read_text())
         value = results.get("validation", {}).get(sweep.metric)
         return TrialOutcome("pruned" if pruned else "complete", value)
-    if proc.returncode == 130:
+    if proc.returncode == 130 or stop_sent:  # stopped (a trial stopped while still starting dies of the SIGTERM)
         return TrialOutcome("interrupted")
     return TrialOutcome("failed", error=last_error(log_path))
 

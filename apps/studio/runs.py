@@ -59,7 +59,8 @@ def sweep_figure(studio: Studio, name: str):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = optuna.visualization.matplotlib.plot_parallel_coordinate(study, target_name=progress["metric"])
     fig = axes.get_figure()
-    fig.set_size_inches(10, 4)
+    fig.set_size_inches(10, 4.5)
+    fig.tight_layout()  # the rotated setting names under the axes stay inside the picture
     return fig
 
 

@@ -86,9 +86,9 @@ class Catalog:
         """A sweep's folder, or a queued sweep (its job runs `toolkit sweep`)."""
         if trial_parts(name):
             return False
-        return (self.paths.run_dir(name) / sweeplib.MARKER).is_file() or self.queue.read_job(name).get("argv", [])[
-            1:2
-        ] == ["sweep"]
+        if (self.paths.run_dir(name) / sweeplib.MARKER).is_file():
+            return True
+        return self.queue.read_job(name).get("argv", [])[1:2] == ["sweep"]
 
     def finished_on_disk(self, name: str) -> bool:
         run_dir = self.paths.run_dir(name)
@@ -203,7 +203,7 @@ class Catalog:
     def damaged_files(self, name: str) -> list[str]:
         """The files of run ``name`` that exist but cannot be read: its job file, config, results or metrics log."""
         run_dir, damaged = self.paths.run_dir(name), []
-        if self.paths.job_path(name).is_file() and not self.queue.read_job(name):
+        if not trial_parts(name) and self.paths.job_path(name).is_file() and not self.queue.read_job(name):
             damaged.append("job file")
         if (run_dir / runlib.CONFIG_FILE).is_file():
             try:
