@@ -117,6 +117,27 @@ def check_labels(table, column: str, names: list[str], where: str) -> None:
     encode_labels([label_key(v) for v in unique_values(table, column)], names, where)
 
 
+def cached_unique(table, column: str) -> list:
+    """``table.unique(column)``, kept in the cache under the table's fingerprint: reading the column through the
+    memory map makes its pages resident (120 MB of labels at 10 million rows), and the next run needs only the
+    answer."""
+    import json
+
+    from .data import cache_dir, fingerprint, replace_atomically
+
+    path = cache_dir() / f"{fingerprint(table._fingerprint, 'unique', column)}.json"
+    try:
+        return json.loads(path.read_text())["values"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    values = table.unique(column)
+    try:
+        replace_atomically(path, json.dumps({"column": column, "values": values}).encode())
+    except (TypeError, ValueError, OSError):
+        pass  # values JSON cannot hold (or a read-only cache): asked again next time
+    return values
+
+
 UNIQUE_BATCH_ROWS = 100_000  # rows per Arrow batch when a column's distinct values are scanned
 
 
@@ -127,7 +148,7 @@ def unique_values(table, column: str) -> list:
     import pyarrow.compute as pc
 
     if table._indices is None:
-        return table.unique(column)
+        return cached_unique(table, column)
     found = [
         pc.unique(batch.column(0))
         for batch in table.select_columns([column]).with_format("arrow").iter(UNIQUE_BATCH_ROWS)
