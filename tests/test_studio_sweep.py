@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BROWSER_ARGS, free_port, pick, start_studio, stop_studio, write_config
+from conftest import browser, free_port, pick, start_studio, stop_studio, write_config
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(
@@ -24,27 +23,24 @@ def test_studio_starts_watches_stops_resumes_and_promotes_a_sweep(tiny_config, t
     from gradio_client import Client
     from playwright.sync_api import expect, sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is not installed: .ci/run installs Debian's chromium for these tests")
     values = {k: v for k, v in tiny_config.items() if k != "output_dir"}
-    # 150 to 600 steps a trial (the space halves and doubles max_steps): seconds, long enough to be stopped.
+    # 100 to 400 steps a trial (the space halves and doubles max_steps): seconds, long enough to be stopped.
     config = write_config(
         tmp_path / "tiny_sweep.yaml",
-        {**values, "max_steps": 300, "batch_size": 4, "eval_every": 50, "save_every": 25},
+        {**values, "max_steps": 200, "batch_size": 4, "eval_every": 40, "save_every": 20},
     )
     runs, port = tmp_path / "runs", free_port()
     url = f"http://127.0.0.1:{port}/"
     server = start_studio(runs, port)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            chromium = browser(p)
+            page = chromium.new_page(viewport={"width": 1200, "height": 900})
             page.goto(url)
 
             # Train tab: the same form, "a sweep" with its trials and budget; the command is `toolkit sweep`.
             page.locator("#config-upload input[type=file]").set_input_files(str(config))
-            expect(page.locator("#field-max_steps input")).to_have_value("300", timeout=20_000)
+            expect(page.locator("#field-max_steps input")).to_have_value("200", timeout=20_000)
             expect(page.locator("#trials")).to_be_hidden()
             page.locator("#mode").get_by_label("a sweep").check()
             page.locator("#trials input").fill("2")
@@ -94,7 +90,7 @@ def test_studio_starts_watches_stops_resumes_and_promotes_a_sweep(tiny_config, t
             page.locator("#promote").click()
             expect(page.locator("#promote-message")).to_contain_text("Promoted", timeout=20_000)
             expect(table).to_contain_text("chosen")
-            browser.close()
+            chromium.close()
 
         rows = json.loads((runs / "search" / "trials.json").read_text())
         assert [r["trial"] for r in rows] == [0, 1] and {r["state"] for r in rows} == {"complete"}, rows
