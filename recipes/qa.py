@@ -296,7 +296,8 @@ def with_row_numbers(table):
     """The table with an ``example`` column: each row's number, which its windows carry."""
     import numpy as np
 
-    from toolkit.data import LARGE_TABLE, fingerprint, progress_bars
+    from toolkit.cache import fingerprint
+    from toolkit.data import LARGE_TABLE, progress_bars
 
     with progress_bars(len(table) >= LARGE_TABLE):  # a sampled table is flattened first
         return table.add_column(

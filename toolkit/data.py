@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from . import splits
+from .cache import cache_dir, cache_file, fingerprint, replace_atomically
 from .errors import ToolkitError
 from .hub import hub_guard
 
@@ -562,34 +563,6 @@ def keep_rows(table, keep, key: tuple, where: str, skipped: str, none_left: str)
         raise ToolkitError(f"{where}: {none_left}.")
     log.warning("%s: skipped %d rows with %s", where, len(table) - kept, skipped)
     return table.select(selection, indices_cache_file_name=str(cache_file(name)), new_fingerprint=name)
-
-
-def replace_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then move it into place in one step."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def cache_dir() -> Path:
-    """Where toolkit keeps what it derives from data (tokenized tables, row selections): beside datasets' own
-    cache (HF_DATASETS_CACHE), so that one setting moves both."""
-    import datasets
-
-    folder = Path(datasets.config.HF_DATASETS_CACHE) / "toolkit"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def cache_file(name: str) -> Path:
-    return cache_dir() / f"{name}.arrow"
-
-
-def fingerprint(*parts) -> str:
-    """A stable name for a table derived from others: a hash of their fingerprints and of the settings."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def encode(table, function, key: dict, where: str, what: str = "tokenized"):

@@ -174,7 +174,7 @@ def file_table(paths: list[str], labels: list[str], where: str) -> ImageSet:
     import datasets
     import pyarrow as pa
 
-    from .data import fingerprint
+    from .cache import fingerprint
 
     def stamp(path: str) -> list:
         try:
@@ -358,7 +358,7 @@ def check_decodes(items) -> list[bool]:
     import json
     import time
 
-    from .data import cache_dir, fingerprint, replace_atomically
+    from .cache import cache_dir, fingerprint, replace_atomically
 
     files = isinstance(items, TableImages) and items.files
     if files:

@@ -123,7 +123,7 @@ def cached_unique(table, column: str) -> list:
     answer."""
     import json
 
-    from .data import cache_dir, fingerprint, replace_atomically
+    from .cache import cache_dir, fingerprint, replace_atomically
 
     path = cache_dir() / f"{fingerprint(table._fingerprint, 'unique', column)}.json"
     try:

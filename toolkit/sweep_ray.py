@@ -29,7 +29,7 @@ NUMBERS = "ray-trials"  # <trial id> -> its number, and one claimed folder per n
 def trial_number(sweep: Sweep, trial_id: str) -> int:
     """The trial folder's number of a Ray trial: the next free one the first time (claimed by creating a folder,
     atomic even on shared storage), the same one when Tune restores the trial."""
-    from .data import replace_atomically
+    from .cache import replace_atomically
 
     folder = sweep.dir / NUMBERS
     folder.mkdir(exist_ok=True)

@@ -211,7 +211,7 @@ class Sweep:
         return self.dir / f"trial-{number:03d}"
 
     def save_state(self) -> None:
-        from .data import replace_atomically
+        from .cache import replace_atomically
 
         replace_atomically(self.dir / SWEEP_FILE, json.dumps(self.state, indent=1).encode())
 
@@ -619,7 +619,7 @@ def write_study_summary(sweep: Sweep, study) -> Optional[Best]:
 
 def write_summary(sweep: Sweep, rows: list[dict], best: Optional[Best]) -> None:
     """summary.md (the trials' table, the best one named first) and the ``best`` link to its folder."""
-    from .data import replace_atomically
+    from .cache import replace_atomically
 
     lines = [f"# Sweep {sweep.dir.name}", ""]
     if best is not None:

@@ -40,8 +40,9 @@ def compare_runs(studio: Studio, chosen_runs) -> tuple:
     )
 
 
-def sweep_figure(studio: Studio, name: str):
-    """Optuna's parallel-coordinates plot of the sweep's completed trials (settings against the metric)."""
+def sweep_figure(studio: Studio, name: str, progress: dict):
+    """Optuna's parallel-coordinates plot of the sweep's completed trials (settings against the metric);
+    ``progress``: the catalog's sweep_progress."""
     import warnings
 
     import matplotlib
@@ -51,7 +52,6 @@ def sweep_figure(studio: Studio, name: str):
 
     from toolkit.sweeps import finished_study, read_state
 
-    progress = studio.catalog.sweep_progress(name)
     study = finished_study(read_state(studio.run_dir(name)) or {}, progress["trials"])
     if len(study.trials) < 2:
         return figure(None, "Trials: a plot once two have finished")
@@ -107,7 +107,8 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     def show_sweep(name):
         if not name:
             return figure(None, "Pick a sweep"), None
-        return sweep_figure(studio, name), trials_table(studio.catalog.sweep_trials(name))
+        progress = studio.catalog.sweep_progress(name)
+        return sweep_figure(studio, name, progress), trials_table(progress["trials"])
 
     def promote_best(name, new_name):
         try:

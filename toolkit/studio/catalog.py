@@ -316,10 +316,6 @@ class Catalog:
             (r.get("train_seconds") for r in reversed(records) if r.get("train_seconds")), None
         )
         row["duration"] = format_seconds(seconds) if seconds else ""
-        parts = trial_parts(name)
-        if parts:  # a pruned trial finished early: say so beside its status
-            states = {r.get("folder"): r.get("state") for r in self.sweep_trials(parts[0])}
-            row["status"] += " (pruned)" if states.get(parts[1]) == "pruned" else ""
         return row
 
     def date_of(self, name: str) -> str:
@@ -332,10 +328,16 @@ class Catalog:
         return format_size(folder_size(run_dir)) if run_dir.is_dir() else ""
 
     def runs(self) -> list[dict]:
-        rows = []
+        rows, trial_states = [], {}  # each sweep's trial states, read once for all its trials
         for name in self.names():
             try:
-                rows.append(self.summary(name))
+                row = self.summary(name)
+                parts = trial_parts(name)
+                if parts:  # a pruned trial finished early: say so beside its status
+                    if parts[0] not in trial_states:
+                        trial_states[parts[0]] = {r.get("folder"): r.get("state") for r in self.sweep_trials(parts[0])}
+                    row["status"] += " (pruned)" if trial_states[parts[0]].get(parts[1]) == "pruned" else ""
+                rows.append(row)
             except (OSError, ValueError) as err:  # one damaged run folder must not hide the others
                 rows.append({"name": name, "status": f"unreadable: {err}"})
         return rows
