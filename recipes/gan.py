@@ -271,11 +271,12 @@ def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
     )
     count = min(cfg.gan.eval_samples, len(dataset))
     real = torch.stack([dataset[i][0] for i in range(count)])
-    fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
     features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier)
-    return ganlib.generation_metrics(
-        (real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None
-    )
+    with sampler.computing(sampler.gan):  # all of it, as in training's evaluation: the feature classifier too
+        fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
+        return ganlib.generation_metrics(
+            (real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None
+        )
 
 
 def load_predictor(folder, cfg: GanRunConfig, **kwargs):

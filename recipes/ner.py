@@ -576,7 +576,7 @@ class TokenTagger(Predictor):
 
         from toolkit.models import load_checkpoint_model
 
-        self.model = load_checkpoint_model(self.folder, "TokenClassification").eval().to(self.device)
+        self.model = load_checkpoint_model(self.folder, "TokenClassification", **self.attention()).eval().to(self.device)
         taken = inspect.signature(self.model.forward).parameters  # DistilBERT, e.g., takes no token_type_ids
         self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in taken]
 
@@ -584,7 +584,7 @@ class TokenTagger(Predictor):
         """Token logits (numpy, batch x tokens x tags) for padded ids."""
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.computing():
             inputs = {name: torch.from_numpy(feed[name]).to(self.device) for name in self.input_names}
             return self.model(**inputs).logits.float().cpu().numpy()
 

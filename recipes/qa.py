@@ -521,12 +521,12 @@ class QuestionAnswerer(Predictor):
     def load_model(self) -> None:
         from toolkit.models import load_checkpoint_model
 
-        self.model = load_checkpoint_model(self.folder, "QuestionAnswering").eval().to(self.device)
+        self.model = load_checkpoint_model(self.folder, "QuestionAnswering", **self.attention()).eval().to(self.device)
 
     def logits(self, feed: dict):
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self.computing():
             out = self.model(**{k: torch.from_numpy(v).to(self.device) for k, v in feed.items()})
             return out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
 

@@ -105,6 +105,7 @@ def load(run_dir: Union[str, Path], checkpoint: str = "best", backend: str = "au
     """A predictor for a finished run: call it on a string or a list of strings.
 
     ``backend``: "auto" (the checkpoint's ONNX export when `toolkit export` wrote one, else torch), "onnx" or "torch".
+    ``precision=``: fp32, bf16 or fp16 (default: the run's eval_precision on this machine, see toolkit/precision.py).
     """
     from .predictor import load_predictor
 
@@ -118,9 +119,12 @@ def evaluate(
     checkpoint: str = "best",
     backend: str = "auto",
     predictor=None,
+    precision: str | None = None,
 ) -> dict:
     """Metrics of a run's checkpoint on ``data`` (a file/folder/hub id) or on one of its configured splits;
-    ``predictor``: the run's, already loaded (the studio's cache), instead of loading it."""
+    ``predictor``: the run's, already loaded (the studio's cache), instead of loading it. ``precision``: what the
+    model computes in (fp32, bf16, fp16); default: what the run's own evaluation used (results.json), so that the
+    same data gives the run's numbers."""
     cfg = read_run_config(run_dir)
     if data is None and split is not None and split not in ("train", "validation", "test"):
         configured = [name for name in ("train", "validation", "test") if getattr(cfg.data, name)]
@@ -138,7 +142,28 @@ def evaluate(
         raise ToolkitError(
             f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json."
         )
-    return spec.evaluate_run(predictor or load(run_dir, checkpoint, backend), cfg, data, split or "test")
+    if predictor is None:
+        # The batches training's evaluation scored, in data order: in bf16 a row's numbers depend on its batch's padding.
+        batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
+        predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **_eval_precision(run_dir, precision))
+        predictor.sort_by_length = False
+    return spec.evaluate_run(predictor, cfg, data, split or "test")
+
+
+def _eval_precision(run_dir: Union[str, Path], requested: str | None) -> dict:
+    """The precision= for evaluation's predictor: the one asked for, else the one the run's metrics were computed
+    in; nothing for a run that recorded none (its predictor then chooses on this machine)."""
+    import logging
+
+    from . import precision
+
+    chosen = precision.name_of(requested) if requested else precision.recorded(Path(run_dir))
+    if chosen is None:
+        return {}
+    logging.getLogger(__name__).info(
+        "evaluating in %s (%s)", chosen, "--precision" if requested else "as the run evaluated, in results.json"
+    )
+    return {"precision": chosen}
 
 
 def results(run_dir: Union[str, Path]) -> dict:

@@ -56,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     add_backend(p)
+    add_precision(p, "default: what the run's own evaluation used, in results.json")
     p = sub.add_parser("predict", help="predict for each input; one JSON object per line")
     p.add_argument("run")
     p.add_argument("inputs", nargs="+", help="texts (use - to read one input per line from stdin)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     add_backend(p)
+    add_precision(p, "default: the run's eval_precision on this machine")
     p = sub.add_parser("export", help="write a run's checkpoint as ONNX; predict, serve and eval then use it")
     p.add_argument("run")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -123,6 +125,14 @@ def add_backend(parser) -> None:
         default="auto",
         choices=["auto", "onnx", "torch"],
         help="auto: the ONNX export when `toolkit export` wrote one, else torch",
+    )
+
+
+def add_precision(parser, default: str) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        help=f"what the model computes in with --backend torch ({default})",
     )
 
 
@@ -199,7 +209,14 @@ def _summary(results: dict) -> dict:
 def cmd_eval(args) -> int:
     from . import api
 
-    metrics = api.evaluate(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint, backend=args.backend)
+    metrics = api.evaluate(
+        args.run,
+        data=args.data,
+        split=args.split,
+        checkpoint=args.checkpoint,
+        backend=args.backend,
+        precision=args.precision,
+    )
     print(json.dumps(metrics))
     return 0
 
@@ -208,7 +225,7 @@ def cmd_predict(args) -> int:
     from . import api
 
     inputs = read_stdin_lines() if args.inputs == ["-"] else args.inputs
-    predictor = api.load(args.run, args.checkpoint, backend=args.backend)
+    predictor = api.load(args.run, args.checkpoint, backend=args.backend, precision=args.precision)
     for text, answer in zip(inputs, predictor(inputs)):
         print(json.dumps({"input": text, **answer}))
     return 0

@@ -179,7 +179,15 @@ class Config:
         "loss scaling on GPUs without bf16, else fp32; where the CPU's flags cannot be read (macOS, Windows) or on "
         "Apple MPS, a few timed steps each way decide, cached in `~/.cache/toolkit/precision.json`. Or `no` (fp32), "
         "`fp16`, `bf16`: an explicit value always wins. The run records the choice and why (first log line, "
-        "results.json, model card, studio)",
+        "results.json, model card, studio). The environment variable `TOOLKIT_PRECISION` (no, bf16, fp16) sets "
+        "what `auto` means on a machine",
+    )
+    eval_precision: Literal["auto", "no", "fp16", "bf16"] = setting(
+        "auto",
+        "what evaluation computes in: validation, `best/`'s choice, test, and later `toolkit eval`, predictions and "
+        "serving. `auto`: the training precision where the machine's `precision: auto` trains in it too (native "
+        "bf16 CPUs, GPUs), else fp32. results.json records it; `toolkit eval` uses it unless `--precision` says "
+        "otherwise",
     )
     seed: int = setting(
         42, "random seed: model initialisation, data order, row samples, the holdout split", between(0, 2**32 - 1)

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
-from . import hardware, interrupt, timing
+from . import hardware, interrupt, precision, timing
 from . import run as runlib
 from .batching import (
     Indexed,
@@ -93,12 +93,22 @@ def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
     sets torch's intra-op threads and logs the choice as the run's first line. Returns what the run records."""
     machine = hardware.detect(torch)
     choice = hardware.choose_precision(cfg.precision, machine)
+    evaluation = precision.choose_eval_precision(cfg.eval_precision, choice.name, machine)
     threads = hardware.torch_threads(local_processes)
     torch.set_num_threads(threads)
     why = f"auto: {choice.reason}" if cfg.precision == "auto" else choice.reason
-    log.info("precision %s (%s); %d torch threads; %s", choice.name, why, threads, hardware.describe(machine))
+    log.info(
+        "precision %s (%s); evaluation in %s (%s); %d torch threads; %s",
+        choice.name,
+        why,
+        evaluation.name,
+        evaluation.reason,
+        threads,
+        hardware.describe(machine),
+    )
     return {
         "precision": choice.as_dict(),
+        "eval_precision": evaluation.as_dict(),
         "threads": threads,
         "hardware": hardware.describe(machine),
         "mixed_precision": choice.precision,
@@ -657,7 +667,7 @@ def evaluate_and_checkpoint(t: Training) -> bool:
     """Evaluate, keep best/ and last/; return True when early stopping says stop."""
     counters, metric = t.counters, t.metric
     t.model.eval()
-    with timing.phase("evaluations"):
+    with timing.phase("evaluations"), evaluating(t.accelerator, t.model, t.machine):
         metrics = t.task.evaluate(t.model, t.evaluation, t.accelerator) if t.evaluation is not None else {}
     value = metrics.get(metric)
     better = value is None or improved(
@@ -690,6 +700,16 @@ def evaluate_and_checkpoint(t: Training) -> bool:
     save(t, "last", with_state=True)
     train_mode(t)
     return t.cfg.patience is not None and counters["stale_evals"] >= t.cfg.patience
+
+
+def evaluating(accelerator, model, machine: dict):
+    """The context every evaluation runs in: the plain model (without accelerate's training autocast) computing in
+    the run's evaluation precision, as `toolkit eval`, the predictors and serving compute (toolkit/precision.py)."""
+    module = accelerator.unwrap_model(model)
+    stack = contextlib.ExitStack()
+    stack.enter_context(precision.without_training_wrapper(module))
+    stack.enter_context(precision.computing(module, machine["eval_precision"]["chosen"], accelerator.device.type))
+    return stack
 
 
 def save(t: Training, name: str, with_state: bool) -> None:
@@ -742,7 +762,10 @@ def finish(t: Training, command: str) -> runlib.Run:
         evaluate_and_checkpoint(t)
     results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command, t.machine, t.metric)
     t.accelerator.end_training()
-    return runlib.Run(dir=t.run_dir, metrics=results, model=t.accelerator.unwrap_model(t.model))
+    # The model handed back computes as the stock reload of best/ does: accelerate's training autocast taken off.
+    return runlib.Run(
+        dir=t.run_dir, metrics=results, model=t.accelerator.unwrap_model(t.model, keep_fp32_wrapper=False)
+    )
 
 
 def check_ranks_agree(accelerator, model) -> None:
@@ -786,7 +809,7 @@ def _final_results(
             # metrics, so the pass is not repeated (on the sentiment benchmark, 5 s of a 46 s run).
             results[split] = counters["best_validation"]
         elif dataset is not None:
-            with timing.phase(f"final_{split}"):
+            with timing.phase(f"final_{split}"), evaluating(accelerator, model, machine):
                 loader = eval_loader(dataset, cfg, task.collate, loader_workers(task, cfg))
                 results[split] = task.evaluate(model, accelerator.prepare(loader), accelerator)
     results["timings"] = {**timing.totals(), "training": results["train_seconds"]}
@@ -818,7 +841,7 @@ def _batch_size(batch) -> int:
 
 def _machine_record(machine: dict) -> dict:
     """What a run records of its machine: the precision chosen and why, the threads, the hardware."""
-    return {k: machine[k] for k in ("precision", "threads", "hardware")}
+    return {k: machine[k] for k in ("precision", "eval_precision", "threads", "hardware")}
 
 
 def _scalars(metrics: dict) -> dict:

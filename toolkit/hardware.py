@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .errors import ToolkitError
+
 log = logging.getLogger(__name__)
 
 # x86 flags (Linux /proc/cpuinfo names) that mean bf16 matrix arithmetic runs in hardware: AMX tiles (Sapphire
@@ -25,6 +27,9 @@ NATIVE_BF16_X86 = ("amx_bf16", "avx512_bf16")
 # Arm: the BF16 extension (Neoverse V1/N2, Graviton 3 and later, Apple M2 and later).
 NATIVE_BF16_ARM = ("bf16",)
 CACHE_ENV = "TOOLKIT_CACHE_DIR"
+# What `precision: auto` means on this machine when set (no/fp32, bf16, fp16): e.g. bf16 everywhere in a test run, to
+# check on a CPU that only emulates bf16 what a machine with native bf16 does.
+PRECISION_ENV = "TOOLKIT_PRECISION"
 
 
 @dataclass
@@ -155,6 +160,9 @@ def choose_precision(requested: str, machine: Machine, measure=None) -> Precisio
     read (CPU flags unreadable, Apple MPS); default :func:`measured_speeds`, cached per machine."""
     if requested != "auto":
         return PrecisionChoice(requested, "set in the config", requested)
+    forced = os.environ.get(PRECISION_ENV, "").strip()
+    if forced:
+        return PrecisionChoice(_forced_precision(forced), f"{PRECISION_ENV}={forced} in the environment")
     if machine.accelerator == "cuda":
         if machine.gpu_bf16:
             return PrecisionChoice("bf16", f"{machine.gpu_name} computes bf16")
@@ -177,6 +185,13 @@ def choose_precision(requested: str, machine: Machine, measure=None) -> Precisio
         f"measured on {machine.gpu_name or machine.cpu_model}: a step took "
         f"{speeds['bf16'] * 1e3:.1f} ms in bf16, {speeds['no'] * 1e3:.1f} ms in fp32",
     )
+
+
+def _forced_precision(value: str) -> str:
+    spelled = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+    if value not in spelled:
+        raise ToolkitError(f"{PRECISION_ENV}={value} is not a precision: set it to fp32, bf16 or fp16, or unset it.")
+    return spelled[value]
 
 
 def cache_dir() -> Path:

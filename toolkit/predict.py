@@ -22,7 +22,7 @@ class TextClassifier(Predictor):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = _load_classifier(self.folder).eval().to(self.device)
+        self.model = _load_classifier(self.folder, **self.attention()).eval().to(self.device)
         labels_file = self.folder / "labels.json"
         config = self.model.config
         self.labels = (
@@ -45,7 +45,8 @@ class TextClassifier(Predictor):
         batch = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         ).to(self.device)
-        return self.model(**batch).logits.float().softmax(-1).cpu()
+        with self.computing():
+            return self.model(**batch).logits.float().softmax(-1).cpu()
 
 
 def _load_classifier(folder: Path, attn_implementation: str | None = None):
@@ -85,7 +86,7 @@ class TextGenerator(Predictor):
         )  # the source's code token; the saved model starts with the target's
         target = self.folder / TARGET_TOKENIZER
         self.target_tokenizer = AutoTokenizer.from_pretrained(target) if target.is_dir() else self.tokenizer
-        self.model = _load_seq2seq(self.folder).eval().to(self.device)
+        self.model = _load_seq2seq(self.folder, **self.attention()).eval().to(self.device)
         self.prefix = self.cfg.data.source_prefix or ""
         self.max_length = self.cfg.max_length
         self.generation = generation_kwargs(self.cfg)
@@ -100,21 +101,24 @@ class TextGenerator(Predictor):
         batch = self.tokenizer(
             inputs, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         ).to(self.device)
-        out = self.model.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **{**self.generation, **generation}
-        )
+        with self.computing():
+            out = self.model.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                **{**self.generation, **generation},
+            )
         outputs = self.target_tokenizer.batch_decode(out, skip_special_tokens=True)
         return [{"output": o.strip(), "truncated": len(ids) > self.max_length} for o, ids in zip(outputs, full)]
 
 
-def _load_seq2seq(folder: Path):
+def _load_seq2seq(folder: Path, **options):
     from transformers import AutoModelForSeq2SeqLM
 
     if (folder / "adapter_config.json").is_file():
         from peft import AutoPeftModelForSeq2SeqLM
 
-        return AutoPeftModelForSeq2SeqLM.from_pretrained(folder)
-    return from_pretrained_quietly(AutoModelForSeq2SeqLM, str(folder))
+        return AutoPeftModelForSeq2SeqLM.from_pretrained(folder, **options)
+    return from_pretrained_quietly(AutoModelForSeq2SeqLM, str(folder), **options)
 
 
 class ExtractiveSummarizer(Predictor):
@@ -181,7 +185,8 @@ class ExtractiveSummarizer(Predictor):
         docs = [split_sentences(t) or [t.strip()] for t in texts]
         encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
         batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
-        logits = self.model(**batch)["logits"].float().cpu()
+        with self.computing():
+            logits = self.model(**batch)["logits"].float().cpu()
         return [
             (sentences, kept, cut, row[:kept].softmax(-1).tolist())
             for sentences, (_, kept, cut), row in zip(docs, encoded, logits)
@@ -261,7 +266,8 @@ class ImageClassifier(Predictor):
 
         def batch_logits(chunk: list) -> torch.Tensor:
             batch = torch.stack([self.tensor(self.read(im)) for im in chunk])
-            return logits(self.model, batch.to(self.device)).float().cpu()
+            with self.computing():
+                return logits(self.model, batch.to(self.device)).float().cpu()
 
         return torch.stack(self.in_batches(list(images), batch_logits, by_length=False))
 
@@ -281,7 +287,7 @@ class ImageClassifier(Predictor):
             probs = self.logits([array])[0].softmax(-1)
         answer = self.answer(probs)
         target = int(probs.argmax()) if class_index is None else class_index
-        heat = gradcam(self.model, x, target)
+        heat = gradcam(self.model, x, target)  # in fp32 whatever the predictor's precision: a map, not a metric
         view = self.view(torch.from_numpy(array).permute(2, 0, 1)).permute(1, 2, 0).numpy()
         return answer, overlay(view, heat)
 
@@ -319,7 +325,9 @@ class GanSampler(Predictor):
         z = fixed_noise(rows * rows, self.gan.latent_dim, seed)
         index = self.class_index(label) if label is not None else None
         labels = torch.full((rows * rows,), index) if index is not None else grid_labels(rows, self.gan.num_classes)
-        images = self.gan.sample(z.to(self.device), labels.to(self.device) if labels is not None else None).cpu()
+        with self.computing(self.gan):
+            images = self.gan.sample(z.to(self.device), labels.to(self.device) if labels is not None else None)
+        images = images.float().cpu()
         return grid(images, rows).permute(1, 2, 0).numpy()
 
     def interpolate(self, seed_a: int, seed_b: int, t: float, label=None) -> np.ndarray:
@@ -329,7 +337,9 @@ class GanSampler(Predictor):
         z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
         z = slerp(z0, z1, torch.tensor([float(t)]))
         index = self.class_index(label if label is not None else self.labels[0])
-        image = self.gan.sample(
-            z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None
-        )[0].cpu()
+        with self.computing(self.gan):
+            image = self.gan.sample(
+                z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None
+            )[0]
+        image = image.float().cpu()
         return to_uint8(image).permute(1, 2, 0).numpy()

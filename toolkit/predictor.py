@@ -10,6 +10,7 @@ from typing import Callable, Union
 
 from .checkpoint import find_checkpoint
 from .errors import ToolkitError
+from .precision import name_of as precision_name
 
 EXPORT_DIR = "onnx"  # inside a checkpoint folder: best/onnx/, written by `toolkit export`
 EXPORT_INFO = "export.json"
@@ -24,23 +25,61 @@ def choose_device(device: str | None = None):
 
 
 class Predictor:
-    """What every predictor shares: one constructor ``(folder, cfg=None, batch_size=None, device=None)`` (the
-    checkpoint folder and the run's config), the device, input checks, and batches of similar length.
+    """What every predictor shares: one constructor ``(folder, cfg=None, batch_size=None, device=None,
+    precision=None)`` (the checkpoint folder and the run's config), the device, the precision its model computes in,
+    input checks, and batches of similar length.
 
-    A subclass loads its model in :meth:`load` and answers one batch in :meth:`predict_batch`; calling it with one
-    input gives one answer, with a list gives a list of answers in input order.
+    A subclass loads its model in :meth:`load` and answers one batch in :meth:`predict_batch`, calling its model
+    inside :meth:`computing`; calling the predictor with one input gives one answer, with a list gives a list of
+    answers in input order.
     """
 
     default_batch_size = 32
     uses_torch = True  # False for a backend that runs without torch (ONNX Runtime): it is then never imported
     task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
+    sort_by_length = True  # batches of similar length (least padding); False: in input order, as training evaluated
 
-    def __init__(self, folder: Union[str, Path], cfg=None, batch_size: int | None = None, device: str | None = None):
+    def __init__(
+        self,
+        folder: Union[str, Path],
+        cfg=None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+    ):
         self.folder = Path(folder)
         self.cfg = cfg if cfg is not None else run_config_of(self.folder)
         self.batch_size = batch_size or self.default_batch_size
         self.device = choose_device(device) if self.uses_torch else device or "cpu"
+        self.precision = self.choose_precision(precision)
         self.load()
+
+    def choose_precision(self, requested: str | None) -> str:
+        """fp32, bf16 or fp16: ``requested``, else the run's evaluation precision on this machine, as its training
+        evaluated (toolkit/precision.py). An ONNX export computes in the precision it was written in."""
+        from . import precision
+
+        if not self.uses_torch:
+            return "fp32"
+        if requested:
+            return precision.name_of(requested)
+        run_dir = self.folder.parent if (self.folder.parent / "config.yaml").is_file() else None
+        return precision.for_run(self.cfg, run_dir).name
+
+    def attention(self) -> dict:
+        """The attention implementation the run trained and evaluated with (eager on the CPU for `auto`), for a
+        transformers model's from_pretrained: another one computes other roundings, which bf16 makes visible."""
+        from .models import attention_backend
+
+        chosen = attention_backend(self.cfg.attn_implementation)
+        return {"attn_implementation": chosen} if chosen else {}
+
+    def computing(self, module=None):
+        """The context each forward pass runs in: the predictor's precision on its device (``module``: the model
+        called, default ``self.model``)."""
+        from . import precision
+
+        return precision.computing(module if module is not None else self.model, self.precision, self.device.type)
 
     def load(self) -> None:
         raise NotImplementedError
@@ -64,6 +103,7 @@ class Predictor:
     def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
         """``answer`` over batches of ``batch_size``; by length, text is sorted first so that each batch pads little.
         Answers come back in input order."""
+        by_length = by_length and self.sort_by_length
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
         answers: list = [None] * len(inputs)
         for start in range(0, len(order), self.batch_size):
@@ -104,7 +144,8 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
     """The predictor for a run directory (or a checkpoint folder inside one).
 
     ``backend``: "auto" uses the checkpoint's ONNX export when it has one (`toolkit export`), else torch;
-    "onnx" requires the export; "torch" always loads the original weights.
+    "onnx" requires the export; "torch" always loads the original weights. ``precision=`` bf16 or fp16 (given, not
+    chosen by the run) takes the torch weights: an export computes in fp32.
     """
     from .run import read_run_config
 
@@ -119,7 +160,12 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
         raise ToolkitError(
             f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`."
         )
-    export = read_export(folder) if backend != "torch" else None
+    lower = kwargs.get("precision") and precision_name(kwargs["precision"]) != "fp32"
+    if lower and backend == "onnx":
+        raise ToolkitError(
+            f"an ONNX export computes in fp32 (or int8), not {kwargs['precision']}: use --backend torch for it."
+        )
+    export = read_export(folder) if backend != "torch" and not lower else None  # bf16/fp16: the torch weights
     if backend == "onnx" and export is None:
         raise ToolkitError(
             f"{folder} has no ONNX export. Write one with `toolkit export {run_dir}`, or use --backend torch."
