@@ -56,6 +56,7 @@ bench: install
 	$(OFFLINE) $(BIN)/python benchmarks/gan_transfer.py
 	$(OFFLINE) $(BIN)/python benchmarks/image_scale.py
 	$(OFFLINE) $(BIN)/python benchmarks/sweep_vs_shipped.py
+	$(OFFLINE) $(BIN)/python benchmarks/eval_precision.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -576,7 +576,8 @@ class TokenTagger(Predictor):
 
         from toolkit.models import load_checkpoint_model
 
-        self.model = load_checkpoint_model(self.folder, "TokenClassification", **self.attention()).eval().to(self.device)
+        self.model = load_checkpoint_model(self.folder, "TokenClassification", **self.attention())
+        self.model = self.model.eval().to(self.device)
         taken = inspect.signature(self.model.forward).parameters  # DistilBERT, e.g., takes no token_type_ids
         self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in taken]
 

@@ -160,8 +160,9 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
     files = sorted(str(p) for p in colour_data["val"].rglob("*.*"))
     x = torch.stack([predictor.tensor(predictor.read(f)) for f in files[:6]])
     colour_run.model.eval()
+    full = toolkit.load(colour_run.dir, precision="fp32")  # the returned model computes in fp32, as a reload does
     with torch.inference_mode():
-        assert torch.allclose(predictor.logits(files[:6]), colour_run.model(x), atol=1e-5)  # reloaded = trained
+        assert torch.allclose(full.logits(files[:6]), colour_run.model(x), atol=1e-5)  # reloaded = trained
     answers = predictor(files)
     assert sum(a["label"] == f.split("/")[-2] for a, f in zip(answers, files)) / len(files) >= 0.9
 

@@ -64,7 +64,7 @@ def test_toolkit_stock_pipeline_and_onnx_find_the_same_entities(ner_run, tmp_pat
     import toolkit
     from toolkit.api import evaluate
 
-    tag = toolkit.load(ner_run.dir, backend="torch")
+    tag = toolkit.load(ner_run.dir, backend="torch", precision="fp32")  # as the stock pipeline and ONNX compute
     ours = tag(TEXTS)
     found = [(e["type"], TEXTS[0][e["start"] : e["end"]]) for e in ours[0]["entities"]]
     assert ("PER", "George Washington") in found and "United Nations" in [text for _, text in found], found

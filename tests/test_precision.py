@@ -289,7 +289,7 @@ def test_question_answering(name, tiny_config, tmp_path):
 def test_translation(name, tiny_t5, copy_data, tmp_path):  # noqa: F811 (conftest fixtures)
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    run = toolkit.train(seq2seq_config(tiny_t5, copy_data, tmp_path, epochs=2, **forced(name)))
+    run = toolkit.train(seq2seq_config(tiny_t5, copy_data, tmp_path, max_steps=40, **forced(name)))
     assert_recorded_equals_eval(run, name, copy_data / "validation.jsonl", must=("bleu",))
 
     best = run.dir / "best"
@@ -319,7 +319,7 @@ def colour_folders(tmp_path_factory):
 def test_image_classification(name, colour_folders, tmp_path):
     import timm
 
-    run = toolkit.train(image_config(colour_folders, tmp_path / "run", epochs=1, **forced(name)))
+    run = toolkit.train(image_config(colour_folders, tmp_path / "run", max_steps=2, **forced(name)))
     assert_recorded_equals_eval(run, name, colour_folders["val"], split="test", must=("accuracy",))
 
     best = run.dir / "best"

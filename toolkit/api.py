@@ -143,7 +143,7 @@ def evaluate(
             f"`toolkit eval` does not support '{cfg.task}' runs yet; their test metrics are in {run_dir}/results.json."
         )
     if predictor is None:
-        # The batches training's evaluation scored, in data order: in bf16 a row's numbers depend on its batch's padding.
+        # The batches training's evaluation scored, in data order: in bf16 a row's numbers depend on its batch.
         batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
         predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **_eval_precision(run_dir, precision))
         predictor.sort_by_length = False
