@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,38 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TOOLKIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
-DATA = SHARED / "sentiment" / "rt-polarity"
-
-
-def train(out: Path, precision: str) -> Path:
-    import pandas as pd
-
-    import toolkit
-
-    out.mkdir(parents=True, exist_ok=True)
-    rows = pd.read_csv(DATA / "train.csv").sample(n=2000, random_state=0)
-    rows.to_csv(out / "train.csv", index=False)
-    forced = {} if precision == "auto" else {"precision": precision, "eval_precision": precision}
-    run = toolkit.train(
-        {
-            "task": "sentiment",
-            "data": {"train": str(out / "train.csv"), "validation": str(DATA / "validation.csv")},
-            "epochs": 1,
-            "batch_size": 32,
-            "lr": 5e-5,
-            "max_length": 128,
-            "seed": 42,
-            "output_dir": str(out / f"run_{precision}"),
-            "trackers": [],
-            "overwrite": True,
-            **forced,
-        }
-    )
-    return run.dir
+from predict_speed import DATA, ROOT, train
 
 
 def timed_eval(run: Path, precision: str, repeats: int) -> tuple[float, dict]:
@@ -75,10 +43,12 @@ def main() -> int:
 
     print(benchmark_header())
     out = Path(args.out or tempfile.mkdtemp(prefix="eval_precision_"))
+    out.mkdir(parents=True, exist_ok=True)
     print("| run | its own evaluation | recorded accuracy | `toolkit eval` fp32 | `toolkit eval` bf16 | same |")
     print("|---|---|---|---|---|---|")
     for precision in ("auto", "bf16"):
-        run = train(out, precision)
+        forced = {} if precision == "auto" else {"precision": precision, "eval_precision": precision}
+        run = train(out, f"run_{precision}", overwrite=True, **forced)
         results = json.loads((run / "results.json").read_text())
         recorded, used = results["validation"]["accuracy"], results["eval_precision"]["chosen"]
         scored = {p: timed_eval(run, p, args.repeats) for p in ("fp32", "bf16")}

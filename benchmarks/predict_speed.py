@@ -33,7 +33,8 @@ classify = pipeline("text-classification", model=sys.argv[1], top_k=None)
 print(classify(sys.argv[2]))"""
 
 
-def train(out: Path) -> Path:
+def train(out: Path, name: str = "run", **overrides) -> Path:
+    """The benchmark's sentiment run in ``out/name``; ``overrides``: other config values (e.g. precision)."""
     import pandas as pd
 
     import toolkit
@@ -50,8 +51,9 @@ def train(out: Path) -> Path:
             "max_length": 128,
             "seed": 42,
             "precision": "auto",
-            "output_dir": str(out / "run"),
+            "output_dir": str(out / name),
             "trackers": [],
+            **overrides,
         }
     )
     return run.dir

@@ -443,6 +443,19 @@ def image_config(folders, out, **extra):
     return values
 
 
+def timm_reload(best: Path):
+    """An image run's best/ loaded by timm alone, as its model card shows (eval mode)."""
+    import timm
+
+    config = json.loads((best / "config.json").read_text())
+    return timm.create_model(
+        config["architecture"],
+        num_classes=config["num_classes"],
+        pretrained=True,
+        pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors")),
+    ).eval()
+
+
 def write_folder(root, per_class=24, seed=0, classes=("blue", "red")):
     """An ImageFolder whose class is the dominant colour, with noise, mixed sizes and formats."""
     import cv2

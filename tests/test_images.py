@@ -122,17 +122,13 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
     assert check_run_folder(colour_run.dir)["pipeline_tag"] == "image-classification"
     # timm alone reloads best/ as the model card shows: the same weights, labels and preprocessing settings.
     import timm
+    from conftest import timm_reload
 
     from toolkit.vision import load_checkpoint
 
     best = colour_run.dir / "best"
     config = json.loads((best / "config.json").read_text())
-    stock = timm.create_model(
-        config["architecture"],
-        num_classes=config["num_classes"],
-        pretrained=True,
-        pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors")),
-    ).eval()
+    stock = timm_reload(best)
     ours, data = load_checkpoint(best)
     pixels = torch.rand(2, 3, data["size"], data["size"])
     with torch.no_grad():

@@ -173,9 +173,15 @@ def tagged_rows(count: int, seed: int) -> list[dict]:
     return rows
 
 
-def write_jsonl(path, rows: list[dict]):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+def train_on_rows(tiny_config, name: str, task: str, train: list[dict], validation: list[dict], folder, **extra):
+    """The tiny BERT trained for ``task`` on rows written as JSON lines; returns the run and its validation file."""
+    files = {}
+    for split, rows in (("train", train), ("validation", validation)):
+        files[split] = folder / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {split: str(path) for split, path in files.items()}
+    run = toolkit.train({**tiny_config, **forced(name), "task": task, "data": data, "lr": 2e-3, **extra})
+    return run, files["validation"]
 
 
 @pytest.mark.parametrize("name", PRECISIONS)
@@ -185,17 +191,8 @@ def test_token_classification(name, tiny_config, tmp_path):
 
     from toolkit.export import export_run
 
-    train = write_jsonl(tmp_path / "train.jsonl", tagged_rows(240, 0))
-    validation = write_jsonl(tmp_path / "validation.jsonl", tagged_rows(80, 1))
-    run = toolkit.train(
-        {
-            **tiny_config,
-            **forced(name),
-            "task": "ner",
-            "data": {"train": str(train), "validation": str(validation)},
-            "epochs": 1,
-            "lr": 2e-3,
-        }
+    run, validation = train_on_rows(
+        tiny_config, name, "ner", tagged_rows(240, 0), tagged_rows(80, 1), tmp_path, epochs=1
     )
     assert_recorded_equals_eval(run, name, validation, must=("f1", "precision", "recall"))
 
@@ -249,20 +246,8 @@ def test_question_answering(name, tiny_config, tmp_path):
 
     from toolkit.export import export_run
 
-    train = write_jsonl(tmp_path / "train.jsonl", qa_rows(240, 0))
-    validation = write_jsonl(tmp_path / "validation.jsonl", qa_rows(60, 1))
-    run = toolkit.train(
-        {
-            **tiny_config,
-            **forced(name),
-            "task": "qa",
-            "data": {"train": str(train), "validation": str(validation)},
-            "qa": {"stride": 16},
-            "max_length": 48,
-            "epochs": 2,
-            "lr": 2e-3,
-        }
-    )
+    settings = {"qa": {"stride": 16}, "max_length": 48, "epochs": 2}
+    run, validation = train_on_rows(tiny_config, name, "qa", qa_rows(240, 0), qa_rows(60, 1), tmp_path, **settings)
     assert_recorded_equals_eval(run, name, validation, must=("exact_match", "f1"))
 
     pairs = [{"question": r["question"], "context": r["context"]} for r in qa_rows(4, 2)]
@@ -317,19 +302,11 @@ def colour_folders(tmp_path_factory):
 
 @pytest.mark.parametrize("name", PRECISIONS)
 def test_image_classification(name, colour_folders, tmp_path):
-    import timm
+    from conftest import timm_reload
 
     run = toolkit.train(image_config(colour_folders, tmp_path / "run", max_steps=2, **forced(name)))
     assert_recorded_equals_eval(run, name, colour_folders["val"], split="test", must=("accuracy",))
-
-    best = run.dir / "best"
-    config = json.loads((best / "config.json").read_text())
-    stock = timm.create_model(
-        config["architecture"],
-        num_classes=config["num_classes"],
-        pretrained=True,
-        pretrained_cfg_overlay=dict(config["pretrained_cfg"], file=str(best / "model.safetensors")),
-    ).eval()
+    stock = timm_reload(run.dir / "best")
     pixels = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         assert_close(run.model.eval()(pixels), stock(pixels), "fp32")
