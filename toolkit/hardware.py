@@ -30,6 +30,8 @@ CACHE_ENV = "TOOLKIT_CACHE_DIR"
 # What `precision: auto` means on this machine when set (no/fp32, bf16, fp16): e.g. bf16 everywhere in a test run, to
 # check on a CPU that only emulates bf16 what a machine with native bf16 does.
 PRECISION_ENV = "TOOLKIT_PRECISION"
+# Every spelling the config, the environment and the command line take -> its name (accelerate says "no" for fp32).
+PRECISION_NAMES = {"no": "fp32", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}
 
 
 @dataclass
@@ -188,10 +190,10 @@ def choose_precision(requested: str, machine: Machine, measure=None) -> Precisio
 
 
 def _forced_precision(value: str) -> str:
-    spelled = {"no": "no", "fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-    if value not in spelled:
+    """TOOLKIT_PRECISION's value in accelerate's spelling (no, bf16, fp16)."""
+    if value not in PRECISION_NAMES:
         raise ToolkitError(f"{PRECISION_ENV}={value} is not a precision: set it to fp32, bf16 or fp16, or unset it.")
-    return spelled[value]
+    return "no" if PRECISION_NAMES[value] == "fp32" else value
 
 
 def cache_dir() -> Path:

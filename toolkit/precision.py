@@ -18,14 +18,12 @@ from typing import Optional
 from . import hardware
 from .errors import ToolkitError
 
-NAMES = {"no": "fp32", "fp32": "fp32", "bf16": "bf16", "fp16": "fp16"}  # config/CLI spelling -> name
-
 
 def name_of(precision: str) -> str:
     """fp32, bf16 or fp16 from any spelling the config or the command line takes (accelerate says "no" for fp32)."""
-    if precision not in NAMES:
+    if precision not in hardware.PRECISION_NAMES:
         raise ToolkitError(f"unknown precision '{precision}': use one of fp32, bf16, fp16.")
-    return NAMES[precision]
+    return hardware.PRECISION_NAMES[precision]
 
 
 def choose_eval_precision(requested: str, trained: str, machine: hardware.Machine) -> hardware.PrecisionChoice:
@@ -37,7 +35,7 @@ def choose_eval_precision(requested: str, trained: str, machine: hardware.Machin
     if trained == "fp32":
         return hardware.PrecisionChoice("fp32", "the run trained in fp32")
     here = hardware.choose_precision("auto", machine)
-    if name_of(here.precision) == trained:
+    if here.name == trained:
         return hardware.PrecisionChoice(trained, f"the run's precision, which this machine computes ({here.reason})")
     return hardware.PrecisionChoice(
         "fp32", f"the run trained in {trained}, which this machine does not compute at full speed ({here.reason})"

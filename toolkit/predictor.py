@@ -58,12 +58,13 @@ class Predictor:
         """fp32, bf16 or fp16: ``requested``, else the run's evaluation precision on this machine, as its training
         evaluated (toolkit/precision.py). An ONNX export computes in the precision it was written in."""
         from . import precision
+        from .run import CONFIG_FILE
 
         if not self.uses_torch:
             return "fp32"
         if requested:
             return precision.name_of(requested)
-        run_dir = self.folder.parent if (self.folder.parent / "config.yaml").is_file() else None
+        run_dir = self.folder.parent if (self.folder.parent / CONFIG_FILE).is_file() else None
         return precision.for_run(self.cfg, run_dir).name
 
     def attention(self) -> dict:
