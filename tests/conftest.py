@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from toolkit import hardware
 from toolkit.apps.screenshots import BROWSER_ARGS  # headless Chromium as root, as the docs' screenshots are taken
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +50,30 @@ LONGEST_FIRST = [
 ]
 
 
-def pytest_collection_modifyitems(items):
+def emulation_slowdown() -> int:
+    """How many times slower training runs than this machine's own precision: 3 where TOOLKIT_PRECISION=bf16 forces
+    bf16 on a CPU that only emulates it (docs/benchmarks.md), else 1. Time bars and timeouts are multiplied by it."""
+    forced = os.environ.get(hardware.PRECISION_ENV, "").strip()
+    if hardware.PRECISION_NAMES.get(forced) != "bf16":
+        return 1
+    _, flags = hardware.read_cpu()
+    return 3 if hardware.native_bf16_cpu(flags) is False else 1
+
+
+SLOWDOWN = emulation_slowdown()
+
+
+def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the tests of one file keep their order
+    if SLOWDOWN > 1:
+        for item in items:
+            own = item.get_closest_marker("timeout")
+            limit = float(own.args[0] if own else config.getini("timeout"))
+            item.add_marker(pytest.mark.timeout(limit * SLOWDOWN), append=False)
 
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
