@@ -111,15 +111,17 @@ def launch(
     share: bool = False,
     backend: str = "auto",
     allowed_hosts: list[str] | tuple[str, ...] = (),
+    allowed_origins: list[str] | tuple[str, ...] = (),
+    trusted_proxies: list[str] | tuple[str, ...] = (),
     **kwargs,
 ):
-    """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), and only its own pages (and
+    ``allowed_origins``') change state: see apps/guard.py."""
     from toolkit.apps.guard import guarded
 
     steady_memory()
     demo = build_app(run_dir, backend)
-    if share:  # the public link arrives through Gradio's tunnel, named under gradio.live
-        allowed_hosts = [*allowed_hosts, ".gradio.live"]
-    return demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size="20mb", **guarded(host, allowed_hosts), **kwargs
-    )
+    if share:  # the public link arrives through Gradio's tunnel, named under gradio.live, over https
+        allowed_hosts, allowed_origins = [*allowed_hosts, ".gradio.live"], [*allowed_origins, "https://*.gradio.live"]
+    guard = guarded(host, allowed_hosts, allowed_origins, trusted_proxies)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", **guard, **kwargs)

@@ -192,6 +192,8 @@ def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run
         assert request(port, "GET", "/", f"evil.example:{port}")[0] == 421
         assert request(port, "GET", "/", f"localhost:{port}")[0] == 200
         assert request(port, "POST", "/gradio_api/upload", f"127.0.0.1:{port}", origin="http://evil.example")[0] == 403
+        for page in ("http://localhost:3000", f"https://127.0.0.1:{port}"):  # another port or scheme: another site
+            assert request(port, "POST", "/gradio_api/call/classify", f"127.0.0.1:{port}", origin=page)[0] == 403
         with pytest.raises(Exception):
             Client(url, verbose=False).predict("a wonderful film", api_name="/classify")
         with pytest.raises(Exception):

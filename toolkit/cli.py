@@ -83,12 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
     )
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
-    p.add_argument(
-        "--allowed-hosts",
-        metavar="NAME,...",
-        default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
-        help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
-    )
+    add_guard_flags(p)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
     add_backend(p)
     sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
@@ -103,12 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
     )
     p.add_argument("--max-upload-mb", type=float, default=200, help="refuse larger uploads (default: 200)")
-    p.add_argument(
-        "--allowed-hosts",
-        metavar="NAME,...",
-        default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
-        help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
-    )
+    add_guard_flags(p)
     p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
     p.add_argument("--max-running", type=int, default=1, help="runs that train at once; the others wait (default: 1)")
     p.add_argument(
@@ -268,14 +258,55 @@ def check_port(host: str, port: int) -> None:
             ) from err
 
 
+def add_guard_flags(p) -> None:
+    """Who a server answers (docs/security.md): the studio's and `toolkit serve`'s flags alike."""
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAME,...",
+        default=os.environ.get("TOOLKIT_ALLOWED_HOSTS"),
+        help="other host names it answers for (a reverse proxy's); requests naming any other host are refused",
+    )
+    p.add_argument(
+        "--allowed-origins",
+        metavar="ORIGIN,...",
+        default=os.environ.get("TOOLKIT_ALLOWED_ORIGINS"),
+        help="other web origins whose pages may call it, e.g. https://app.example.org (scheme, host and port); "
+        "pages from any other origin may only read, and cannot see the answers",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS,...",
+        default=os.environ.get("TOOLKIT_TRUSTED_PROXY"),
+        help="the reverse proxy's address (e.g. 127.0.0.1): only its X-Forwarded-Host/-Proto headers are believed",
+    )
+
+
+def comma_list(value: str | None) -> list[str]:
+    return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
+def guard_options(args) -> dict:
+    """The launch keywords of add_guard_flags' flags; a malformed origin is an error, not a silent no-op."""
+    from toolkit.apps.guard import parse_origin
+
+    origins = comma_list(args.allowed_origins)
+    for origin in origins:
+        if parse_origin(origin) is None or origin.rstrip("/").count("/") > 2:
+            raise ToolkitError(
+                f"--allowed-origins {origin} is not an origin: write scheme://host[:port], e.g. "
+                f"https://app.example.org or http://localhost:3000 (no path)."
+            )
+    return {
+        "allowed_hosts": comma_list(args.allowed_hosts),
+        "allowed_origins": origins,
+        "trusted_proxies": comma_list(args.trusted_proxy),
+    }
+
+
 def is_loopback(host: str) -> bool:
     from toolkit.apps.guard import is_loopback as loopback
 
     return loopback(host)
-
-
-def allowed_hosts(args) -> list[str]:
-    return [name.strip() for name in (args.allowed_hosts or "").split(",") if name.strip()]
 
 
 def serve_auth(args) -> tuple[str, str] | None:
@@ -296,6 +327,7 @@ def serve_auth(args) -> tuple[str, str] | None:
 
 def cmd_serve(args) -> int:
     auth = serve_auth(args)
+    guard = guard_options(args)
     check_port(args.host, args.port)
     from toolkit.apps import launch, private_gradio_cache
 
@@ -308,7 +340,7 @@ def cmd_serve(args) -> int:
         share=args.share,
         backend=args.backend,
         auth=auth,
-        allowed_hosts=allowed_hosts(args),
+        **guard,
     )
     return 0
 
@@ -321,6 +353,7 @@ def cmd_studio(args) -> int:
             f"it can start training processes and read every run: add --auth USER:PASSWORD."
         )
     auth = serve_auth(args)
+    guard = guard_options(args)
     runs = Path(args.runs)
     if runs.exists() and not runs.is_dir():
         raise ToolkitError(f"--runs {runs} is a file: give a folder (it is created if missing).")
@@ -343,8 +376,8 @@ def cmd_studio(args) -> int:
         max_upload_mb=args.max_upload_mb,
         max_loaded=args.max_loaded,
         max_running=max(1, args.max_running),
-        allowed_hosts=allowed_hosts(args),
         allow_remote_code=args.allow_remote_code,
+        **guard,
     )
     return 0
 

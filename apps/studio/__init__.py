@@ -136,9 +136,12 @@ def launch(
     allowed_hosts: list[str] | tuple[str, ...] = (),
     allow_remote_code: bool = False,
     max_running: int = 1,
+    allowed_origins: list[str] | tuple[str, ...] = (),
+    trusted_proxies: list[str] | tuple[str, ...] = (),
     **kwargs,
 ):
-    """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), see apps/guard.py."""
+    """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), and only its own pages (and
+    ``allowed_origins``') change state: see apps/guard.py."""
     from toolkit.apps import steady_memory
     from toolkit.apps.guard import guarded
 
@@ -152,7 +155,7 @@ def launch(
         server_port=port,
         auth=auth,
         max_file_size=int(max_upload_mb * 2**20),
-        **guarded(host, allowed_hosts),
+        **guarded(host, allowed_hosts, allowed_origins, trusted_proxies),
         **kwargs,
     )
 
