@@ -101,6 +101,7 @@ def test_bad_sweeps_get_one_error_line_and_write_nothing(tiny_config, tmp_path):
         "unknown field": ({"lr": {"low": 1e-5, "high": 1e-3, "scale": "log"}}, "unknown field(s) scale"),
         "not a range": ({"lr": 3e-5}, "lr must be {low: A, high: B}"),
         "steering key": ({"output_dir": {"choices": ["a", "b"]}}, "'output_dir' is not a setting"),
+        "remote code": ({"trust_remote_code": {"choices": [True]}}, "trust_remote_code cannot be searched"),
     }
     argvs, expected = [], []
     for name, (space, message) in spaces.items():
@@ -117,6 +118,21 @@ def test_bad_sweeps_get_one_error_line_and_write_nothing(tiny_config, tmp_path):
             failures.append(f"{argv[-1]}: exit {done.returncode}: {done.stderr[-600:]}")
     assert not failures, "\n".join(failures)
     assert not folder.exists()
+
+
+def test_a_space_cannot_turn_on_remote_code():
+    """Searching the model is fine; searching it where the config trusts remote code would run each value's Python."""
+    from toolkit.config import config_to_dict, load_config
+    from toolkit.errors import ToolkitError
+    from toolkit.sweeps import STEERING_KEYS, parse_space
+
+    cfg = load_config(ROOT / "recipes/configs/sentiment_minilm.yaml")
+    base = {k: v for k, v in config_to_dict(cfg).items() if k not in STEERING_KEYS}
+    assert set(parse_space({"model": {"choices": ["a", "b"]}}, base, "space.yaml")) == {"model"}
+    trusting = {**base, "trust_remote_code": True}
+    for key in ("model", "trust_remote_code"):
+        with pytest.raises(ToolkitError, match=f"space.yaml: {key} cannot be searched"):
+            parse_space({key: {"choices": [base[key], base[key]]}}, trusting, "space.yaml")
 
 
 def test_every_task_declares_a_valid_default_space():

@@ -111,6 +111,23 @@ def default_space(cfg: Config, spec) -> dict:
     return {k: v for k, v in space.items() if v is not None}
 
 
+def check_no_code(key: str, base: dict, where: str) -> None:
+    """A space may not turn on remote code (trust_remote_code), nor search where weights load from in a config that
+    trusts remote code: a searched model folder would then run its own Python in every trial."""
+    from .config import model_sources
+
+    if key == "trust_remote_code":
+        raise ToolkitError(
+            f"{where}: trust_remote_code cannot be searched: it runs Python from the model folder. Set it in the "
+            f"config, knowingly, if the model needs it."
+        )
+    if base.get("trust_remote_code") and key in model_sources(build_config(base)):
+        raise ToolkitError(
+            f"{where}: {key} cannot be searched in a config with trust_remote_code: true: each value would run "
+            f"its own Python. Sweep one model at a time, or search {key} with trust_remote_code: false."
+        )
+
+
 def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
@@ -134,6 +151,7 @@ def parse_space(values: Any, base: dict, where: str) -> dict[str, Param]:
                 f"{where}: '{key}' is not a setting a sweep can search for task '{base['task']}'. Use config keys "
                 f"(`toolkit train --help`, docs/configuration.md), e.g. lr, epochs, batch_size."
             )
+        check_no_code(key, base, where)
         param = _param(key, spec, where)
         for value in param.edges():
             try:
