@@ -76,6 +76,41 @@ def build_app(run_dir: str | Path, backend: str = "auto"):
     return get_task(read_run_config(run_dir).task).build_app(run_dir, **options)
 
 
+def within_bounds(predictor, items: list) -> list[bool]:
+    """Which of a batch's inputs the task's bound lets through. A batched app answers the others and leaves these
+    out (as an empty one), rather than failing the requests batched with them; its page says why first
+    (:func:`check_input`)."""
+    return [predictor.oversize(item) is None for item in items]
+
+
+def check_input(predictor, item) -> None:
+    """Before a request is queued: one over the task's bound is refused with the reason (as `toolkit predict`)."""
+    import gradio as gr
+
+    message = predictor.oversize(item)
+    if message:
+        raise gr.Error(message.replace("input 1 has", "The input has"), title="Input too long", print_exception=False)
+
+
+def user_errors(function):
+    """An app's handler whose ToolkitError (bad input, an input over the bound) reaches the page as its message,
+    without a traceback in the server's log."""
+    import functools
+
+    import gradio as gr
+
+    from toolkit.errors import ToolkitError
+
+    @functools.wraps(function)
+    def handler(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ToolkitError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    return handler
+
+
 def steady_memory(trim_every: float = 30.0) -> bool:
     """Keep a long-running server's resident memory from creeping up (glibc only; elsewhere nothing changes).
 

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.api import load
-from toolkit.apps import app_temp_folder, metrics_markdown, write_download
+from toolkit.apps import app_temp_folder, metrics_markdown, user_errors, within_bounds, write_download
 from toolkit.apps.sentiment import read_upload, require_text
 from toolkit.run import read_results, read_run_config
 
@@ -31,9 +31,12 @@ def build_demo(
     types = sorted({label.split("-", 1)[-1] for label in predictor.labels if label != "O"})
     downloads = app_temp_folder("toolkit-predictions-")
 
+    text_check = require_text(predictor)
+
     def tag(texts: list[str]) -> tuple[list, list]:
         """Batched by the queue: one forward pass for all waiting requests."""
-        wanted = [i for i, t in enumerate(texts) if t and t.strip()]
+        fits = within_bounds(predictor, texts)
+        wanted = [i for i, t in enumerate(texts) if t and t.strip() and fits[i]]
         answers = dict(zip(wanted, predictor([texts[i] for i in wanted]))) if wanted else {}
         highlighted, tables = [], []
         for i, text in enumerate(texts):
@@ -52,6 +55,7 @@ def build_demo(
             )
         return highlighted, tables
 
+    @user_errors
     def tag_csv(file) -> tuple[pd.DataFrame, str]:
         if file is None:
             raise gr.Error("Upload a CSV file with a text column first.")
@@ -85,7 +89,7 @@ def build_demo(
                         )
                 gr.Examples(examples=[[e] for e in examples], inputs=[text])
                 for trigger, api in ((button.click, {"api_name": "tag"}), (text.submit, {"api_visibility": "private"})):
-                    trigger(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                    trigger(text_check, inputs=text, api_visibility="private", concurrency_limit=None).success(
                         tag, inputs=text, outputs=[marked, listed], batch=True, max_batch_size=max_batch_size, **api
                     )
             with gr.Tab("CSV file", id="csv"):

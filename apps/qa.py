@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from toolkit.api import load
-from toolkit.apps import metrics_markdown
+from toolkit.apps import check_input, metrics_markdown, within_bounds
 from toolkit.run import read_results, read_run_config
 
 EXAMPLE_CONTEXT = (
@@ -30,9 +30,14 @@ def build_demo(
     results = read_results(run_dir)
     predictor = predictor if predictor is not None else load(run_dir, backend=backend)
 
+    pair_check = require_both(predictor)
+
     def answer(contexts: list[str], questions: list[str]) -> tuple[list, list]:
         """Batched by the queue: one forward pass for all waiting requests."""
+        pairs = [{"question": q or "", "context": c or ""} for c, q in zip(contexts, questions)]
+        fits = within_bounds(predictor, pairs)
         wanted = [i for i, (c, q) in enumerate(zip(contexts, questions)) if c and c.strip() and q and q.strip()]
+        wanted = [i for i in wanted if fits[i]]
         found = predictor([{"question": questions[i], "context": contexts[i]} for i in wanted]) if wanted else []
         by_row = dict(zip(wanted, found))
         marked, scores = [], []
@@ -70,7 +75,7 @@ def build_demo(
             inputs=[context, question],
         )
         for trigger, api in ((button.click, {"api_name": "answer"}), (question.submit, {"api_visibility": "private"})):
-            trigger(require_both, inputs=[context, question], api_visibility="private", concurrency_limit=None).success(
+            trigger(pair_check, inputs=[context, question], api_visibility="private", concurrency_limit=None).success(
                 answer,
                 inputs=[context, question],
                 outputs=[marked, found],
@@ -84,11 +89,17 @@ def build_demo(
     return demo
 
 
-def require_both(context: str, question: str) -> None:
-    """Stop an empty passage or question before it is queued, with a notice rather than an error."""
-    if not (context and context.strip() and question and question.strip()):
-        gr.Warning("Give a passage and a question.", title="Empty input")
-        raise gr.Error(visible=False, print_exception=False)
+def require_both(predictor):
+    """The check before a question is queued: an empty passage or question stops with a notice rather than an
+    error, a passage over the task's bound with the reason."""
+
+    def check(context: str, question: str) -> None:
+        if not (context and context.strip() and question and question.strip()):
+            gr.Warning("Give a passage and a question.", title="Empty input")
+            raise gr.Error(visible=False, print_exception=False)
+        check_input(predictor, {"question": question, "context": context})
+
+    return check
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.api import load
-from toolkit.apps import app_temp_folder, metrics_markdown, write_download
+from toolkit.apps import app_temp_folder, check_input, metrics_markdown, user_errors, within_bounds, write_download
 from toolkit.run import read_results, read_run_config
 
 MAX_CSV_ROWS = 10_000
@@ -34,15 +34,20 @@ def build_demo(
     downloads = app_temp_folder("toolkit-predictions-")
     columns = ["text", "label", *(f"score_{label}" for label in predictor.labels), "note"]
 
+    text_check = require_text(predictor)
+
     def classify(texts: list[str]) -> tuple[list]:
         """Batched by the queue: one forward pass for all waiting requests."""
-        wanted = [i for i, t in enumerate(texts) if t and t.strip()]
+        fits = within_bounds(predictor, texts)
+        wanted = [i for i, t in enumerate(texts) if t and t.strip() and fits[i]]
         answers = predictor([texts[i] for i in wanted]) if wanted else []
-        out: list = [None] * len(texts)  # an empty text (an API call: the page checks first) gets no prediction
+        # An empty text or one over the bound (an API call: the page checks first) gets no prediction.
+        out: list = [None] * len(texts)
         for i, answer in zip(wanted, answers):
             out[i] = answer["scores"]
         return (out,)
 
+    @user_errors
     def classify_csv(file) -> tuple[pd.DataFrame, str]:
         if file is None:
             raise gr.Error("Upload a CSV file with a text column first.")
@@ -72,10 +77,10 @@ def build_demo(
                     )
                 gr.Examples(examples=[[e] for e in examples], inputs=[text])
                 # An empty text gets a notice (a toast, not a prediction in the label's heading) before it is queued.
-                button.click(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                button.click(text_check, inputs=text, api_visibility="private", concurrency_limit=None).success(
                     classify, inputs=text, outputs=label, batch=True, max_batch_size=max_batch_size, api_name="classify"
                 )
-                text.submit(require_text, inputs=text, api_visibility="private", concurrency_limit=None).success(
+                text.submit(text_check, inputs=text, api_visibility="private", concurrency_limit=None).success(
                     classify,
                     inputs=text,
                     outputs=label,
@@ -103,11 +108,17 @@ def build_demo(
     return demo
 
 
-def require_text(text: str) -> None:
-    """Stop an empty text before it is queued, with a notice rather than an error."""
-    if not (text and text.strip()):
-        gr.Warning(EMPTY, title="Empty input")
-        raise gr.Error(visible=False, print_exception=False)  # ends the chain: classify is not called
+def require_text(predictor):
+    """The check before a text is queued: an empty one stops with a notice rather than an error, one over the task's
+    bound with the reason."""
+
+    def check(text: str) -> None:
+        if not (text and text.strip()):
+            gr.Warning(EMPTY, title="Empty input")
+            raise gr.Error(visible=False, print_exception=False)  # ends the chain: the prediction is not called
+        check_input(predictor, text)
+
+    return check
 
 
 def read_upload(file, text_column: str) -> pd.DataFrame:

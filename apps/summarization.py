@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from toolkit.api import load
-from toolkit.apps import metrics_markdown
+from toolkit.apps import metrics_markdown, user_errors
 from toolkit.run import read_results, read_run_config
 
 
@@ -51,6 +51,7 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 def build_extractive_demo(run_dir: Path, cfg, results: dict, summarizer) -> gr.Blocks:
+    @user_errors
     def summarize(text: str, upload, max_sentences: int, max_words: float):
         answer = summarizer.explain(
             text_or_upload(text, upload),
@@ -111,6 +112,7 @@ def build_extractive_demo(run_dir: Path, cfg, results: dict, summarizer) -> gr.B
 
 def build_abstractive_demo(run_dir: Path, cfg, results: dict, generate) -> gr.Blocks:
 
+    @user_errors
     def summarize(text: str, upload, max_tokens: int) -> tuple[str, str]:
         answer = generate(text_or_upload(text, upload), max_new_tokens=int(max_tokens))
         return answer["output"], truncation_note(answer, generate.max_length)

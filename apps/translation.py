@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from toolkit.api import load
-from toolkit.apps import metrics_markdown
+from toolkit.apps import metrics_markdown, user_errors
 from toolkit.run import read_results, read_run_config
 
 
@@ -22,6 +22,7 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
     generate = predictor if predictor is not None else load(run_dir, backend=backend)
     pair = f"{cfg.data.source_lang} → {cfg.data.target_lang}"
 
+    @user_errors
     def translate(text: str, beams: int, max_tokens: int) -> tuple[str, str]:
         if not text or not text.strip():
             raise gr.Error("Type some text to translate.")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
-from toolkit.predictor import Predictor
+from toolkit.predictor import Predictor, logits_in_parts
 from toolkit.tasks import TaskSpec, register
 
 if TYPE_CHECKING:
@@ -562,6 +562,7 @@ class TokenTagger(Predictor):
     word's tag too. Texts longer than the model's input are read in consecutive windows."""
 
     task_verb = "tag"
+    reads_windows = True
 
     def load(self) -> None:
         from toolkit.onnx_backend import fast_tokenizer, pad_token_id
@@ -608,7 +609,7 @@ class TokenTagger(Predictor):
             "attention_mask": padded([w.attention_mask for _, w in windows], 0),
             "token_type_ids": padded([w.type_ids for _, w in windows], 0),
         }
-        logits = self.logits(feed).astype(np.float64)
+        logits = logits_in_parts(self.logits, feed, self.batch_size).astype(np.float64)
         exp = np.exp(logits - logits.max(-1, keepdims=True))
         probs = exp / exp.sum(-1, keepdims=True)
         return [(text, w, probs[i, : len(w.ids)]) for i, (text, w) in enumerate(windows)]
@@ -635,6 +636,7 @@ class TokenTagger(Predictor):
         for i, row in enumerate(rows):
             if not row or not all(isinstance(w, str) and w.strip() for w in row):
                 raise ToolkitError(f"row {i + 1}: give a non-empty list of non-empty words.")
+        self.check_bounds([" ".join(row) for row in rows])
         return self.in_batches(rows, self.tag_word_batch)
 
     def tag_word_batch(self, rows: list[list[str]]) -> list[dict]:

@@ -10,6 +10,7 @@ each answer scored against every gold answer.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,8 +18,12 @@ from typing import TYPE_CHECKING, Literal
 from toolkit.config import DataConfig, DataRole, TextConfig, at_least, between, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
-from toolkit.predictor import Predictor
-from toolkit.tasks import TaskSpec, register
+from toolkit.predictor import Predictor, logits_in_parts
+from toolkit.tasks import InputBounds, TaskSpec, register
+
+log = logging.getLogger(__name__)
+# A question whose context takes more windows than this is logged: its answer takes that many model passes.
+LONG_CONTEXT_WINDOWS = 4
 
 if TYPE_CHECKING:
     from toolkit.engine import Task
@@ -509,6 +514,7 @@ class QuestionAnswerer(Predictor):
     the run allows unanswerable questions and finds none). ``top_k=N`` adds ``alternatives``."""
 
     task_verb = "answer"
+    reads_windows = True
     default_batch_size = 16
 
     def load(self) -> None:
@@ -532,6 +538,10 @@ class QuestionAnswerer(Predictor):
 
     def is_single(self, inputs) -> bool:
         return isinstance(inputs, (dict, str))
+
+    def input_size(self, item) -> int:
+        pair = self.as_pair(item)
+        return len(pair["question"]) + len(pair["context"])
 
     def check(self, inputs: list) -> None:
         for i, item in enumerate(inputs):
@@ -569,7 +579,13 @@ class QuestionAnswerer(Predictor):
         feed = {
             n: np.array([v + [pad.get(n, 0)] * (width - len(v)) for v in encoded[n]], dtype=np.int64) for n in names
         }
-        starts, ends = self.logits(feed)
+        if len(rows) > LONG_CONTEXT_WINDOWS * len(pairs):
+            log.warning(
+                "long contexts: %d questions are read over %d windows of %d tokens (the time grows with them; a "
+                "request may hold up to %s characters)", len(pairs), len(rows), cfg.max_length,
+                f"{self.bounds.max_chars:,}" if self.bounds and self.bounds.max_chars else "any number of",
+            )  # fmt: skip
+        starts, ends = logits_in_parts(self.logits, feed, self.batch_size)
         candidates: list[list] = [[] for _ in pairs]
         nulls: list = [None] * len(pairs)
         for window, row in enumerate(rows):
@@ -637,6 +653,9 @@ register(
         example_config="recipes/configs/qa_squad.yaml",
         metrics=("f1", "exact_match", "loss"),
         config=QuestionAnsweringConfig,
+        # Every window of a context is a model pass: 20,000 characters (a long article; a SQuAD context is under
+        # 4,000) are about 15 windows of 384 tokens, about a second for MiniLM on 2 CPU cores (docs/security.md).
+        input_bounds=InputBounds(max_chars=20_000, max_inputs=64),
         export=export_answerer,
         usage='predict({"question": "Who wrote it?", "context": "It was written by Ada Lovelace."})',
         pipeline_tag="question-answering",

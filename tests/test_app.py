@@ -1,10 +1,11 @@
 """The sentiment app on a real Gradio server: gradio_client calls and headless Chromium through Playwright."""
 
 import csv
+import json
 import shutil
 
 import pytest
-from conftest import BROWSER_ARGS, free_port
+from conftest import BROWSER_ARGS, free_port, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,36 @@ def test_client_classifies_text_and_csv(server, trained_run, tmp_path):
     written = list(csv.reader(open(download, encoding="utf-8")))
     assert [r[0] for r in written[1:]] == ["a dreadful plot", "", "a lovely story", "'" + formula, "'@SUM(1+1)"]
     assert written[3][1] == "positive"
+
+
+def test_inputs_over_the_bound_are_refused_and_long_input_is_read_in_parts(server, trained_run):
+    """One text over the task's bound (100,000 characters) is refused by the predictor, by `toolkit predict` (naming
+    its line) and by the app (no prediction for it, the others in its batch answered); `toolkit predict` reads
+    more lines than a request may hold (256) in parts, with every answer in order."""
+    from gradio_client import Client
+
+    import toolkit
+    from toolkit.errors import ToolkitError
+
+    predictor = toolkit.load(trained_run.dir)
+    assert (predictor.bounds.max_chars, predictor.bounds.max_inputs) == (100_000, 256)
+    long = "a wonderful film " * 6_000  # 102,000 characters
+    with pytest.raises(ToolkitError, match="input 2 has 102,000 characters, over the 100,000"):
+        predictor(["fine", long])
+    lines = [f"a {'wonderful' if i % 2 else 'dreadful'} film number {i}" for i in range(300)]
+    done = run_cli("predict", str(trained_run.dir), "-", input="\n".join(lines) + "\n")
+    assert done.returncode == 0, done.stderr[-2000:]
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [a["input"] for a in answers] == lines
+    assert [a["label"] for a in answers[:2]] == ["negative", "positive"]
+    lines[289] = long
+    done = run_cli("predict", str(trained_run.dir), "-", input="\n".join(lines) + "\n")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "input 290 has 102,000 characters" in errors[0], errors
+
+    client = Client(server, verbose=False)
+    assert not (client.predict(long, api_name="/classify") or {}).get("label")
+    assert client.predict("the acting was wonderful", api_name="/classify")["label"] == "positive"
 
 
 def test_model_card_and_stock_pipeline_reload_best(trained_run):

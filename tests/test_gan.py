@@ -190,6 +190,8 @@ def test_gan_app_client_and_browser(tmp_path):
     expected = sampler.grid(7, "3", rows=4)
     assert expected.shape == (4 * 30 + 2, 4 * 30 + 2, 1)
     assert not np.array_equal(sampler.grid(8, "3"), expected) and np.array_equal(sampler.grid(7, "3"), expected)
+    with pytest.raises(ToolkitError, match="a grid has 1 to 16 rows"):  # a request's bound: 256 images, not 1e6
+        sampler.grid(7, "3", rows=1000)
     demo, url = serve(build_demo, run.dir)
     try:
         client = Client(url, verbose=False)

@@ -3,9 +3,10 @@ through toolkit, stock transformers classes, ONNX Runtime and the app; long pass
 bad rows are handled."""
 
 import json
+import time
 
 import pytest
-from conftest import ROOT, assert_train_errors, require_shared, write_config
+from conftest import ROOT, assert_train_errors, require_shared, run_cli, write_config
 
 TRAIN_ROWS = 1_200
 
@@ -231,3 +232,34 @@ def test_bad_question_answering_data_is_one_clear_error(tmp_path, tiny_bert):
         "data.train=LONG_QUESTION data.bad_answers=maybe": "bad_answers",
     }
     assert_train_errors(config, cases, {name: tmp_path / f"{name}.jsonl" for name in files}, tmp_path / "out")
+
+
+def test_long_contexts_are_read_in_windows_up_to_the_bound_then_refused(qa_run, caplog):
+    """A context up to the task's bound (20,000 characters) is answered over its windows, in bounded time, with a
+    warning; a 1 MB one is refused at once, by the predictor and by `toolkit predict`, with one error line."""
+    import toolkit
+    from toolkit.errors import ToolkitError
+
+    answerer = toolkit.load(qa_run.dir, backend="torch")
+    bound = answerer.bounds.max_chars
+    assert bound == 20_000
+    question, fact = "Which city hosted the final?", "The final was hosted by Lisbon. "
+    filler = "The committee met again and discussed the budget for the coming year. "
+    context = filler * ((bound - len(fact) - len(question)) // len(filler)) + fact
+    started = time.perf_counter()
+    with caplog.at_level("WARNING"):
+        found = answerer({"question": question, "context": context})
+    took = time.perf_counter() - started
+    print(f"a {len(context):,}-character context: {took:.2f} s")
+    assert took < 30 and found["start"] >= 0 and "long contexts" in caplog.text
+
+    huge = {"question": question, "context": filler * 15_000}  # about 1 MB
+    started = time.perf_counter()
+    size = len(huge["question"]) + len(huge["context"])
+    with pytest.raises(ToolkitError, match=f"input 1 has {size:,} characters, over the 20,000"):
+        answerer(huge)
+    assert time.perf_counter() - started < 1
+    done = run_cli("predict", str(qa_run.dir), "-", input=json.dumps(huge) + "\n", timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "over the 20,000" in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

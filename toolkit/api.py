@@ -147,7 +147,8 @@ def evaluate(
         batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
         predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **_eval_precision(run_dir, precision))
         predictor.sort_by_length = False
-    return spec.evaluate_run(predictor, cfg, data, split or "test")
+    with predictor.unbounded():  # a data file's long rows are scored, as training's evaluation scored them
+        return spec.evaluate_run(predictor, cfg, data, split or "test")
 
 
 def _eval_precision(run_dir: Union[str, Path], requested: str | None) -> dict:
@@ -191,6 +192,7 @@ def sweep(
     if backend not in ("optuna", "ray"):
         raise ToolkitError(f"backend '{backend}' is not one of optuna, ray.")
     found = sweeps.prepare(config, overrides, trials, budget, space, pruner)
+    new = not found.state  # the folder held no sweep before this call
     found.state.setdefault("backend", backend)
     if found.state["backend"] != backend:
         raise ToolkitError(
@@ -198,14 +200,19 @@ def sweep(
         )
     with no_transformers_bars(), run_lock(found.dir):
         sweeps.start_folder(found)
-        if backend == "ray":
-            from .sweep_ray import optimize_with_ray
+        try:
+            if backend == "ray":
+                from .sweep_ray import optimize_with_ray
 
-            rows, best = optimize_with_ray(found, address)
-        else:
-            sweeps.optimize(found)
-            study = sweeps.open_study(found)
-            best = sweeps.write_study_summary(found, study)
-            rows = sweeps.trial_rows(found, study)
+                rows, best = optimize_with_ray(found, address)
+            else:
+                sweeps.optimize(found)
+                study = sweeps.open_study(found)
+                best = sweeps.write_study_summary(found, study)
+                rows = sweeps.trial_rows(found, study)
+        except ToolkitError:
+            if new:  # refused before any trial finished: bad input leaves nothing behind
+                sweeps.clear_if_nothing_finished(found)
+            raise
         sweeps.finish(found)
         return sweeps.result(found, rows, best)

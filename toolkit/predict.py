@@ -150,6 +150,7 @@ class ExtractiveSummarizer(Predictor):
 
     def explain_many(self, texts: list[str], **budget) -> list[dict]:
         self.check(texts)
+        self.check_bounds(texts)
         return self.in_batches(texts, lambda chunk: self.explain_batch(chunk, **budget))
 
     def explain_batch(
@@ -225,6 +226,9 @@ class ImageClassifier(Predictor):
     def check(self, inputs: list) -> None:
         pass  # each image is checked (size, pixels, format) as it is read
 
+    def input_size(self, item) -> None:
+        return None  # a path, or pixels: bounded by max_upload_mb and max_megapixels as it is read
+
     def predict_batch(self, images: list) -> list[dict]:
         return [self.answer(row) for row in self.logits(images).softmax(-1)]
 
@@ -292,6 +296,9 @@ class ImageClassifier(Predictor):
         return answer, overlay(view, heat)
 
 
+MAX_GRID_ROWS = 16  # 256 images: a request's bound for a GAN
+
+
 class GanSampler(Predictor):
     """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
 
@@ -321,6 +328,9 @@ class GanSampler(Predictor):
     def grid(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
         """A rows x rows grid (H x W x C uint8) from ``seed``; every cell of class ``label`` when conditional."""
         from .gan import fixed_noise, grid, grid_labels
+
+        if not isinstance(rows, int) or not 1 <= rows <= MAX_GRID_ROWS:
+            raise ToolkitError(f"rows={rows!r}: a grid has 1 to {MAX_GRID_ROWS} rows (of as many images each).")
 
         z = fixed_noise(rows * rows, self.gan.latent_dim, seed)
         index = self.class_index(label) if label is not None else None

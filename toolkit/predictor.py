@@ -3,6 +3,7 @@ through ONNX Runtime alone, which starts in a fraction of the time torch and tra
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 from pathlib import Path
@@ -38,6 +39,7 @@ class Predictor:
     uses_torch = True  # False for a backend that runs without torch (ONNX Runtime): it is then never imported
     task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
     sort_by_length = True  # batches of similar length (least padding); False: in input order, as training evaluated
+    reads_windows = False  # True: a long input is read whole, in windows of max_length tokens (else it is cut)
 
     def __init__(
         self,
@@ -52,7 +54,13 @@ class Predictor:
         self.batch_size = batch_size or self.default_batch_size
         self.device = choose_device(device) if self.uses_torch else device or "cpu"
         self.precision = self.choose_precision(precision)
+        self.bounds = self.task().input_bounds
         self.load()
+
+    def task(self):
+        from .tasks import get_task
+
+        return get_task(self.cfg.task)
 
     def choose_precision(self, requested: str | None) -> str:
         """fp32, bf16 or fp16: ``requested``, else the run's evaluation precision on this machine, as its training
@@ -94,11 +102,45 @@ class Predictor:
     def check(self, inputs: list) -> None:
         check_texts(inputs, self.task_verb)
 
+    def input_size(self, item) -> int | None:
+        """An input's size in characters, for the task's bound (None: not text, checked its own way)."""
+        return len(item) if isinstance(item, str) else None
+
+    def oversize(self, item, number: int = 1) -> str | None:
+        """Why input ``number`` is over the task's max_chars (toolkit.tasks.InputBounds), or None when it is not."""
+        limit = self.bounds.max_chars if self.bounds else None
+        size = self.input_size(item) if limit is not None else None
+        if size is None or size <= limit:
+            return None
+        length = getattr(self.cfg, "max_length", None)
+        reads = f" (the model reads only its first {length} tokens)" if length and not self.reads_windows else ""
+        return (
+            f"input {number} has {size:,} characters, over the {limit:,} that a {self.cfg.task} model takes per "
+            f"input: split it into parts, or cut it{reads}."
+        )
+
+    def check_bounds(self, inputs: list) -> None:
+        """Each input within the task's bound: a longer one is refused before anything is read."""
+        for i, item in enumerate(inputs):
+            message = self.oversize(item, i + 1)
+            if message:
+                raise ToolkitError(message)
+
+    @contextlib.contextmanager
+    def unbounded(self):
+        """Within: no input bound (evaluation scores a whole data file, long rows included)."""
+        bounds, self.bounds = self.bounds, None
+        try:
+            yield self
+        finally:
+            self.bounds = bounds
+
     def __call__(self, inputs, **options):
         if self.is_single(inputs):
             return self([inputs], **options)[0]
         inputs = list(inputs) if isinstance(inputs, tuple) else inputs
         self.check(inputs)
+        self.check_bounds(inputs)
         return self.in_batches(inputs, lambda chunk: self.predict_batch(chunk, **options))
 
     def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
@@ -112,6 +154,18 @@ class Predictor:
             for i, result in zip(chunk, answer([inputs[i] for i in chunk])):
                 answers[i] = result
         return answers
+
+
+def logits_in_parts(logits: Callable, feed: dict, rows: int):
+    """``logits(feed)`` over at most ``rows`` rows (windows of long texts) at a time, concatenated: a long input's
+    many windows then take one batch's memory, not all of theirs at once. ``logits`` may return a tuple of arrays."""
+    import numpy as np
+
+    total = len(next(iter(feed.values())))
+    parts = [logits({k: v[start : start + rows] for k, v in feed.items()}) for start in range(0, total, rows)]
+    if isinstance(parts[0], tuple):
+        return tuple(np.concatenate(column) for column in zip(*parts))
+    return np.concatenate(parts)
 
 
 def check_texts(texts, what: str = "classify") -> None:

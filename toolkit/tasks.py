@@ -23,6 +23,18 @@ def default_eval_split(cfg) -> str:
 
 
 @dataclass(frozen=True)
+class InputBounds:
+    """What one request may ask of a loaded model, in `toolkit predict`, the apps, the studio and `toolkit serve`:
+    bounded so that no input holds a CPU, or grows the server's memory, for long (docs/security.md).
+
+    ``max_chars``: characters per input (a text, or a question with its context); ``max_inputs``: inputs per request
+    (`toolkit predict` reads longer input in parts of this many). None: no bound (evaluation scores whole files)."""
+
+    max_chars: Optional[int] = 100_000  # a model reads its first max_length tokens: far more text only costs time
+    max_inputs: int = 256
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What the toolkit needs to know about one task."""
 
@@ -48,6 +60,7 @@ class TaskSpec:
     # sweep searches for this task beyond the shared keys (learning rate, epochs, batch size, warm-up, decay, LoRA rank)
     search_space: Optional[Callable] = None
     rank: int = 100  # where listings (the studio's task menu, `toolkit tasks`) put it: lower first
+    input_bounds: InputBounds = InputBounds()  # what one prediction request may hold
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
