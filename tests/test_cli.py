@@ -67,6 +67,26 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tiny_config, tmp_path):
         assert not out.exists()
 
 
+def test_overrides_after_the_flags_are_taken_as_overrides(tiny_config, tmp_path):
+    """`toolkit sweep CONFIG --budget 30m key=value`: the override after the flags is applied (a typo in it is then
+    named as a config key), not called an unrecognized argument; anything else after the flags still is one."""
+    from toolkit.cli import parse_args
+
+    args = parse_args(["sweep", "c.yaml", "lr=1e-3", "--trials", "3", "epochs=2", "--budget", "1h", "seed=1"])
+    assert args.overrides == ["lr=1e-3", "epochs=2", "seed=1"] and (args.trials, args.budget) == (3, "1h")
+    config = write_config(tmp_path / "tiny.yaml", {**tiny_config, "output_dir": str(tmp_path / "sweep")})
+    cases = {
+        ("sweep", str(config), "--budget", "30m", "epohcs=2"): "error: unknown config key 'epohcs'. Did you mean",
+        ("sweep", str(config), "--budget", "30m", "stray.yaml"): "error: unrecognized arguments: stray.yaml",
+        ("eval", str(tmp_path / "run"), "lr=1e-3"): "error: unrecognized arguments: lr=1e-3",
+    }
+    for message, done in zip(cases.values(), run_cli_many([list(argv) for argv in cases])):
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and errors[0].startswith(message), done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_unreachable_hub_model_fails_fast(tiny_config, tmp_path):
     config = write_config(tmp_path / "tiny.yaml", tiny_config)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, free_port, run_cli, train_then_kill, write_config
+from conftest import ROOT, free_port, run_cli, run_cli_many, train_then_kill, write_config
 from safetensors.torch import load_file
 
 import toolkit
@@ -72,6 +72,82 @@ def test_stream_rules_shards_and_holdout(tiny_config, tmp_path):
     run = toolkit.train(settings)
     assert run.metrics["steps"] == 12 and run.metrics["validation"]["count"] == 40
     assert run.metrics["train_samples"] == 12 * 8
+
+
+def write_shards(folder, table, suffix: str, change=None) -> list:
+    """``table`` in three shards ``train-0000N<suffix>``; ``change(i, frame)`` may alter shard i's rows first."""
+    folder.mkdir()
+    paths = []
+    for i in range(3):
+        part = table.iloc[i::3]
+        part = change(i, part) if change else part
+        path = folder / f"train-{i:05d}{suffix}"
+        if suffix == ".csv":
+            part.to_csv(path, index=False)
+        else:
+            part.to_json(path, orient="records", lines=True)
+        paths.append(path)
+    return paths
+
+
+def assert_one_error(done, out, *parts: str) -> str:
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert all(part in errors[0] for part in parts), (parts, errors[0])
+    assert not out.exists()
+    return errors[0]
+
+
+def test_shards_with_other_columns_are_named_with_the_columns(tiny_config, tmp_path):
+    """A folder of CSV or JSON Lines shards where one shard calls `text` `review`: the error names that shard, the
+    columns it has and the columns expected, before training starts (no run folder)."""
+    import pandas as pd
+
+    table = pd.read_csv(tiny_config["data"]["train"])
+
+    def renamed(i, part):
+        return part.rename(columns={"text": "review"}) if i == 1 else part
+
+    folders = {suffix: tmp_path / f"shards{suffix}" for suffix in (".csv", ".jsonl")}
+    odd = {suffix: write_shards(folder, table, suffix, renamed)[1] for suffix, folder in folders.items()}
+    config = write_config(tmp_path / "stream.yaml", stream_config(tiny_config, tmp_path))
+    outs = {suffix: tmp_path / f"never{suffix}" for suffix in folders}
+    argvs = [["train", str(config), f"data.train={folders[s]}", f"output_dir={outs[s]}"] for s in folders]
+    for suffix, done in zip(folders, run_cli_many(argvs)):
+        assert_one_error(
+            done, outs[suffix], f"data file '{odd[suffix]}' has the columns review, label; expected text, label"
+        )
+
+
+def test_a_shard_that_is_not_utf8_is_named_with_its_offset_and_an_iconv_command(tiny_config, tmp_path):
+    """A Latin-1 byte in the first shard (read to learn the columns) or in a later one (met as the stream reads
+    on): the error names that shard, the byte's offset in that file, and an iconv command for that file."""
+    import pandas as pd
+
+    from toolkit.data import load_table
+    from toolkit.streams import readable
+
+    table = pd.read_csv(tiny_config["data"]["train"])
+    bad, offsets, outs, argvs = {}, {}, {}, []
+    config = write_config(tmp_path / "stream.yaml", stream_config(tiny_config, tmp_path))
+    for which in (0, 1):
+        shards = write_shards(tmp_path / f"shards{which}", table, ".csv")
+        data = shards[which].read_bytes()
+        offsets[which] = data.index(b"\n", 200) + 5  # inside a row, past the first lines
+        shards[which].write_bytes(data[: offsets[which]] + b"\xe9" + data[offsets[which] :])
+        bad[which], outs[which] = shards[which], tmp_path / f"never{which}"
+        argvs.append(["train", str(config), f"data.train={shards[which].parent}", f"output_dir={outs[which]}"])
+    for which, done in zip(bad, run_cli_many(argvs)):
+        shard = bad[which]
+        assert_one_error(
+            done,
+            outs[which],
+            f"data file '{shard}' is not UTF-8 text (byte b'\\xe9' at offset {offsets[which]})",
+            f"iconv -f latin1 -t utf-8 {shard}.latin1 > {shard}",
+        )
+    stream = load_table(str(bad[1].parent), streaming=True)  # as training reads it: the stream reaches shard 1
+    with pytest.raises(toolkit.ToolkitError, match=f"data file '{bad[1]}' is not UTF-8 text .* offset {offsets[1]}"):
+        list(readable(stream))
 
 
 def launch_machine(rank: int, port: int, config, digests) -> subprocess.Popen:

@@ -96,7 +96,9 @@ def table_label_names(table, column: str) -> list[str]:
     import datasets
 
     if isinstance(table, datasets.IterableDataset):
-        values = list({row[column] for row in table.take(STREAM_LABEL_ROWS)})
+        from .streams import readable
+
+        values = list({row[column] for row in readable(table.take(STREAM_LABEL_ROWS), "Fix or re-export the data.")})
     else:
         values = unique_values(table, column)
     if all(isinstance(v, float) and v.is_integer() for v in values):

@@ -66,26 +66,47 @@ class ShuffledStream(torch.utils.data.IterableDataset):
         self.restored = True
 
 
-def readable(source):
+RESUME_AFTER_FIX = (
+    "Fix or re-export the data, then resume the run with `toolkit train --resume RUN` (it continues from its last "
+    "checkpoint)."
+)
+
+
+def readable(source, then: str = RESUME_AFTER_FIX):
     """The source's examples; a reading error met mid-stream (a malformed row, a byte that is not UTF-8, a column
-    whose type changes) becomes one clear error instead of a traceback from inside datasets."""
+    whose type changes) becomes one clear error naming the file, and ``then`` what to do, instead of a traceback
+    from inside datasets."""
+    from .data import quiet_readers
     from .errors import ToolkitError
 
     iterator = iter(source)
     while True:
-        try:
-            example = next(iterator)
-        except StopIteration:
-            return
-        except ToolkitError:
-            raise
-        except Exception as err:  # noqa: BLE001 - whatever the reader raised, said once with the fix
-            raise ToolkitError(
-                f"the training stream could not be read past this point: {last_line(err)}. "
-                "Fix or re-export the data, then resume the run with `toolkit train --resume RUN` "
-                "(it continues from its last checkpoint)."
-            ) from err
+        with quiet_readers() as named:  # datasets' reader names the shard it fails on; its error does not
+            try:
+                example = next(iterator)
+            except StopIteration:
+                return
+            except ToolkitError:
+                raise
+            except Exception as err:  # noqa: BLE001 - whatever the reader raised, said once with the fix
+                raise ToolkitError(
+                    f"the training stream could not be read past this point: {stream_problem(err, named)} {then}"
+                ) from err
         yield example
+
+
+def stream_problem(err: Exception, named: list) -> str:
+    """What a reading error met mid-stream is about, as a sentence naming the file the reader named, if any."""
+    from .data import column_mismatch, decode_error, not_utf8, other_columns, unreadable
+
+    mismatch = column_mismatch(err)
+    if named and decode_error(err) is not None:
+        return str(not_utf8(named, given=None))
+    if mismatch is not None:
+        return str(other_columns(mismatch, named))
+    if named:
+        return str(unreadable(named[-1], named[-1].suffix, err))
+    return f"{last_line(err)}."
 
 
 def is_stream(dataset) -> bool:

@@ -78,7 +78,7 @@ def build_studio(
     studio = Studio(runs, max_running=max_running, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
     downloads = app_temp_folder("toolkit-studio-", str(studio.paths.uploads.parent))
     ctx = StudioContext(studio, PredictorCache(max_loaded), downloads, max_upload_mb)
-    with gr.Blocks(title="toolkit studio") as demo:
+    with api.ApiBlocks(title="toolkit studio") as demo:  # raw API calls get refusals, not {"error": null}
         gr.Markdown(
             f"# toolkit studio\nRuns in `{display_path(studio.root)}` · one run trains at a time; "
             f"the others wait in a queue."

@@ -12,6 +12,66 @@ from toolkit.studio import display_path, shipped_configs
 from . import StudioContext, refusal, upload_cache_file
 
 
+class ApiBlocks(gr.Blocks):
+    """gr.Blocks whose API endpoints take raw calls (POST /gradio_api/call/NAME) as gradio_client's: values left off
+    the end take their parameters' defaults, as the API page documents them. Too few values, or a value of the
+    wrong type, is a refusal the client reads, instead of Gradio's {"error": null} and a traceback in the log."""
+
+    def validate_inputs(self, block_fn, inputs: list) -> None:
+        from gradio.components.api_component import Api
+
+        if block_fn.fn is not None and block_fn.inputs and all(isinstance(c, Api) for c in block_fn.inputs):
+            complete_call(block_fn.fn, block_fn.api_name, inputs)
+        super().validate_inputs(block_fn, inputs)
+
+
+def complete_call(fn, api_name: str, values: list) -> None:
+    """Add the defaults of ``fn``'s parameters that ``values`` (a call's, in order) leaves off; refuse too few
+    values, or one that does not fit its parameter's type."""
+    import inspect
+    import typing
+
+    params = list(inspect.signature(fn).parameters.values())
+    required = [p for p in params if p.default is inspect.Parameter.empty]
+    if len(values) < len(required):
+        names = ", ".join(p.name if p in required else f"[{p.name}]" for p in params)
+        raise refusal(f"/{api_name} takes {names}: {len(values)} value(s) given, {len(required)} needed.")
+    values.extend(p.default for p in params[len(values) :])
+    hints = typing.get_type_hints(fn)
+    for param, value in zip(params, values):
+        hint = hints.get(param.name)
+        if not fits(value, hint):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."  # one short log line
+            raise refusal(f"/{api_name}: {param.name} must be {type_name(hint)}, not {shown}.")
+
+
+def fits(value, hint) -> bool:
+    """Whether a JSON value fits a type hint: str, int, float, bool, dict, list[...] and unions are checked; other
+    hints (gr.FileData) are left to the endpoint."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is list or hint is list:
+        return isinstance(value, list) and all(fits(item, args[0]) for item in value if args)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, bool, dict):
+        return isinstance(value, hint)
+    return True
+
+
+def type_name(hint) -> str:
+    """``list[str]``, ``int | None``, ``str``: as the hint is written."""
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
 def build(ctx: StudioContext) -> None:
     studio, cache = ctx.studio, ctx.cache
 
