@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import BROWSER_ARGS, free_port, pick, start_studio, stop_studio, wait_for, write_config
 
+from toolkit import run as runlib
+
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(
     os.environ.get("TOOLKIT_SCREENSHOTS") or Path(__import__("tempfile").gettempdir()) / "toolkit-studio"
@@ -135,12 +137,17 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             expect(status).to_contain_text("queued", timeout=20_000)
             server.kill()  # kill -9 with one run training and one queued: nothing may be lost or run twice
             server.wait()
+            # The training child notices its studio is gone, saves last/ and stops: no orphan trains on.
+            deadline = time.time() + 60
+            while runlib.lock_holder(runs / "whole") is not None and time.time() < deadline:
+                time.sleep(0.2)
+            assert runlib.lock_holder(runs / "whole") is None, "the run outlived its studio"
             server = start_studio(runs, port)
             client = Client(url, verbose=False)
             listed = {r["name"]: r for r in client.predict(api_name="/runs")}
-            # On a loaded machine "whole" (960 tiny steps) can finish before the restarted studio answers; the queue
-            # then starts "resumed" at once. Either way nothing is lost or run twice (the setup records below).
-            assert listed["whole"]["status"] in ("training", "finished"), listed
+            # The new studio queues "whole" again in its old place (before "resumed"), to resume from last/, unless
+            # it had finished before the kill (960 tiny steps take seconds).
+            assert listed["whole"]["status"] in ("queued", "starting", "training", "finished"), listed
             assert listed["resumed"]["status"] in ("queued", "starting", "training"), listed
             assert listed["whole"]["task"] == "sentiment"
             reload(page, url)
@@ -148,7 +155,9 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             pick(page, "#live-run", "resumed")
             expect(status).to_contain_text("finished", timeout=180_000)
             expect(status).to_contain_text("step 960/960")
-            for name, starts in (("whole", 1), ("resumed", 2)):  # each training start logs one setup record
+            stopped_by_kill = "requeued_at" in json.loads((runs / ".studio/jobs/whole.json").read_text())
+            assert stopped_by_kill == ("is gone: stopping" in (runs / ".studio/logs/whole.log").read_text())
+            for name, starts in (("whole", 1 + stopped_by_kill), ("resumed", 2)):  # one setup record per start
                 records = [json.loads(line) for line in (runs / name / "metrics.jsonl").read_text().splitlines()]
                 assert sum(r["split"] == "setup" for r in records) == starts, name
             whole, resumed = (json.loads((runs / n / "results.json").read_text()) for n in ("whole", "resumed"))
@@ -221,6 +230,56 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
     finally:
         stop_studio(server)
         subprocess.run(["pkill", "-f", f"output_dir={runs}"], check=False)
+
+
+def raw_call(url: str, api_name: str, data: list) -> tuple[str, object]:
+    """POST /gradio_api/call/NAME as any HTTP client would (no gradio_client filling in defaults), then read the
+    event's outcome from its stream: ("complete" or "error", its data)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}gradio_api/call/{api_name}",
+        data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    event = None
+    with urllib.request.urlopen(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=60) as stream:
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                return event, json.loads(line.partition(":")[2])
+    pytest.fail(f"no outcome for /{api_name}")
+
+
+def test_raw_api_calls_get_the_refusal_and_the_log_one_line(studio_config, tmp_path):
+    """Raw HTTP calls to the studio's API, leaving off the optional values as the API page allows: a refused config
+    or name reaches the client as the refusal's text (not {"error": null}), so do too few values and a value of
+    the wrong type; the studio's log holds one line per refusal and no traceback; nothing is queued or written."""
+    runs, port = tmp_path / "runs", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    calls = [  # (endpoint, its values, the refusal's text)
+        ("start", [str(studio_config), ["trust_remote_code=true"], "remote"], "trust_remote_code: true is refused"),
+        ("start", [str(studio_config), [], "../bad"], "run name '../bad' is not allowed"),
+        ("action", ["delete", "../bad"], "run name '../bad' is not allowed"),
+        ("start", [str(studio_config), "lr=1e-3", "typed"], "/start: overrides must be list[str], not 'lr=1e-3'"),
+        ("action", ["delete"], "/action takes action, name, [confirm]: 1 value(s) given, 2 needed"),
+    ]
+    server = start_studio(runs, port)
+    try:
+        for api_name, data, message in calls:
+            event, answer = raw_call(url, api_name, data)
+            assert event == "error" and message in (answer.get("error") or ""), (api_name, data, answer)
+        assert raw_call(url, "runs", []) == ("complete", [[]])  # and nothing was queued
+    finally:
+        stop_studio(server)
+    log = server.stderr.read().decode()
+    assert "Traceback" not in log, log[-3000:]
+    refused = [line for line in log.splitlines() if "refused:" in line]
+    assert len(refused) == len(calls) and all(c[2] in line for c, line in zip(calls, refused)), refused
+    assert sorted(p.name for p in runs.iterdir()) == [".studio"]
 
 
 def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):

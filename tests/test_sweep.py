@@ -57,6 +57,20 @@ def test_sweep_searches_prunes_and_names_the_best_trial(tiny_config, tmp_path):
     assert json.loads(scored.stdout.strip().splitlines()[-1])["accuracy"] > 0.9
 
 
+def processes_naming(folder: Path) -> list[str]:
+    """The command lines of running processes that name ``folder`` (a trial's `toolkit train`), zombies left out."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if str(folder) in line and state != "Z":
+            found.append(line)
+    return found
+
+
 def test_sweep_continues_after_kill_9(tiny_config, tmp_path):
     """kill -9 of the sweep while trial 1 trains; the same command then resumes trial 1 from its last/ checkpoint
     (its log holds two training starts), finishes the sweep, and uses no trial number twice."""
@@ -70,8 +84,13 @@ def test_sweep_continues_after_kill_9(tiny_config, tmp_path):
     while not last.is_file() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert last.is_file(), "trial 1 never saved last/"
+    assert processes_naming(folder), "no trial process is training"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 60  # the trial saves last/ after its current step, and exits
+    while processes_naming(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_naming(folder), "the trial outlived its sweep"
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = trials_of(folder)
@@ -111,6 +130,8 @@ def test_bad_sweeps_get_one_error_line_and_write_nothing(tiny_config, tmp_path):
         expected.append(message)
     argvs += [["sweep", str(config), "--budget", "soon"], ["sweep", str(config), "--trials", "0"]]
     expected += ["budget 'soon' is not a duration", "trials must be a whole number of 1 or more"]
+    argvs += [["sweep", str(config), "--budget", "0"], ["sweep", str(config), "--trials", "99999999999999999999"]]
+    expected += ["budget '0' must be above 0: give the sweep's wall time, e.g. 90s, 30m or 2h", "give 1 to 1000"]
     failures = []
     for argv, message, done in zip(argvs, expected, run_cli_many(argvs)):
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -133,6 +154,26 @@ def test_a_space_cannot_turn_on_remote_code():
     for key in ("model", "trust_remote_code"):
         with pytest.raises(ToolkitError, match=f"space.yaml: {key} cannot be searched"):
             parse_space({key: {"choices": [base[key], base[key]]}}, trusting, "space.yaml")
+
+
+def test_a_failing_searched_value_is_named_and_leaves_no_sweep_folder(tiny_config, tmp_path):
+    """A searched data.train or model whose first drawn value fails: the error line names that value and its own
+    error (not "every trial would fail"), and the sweep folder, where nothing finished, is gone."""
+    missing = {"data.train": str(tmp_path / "missing.csv"), "model": str(tmp_path / "no-model")}
+    argvs, folders = [], []
+    for key, value in missing.items():
+        folder = tmp_path / key / "sweep"  # each config beside its own sweep folder
+        folder.parent.mkdir()
+        space = tmp_path / f"{key}.yaml"
+        space.write_text(yaml.safe_dump({key: {"choices": [value]}, "lr": {"low": 1e-3, "high": 1e-2}}))
+        argvs.append(["sweep", str(sweep_config(tiny_config, folder)), "--space", str(space), "--trials", "3"])
+        folders.append(folder)
+    for (key, value), folder, done in zip(missing.items(), folders, run_cli_many(argvs, timeout=300)):
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert f"the first trial failed on the searched value {key}='{value}'" in errors[0], errors[0]
+        assert f"'{value}' does not exist" in errors[0] and "every trial" not in errors[0], errors[0]
+        assert not folder.exists(), sorted(p.name for p in folder.iterdir())
 
 
 def test_every_task_declares_a_valid_default_space():

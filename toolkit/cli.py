@@ -126,8 +126,23 @@ def add_precision(parser, default: str) -> None:
     )
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with key=value overrides accepted after the flags too (`toolkit sweep CONFIG --trials 12
+    lr=1e-3`), as options and operands mix in most command lines: argparse stops filling a positional list at the
+    first flag and leaves the rest over."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [item for item in rest if "=" in item and not item.startswith("-")]
+    unknown = [item for item in rest if item not in overrides]
+    if unknown or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or overrides)}")
+    if overrides:
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "huggingface_hub", "onnxscript", "onnx_ir"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -148,6 +163,7 @@ def cmd_train(args) -> int:
     from . import api, interrupt
 
     interrupt.install_stop_handlers()  # Ctrl+C / SIGTERM: save last/ after the current step, then stop
+    interrupt.watch_parent()  # started by a sweep or the studio: stop the same way when it is gone
 
     if args.resume:
         if args.config:
@@ -175,7 +191,8 @@ def cmd_sweep(args) -> int:
     from . import api, interrupt
     from .sweeps import SUMMARY
 
-    interrupt.install_stop_handlers()  # Ctrl+C reaches the running trial too: it saves last/ for the next time
+    interrupt.install_stop_handlers()  # Ctrl+C: the running trial is told to save last/ for the next time
+    interrupt.watch_parent()  # started by the studio: stop the same way when it is gone
     found = api.sweep(
         args.config, args.overrides, args.trials, args.budget, args.space, args.pruner, args.backend, args.address
     )
@@ -216,9 +233,23 @@ def cmd_predict(args) -> int:
 
     inputs = read_stdin_lines() if args.inputs == ["-"] else args.inputs
     predictor = api.load(args.run, args.checkpoint, backend=args.backend, precision=args.precision)
-    for text, answer in zip(inputs, predictor(inputs)):
-        print(json.dumps({"input": text, **answer}))
+    part = predictor.bounds.max_inputs  # a request's worth at a time: answers stream out, memory stays flat
+    for start in range(0, len(inputs), part):
+        chunk = inputs[start : start + part]
+        try:
+            answers = predictor(chunk)
+        except ToolkitError as err:  # "input 3 ..." names the line of the whole input, not of this part
+            raise ToolkitError(renumbered(str(err), start)) from None
+        for text, answer in zip(chunk, answers):
+            print(json.dumps({"input": text, **answer}), flush=True)
     return 0
+
+
+def renumbered(message: str, offset: int) -> str:
+    """A predictor's "input N ..." message, N counted from ``offset`` + 1."""
+    import re
+
+    return re.sub(r"^input (\d+)", lambda m: f"input {int(m.group(1)) + offset}", message)
 
 
 def read_stdin_lines() -> list[str]:

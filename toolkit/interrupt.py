@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 
 log = logging.getLogger(__name__)
 _stop = {"requested": False, "finish": False}
+# Set by a sweep or the studio for the training it starts: that parent's pid, watched by watch_parent.
+PARENT_ENV = "TOOLKIT_PARENT_PID"
 
 
 def request_stop(signum=None, frame=None) -> None:
@@ -41,3 +45,22 @@ def install_stop_handlers() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     if hasattr(signal, "SIGUSR1"):  # not on Windows
         signal.signal(signal.SIGUSR1, request_finish)
+
+
+def watch_parent(poll_seconds: float = 1.0) -> None:
+    """In a command started by a sweep or the studio (PARENT_ENV names that parent): when the parent is gone, however
+    it went (kill -9, a crash, the OS), stop as SIGTERM stops, saving last/, instead of training on unwatched. The
+    parent resumes it when it runs again. A watchdog rather than Linux's parent-death signal alone: that one fires
+    when the spawning thread ends, and the studio spawns from short-lived worker threads."""
+    value = os.environ.pop(PARENT_ENV, "")  # popped: this command's own children have another parent
+    if not value.isdigit():
+        return
+    parent = int(value)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        log.warning("the process that started this one (pid %d) is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, as any stop request
+
+    threading.Thread(target=watch, name="toolkit-watch-parent", daemon=True).start()

@@ -246,10 +246,15 @@ def parse_budget(text: Union[str, float, int, None]) -> Optional[float]:
         try:
             seconds = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
         except ValueError:
-            seconds = -1.0
-    if not math.isfinite(seconds) or seconds <= 0:
+            seconds = math.nan
+    if not math.isfinite(seconds):
         raise ToolkitError(f"budget '{text}' is not a duration: give seconds or e.g. 90s, 30m, 2h.")
+    if seconds <= 0:
+        raise ToolkitError(f"budget '{text}' must be above 0: give the sweep's wall time, e.g. 90s, 30m or 2h.")
     return seconds
+
+
+MAX_TRIALS = 1000  # trial folders are numbered trial-000 to trial-999, so that they list in order
 
 
 def prepare(
@@ -266,6 +271,11 @@ def prepare(
 
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a whole number of 1 or more, not {trials!r}.")
+    if trials > MAX_TRIALS:
+        raise ToolkitError(
+            f"trials {trials} is more than a sweep runs: give 1 to {MAX_TRIALS} (trial folders are numbered trial-000 "
+            f"to trial-999). To stop by time instead, give a budget, e.g. --budget 2h."
+        )
     if pruner not in ("median", "halving", "none"):
         raise ToolkitError(f"pruner '{pruner}' is not one of median, halving, none.")
     budget_seconds = parse_budget(budget)
@@ -380,9 +390,12 @@ def trial_minutes(sweep: Sweep) -> Optional[float]:
     return min(own, left_minutes) if own else left_minutes
 
 
-def _die_with_parent() -> None:
-    """In the trial's process (Linux): a SIGTERM when the sweep dies, however it dies (kill -9 included), so the
-    trial saves last/ and stops instead of training on unwatched."""
+def _trial_process() -> None:
+    """In the trial's process, before it starts: a process group of its own (a Ctrl+C at the terminal reaches the
+    sweep, which tells the trial), and on Linux a SIGTERM when the sweep dies, however it dies (kill -9 included), so
+    the trial saves last/ and stops instead of training on unwatched (interrupt.watch_parent does the same where
+    this signal is not available)."""
+    os.setpgid(0, 0)
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -412,11 +425,11 @@ def run_trial(
     wait_for_free(folder)
     log_path = sweep.dir / LOGS / f"{folder.name}.log"
     command = trial_command(sweep, number, params, resume)
-    env = {**os.environ, "TOOLKIT_SWEEP_TRIAL": str(number)}
+    env = {**os.environ, "TOOLKIT_SWEEP_TRIAL": str(number), interrupt.PARENT_ENV: str(os.getpid())}
     with log_path.open("a") as out:
         out.write(f"$ {' '.join(command)}\n# started at {time.time():.3f}\n")
         out.flush()
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)  # noqa: S603 - our own command
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_trial_process)  # noqa: S603 - our own command
         pruned = False
         reader = ValidationReader(folder / "metrics.jsonl", sweep.metric)
         tic = time.monotonic()
@@ -435,7 +448,9 @@ def run_trial(
                         log.info(
                             "trial %d: pruned at step %d (%s %.4g); finishing it", number, step, sweep.metric, value
                         )
-        except KeyboardInterrupt:  # Ctrl+C reached the trial too: it saves last/; the sweep resumes it next time
+        except BaseException:  # Ctrl+C, or an error: the trial saves last/; the sweep resumes it next time
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=120)
             if count_time:
@@ -571,11 +586,9 @@ def finish_trial(sweep: Sweep, study, trial, params: dict, resume: bool) -> None
         raise KeyboardInterrupt  # the trial stays RUNNING in the study: the next invocation resumes it
     if outcome.state == "failed" or outcome.value is None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        log.warning("trial %d failed: %s", trial.number, outcome.error or "no validation metric")
         if outcome.error.startswith("error:") and not completed_trials(study):
-            raise ToolkitError(
-                f"the first trial failed, so every trial would: {outcome.error[len('error:') :].strip()}"
-            )
+            raise first_trial_error(params, outcome.error[len("error:") :].strip())  # said once, as the error line
+        log.warning("trial %d failed: %s", trial.number, outcome.error or "no validation metric")
     elif outcome.state == "pruned":
         trial.set_user_attr("value", outcome.value)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -589,6 +602,36 @@ def completed_trials(study) -> list:
     import optuna
 
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def first_trial_error(params: dict, reason: str) -> ToolkitError:
+    """The first trial's own error. When it names one of the trial's searched values (a missing data file or model
+    among the choices), that value is the culprit, and other trials may run: say so rather than "every trial"."""
+    named = [key for key, value in params.items() if isinstance(value, str) and f"'{value}'" in reason]
+    if named:
+        values = ", ".join(f"{key}='{params[key]}'" for key in named)
+        return ToolkitError(
+            f"the first trial failed on the searched value {values}: {reason} Fix or remove that value in the "
+            f"search space."
+        )
+    return ToolkitError(f"the first trial failed, so every trial would: {reason}")
+
+
+def clear_if_nothing_finished(sweep: Sweep) -> None:
+    """Empty the sweep's folder when no trial finished (its lock aside: run_lock removes it, and the folder)."""
+    import shutil
+
+    from .run import LOCK
+
+    if any(sweep.dir.glob("trial-*/results.json")):
+        return
+    for entry in sweep.dir.iterdir():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 # ----- results -----

@@ -2,7 +2,9 @@
 
 A job is one JSON file in <root>/.studio/jobs/: its command, when it was queued, its process. At most
 ``max_running`` jobs train at once; the rest wait, oldest first. Each job is a child process in a session of its
-own, so a crash in training cannot take the studio down and a run keeps training while the studio restarts.
+own, so a crash in training cannot take the studio down. A job does not outlive the studio: when the studio is gone
+(stopped, killed, crashed) the child saves last/ and stops (interrupt.watch_parent), and the next studio queues it
+again, in its old place, to resume from there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import interrupt
 from .. import run as runlib
 from ..errors import ToolkitError
 from . import NAME, StudioPaths, command_text, display_path, process_start, trial_parts
@@ -162,8 +165,9 @@ class JobQueue:
         log = open(self.paths.log_path(job["name"]), "ab")
         log.write(f"$ {command_text(job['argv'])}\n".encode())
         log.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"}
-        # No shell: the arguments go to the child as they are. A new session: the child outlives a studio restart.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5", interrupt.PARENT_ENV: str(os.getpid())}
+        # No shell: the arguments go to the child as they are. A new session: a Ctrl+C at the studio's terminal
+        # stops the studio, and the child then stops on its own, saving last/ (PARENT_ENV).
         child = subprocess.Popen(
             [sys.executable, "-m", "toolkit", *job["argv"][1:]],
             stdout=log,
@@ -212,7 +216,7 @@ class JobQueue:
             return "stopping: last/ is saved after the current step"
 
     def poll(self) -> None:
-        """Record the exit of children that ended, then start what waits."""
+        """Record the exit of children that ended, queue again what an earlier studio left, then start what waits."""
         with self.lock:
             for name, child in list(self.children.items()):
                 code = child.poll()
@@ -222,7 +226,26 @@ class JobQueue:
                     if job:
                         job.update(state="ended", returncode=code, ended_at=time.time())
                         self.write_job(job)
+            self.requeue_orphans()
             self.schedule()
+
+    def requeue_orphans(self) -> None:
+        """Jobs an earlier studio started that ended without it (it was stopped or killed first, so they stopped,
+        saving last/): each is queued again to resume, in its old place in the queue. A job still finishing its
+        step is left until it has ended."""
+        for job in self.jobs():
+            name = job["name"]
+            if job.get("state") != "started" or name in self.children or job.get("stop_requested"):
+                continue
+            if self.catalog.status(name) != "interrupted":
+                continue
+            argv = job["argv"]
+            if argv[1:2] == ["train"]:
+                argv = ["toolkit", "train", "--resume", display_path(self.paths.run_dir(name))]
+            job.update(state="queued", argv=argv, requeued_at=time.time())  # a sweep: the same command continues it
+            for key in ("pid", "pid_start", "started_at", "returncode"):
+                job.pop(key, None)
+            self.write_job(job)
 
     def queue_position(self, name: str) -> int | None:
         queued = sorted(self.jobs(), key=lambda j: j["queued_at"])
