@@ -148,15 +148,27 @@ def launch(
     allowed_hosts: list[str] | tuple[str, ...] = (),
     allowed_origins: list[str] | tuple[str, ...] = (),
     trusted_proxies: list[str] | tuple[str, ...] = (),
+    serve_options=None,
     **kwargs,
 ):
-    """Serve a run's app; it answers only for ``host`` (and ``allowed_hosts``), and only its own pages (and
-    ``allowed_origins``') change state: see apps/guard.py."""
+    """Serve a run's app and its JSON API (toolkit/serving.py) on one port, one loaded model behind both; it answers
+    only for ``host`` (and ``allowed_hosts``), and only its own pages (and ``allowed_origins``') change state: see
+    apps/guard.py. ``serve_options``: a toolkit.serving.ServeOptions (batching, bounds, the API's login)."""
+    from toolkit.api import load
     from toolkit.apps.guard import guarded
+    from toolkit.run import read_run_config
+    from toolkit.serving import JsonApi, ServeOptions
+    from toolkit.tasks import get_task
 
     steady_memory()
-    demo = build_app(run_dir, backend)
+    spec = get_task(read_run_config(run_dir).task)
+    predictor = load(run_dir, backend=backend)
+    demo = spec.build_app(run_dir, predictor=predictor)
     if share:  # the public link arrives through Gradio's tunnel, named under gradio.live, over https
         allowed_hosts, allowed_origins = [*allowed_hosts, ".gradio.live"], [*allowed_origins, "https://*.gradio.live"]
     guard = guarded(host, allowed_hosts, allowed_origins, trusted_proxies)
-    return demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", **guard, **kwargs)
+    if spec.serve is not None:
+        options = serve_options or ServeOptions(auth=kwargs.get("auth"))
+        guard["app_kwargs"]["routes"] = JsonApi(predictor, options).routes()  # before Gradio's own routes
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size="20mb", **guard, **kwargs)
+    return demo  # with prevent_thread_lock=True it serves in the background until demo.close()

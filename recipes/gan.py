@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.recipes.image_classification import ImageConfig, ImageData
-from toolkit.tasks import TaskSpec, register
+from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
     import torch
@@ -290,6 +290,47 @@ def eval_split(cfg: GanRunConfig) -> str:
     return "test" if cfg.data.test else "validation" if cfg.data.validation else "train"
 
 
+def serve_inputs(inputs) -> tuple[list, bool]:
+    """{"seed": int, "label": class (conditional GANs), "rows": grid rows}, or a list of them."""
+    items, single = ([inputs], True) if isinstance(inputs, dict) else (inputs, False)
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ToolkitError('inputs must be {"seed": 0, "label": "3", "rows": 4} (label and rows optional) or a list.')
+    for item in items:
+        unknown = sorted(set(item) - {"seed", "label", "rows"})
+        if unknown:
+            raise ToolkitError(f"inputs take seed, label and rows, not {', '.join(unknown)}.")
+        if not isinstance(item.get("seed", 0), int) or not isinstance(item.get("rows", 4), int):
+            raise ToolkitError("seed and rows must be whole numbers.")
+    return items, single
+
+
+def serve_answers(answers: list, single: bool, parameters: dict):
+    """{"image": the grid as a PNG in base64, "format": "png"} per request."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    rows = []
+    for grid in answers:
+        buffer = io.BytesIO()
+        Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(buffer, format="PNG")
+        rows.append({"image": base64.b64encode(buffer.getvalue()).decode(), "format": "png"})
+    return rows[0] if single else rows
+
+
+SERVE = ServeShape(
+    read=serve_inputs,
+    call=lambda sampler, items, options: [
+        sampler.grid(i.get("seed", 0), i.get("label"), i.get("rows", 4)) for i in items
+    ],
+    write=serve_answers,
+    example='{"inputs": {"seed": 7, "rows": 4}}',
+    describe="inputs: {seed, label (a class of a conditional GAN), rows (1-16)} or a list of them. Answers {image: "
+    "a rows x rows grid as a PNG in base64, format: png} per input.",
+)
+
+
 register(
     TaskSpec(
         rank=50,
@@ -305,6 +346,7 @@ register(
         eval_split=eval_split,
         base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
         config=GanRunConfig,
+        serve=SERVE,
         usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
     )
 )

@@ -16,7 +16,8 @@ from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
 from toolkit.predictor import Predictor, logits_in_parts
-from toolkit.tasks import TaskSpec, register
+from toolkit.shapes import check_parameters, texts_of
+from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
     from toolkit.engine import Task
@@ -699,6 +700,44 @@ def load_predictor(folder: Path, cfg: TokenClassificationConfig, **kwargs):
     return TokenTagger(folder, cfg=cfg, **kwargs)
 
 
+def serve_parameters(parameters: dict) -> dict:
+    check_parameters(
+        parameters,
+        {
+            "aggregation_strategy": "simple: the only one (whole entities)",
+            "ignore_labels": "entity types to leave out",
+            "stride": "ignored: windows follow the run's settings",
+        },
+    )
+    if parameters.get("aggregation_strategy") not in (None, "simple"):
+        raise ToolkitError("aggregation_strategy: this server groups tokens into whole entities (simple) only.")
+    return {}
+
+
+def serve_answers(answers: list[dict], single: bool, parameters: dict) -> list:
+    """Per text, its entities as the Inference API gives them: [{entity_group, score, word, start, end}]."""
+    ignored = set(parameters.get("ignore_labels") or [])
+    rows = [
+        [
+            {"entity_group": e["type"], "score": e["score"], "word": e["text"], "start": e["start"], "end": e["end"]}
+            for e in answer["entities"]
+            if e["type"] not in ignored
+        ]
+        for answer in answers
+    ]
+    return rows[0] if single else rows
+
+
+SERVE = ServeShape(
+    read=texts_of,
+    write=serve_answers,
+    options=serve_parameters,
+    example='{"inputs": "George Washington went to Washington."}',
+    describe="inputs: a text or a list of texts. Answers [{entity_group, score, word, start, end}] for one text, a "
+    "list of those for several.",
+)
+
+
 register(
     TaskSpec(
         rank=15,
@@ -715,6 +754,7 @@ register(
         export=export_tagger,
         usage='predict("George Washington went to Washington.")',
         pipeline_tag="token-classification",
+        serve=SERVE,
         stock_usage="from transformers import pipeline\n"
         'tag = pipeline("token-classification", model="{folder}", aggregation_strategy="simple")\n'
         'tag("George Washington went to Washington.")',

@@ -19,7 +19,8 @@ from toolkit.config import DataConfig, DataRole, TextConfig, at_least, between, 
 from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
 from toolkit.predictor import Predictor, logits_in_parts
-from toolkit.tasks import InputBounds, TaskSpec, register
+from toolkit.shapes import check_parameters, top_k_of
+from toolkit.tasks import InputBounds, ServeShape, TaskSpec, register
 
 log = logging.getLogger(__name__)
 # A question whose context takes more windows than this is logged: its answer takes that many model passes.
@@ -636,6 +637,53 @@ def export_answerer(folder: Path, path: Path, cfg, quantize: bool) -> str:
     return "toolkit.recipes.qa:OnnxQuestionAnswerer"
 
 
+def serve_inputs(inputs) -> tuple[list, bool]:
+    """{"question", "context"}, or a list of them."""
+    if isinstance(inputs, dict):
+        return [inputs], True
+    if isinstance(inputs, list) and all(isinstance(item, dict) for item in inputs):
+        return inputs, False
+    raise ToolkitError('inputs must be {"question": "...", "context": "..."} or a list of them.')
+
+
+def serve_parameters(parameters: dict) -> dict:
+    check_parameters(
+        parameters,
+        {
+            "top_k": "answers per question (more than 1: a list, best first)",
+            "handle_impossible_answer": "ignored: the run's own setting decides",
+            "doc_stride": "ignored: windows follow the run's settings",
+            "max_answer_len": "ignored: the run's own setting decides",
+        },
+    )
+    top_k = top_k_of(parameters, 1)
+    return {"top_k": top_k} if top_k > 1 else {}
+
+
+def serve_answers(answers: list[dict], single: bool, parameters: dict):
+    """{answer, score, start, end} per question; with top_k above 1 a list of them, best first."""
+    fields = ("answer", "score", "start", "end")
+
+    def shaped(found: dict):
+        best = {k: found[k] for k in fields}
+        if top_k_of(parameters, 1) == 1:
+            return best
+        return [best, *({k: a[k] for k in fields} for a in found.get("alternatives", []))]
+
+    rows = [shaped(found) for found in answers]
+    return rows[0] if single else rows
+
+
+SERVE = ServeShape(
+    read=serve_inputs,
+    write=serve_answers,
+    options=serve_parameters,
+    example='{"inputs": {"question": "Who wrote it?", "context": "It was written by Ada Lovelace."}}',
+    describe="inputs: {question, context} or a list of them. Answers {answer, score, start, end} (character offsets "
+    "into the context) per question.",
+)
+
+
 def load_predictor(folder: Path, cfg: QuestionAnsweringConfig, **kwargs):
     return QuestionAnswerer(folder, cfg=cfg, **kwargs)
 
@@ -659,6 +707,7 @@ register(
         export=export_answerer,
         usage='predict({"question": "Who wrote it?", "context": "It was written by Ada Lovelace."})',
         pipeline_tag="question-answering",
+        serve=SERVE,
         # transformers 5.3 removed the question-answering pipeline: the stock way is the model and tokenizer classes.
         stock_usage="from transformers import AutoModelForQuestionAnswering, AutoTokenizer\n"
         'tokenizer = AutoTokenizer.from_pretrained("{folder}")\n'

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
+from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
-from toolkit.tasks import TaskSpec, register
+from toolkit.shapes import check_parameters, ranked, texts_of, top_k_of
+from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
     from toolkit.engine import Task
@@ -185,6 +187,32 @@ def load_predictor(folder: Path, cfg: TextClassificationConfig, **kwargs):
     return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
+def serve_parameters(parameters: dict) -> dict:
+    check_parameters(
+        parameters,
+        {"top_k": "how many labels, best first (default: all)", "function_to_apply": "softmax, the only one"},
+    )
+    top_k_of(parameters, 1)  # checked before the request waits for the model
+    if parameters.get("function_to_apply") not in (None, "softmax"):
+        raise ToolkitError("function_to_apply: this server answers softmax probabilities only.")
+    return {}
+
+
+def serve_answers(answers: list[dict], single: bool, parameters: dict) -> list:
+    """Per input, its labels with their probabilities, best first: [[{label, score}, ...], ...] (a list per input,
+    one input or several, as the Inference API answers text classification)."""
+    return [ranked(answer["scores"], top_k_of(parameters, len(answer["scores"]))) for answer in answers]
+
+
+SERVE = ServeShape(
+    read=texts_of,
+    write=serve_answers,
+    options=serve_parameters,
+    example='{"inputs": "a gripping, beautifully acted film", "parameters": {"top_k": 2}}',
+    describe="inputs: a text or a list of texts. Answers, per text, [{label, score}] best first.",
+)
+
+
 register(
     TaskSpec(
         rank=10,
@@ -202,6 +230,7 @@ register(
         export=export_text_classifier,
         usage='predict("a gripping, beautifully acted film")',
         pipeline_tag="text-classification",
+        serve=SERVE,
         stock_usage="from transformers import pipeline\n"
         'classify = pipeline("text-classification", model="{folder}", top_k=None)\n'
         'classify("a gripping, beautifully acted film")',

@@ -10,7 +10,8 @@ from toolkit import seq2seq
 from toolkit.config import DataRole, at_least, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
-from toolkit.tasks import TaskSpec, register
+from toolkit.shapes import GENERATION_PARAMETERS, check_parameters, generated, generation_options, texts_of
+from toolkit.tasks import ServeShape, TaskSpec, register
 
 HEAD_CONFIG = "extractive.json"  # toolkit/extractive.py's: in a checkpoint, it marks an extractive model
 
@@ -137,6 +138,34 @@ def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
+EXTRACTIVE_PARAMETERS = {
+    "max_sentences": "the most sentences in a summary (extractive runs)",
+    "max_words": "the most words in a summary (extractive runs)",
+}
+
+
+def serve_options(parameters: dict) -> dict:
+    """An extractive run's sentence and word budget, or an abstractive run's generation options: whichever was
+    given (the predictor refuses the other kind)."""
+    budget = {k: parameters[k] for k in EXTRACTIVE_PARAMETERS if parameters.get(k) is not None}
+    if budget:
+        check_parameters(parameters, EXTRACTIVE_PARAMETERS)
+        for key, value in budget.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ToolkitError(f"{key} must be a whole number of 1 or more, not {value!r}.")
+        return budget
+    return generation_options(parameters, GENERATION_PARAMETERS)
+
+
+SERVE = ServeShape(
+    read=texts_of,
+    write=generated("summary_text"),
+    options=serve_options,
+    example='{"inputs": "The full text of a paper abstract ..."}',
+    describe="inputs: a text or a list of texts. Answers [{summary_text}], one per text.",
+)
+
+
 register(
     TaskSpec(
         rank=30,
@@ -151,6 +180,7 @@ register(
         metrics=METRICS,
         usage='predict("The full text of a paper abstract ...")',
         pipeline_tag="summarization",
+        serve=SERVE,
         search_space=lambda cfg: (
             {} if cfg.extractive.enabled else seq2seq.decoding_space(cfg)
         ),  # beams: abstractive only

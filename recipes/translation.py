@@ -9,7 +9,8 @@ from toolkit import seq2seq
 from toolkit.config import DataRole, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
-from toolkit.tasks import TaskSpec, register
+from toolkit.shapes import GENERATION_PARAMETERS, generated, generation_options, texts_of
+from toolkit.tasks import ServeShape, TaskSpec, register
 
 
 @dataclass
@@ -68,6 +69,15 @@ def load_predictor(folder, cfg: TranslationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
+SERVE = ServeShape(
+    read=texts_of,
+    write=generated("translation_text"),
+    options=lambda parameters: generation_options(parameters, GENERATION_PARAMETERS),
+    example='{"inputs": "A man is riding a bicycle.", "parameters": {"generate_parameters": {"num_beams": 4}}}',
+    describe="inputs: a text or a list of texts. Answers [{translation_text}], one per text.",
+)
+
+
 register(
     TaskSpec(
         rank=20,
@@ -82,6 +92,7 @@ register(
         metrics=METRICS,
         usage='predict("A man is riding a bicycle down the street.")',
         pipeline_tag="translation",
+        serve=SERVE,
         search_space=seq2seq.decoding_space,
         base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
         config=TranslationConfig,

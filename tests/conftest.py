@@ -502,8 +502,8 @@ class served:
     """`toolkit serve RUN` as a user starts it (a subprocess on a free port), waited for until it answers; the
     block gets its URL and port; SIGTERM at the end."""
 
-    def __init__(self, run_dir, *args: str):
-        self.run_dir, self.args, self.port = run_dir, args, free_port()
+    def __init__(self, run_dir, *args: str, env: dict | None = None):
+        self.run_dir, self.args, self.port, self.env = run_dir, args, free_port(), env or {}
         self.url = f"http://127.0.0.1:{self.port}/"
 
     def __enter__(self):
@@ -516,7 +516,7 @@ class served:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
         )
         deadline = time.time() + 120
         while time.time() < deadline and self.proc.poll() is None:

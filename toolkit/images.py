@@ -283,7 +283,7 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
     return images.select(keep) if len(keep) < len(images) else images
 
 
-def pixel_count(path: Union[str, Path]) -> int | None:
+def pixel_count(path) -> int | None:
     """Width x height from the file's header, without decoding it (None when Pillow cannot read the header):
     a 442 KB PNG can claim 12000x12000 pixels and take 1.8 GB once decoded."""
     import warnings
@@ -304,17 +304,20 @@ def pixel_count(path: Union[str, Path]) -> int | None:
     return width * height
 
 
-def decode(item: Union[str, Path, np.ndarray], channels: int = 3) -> np.ndarray:
-    """An image as an HxWxC uint8 RGB (or grey) array. Files go through OpenCV; 16-bit, grey and RGBA are handled."""
+def decode(item: Union[str, Path, bytes, np.ndarray], channels: int = 3) -> np.ndarray:
+    """An image as an HxWxC uint8 RGB (or grey) array. Files (or their bytes) go through OpenCV; 16-bit, grey and
+    RGBA are handled."""
     import cv2
 
     if isinstance(item, np.ndarray):
         image, from_file = item, False
     else:
-        buffer = np.fromfile(str(item), dtype=np.uint8)
+        is_bytes = isinstance(item, (bytes, bytearray))
+        buffer = np.frombuffer(item, dtype=np.uint8) if is_bytes else np.fromfile(str(item), dtype=np.uint8)
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
         if image is None:
-            raise BadImage(f"OpenCV cannot decode '{item}' (corrupt, empty or an unsupported format)")
+            name = "the image" if is_bytes else f"'{item}'"
+            raise BadImage(f"OpenCV cannot decode {name} (corrupt, empty or an unsupported format)")
         from_file = True
     if image.dtype == np.uint16:
         image = (image / 257.0).round().astype(np.uint8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -221,7 +222,7 @@ class ImageClassifier(Predictor):
         self.top_k = max(1, min(image.top_k, len(self.labels)))
 
     def is_single(self, inputs) -> bool:
-        return isinstance(inputs, (str, Path)) or hasattr(inputs, "shape")
+        return isinstance(inputs, (str, Path, bytes, bytearray)) or hasattr(inputs, "shape")
 
     def check(self, inputs: list) -> None:
         pass  # each image is checked (size, pixels, format) as it is read
@@ -236,7 +237,9 @@ class ImageClassifier(Predictor):
         """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
         from .images import BadImage, decode, pixel_count
 
-        if not hasattr(image, "shape"):
+        if isinstance(image, (bytes, bytearray)):  # a file's bytes (the JSON API's body)
+            self.check_size("the image", len(image) / 2**20, pixel_count(io.BytesIO(image)))
+        elif not hasattr(image, "shape"):
             path = Path(image)
             if path.is_dir():
                 raise ToolkitError(
@@ -245,21 +248,24 @@ class ImageClassifier(Predictor):
             if not path.is_file():
                 raise ToolkitError(f"image '{image}' does not exist.")
             megabytes = path.stat().st_size / 2**20
-            if megabytes > self.max_upload_mb:
-                raise ToolkitError(
-                    f"image '{path.name}' is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
-                    "(image.max_upload_mb). Resize or compress it first."
-                )
-            pixels = pixel_count(path)
-            if pixels is not None and pixels > self.max_megapixels * 1e6:
-                raise ToolkitError(
-                    f"image '{path.name}' has {pixels / 1e6:.0f} megapixels, over the {self.max_megapixels:g} "
-                    "megapixel limit (image.max_megapixels). Resize it first."
-                )
+            self.check_size(f"image '{path.name}'", megabytes, pixel_count(path))  # the header only
         try:
             return decode(image, self.data["channels"])
         except BadImage as err:
             raise ToolkitError(f"{err}. Give a JPEG, PNG, BMP, TIFF or WebP image.") from err
+
+    def check_size(self, name: str, megabytes: float, pixels: int | None) -> None:
+        """The image bounds: file size (image.max_upload_mb), then pixels from its header (image.max_megapixels)."""
+        if megabytes > self.max_upload_mb:
+            raise ToolkitError(
+                f"{name} is {megabytes:.1f} MB, over the {self.max_upload_mb:g} MB limit "
+                "(image.max_upload_mb). Resize or compress it first."
+            )
+        if pixels is not None and pixels > self.max_megapixels * 1e6:
+            raise ToolkitError(
+                f"{name} has {pixels / 1e6:.0f} megapixels, over the {self.max_megapixels:g} "
+                "megapixel limit (image.max_megapixels). Resize it first."
+            )
 
     def tensor(self, array) -> torch.Tensor:
         return self.transform(torch.from_numpy(array).permute(2, 0, 1))

@@ -35,6 +35,22 @@ class InputBounds:
 
 
 @dataclass(frozen=True)
+class ServeShape:
+    """How `toolkit serve`'s JSON API (toolkit/serving.py) reads a task's requests and writes its answers: the
+    Hugging Face Inference API shapes of the task, which ``huggingface_hub.InferenceClient`` sends and reads."""
+
+    read: Callable  # (the body's "inputs") -> (a list of predictor inputs, whether one input was sent); ToolkitError
+    write: Callable  # (the predictor's answers, whether one input was sent, "parameters") -> the JSON answer
+    example: str  # a request body, as JSON text (the API's docs show it)
+    describe: str = ""  # what /predict takes and answers, for the OpenAPI page
+    options: Callable = lambda parameters: {}  # ("parameters") -> the predictor's keyword options; ToolkitError
+    read_bytes: Optional[Callable] = None  # (a raw, non-JSON body) -> [one input]: a task that takes file bytes
+    # (predictor, inputs, options) -> answers, for a predictor not called with a list of inputs (it then checks them)
+    call: Optional[Callable] = None
+    max_body_bytes: int = 0  # the largest body it takes (0: from its InputBounds)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What the toolkit needs to know about one task."""
 
@@ -61,6 +77,7 @@ class TaskSpec:
     search_space: Optional[Callable] = None
     rank: int = 100  # where listings (the studio's task menu, `toolkit tasks`) put it: lower first
     input_bounds: InputBounds = InputBounds()  # what one prediction request may hold
+    serve: Optional[ServeShape] = None  # its JSON API shapes (toolkit/serving.py)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -1,0 +1,181 @@
+"""`toolkit serve`'s JSON API on a real server: the stock huggingface_hub.InferenceClient, raw HTTP for what it
+does not send, batching of concurrent requests, the bounds, the health and metrics routes, the login, the guard."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import threading
+import time
+
+import pytest
+from conftest import served
+
+from toolkit.serving import Batcher, QueueFull
+
+
+@pytest.fixture(scope="module")
+def sentiment_run(tiny_bert, text_data, tmp_path_factory):
+    import toolkit
+
+    return toolkit.train(
+        {
+            "task": "sentiment",
+            "model": str(tiny_bert),
+            "output_dir": str(tmp_path_factory.mktemp("serve_api") / "run"),
+            "trackers": [],
+            "data": {"train": str(text_data["train"]), "validation": str(text_data["validation"])},
+            "epochs": 4,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "seed": 0,
+        }
+    )
+
+
+def post(port: int, body, path: str = "/predict", headers: dict | None = None) -> tuple[int, dict, object]:
+    """(status, headers, JSON answer) of one POST; ``body``: bytes, or anything JSON."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+    response = connection.getresponse()
+    raw, headers = response.read(), {k.lower(): v for k, v in response.getheaders()}
+    return response.status, headers, json.loads(raw) if "json" in headers.get("content-type", "") else raw.decode()
+
+
+def get(port: int, path: str, headers: dict | None = None) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", path, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, response.read().decode()
+
+
+def inference_client(url: str, monkeypatch, **options):
+    """The stock client, let through huggingface_hub's offline switch (set for the tests: it blocks every request,
+    even to this machine)."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    return InferenceClient(model=url, **options)
+
+
+def metric(text: str, name: str, labels: dict | None = None) -> float:
+    """A sample's value from Prometheus text, read with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return sample.value
+    return 0.0
+
+
+@pytest.mark.slow
+def test_json_api_answers_the_inference_client_batches_and_refuses_bad_input(sentiment_run, monkeypatch):
+    import toolkit
+
+    predictor = toolkit.load(sentiment_run.dir)
+    texts = ["the acting was wonderful", "a dreadful, boring plot"]
+    expected = predictor(texts)
+    with served(sentiment_run.dir) as server:
+        port = server.port
+        assert get(port, "/health") == (200, '{"status":"ok"}')
+        status, ready = get(port, "/ready")
+        assert status == 200 and json.loads(ready)["ready"] is True
+
+        client = inference_client(f"http://127.0.0.1:{port}/predict", monkeypatch)
+        found = client.text_classification(texts[0])
+        assert [e.label for e in found] == sorted(expected[0]["scores"], key=lambda k: -expected[0]["scores"][k])
+        assert found[0].score == pytest.approx(max(expected[0]["scores"].values()), abs=1e-5)
+        assert len(client.text_classification(texts[1], top_k=1)) == 1
+
+        # A list is one batch: an answer per text, in order.
+        status, _, answer = post(port, {"inputs": texts})
+        assert status == 200 and [rows[0]["label"] for rows in answer] == [e["label"] for e in expected]
+
+        # Bad input: a 4xx whose error names the problem; the server stays up.
+        cases = [
+            (b"not json", 400, "the body is not JSON"),
+            ({"text": "x"}, 422, 'send {"inputs"'),
+            ({"inputs": 5}, 422, "inputs must be a string or a list of strings"),
+            ({"inputs": []}, 422, "inputs is empty"),
+            ({"inputs": "  "}, 422, "input 1 is empty"),
+            ({"inputs": "x", "parameters": {"temperature": 1}}, 422, "unknown parameter(s) temperature"),
+            ({"inputs": "x", "parameters": {"top_k": 0}}, 422, "top_k must be a whole number"),
+            ({"inputs": ["x"] * 257}, 413, "257 inputs in one request; this server takes at most 256"),
+            ({"inputs": "a" * 100_001}, 422, "over the 100,000"),
+        ]
+        for body, code, message in cases:
+            status, _, answer = post(port, body)
+            assert status == code and message in answer["error"], (body if len(str(body)) < 80 else "long", answer)
+        assert post(port, b"x" * 60_000_000)[0] == 413
+
+        # Another origin's page may not call it (the same guard as the app); no Origin (a client) may.
+        assert post(port, {"inputs": "x"}, headers={"Origin": "http://localhost:3000"})[0] == 403
+
+        # Concurrent requests share forward passes: 64 clients at once, every answer right.
+        answers: dict = {}
+
+        def one(i: int) -> None:
+            answers[i] = post(port, {"inputs": texts[i % 2]})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(answers[i][0] == 200 for i in range(64))
+        assert {answers[i][2][0][0]["label"] for i in range(0, 64, 2)} == {expected[0]["label"]}
+        assert {answers[i][2][0][0]["label"] for i in range(1, 64, 2)} == {expected[1]["label"]}
+
+        status, text = get(port, "/metrics")
+        assert status == 200
+        assert metric(text, "toolkit_requests_total", {"route": "/predict", "status": "200"}) == 67
+        assert metric(text, "toolkit_requests_total", {"route": "/predict", "status": "422"}) == 7
+        calls = metric(text, "toolkit_batch_size_count")
+        inputs = metric(text, "toolkit_batch_size_sum")
+        assert inputs == 68 and calls < 66, (calls, inputs)  # batched: fewer model calls than requests
+        assert metric(text, "toolkit_queue_depth") == 0
+        assert metric(text, "toolkit_request_seconds_count") == 67
+
+        status, schema = get(port, "/openapi.json")
+        assert status == 200 and {"/predict", "/health", "/ready", "/metrics"} <= set(json.loads(schema)["paths"])
+        assert get(port, "/docs")[0] == 200
+        assert get(port, "/")[0] == 200  # the Gradio app, on the same port
+    assert "Traceback" not in server.proc.stderr.read()
+
+
+def test_the_api_asks_for_the_login_when_the_server_has_one(sentiment_run):
+    env = {"TOOLKIT_API_TOKEN": "a-long-random-token"}
+    with served(sentiment_run.dir, "--auth", "alice:a-long-passphrase", env=env) as server:
+        port = server.port
+        status, headers, answer = post(port, {"inputs": "fine"})
+        assert status == 401 and "needs a login" in answer["error"] and "Basic" in headers["www-authenticate"]
+        basic = "Basic " + base64.b64encode(b"alice:a-long-passphrase").decode()
+        assert post(port, {"inputs": "fine"}, headers={"Authorization": basic})[0] == 200
+        assert post(port, {"inputs": "fine"}, headers={"Authorization": "Bearer a-long-random-token"})[0] == 200
+        assert post(port, {"inputs": "fine"}, headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert get(port, "/health")[0] == 200  # a load balancer's probe needs no login
+
+
+def test_the_batcher_gathers_requests_with_the_same_options_and_refuses_when_full():
+    gate, calls = threading.Event(), []
+
+    def run(inputs: list, options: dict) -> list:
+        gate.wait(10)
+        calls.append((list(inputs), options))
+        return [f"{x}{options.get('suffix', '')}" for x in inputs]
+
+    batcher = Batcher(run, max_batch=8, max_wait=0.05, max_queue=4)
+    first = batcher.submit(["a"], {})  # taken by the worker, which waits at the gate
+    time.sleep(0.2)
+    queued = [batcher.submit(["b", "c"], {}), batcher.submit(["d"], {"suffix": "!"}), batcher.submit(["e"], {})]
+    queued.append(batcher.submit(["f"], {}))
+    with pytest.raises(QueueFull):
+        batcher.submit(["g"], {})
+    gate.set()
+    assert first.result(10) == ["a"]
+    assert [f.result(10) for f in queued] == [["b", "c"], ["d!"], ["e"], ["f"]]
+    assert calls[1] == (["b", "c", "e", "f"], {}) and calls[2] == (["d"], {"suffix": "!"})
