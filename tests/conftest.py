@@ -533,6 +533,47 @@ class served:
         self.proc.wait(timeout=30)
 
 
+class api_served:
+    """A run's app and JSON API served in this process (apps.launch, the code `toolkit serve` runs), on a free port;
+    the block gets the /predict URL and the port."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.port = run_dir, free_port()
+        self.url = f"http://127.0.0.1:{self.port}/predict"
+
+    def __enter__(self):
+        from toolkit.apps import launch
+
+        self.demo = launch(self.run_dir, port=self.port, prevent_thread_lock=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.demo.close()
+
+
+def inference_client(url: str, monkeypatch, **options):
+    """The stock huggingface_hub.InferenceClient, let through huggingface_hub's offline switch (set for the tests:
+    it blocks every request, even to this machine)."""
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    return InferenceClient(model=url, **options)
+
+
+def post_json(url: str, body, headers: dict | None = None) -> tuple[int, object]:
+    """(status, JSON answer) of one POST of ``body`` (bytes as they are, anything else as JSON)."""
+    import urllib.error
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
 def browser(playwright):
     import shutil
 

@@ -234,3 +234,17 @@ def test_extractive_app_highlights_the_picked_sentence(extractive_run, cue_data)
             expect(page.locator("#scores")).to_contain_text(row["summary"])
     finally:
         demo.close()
+
+
+def test_extractive_summaries_answer_the_inference_client(extractive_run, cue_data, monkeypatch):
+    from conftest import api_served, inference_client, post_json
+
+    rows = [json.loads(line) for line in (cue_data / "test.jsonl").read_text().splitlines()][:3]
+    expected = toolkit.load(extractive_run.dir)([r["document"] for r in rows])
+    with api_served(extractive_run.dir) as server:
+        client = inference_client(server.url, monkeypatch)
+        assert client.summarization(rows[0]["document"]).summary_text == expected[0]["output"]
+        status, answer = post_json(
+            server.url, {"inputs": [r["document"] for r in rows], "parameters": {"max_sentences": 1}}
+        )
+        assert status == 200 and [a["summary_text"] for a in answer] == [e["output"] for e in expected]

@@ -1,11 +1,12 @@
 """GANs on the engine: tiny DCGAN steps, EMA, sample grids, resume, init_from, and bad input."""
 
+import base64
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import browser, check_run_folder, gan_config, serve
+from conftest import api_served, browser, check_run_folder, gan_config, post_json, serve
 
 import toolkit
 from toolkit.errors import ToolkitError
@@ -192,6 +193,13 @@ def test_gan_app_client_and_browser(tmp_path):
     assert not np.array_equal(sampler.grid(8, "3"), expected) and np.array_equal(sampler.grid(7, "3"), expected)
     with pytest.raises(ToolkitError, match="a grid has 1 to 16 rows"):  # a request's bound: 256 images, not 1e6
         sampler.grid(7, "3", rows=1000)
+    with api_served(run.dir) as server:  # the JSON API: a grid as a PNG in base64
+        status, answer = post_json(server.url, {"inputs": {"seed": 7, "label": "3", "rows": 4}})
+        assert status == 200 and answer["format"] == "png"
+        png = cv2.imdecode(np.frombuffer(base64.b64decode(answer["image"]), np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert (png == expected[:, :, 0]).all()
+        status, answer = post_json(server.url, {"inputs": {"seed": 7, "rows": 99}})
+        assert status == 422 and "a grid has 1 to 16 rows" in answer["error"]
     demo, url = serve(build_demo, run.dir)
     try:
         client = Client(url, verbose=False)

@@ -63,3 +63,25 @@ def test_face_crop_finds_the_face_in_a_real_photo():
     face = crop_largest_face(photo)
     assert face is not None and 60 < face.shape[0] < 300 and 60 < face.shape[1] < 300
     assert crop_largest_face(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)) is None
+
+
+def test_image_classifier_answers_the_inference_client_from_raw_bytes(app_run, tmp_path, monkeypatch):
+    import base64
+
+    from conftest import api_served, inference_client, post_json
+
+    red = np.zeros((48, 48, 3), np.uint8)
+    red[..., 2] = 230  # BGR
+    cv2.imwrite(str(tmp_path / "red.png"), red)
+    expected = toolkit.load(app_run.dir)(str(tmp_path / "red.png"))
+    with api_served(app_run.dir) as server:
+        found = inference_client(server.url, monkeypatch).image_classification(tmp_path / "red.png")  # raw bytes
+        assert found[0].label == "red" and found[0].score == pytest.approx(expected["scores"]["red"], abs=1e-5)
+        encoded = base64.b64encode((tmp_path / "red.png").read_bytes()).decode()
+        status, answer = post_json(server.url, {"inputs": [encoded, encoded], "parameters": {"top_k": 1}})
+        assert status == 200 and [a[0]["label"] for a in answer] == ["red", "red"] and len(answer[0]) == 1
+        status, answer = post_json(server.url, b"not an image", {"Content-Type": "image/png"})
+        assert status == 422 and "cannot decode the image" in answer["error"]
+        big = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+        status, answer = post_json(server.url, cv2.imencode(".png", big)[1].tobytes(), {"Content-Type": "image/png"})
+        assert status == 422 and "over the 0.1 MB limit" in answer["error"]

@@ -226,3 +226,20 @@ def test_bad_tagged_data_is_one_clear_error(tmp_path, tiny_bert):
     }
     paths = {name: tmp_path / f"{name}.jsonl" for name in files} | {"broken": tmp_path / "broken.conll"}
     assert_train_errors(config, cases, paths, tmp_path / "out")
+
+
+def test_ner_answers_the_inference_client(ner_run, monkeypatch):
+    from conftest import api_served, inference_client, post_json
+
+    import toolkit
+
+    text = "George Washington went to Washington with the United Nations."
+    expected = toolkit.load(ner_run.dir)(text)["entities"]
+    with api_served(ner_run.dir) as server:
+        found = inference_client(server.url, monkeypatch).token_classification(text)
+        assert [(e.entity_group, e.word, e.start, e.end) for e in found] == [
+            (e["type"], e["text"], e["start"], e["end"]) for e in expected
+        ]
+        assert [e.score for e in found] == pytest.approx([e["score"] for e in expected], abs=1e-5)
+        status, answer = post_json(server.url, {"inputs": [text, "Paris"], "parameters": {"ignore_labels": ["PER"]}})
+        assert status == 200 and len(answer) == 2 and all(e["entity_group"] != "PER" for e in answer[0])

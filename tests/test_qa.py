@@ -263,3 +263,20 @@ def test_long_contexts_are_read_in_windows_up_to_the_bound_then_refused(qa_run, 
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and "over the 20,000" in errors[0], done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_qa_answers_the_inference_client(qa_run, monkeypatch):
+    from conftest import api_served, inference_client, post_json
+
+    import toolkit
+
+    pair = {"question": "Who wrote the book?", "context": "The book was written by Ada Lovelace in London."}
+    expected = toolkit.load(qa_run.dir)(pair)
+    with api_served(qa_run.dir) as server:
+        found = inference_client(server.url, monkeypatch).question_answering(**pair)
+        assert (found.answer, found.start, found.end) == (expected["answer"], expected["start"], expected["end"])
+        assert found.score == pytest.approx(expected["score"], abs=1e-5)
+        status, answer = post_json(server.url, {"inputs": [pair, pair], "parameters": {"top_k": 2}})
+        assert status == 200 and len(answer) == 2 and len(answer[0]) == 2 and answer[0][0]["answer"] == found.answer
+        status, answer = post_json(server.url, {"inputs": {"question": "x"}})
+        assert status == 422 and 'give {"question": "...", "context": "..."}' in answer["error"]

@@ -1,7 +1,7 @@
 """Translation and summarization apps on real Gradio servers: gradio_client and headless Chromium."""
 
 import pytest
-from conftest import browser, serve
+from conftest import api_served, browser, inference_client, post_json, serve
 from conftest import seq2seq_config as config
 
 import toolkit
@@ -68,3 +68,22 @@ def test_summarization_app_text_upload_and_browser(summary_run, tmp_path):
             expect(page.locator("#summary textarea")).to_have_value(expected, timeout=30_000)
     finally:
         demo.close()
+
+
+def test_translation_and_summarization_answer_the_inference_client(copy_run, summary_run, monkeypatch):
+    for run, method, field in (
+        (copy_run, "translation", "translation_text"),
+        (summary_run, "summarization", "summary_text"),
+    ):
+        predictor = toolkit.load(run.dir)
+        expected = predictor(["red cat one two", "blue dog"])
+        beamed = predictor("blue dog", num_beams=2, max_new_tokens=16)
+        with api_served(run.dir) as server:
+            client = inference_client(server.url, monkeypatch)
+            assert getattr(client, method)("red cat one two")[field] == expected[0]["output"]
+            beams = getattr(client, method)("blue dog", generate_parameters={"num_beams": 2, "max_new_tokens": 16})
+            assert beams[field] == beamed["output"]
+            status, answer = post_json(server.url, {"inputs": ["red cat one two", "blue dog"]})
+            assert status == 200 and [a[field] for a in answer] == [e["output"] for e in expected]
+            status, answer = post_json(server.url, {"inputs": "x", "parameters": {"num_beams": 99}})
+            assert status == 422 and "num_beams must be a whole number from 1 to 16" in answer["error"]

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import served
+from conftest import inference_client, served
 
 from toolkit.serving import Batcher, QueueFull
 
@@ -49,16 +49,6 @@ def get(port: int, path: str, headers: dict | None = None) -> tuple[int, str]:
     connection.request("GET", path, headers=headers or {})
     response = connection.getresponse()
     return response.status, response.read().decode()
-
-
-def inference_client(url: str, monkeypatch, **options):
-    """The stock client, let through huggingface_hub's offline switch (set for the tests: it blocks every request,
-    even to this machine)."""
-    import huggingface_hub.constants
-    from huggingface_hub import InferenceClient
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    return InferenceClient(model=url, **options)
 
 
 def metric(text: str, name: str, labels: dict | None = None) -> float:
