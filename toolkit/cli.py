@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "int8"],
         help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)",
     )
-    p = sub.add_parser("serve", help="serve a run's Gradio app")
+    p = sub.add_parser("serve", help="serve a run: its Gradio app, and a JSON API (POST /predict) on the same port")
     p.add_argument("run")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 for every network")
@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     add_guard_flags(p)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
+    p.add_argument("--max-batch", type=int, default=32, help="the JSON API's most inputs per model call (32)")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=4, help="how long a request waits for others to batch with (4 ms)"
+    )
+    p.add_argument("--max-queue", type=int, default=512, help="requests that may wait; more get 503 (512)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds a request may wait; then 504 (60)")
     add_backend(p)
     sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
@@ -371,9 +377,25 @@ def cmd_serve(args) -> int:
         share=args.share,
         backend=args.backend,
         auth=auth,
+        serve_options=serve_options(args, auth),
         **guard,
     )
     return 0
+
+
+def serve_options(args, auth):
+    """The JSON API's batching and bounds from the flags; nonsense values are one error line."""
+    from toolkit.serving import ServeOptions
+
+    for flag, value, low in (("--max-batch", args.max_batch, 1), ("--max-queue", args.max_queue, 1)):
+        if value < low:
+            raise ToolkitError(f"{flag} {value}: give {low} or more.")
+    if args.max_wait_ms < 0 or args.timeout <= 0:
+        raise ToolkitError("--max-wait-ms must be 0 or more and --timeout above 0 (seconds).")
+    return ServeOptions(
+        max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, max_queue=args.max_queue, timeout=args.timeout,
+        auth=auth,
+    )  # fmt: skip
 
 
 def cmd_studio(args) -> int:
