@@ -366,6 +366,7 @@ SERVE = ServeShape(
     describe="The image file's raw bytes as the body (any content type but JSON), or JSON {inputs: base64 bytes or "
     "a list of them}. Answers [{label, score}] best first.",
     max_body_bytes=64 * 2**20,
+    client_call='image_classification("photo.jpg")',
 )
 
 

@@ -733,6 +733,7 @@ SERVE = ServeShape(
     write=serve_answers,
     options=serve_parameters,
     example='{"inputs": "George Washington went to Washington."}',
+    client_call='token_classification("George Washington went to Washington.")',
     describe="inputs: a text or a list of texts. Answers [{entity_group, score, word, start, end}] for one text, a "
     "list of those for several.",
 )

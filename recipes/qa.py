@@ -679,6 +679,7 @@ SERVE = ServeShape(
     write=serve_answers,
     options=serve_parameters,
     example='{"inputs": {"question": "Who wrote it?", "context": "It was written by Ada Lovelace."}}',
+    client_call='question_answering(question="Who wrote it?", context="It was written by Ada Lovelace.")',
     describe="inputs: {question, context} or a list of them. Answers {answer, score, start, end} (character offsets "
     "into the context) per question.",
 )

@@ -210,6 +210,7 @@ SERVE = ServeShape(
     options=serve_parameters,
     example='{"inputs": "a gripping, beautifully acted film", "parameters": {"top_k": 2}}',
     describe="inputs: a text or a list of texts. Answers, per text, [{label, score}] best first.",
+    client_call='text_classification("a gripping, beautifully acted film")',
 )
 
 

@@ -163,6 +163,7 @@ SERVE = ServeShape(
     options=serve_options,
     example='{"inputs": "The full text of a paper abstract ..."}',
     describe="inputs: a text or a list of texts. Answers [{summary_text}], one per text.",
+    client_call='summarization("The full text of a paper abstract ...")',
 )
 
 

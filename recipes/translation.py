@@ -75,6 +75,7 @@ SERVE = ServeShape(
     options=lambda parameters: generation_options(parameters, GENERATION_PARAMETERS),
     example='{"inputs": "A man is riding a bicycle.", "parameters": {"generate_parameters": {"num_beams": 4}}}',
     describe="inputs: a text or a list of texts. Answers [{translation_text}], one per text.",
+    client_call='translation("A man is riding a bicycle.")',
 )
 
 

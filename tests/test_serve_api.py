@@ -169,3 +169,12 @@ def test_the_batcher_gathers_requests_with_the_same_options_and_refuses_when_ful
     assert first.result(10) == ["a"]
     assert [f.result(10) for f in queued] == [["b", "c"], ["d!"], ["e"], ["f"]]
     assert calls[1] == (["b", "c", "e", "f"], {}) and calls[2] == (["d"], {"suffix": "!"})
+
+
+def test_the_studio_shows_how_to_serve_a_finished_run(sentiment_run):
+    from toolkit.studio import Studio
+
+    card = Studio(sentiment_run.dir.parent).catalog.model_card(sentiment_run.dir.name)
+    assert f"toolkit serve {sentiment_run.dir.name}" in card
+    assert "curl -s http://127.0.0.1:7860/predict" in card and "client.text_classification(" in card
+    assert card.index("### Serve it") < card.index("---")  # before the model card itself

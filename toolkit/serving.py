@@ -383,3 +383,27 @@ class JsonApi:
             description=f"The JSON API of a {self.predictor.cfg.task} run (Hugging Face Inference API shapes).",
             routes=routes,
         )
+
+
+def usage(run_dir, spec, port: int = 7860) -> str:
+    """How to serve a run and call its JSON API (markdown): the command, curl, and the InferenceClient call."""
+    shape = spec.serve
+    if shape is None:
+        return ""
+    url = f"http://127.0.0.1:{port}/predict"
+    if shape.read_bytes is not None:
+        curl = f"curl -s {url} --data-binary @photo.jpg -H 'Content-Type: image/jpeg'"
+    else:
+        curl = f"curl -s {url} -H 'Content-Type: application/json' -d '{shape.example}'"
+    lines = ["### Serve it", "", "```bash", f"toolkit serve {run_dir} --port {port}", curl, "```"]
+    if shape.client_call:
+        lines += [
+            "",
+            "```python",
+            "from huggingface_hub import InferenceClient",
+            "",
+            f'client = InferenceClient(model="{url}")',
+            f"client.{shape.client_call}",
+            "```",
+        ]
+    return "\n".join(lines) + "\n"

@@ -47,6 +47,7 @@ class ServeShape:
     read_bytes: Optional[Callable] = None  # (a raw, non-JSON body) -> [one input]: a task that takes file bytes
     # (predictor, inputs, options) -> answers, for a predictor not called with a list of inputs (it then checks them)
     call: Optional[Callable] = None
+    client_call: Optional[str] = None  # its huggingface_hub.InferenceClient call, e.g. 'text_classification("...")'
     max_body_bytes: int = 0  # the largest body it takes (0: from its InputBounds)
 
 

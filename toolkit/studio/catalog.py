@@ -19,6 +19,7 @@ from . import (
     NAME,
     TRIAL,
     StudioPaths,
+    display_path,
     folder_size,
     format_seconds,
     format_size,
@@ -346,8 +347,24 @@ class Catalog:
         return [name for name in self.names() if self.status(name) == "finished"]
 
     def model_card(self, name: str) -> str:
-        path = self.paths.run_dir(name) / "README.md"
-        return path.read_text(encoding="utf-8") if path.is_file() else f"Run '{name}' has no model card yet."
+        """The run's model card, after how to serve it (the command, curl, InferenceClient) once it is finished."""
+        run_dir = self.paths.run_dir(name)
+        path = run_dir / "README.md"
+        if not path.is_file():
+            return f"Run '{name}' has no model card yet."
+        return self.serving_usage(name) + "\n" + path.read_text(encoding="utf-8")
+
+    def serving_usage(self, name: str) -> str:
+        from ..serving import usage
+        from ..tasks import get_task
+
+        if self.status(name) != "finished":
+            return ""
+        try:
+            spec = get_task(runlib.read_run_config(self.paths.run_dir(name)).task)
+        except (ToolkitError, OSError, ValueError):
+            return ""
+        return usage(display_path(self.paths.run_dir(name)), spec)
 
     def best_zip(self, name: str, folder: Path) -> Path:
         """The run's best/ as a zip in ``folder``."""
