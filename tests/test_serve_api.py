@@ -175,6 +175,6 @@ def test_the_studio_shows_how_to_serve_a_finished_run(sentiment_run):
     from toolkit.studio import Studio
 
     card = Studio(sentiment_run.dir.parent).catalog.model_card(sentiment_run.dir.name)
-    assert f"toolkit serve {sentiment_run.dir.name}" in card
+    assert f"toolkit serve {sentiment_run.dir} --port 7860" in card
     assert "curl -s http://127.0.0.1:7860/predict" in card and "client.text_classification(" in card
     assert card.index("### Serve it") < card.index("---")  # before the model card itself
