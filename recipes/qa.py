@@ -703,7 +703,7 @@ register(
         metrics=("f1", "exact_match", "loss"),
         config=QuestionAnsweringConfig,
         # Every window of a context is a model pass: 20,000 characters (a long article; a SQuAD context is under
-        # 4,000) are about 15 windows of 384 tokens, about a second for MiniLM on 2 CPU cores (docs/security.md).
+        # 4,000) are 24 windows of 256 tokens, 2.3 s for MiniLM on 2 CPU cores (benchmarks/input_bounds.py).
         input_bounds=InputBounds(max_chars=20_000, max_inputs=64),
         export=export_answerer,
         usage='predict({"question": "Who wrote it?", "context": "It was written by Ada Lovelace."})',
