@@ -637,6 +637,14 @@ def export_answerer(folder: Path, path: Path, cfg, quantize: bool) -> str:
     return "toolkit.recipes.qa:OnnxQuestionAnswerer"
 
 
+MAX_TOP_K = 20  # answers per question the JSON API gives at most
+
+
+def answers_asked(parameters: dict) -> int:
+    """top_k: 1 unless asked (the Inference API's default), at most MAX_TOP_K."""
+    return top_k_of(parameters, MAX_TOP_K) if parameters.get("top_k") is not None else 1
+
+
 def serve_inputs(inputs) -> tuple[list, bool]:
     """{"question", "context"}, or a list of them."""
     if isinstance(inputs, dict):
@@ -656,7 +664,7 @@ def serve_parameters(parameters: dict) -> dict:
             "max_answer_len": "ignored: the run's own setting decides",
         },
     )
-    top_k = top_k_of(parameters, 1)
+    top_k = answers_asked(parameters)
     return {"top_k": top_k} if top_k > 1 else {}
 
 
@@ -666,7 +674,7 @@ def serve_answers(answers: list[dict], single: bool, parameters: dict):
 
     def shaped(found: dict):
         best = {k: found[k] for k in fields}
-        if top_k_of(parameters, 1) == 1:
+        if answers_asked(parameters) == 1:
             return best
         return [best, *({k: a[k] for k in fields} for a in found.get("alternatives", []))]
 

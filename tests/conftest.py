@@ -45,6 +45,7 @@ LONGEST_FIRST = [
     "test_ddp.py",
     "test_transfer.py",
     "test_seq2seq.py",
+    "test_serve_api.py",
     "test_cli.py",
     "test_run_safety.py",
 ]

@@ -1,11 +1,13 @@
 """The sentiment app on a real Gradio server: gradio_client calls and headless Chromium through Playwright."""
 
+import base64
 import csv
 import json
 import shutil
+import urllib.request
 
 import pytest
-from conftest import BROWSER_ARGS, free_port, run_cli
+from conftest import BROWSER_ARGS, free_port, post_json, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,7 @@ def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run
     server_tmp = tmp_path / "server-tmp"  # the server's temp folder: uploads, Gradio's cache, the CSV downloads
     server_tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(server_tmp), "GRADIO_TEMP_DIR": str(server_tmp / "gradio")}
+    env["TOOLKIT_API_TOKEN"] = "a-long-random-token"  # the JSON API also takes this bearer token
     server = subprocess.Popen(
         [
             sys.executable,
@@ -225,6 +228,15 @@ def test_serve_with_auth_asks_for_the_login_and_cleans_up_on_sigterm(trained_run
         assert request(port, "POST", "/gradio_api/upload", f"127.0.0.1:{port}", origin="http://evil.example")[0] == 403
         for page in ("http://localhost:3000", f"https://127.0.0.1:{port}"):  # another port or scheme: another site
             assert request(port, "POST", "/gradio_api/call/classify", f"127.0.0.1:{port}", origin=page)[0] == 403
+        # The JSON API asks for the same login (HTTP Basic), or the bearer token; /health needs none.
+        api = f"http://127.0.0.1:{port}/predict"
+        status, answer = post_json(api, {"inputs": "fine"})
+        assert status == 401 and "needs a login" in answer["error"]
+        basic = "Basic " + base64.b64encode(b"alice:a-long-passphrase").decode()
+        assert post_json(api, {"inputs": "fine"}, {"Authorization": basic})[0] == 200
+        assert post_json(api, {"inputs": "fine"}, {"Authorization": "Bearer a-long-random-token"})[0] == 200
+        assert post_json(api, {"inputs": "fine"}, {"Authorization": "Bearer wrong"})[0] == 401
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).status == 200
         with pytest.raises(Exception):
             Client(url, verbose=False).predict("a wonderful film", api_name="/classify")
         with pytest.raises(Exception):

@@ -3,7 +3,6 @@ does not send, batching of concurrent requests, the bounds, the health and metri
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import threading
@@ -135,19 +134,6 @@ def test_json_api_answers_the_inference_client_batches_and_refuses_bad_input(sen
         assert get(port, "/docs")[0] == 200
         assert get(port, "/")[0] == 200  # the Gradio app, on the same port
     assert "Traceback" not in server.proc.stderr.read()
-
-
-def test_the_api_asks_for_the_login_when_the_server_has_one(sentiment_run):
-    env = {"TOOLKIT_API_TOKEN": "a-long-random-token"}
-    with served(sentiment_run.dir, "--auth", "alice:a-long-passphrase", env=env) as server:
-        port = server.port
-        status, headers, answer = post(port, {"inputs": "fine"})
-        assert status == 401 and "needs a login" in answer["error"] and "Basic" in headers["www-authenticate"]
-        basic = "Basic " + base64.b64encode(b"alice:a-long-passphrase").decode()
-        assert post(port, {"inputs": "fine"}, headers={"Authorization": basic})[0] == 200
-        assert post(port, {"inputs": "fine"}, headers={"Authorization": "Bearer a-long-random-token"})[0] == 200
-        assert post(port, {"inputs": "fine"}, headers={"Authorization": "Bearer wrong"})[0] == 401
-        assert get(port, "/health")[0] == 200  # a load balancer's probe needs no login
 
 
 def test_the_batcher_gathers_requests_with_the_same_options_and_refuses_when_full():

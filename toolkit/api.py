@@ -147,7 +147,8 @@ def evaluate(
         batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
         predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **_eval_precision(run_dir, precision))
         predictor.sort_by_length = False
-    with predictor.unbounded():  # a data file's long rows are scored, as training's evaluation scored them
+    unbounded = getattr(predictor, "unbounded", contextlib.nullcontext)  # a task's own predictor may have no bounds
+    with unbounded():  # a data file's long rows are scored, as training's evaluation scored them
         return spec.evaluate_run(predictor, cfg, data, split or "test")
 
 

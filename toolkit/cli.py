@@ -239,7 +239,9 @@ def cmd_predict(args) -> int:
 
     inputs = read_stdin_lines() if args.inputs == ["-"] else args.inputs
     predictor = api.load(args.run, args.checkpoint, backend=args.backend, precision=args.precision)
-    part = predictor.bounds.max_inputs  # a request's worth at a time: answers stream out, memory stays flat
+    from .predictor import bounds_of
+
+    part = bounds_of(predictor).max_inputs  # a request's worth at a time: answers stream out, memory stays flat
     for start in range(0, len(inputs), part):
         chunk = inputs[start : start + part]
         try:

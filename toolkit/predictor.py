@@ -156,6 +156,13 @@ class Predictor:
         return answers
 
 
+def bounds_of(predictor):
+    """A predictor's input bounds; a task's own predictor class that does not subclass Predictor gets the defaults."""
+    from .tasks import InputBounds
+
+    return getattr(predictor, "bounds", None) or InputBounds()
+
+
 def logits_in_parts(logits: Callable, feed: dict, rows: int):
     """``logits(feed)`` over at most ``rows`` rows (windows of long texts) at a time, concatenated: a long input's
     many windows then take one batch's memory, not all of theirs at once. ``logits`` may return a tuple of arrays."""

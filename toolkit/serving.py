@@ -197,10 +197,15 @@ class JsonApi:
     def __init__(self, predictor, options: Optional[ServeOptions] = None):
         self.predictor = predictor
         self.options = options or ServeOptions()
-        self.shape = predictor.task().serve
+        from .predictor import bounds_of
+        from .tasks import get_task
+
+        self.shape = get_task(predictor.cfg.task).serve
         if self.shape is None:
             raise ToolkitError(f"'{predictor.cfg.task}' runs have no JSON API yet.")
-        self.bounds = predictor.bounds
+        self.bounds = bounds_of(predictor)
+        folder = getattr(predictor, "folder", None)
+        self.run_name = folder.parent.name if folder is not None else predictor.cfg.task
         self.metrics = Metrics(lambda: self.batcher.depth())
         self.batcher = Batcher(
             self.call_model,
@@ -280,8 +285,8 @@ class JsonApi:
                 413, f"{len(inputs)} inputs in one request; this server takes at most {self.bounds.max_inputs}."
             )
         if self.shape.call is None:  # checked before it waits in the queue: a bad input does not break a batch
-            self.predictor.check(inputs)
-            self.predictor.check_bounds(inputs)
+            for check in ("check", "check_bounds"):  # a task's own predictor class may have neither
+                getattr(self.predictor, check, lambda inputs: None)(inputs)
         return inputs, single, parameters
 
     async def predict(self, body: bytes, headers: dict) -> tuple[int, Any, dict]:
@@ -331,7 +336,7 @@ class JsonApi:
         def ready():
             alive = self.batcher.worker.is_alive()
             self.metrics.requests.labels("/ready", "200" if alive else "503").inc()
-            body = {"ready": alive, "task": self.predictor.cfg.task, "run": self.predictor.folder.parent.name}
+            body = {"ready": alive, "task": self.predictor.cfg.task, "run": self.run_name}
             return JsonResponse(body, status_code=200 if alive else 503)
 
         def metrics():
@@ -378,7 +383,7 @@ class JsonApi:
         from fastapi.openapi.utils import get_openapi
 
         return get_openapi(
-            title=f"toolkit serve: {self.predictor.folder.parent.name}",
+            title=f"toolkit serve: {self.run_name}",
             version="1",
             description=f"The JSON API of a {self.predictor.cfg.task} run (Hugging Face Inference API shapes).",
             routes=routes,

@@ -392,14 +392,10 @@ def trial_minutes(sweep: Sweep) -> Optional[float]:
 
 def _trial_process() -> None:
     """In the trial's process, before it starts: a process group of its own (a Ctrl+C at the terminal reaches the
-    sweep, which tells the trial), and on Linux a SIGTERM when the sweep dies, however it dies (kill -9 included), so
-    the trial saves last/ and stops instead of training on unwatched (interrupt.watch_parent does the same where
-    this signal is not available)."""
+    sweep, which tells the trial). The trial watches the sweep (interrupt.watch_parent): when the sweep dies, however
+    it dies (kill -9 included), the trial gets one SIGTERM, saves last/ and stops. (Not also Linux's parent-death
+    signal: two SIGTERMs would stop it at once, without saving.)"""
     os.setpgid(0, 0)
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -512,7 +508,10 @@ class ValidationReader:
         self.offset += len(complete)
         found = []
         for line in complete.splitlines():
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except ValueError:  # a blank line, or one torn by a kill: the run's own reader skips it too
+                continue
             value = record.get(self.metric)
             if record.get("split") == "validation" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.count += 1
