@@ -118,14 +118,14 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
                 f"|| [0, 0])[1] > {first}",
                 timeout=30_000,
             )
+            page.screenshot(path=str(SCREENSHOTS / "studio-live.png"), full_page=True)
+            page.locator("#stop").click()  # at once: the tiny run trains 960 steps in seconds
+            expect(status).to_contain_text("stopped", timeout=60_000)
             expect(page.locator("#loss-plot img")).to_be_visible()  # the curve, drawn from metrics.jsonl
-            page.reload()  # the state is in the run folders: a new page shows the same run training
+            page.reload()  # the state is in the run folders: a new page shows the same run, stopped
             page.get_by_role("tab", name="Live").click()
             pick(page, "#live-run", "resumed")
-            expect(status).to_contain_text("training", timeout=30_000)
-            page.screenshot(path=str(SCREENSHOTS / "studio-live.png"), full_page=True)
-            page.locator("#stop").click()
-            expect(status).to_contain_text("stopped", timeout=60_000)
+            expect(status).to_contain_text("stopped", timeout=30_000)
             assert (runs / "resumed/last/training_state.pt").is_file() and not (runs / "resumed/results.json").exists()
             stopped_at = json.loads((runs / "resumed/last/state.json").read_text())["step"]
             assert 0 < stopped_at < 960
