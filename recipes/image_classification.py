@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from toolkit.config import Config, DataConfig, DataRole, above, at_least, between, section, setting
 from toolkit.models import without_gradients
-from toolkit.shapes import check_parameters, image_bytes_of, ranked, top_k_of
+from toolkit.shapes import image_bytes_of, label_options, ranked, top_k_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 # torch, timm and PIL are imported where they are used: the settings below are read without them.
@@ -338,19 +338,6 @@ with torch.no_grad():
 dict(zip(config["label_names"], probabilities.tolist()))"""
 
 
-def serve_parameters(parameters: dict) -> dict:
-    check_parameters(
-        parameters,
-        {"top_k": "how many labels, best first (at most the run's image.top_k)", "function_to_apply": "softmax"},
-    )
-    top_k_of(parameters, 1)  # checked before the request waits for the model
-    if parameters.get("function_to_apply") not in (None, "softmax"):
-        from toolkit.errors import ToolkitError
-
-        raise ToolkitError("function_to_apply: this server answers softmax probabilities only.")
-    return {}
-
-
 def serve_answers(answers: list[dict], single: bool, parameters: dict) -> list:
     """[{label, score}] best first for one image; a list of those for several."""
     rows = [ranked(answer["scores"], top_k_of(parameters, len(answer["scores"]))) for answer in answers]
@@ -361,7 +348,7 @@ SERVE = ServeShape(
     read=image_bytes_of,
     read_bytes=lambda body: [body],
     write=serve_answers,
-    options=serve_parameters,
+    options=label_options("how many labels, best first (at most the run's image.top_k)"),
     example='{"inputs": "<the image file in base64>", "parameters": {"top_k": 3}}',
     describe="The image file's raw bytes as the body (any content type but JSON), or JSON {inputs: base64 bytes or "
     "a list of them}. Answers [{label, score}] best first.",

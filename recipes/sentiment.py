@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.models import without_gradients
-from toolkit.shapes import check_parameters, ranked, texts_of, top_k_of
+from toolkit.shapes import label_options, ranked, texts_of, top_k_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ LABELS_FILE = "labels.json"
 def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
     """A batch of rows -> token ids, label ids and lengths (a ``datasets`` batched map function)."""
     from toolkit.data import LENGTH
-    from toolkit.errors import ToolkitError
     from toolkit.splits import label_key
 
     index = {name: i for i, name in enumerate(names)}
@@ -79,7 +78,6 @@ def build_task(cfg: TextClassificationConfig) -> Task:
 
     from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits
     from toolkit.engine import Task
-    from toolkit.errors import ToolkitError
     from toolkit.models import (
         apply_lora,
         load_text_classifier,
@@ -187,17 +185,6 @@ def load_predictor(folder: Path, cfg: TextClassificationConfig, **kwargs):
     return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
-def serve_parameters(parameters: dict) -> dict:
-    check_parameters(
-        parameters,
-        {"top_k": "how many labels, best first (default: all)", "function_to_apply": "softmax, the only one"},
-    )
-    top_k_of(parameters, 1)  # checked before the request waits for the model
-    if parameters.get("function_to_apply") not in (None, "softmax"):
-        raise ToolkitError("function_to_apply: this server answers softmax probabilities only.")
-    return {}
-
-
 def serve_answers(answers: list[dict], single: bool, parameters: dict) -> list:
     """Per input, its labels with their probabilities, best first: [[{label, score}, ...], ...] (a list per input,
     one input or several, as the Inference API answers text classification)."""
@@ -207,7 +194,7 @@ def serve_answers(answers: list[dict], single: bool, parameters: dict) -> list:
 SERVE = ServeShape(
     read=texts_of,
     write=serve_answers,
-    options=serve_parameters,
+    options=label_options("how many labels, best first (default: all)"),
     example='{"inputs": "a gripping, beautifully acted film", "parameters": {"top_k": 2}}',
     describe="inputs: a text or a list of texts. Answers, per text, [{label, score}] best first.",
     client_call='text_classification("a gripping, beautifully acted film")',

@@ -39,6 +39,20 @@ def ranked(scores: dict, top_k: int) -> list[dict]:
     return [{"label": label, "score": float(score)} for label, score in order[:top_k]]
 
 
+def label_options(top_k_meaning: str):
+    """The options of a classifier's request: top_k (checked before the request waits for the model) and
+    function_to_apply (softmax, the only one); the predictor itself takes none."""
+
+    def options(parameters: dict) -> dict:
+        check_parameters(parameters, {"top_k": top_k_meaning, "function_to_apply": "softmax, the only one"})
+        top_k_of(parameters, 1)
+        if parameters.get("function_to_apply") not in (None, "softmax"):
+            raise ToolkitError("function_to_apply: this server answers softmax probabilities only.")
+        return {}
+
+    return options
+
+
 def generation_options(parameters: dict, known: dict) -> dict:
     """A text-to-text task's options: ``generate_parameters`` max_new_tokens and num_beams (InferenceClient's
     spelling), or the same keys at the top of "parameters"."""
