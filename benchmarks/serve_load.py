@@ -65,14 +65,14 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
     return start_server(command, port, deadline), f"http://127.0.0.1:{port}/"
 
 
-def start_server(command: list[str], port: int, deadline: float) -> subprocess.Popen:
-    """Start ``command`` and return it once it answers on ``port``; exit with its error if it does not."""
+def start_server(command: list[str], port: int, deadline: float, path: str = "/") -> subprocess.Popen:
+    """Start ``command`` and return it once it answers ``path`` on ``port``; exit with its error if it does not."""
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while time.time() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"{' '.join(command[:4])} exited: {server.stderr.read().decode()[-2000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
             return server
         except OSError:
             time.sleep(0.3)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import ROOT, TEXTS, free_port, train  # noqa: E402
+from serve_load import TEXTS, free_port, start_server, train  # noqa: E402
 
 LITSERVE_APP = textwrap.dedent(
     """
@@ -89,24 +89,6 @@ def wrk(url: str, connections: int, seconds: int, script: Path, bodies: Path) ->
             "errors": errors}  # fmt: skip
 
 
-def start(command: list[str], port: int, deadline: float) -> subprocess.Popen:
-    """Start a server and return it once its /health answers 200 (both servers have one)."""
-    import urllib.request
-
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"{' '.join(command[:4])} exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"{' '.join(command[:4])} did not start in time")
-
-
 def offline_rate(run: Path, texts: list[str]) -> float:
     """Sentences per second of the run's predictor in one process, batches of 32 (what the server batches)."""
     import toolkit
@@ -154,7 +136,8 @@ def main() -> int:
         print(f"offline: the predictor classifies {offline_rate(run, texts):.0f} sentences/s", flush=True)
         for name, command in servers.items():
             port = free_port()
-            server = start([part.replace("{port}", str(port)) for part in command], port, time.time() + 300)
+            command = [part.replace("{port}", str(port)) for part in command]
+            server = start_server(command, port, time.time() + 300, path="/health")  # both servers have one
             try:
                 url = f"http://127.0.0.1:{port}"
                 time.sleep(2)
