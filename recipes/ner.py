@@ -175,7 +175,7 @@ def load_conll(path: Path, tokens: str, tags: str, streaming: bool):
     """A CoNLL column file as a datasets table, written once to datasets' cache (again when the file changes)."""
     import datasets
 
-    from toolkit.data import quiet_readers, unreadable
+    from toolkit.read_errors import quiet_readers, unreadable
 
     features = datasets.Features(
         {tokens: datasets.List(datasets.Value("string")), tags: datasets.List(datasets.Value("string"))}

@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import ToolkitError
+from .read_errors import column_mismatch, decode_error, not_utf8, other_columns, quiet_readers, unreadable
+
 
 class ShuffledStream(torch.utils.data.IterableDataset):
     """Examples of a ``datasets.IterableDataset`` through a shuffle buffer, epoch after epoch without end (training
@@ -76,9 +79,6 @@ def readable(source, then: str = RESUME_AFTER_FIX):
     """The source's examples; a reading error met mid-stream (a malformed row, a byte that is not UTF-8, a column
     whose type changes) becomes one clear error naming the file, and ``then`` what to do, instead of a traceback
     from inside datasets."""
-    from .data import quiet_readers
-    from .errors import ToolkitError
-
     iterator = iter(source)
     while True:
         with quiet_readers() as named:  # datasets' reader names the shard it fails on; its error does not
@@ -97,8 +97,6 @@ def readable(source, then: str = RESUME_AFTER_FIX):
 
 def stream_problem(err: Exception, named: list) -> str:
     """What a reading error met mid-stream is about, as a sentence naming the file the reader named, if any."""
-    from .data import column_mismatch, decode_error, not_utf8, other_columns, unreadable
-
     mismatch = column_mismatch(err)
     if named and decode_error(err) is not None:
         return str(not_utf8(named, given=None))
