@@ -273,7 +273,7 @@ def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
     real = torch.stack([dataset[i][0] for i in range(count)])
     features = ganlib.ClassifierFeatures(cfg.gan.eval_classifier)
     with sampler.computing(sampler.gan):  # all of it, as in training's evaluation: the feature classifier too
-        fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed)
+        fake, labels = ganlib.sample_for_metrics(sampler.gan, cfg.gan.eval_samples, cfg.seed, device=sampler.device)
         return ganlib.generation_metrics(
             (real + 1) / 2, fake, features, labels, sampler.labels if sampler.gan.num_classes else None
         )
@@ -331,6 +331,13 @@ SERVE = ServeShape(
 )
 
 
+def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
+    """`toolkit export`: the EMA generator as ONNX (toolkit/onnx_images.py)."""
+    from toolkit.onnx_images import export_generator
+
+    return export_generator(folder, path, cfg, quantize)
+
+
 register(
     TaskSpec(
         rank=50,
@@ -347,6 +354,7 @@ register(
         base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
         config=GanRunConfig,
         serve=SERVE,
+        export=export_onnx,
         usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
     )
 )

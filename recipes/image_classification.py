@@ -357,6 +357,13 @@ SERVE = ServeShape(
 )
 
 
+def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
+    """`toolkit export`: the network as ONNX (toolkit/onnx_images.py)."""
+    from toolkit.onnx_images import export_image_classifier
+
+    return export_image_classifier(folder, path, cfg, quantize)
+
+
 register(
     TaskSpec(
         rank=40,
@@ -372,6 +379,7 @@ register(
         usage='predict("photo.jpg")',
         pipeline_tag="image-classification",
         serve=SERVE,
+        export=export_onnx,
         base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
         stock_usage=STOCK_USAGE,
         search_space=search_space,

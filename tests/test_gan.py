@@ -57,6 +57,29 @@ def test_gan_steps_losses_ema_grid_and_resume(tmp_path):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
 
 
+def test_onnx_export_of_the_generator_draws_what_torch_draws(tmp_path):
+    from conftest import run_cli
+
+    from toolkit.onnx_images import OnnxGanSampler
+    from toolkit.predict import GanSampler
+
+    run = toolkit.train(gan_config(tmp_path / "run", epochs=1))
+    done = run_cli("export", str(run.dir))
+    assert done.returncode == 0, done.stderr
+    onnx, torch_ = toolkit.load(run.dir), toolkit.load(run.dir, backend="torch", precision="fp32")
+    assert isinstance(onnx, OnnxGanSampler) and type(torch_) is GanSampler
+    z, labels = torch.randn(6, 16, generator=torch.Generator().manual_seed(3)), torch.arange(6) % 10
+    assert torch.allclose(onnx.gan.sample(z, labels), torch_.gan.sample(z, labels), atol=1e-4)
+    # uint8 pixels: a value on a rounding edge may move by one level
+    assert np.abs(onnx.grid(seed=5, label="3").astype(int) - torch_.grid(seed=5, label="3")).max() <= 1
+    assert np.abs(onnx.interpolate(1, 2, 0.5).astype(int) - torch_.interpolate(1, 2, 0.5)).max() <= 1
+    with pytest.raises(ToolkitError, match="class 'x'"):
+        onnx.grid(label="x")
+    refused = run_cli("export", str(run.dir), "--quantize", "int8")
+    assert refused.returncode != 0 and "error: --quantize int8" in refused.stderr
+    assert isinstance(toolkit.load(run.dir), OnnxGanSampler)  # the export written before is still there
+
+
 def test_init_from_loads_and_rejects_other_architectures(tmp_path):
     source = toolkit.train(gan_config(tmp_path / "source", epochs=1))
     tuned = toolkit.train(

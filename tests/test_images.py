@@ -172,6 +172,28 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
     assert metrics["accuracy"] == pytest.approx(results["test"]["accuracy"])
 
 
+def test_onnx_export_answers_as_torch_does(colour_run, colour_data, tmp_path):
+    import shutil
+
+    from toolkit.onnx_images import OnnxImageClassifier
+
+    run = shutil.copytree(colour_run.dir, tmp_path / "run")  # the module's run stays without an export
+    done = run_cli("export", str(run))
+    assert done.returncode == 0, done.stderr
+    onnx, torch_ = toolkit.load(run), toolkit.load(run, backend="torch", precision="fp32")
+    assert isinstance(onnx, OnnxImageClassifier) and not isinstance(torch_, OnnxImageClassifier)
+    files = sorted(str(p) for p in colour_data["val"].rglob("*.*"))
+    assert torch.allclose(onnx.logits(files), torch_.logits(files), atol=1e-4)
+    answer, heat = onnx.explain(files[0])  # Grad-CAM from the checkpoint's torch weights
+    assert answer["label"] == torch_(files[0])["label"] and heat.ndim == 3
+    done = run_cli("predict", str(run), files[0])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["label"] == torch_(files[0])["label"]
+    refused = run_cli("export", str(run), "--quantize", "int8")
+    assert refused.returncode != 0 and "error: --quantize int8" in refused.stderr
+    assert isinstance(toolkit.load(run), OnnxImageClassifier)  # the export written before is still there
+
+
 def test_corrupt_and_undecodable_images_are_skipped(colour_data, tmp_path, caplog):
     import shutil
 

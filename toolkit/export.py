@@ -145,6 +145,11 @@ def export_checkpoint(folder: Path, path: Path, quantize: bool, head: str, outpu
     export_logits(model, AutoTokenizer.from_pretrained(folder), path, quantize, outputs)
 
 
+def export_module(module, inputs: dict, path: Path, outputs: tuple = ("output",)) -> None:
+    """A torch module that takes whole tensors (images, latents) as ONNX, fp32, with only the batch dynamic."""
+    _export(module.eval(), inputs, path, quantize=False, outputs=outputs, dynamic_axes=(0,))
+
+
 def export_logits(model, tokenizer, path: Path, quantize: bool, outputs: tuple = ("logits",)) -> None:
     """A transformers model that takes token ids as ONNX: ids in (batch and sequence length dynamic), the named
     ``outputs`` of its forward out (e.g. logits, or start_logits and end_logits)."""
@@ -166,12 +171,14 @@ def export_logits(model, tokenizer, path: Path, quantize: bool, outputs: tuple =
     _export(Outputs(model).eval(), {n: sample[n] for n in names}, path, quantize, outputs)
 
 
-def _export(module, inputs: dict, path: Path, quantize: bool, outputs: tuple = ("logits",)) -> None:
-    """torch.onnx's exporter (torch.export based) with batch and sequence length dynamic, weights inside the one
-    file; then int8 weights if asked."""
+def _export(
+    module, inputs: dict, path: Path, quantize: bool, outputs: tuple = ("logits",), dynamic_axes: tuple = (0, 1)
+) -> None:
+    """torch.onnx's exporter (torch.export based) with the ``dynamic_axes`` of every input dynamic (default: batch
+    and sequence length), weights inside the one file; then int8 weights if asked."""
     import torch
 
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    names = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")}
     target = path.with_name("fp32.onnx") if quantize else path
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's to act on
@@ -182,7 +189,7 @@ def _export(module, inputs: dict, path: Path, quantize: bool, outputs: tuple = (
             dynamo=True,
             input_names=list(inputs),
             output_names=list(outputs),
-            dynamic_shapes={n: {0: batch, 1: sequence} for n in inputs},
+            dynamic_shapes={n: {axis: names[axis] for axis in dynamic_axes} for n in inputs},
             opset_version=OPSET,
             external_data=False,
             verbose=False,

@@ -38,7 +38,7 @@ class ConditionalBatchNorm(nn.Module):
         nn.init.zeros_(self.shift.weight)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        shape = (len(x), -1) + (1,) * (x.dim() - 2)
+        shape = (x.shape[0], -1) + (1,) * (x.dim() - 2)  # not len(x): an export keeps the batch dynamic
         return self.norm(x) * self.scale(labels).view(shape) + self.shift(labels).view(shape)
 
 
@@ -64,7 +64,7 @@ class Generator(nn.Module):
         self.conditional = bool(num_classes)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        h = F.relu(self.normed(0, self.project(z), labels)).view(len(z), self.width, self.seed, self.seed)
+        h = F.relu(self.normed(0, self.project(z), labels)).view(-1, self.width, self.seed, self.seed)
         for i, up in enumerate(self.ups, start=1):
             h = F.relu(self.normed(i, up(h), labels))
         return torch.tanh(self.to_image(h))
@@ -294,11 +294,14 @@ def imagenet_backbone(name: str) -> nn.Module:
 
 
 @torch.no_grad()
-def sample_for_metrics(gan: GAN, count: int, seed: int, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``count`` EMA samples in [0, 1], classes in equal shares for a conditional model (and those classes)."""
+def sample_for_metrics(
+    gan: GAN, count: int, seed: int, batch: int = 256, device=None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``count`` EMA samples in [0, 1], classes in equal shares for a conditional model (and those classes);
+    ``device``: where the generator is (default: where its weights are)."""
     z = fixed_noise(count, gan.latent_dim, seed + 1)
     labels = torch.arange(count) % gan.num_classes if gan.num_classes else None
-    device = next(gan.parameters()).device
+    device = device or next(gan.parameters()).device
     out = [
         gan.sample(z[i : i + batch].to(device), None if labels is None else labels[i : i + batch].to(device)).cpu()
         for i in range(0, count, batch)

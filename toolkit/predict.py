@@ -206,10 +206,8 @@ class ImageClassifier(Predictor):
         from torchvision.transforms import v2
 
         from .images import build_transform
-        from .vision import load_checkpoint
 
-        self.model, self.data = load_checkpoint(self.folder)
-        self.model.eval().to(self.device)
+        self.data = self.load_model()
         self.labels = self.data["labels"]
         image = self.cfg.image
         self.transform = build_transform(image, self.data, train=False)
@@ -220,6 +218,14 @@ class ImageClassifier(Predictor):
         self.max_upload_mb = image.max_upload_mb
         self.max_megapixels = image.max_megapixels
         self.top_k = max(1, min(image.top_k, len(self.labels)))
+
+    def load_model(self) -> dict:
+        """Load the network; returns the checkpoint's image settings (size, channels, normalization, labels)."""
+        from .vision import load_checkpoint
+
+        self.model, data = load_checkpoint(self.folder)
+        self.model.eval().to(self.device)
+        return data
 
     def is_single(self, inputs) -> bool:
         return isinstance(inputs, (str, Path, bytes, bytearray)) or hasattr(inputs, "shape")
@@ -272,14 +278,17 @@ class ImageClassifier(Predictor):
 
     @torch.inference_mode()
     def logits(self, images: list) -> torch.Tensor:
-        from .vision import logits
-
         def batch_logits(chunk: list) -> torch.Tensor:
-            batch = torch.stack([self.tensor(self.read(im)) for im in chunk])
-            with self.computing():
-                return logits(self.model, batch.to(self.device)).float().cpu()
+            return self.forward(torch.stack([self.tensor(self.read(im)) for im in chunk]))
 
         return torch.stack(self.in_batches(list(images), batch_logits, by_length=False))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's logits (fp32, on the CPU) for a batch of transformed images."""
+        from .vision import logits
+
+        with self.computing():
+            return logits(self.model, batch.to(self.device)).float().cpu()
 
     def answer(self, probs: torch.Tensor) -> dict:
         values, indices = probs.topk(self.top_k)
@@ -309,17 +318,21 @@ class GanSampler(Predictor):
     """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
 
     def load(self) -> None:
+        spec = json.loads((self.folder / "config.json").read_text())  # the checkpoint holds all it needs
+        self.labels = spec["labels"]
+        self.gan = self.load_generator(spec)
+
+    def load_generator(self, spec: dict):
+        """What samples: here the GAN with its EMA generator (``gan.sample(z, labels)``, latent_dim, num_classes)."""
         from types import SimpleNamespace
 
         from safetensors.torch import load_file
 
         from .gan import GAN
 
-        spec = json.loads((self.folder / "config.json").read_text())  # the checkpoint holds all it needs
-        self.labels = spec["labels"]
-        self.gan = GAN(SimpleNamespace(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
-        self.gan.load_state_dict(load_file(self.folder / "model.safetensors"))
-        self.gan.eval().to(self.device)
+        gan = GAN(SimpleNamespace(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
+        gan.load_state_dict(load_file(self.folder / "model.safetensors"))
+        return gan.eval().to(self.device)
 
     def __call__(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
         return self.grid(seed, label, rows)
