@@ -53,8 +53,11 @@ LITSERVE_APP = textwrap.dedent(
         def encode_response(self, output):
             return [output]
 
-    server = ls.LitServer(Classifier(max_batch_size=32, batch_timeout=0.005), accelerator="cpu", workers_per_device=1)
-    server.run(port=int(sys.argv[2]), generate_client_file=False)
+    if __name__ == "__main__":  # LitServe spawns its workers, which import this file again
+        server = ls.LitServer(
+            Classifier(max_batch_size=32, batch_timeout=0.005), accelerator="cpu", workers_per_device=1
+        )
+        server.run(port=int(sys.argv[2]), generate_client_file=False)
     """
 )
 
