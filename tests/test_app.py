@@ -115,7 +115,7 @@ def test_model_card_and_stock_pipeline_reload_best(trained_run):
     assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "transformers"
     assert 'pipeline("text-classification"' in (trained_run.dir / "README.md").read_text()  # stock way shown first
     classify = pipeline("text-classification", model=str(trained_run.dir / "best"), top_k=None, device="cpu")
-    ours = toolkit.load(trained_run.dir)
+    ours = toolkit.load(trained_run.dir, precision="fp32")  # as the stock pipeline computes
     for text in ["a truly awful and boring film", "what a wonderful, lovely story"]:
         stock = {a["label"]: a["score"] for a in classify([text])[0]}
         assert stock == pytest.approx(ours(text)["scores"], abs=1.2e-7)  # the real label names, the same scores

@@ -18,6 +18,13 @@ ZEN4 = AVX512 | {"avx512_bf16"}
 GRAVITON3 = frozenset("fp asimd sve bf16 i8mm".split())
 
 
+@pytest.fixture(autouse=True)
+def the_machine_decides(monkeypatch):
+    """These tests check the rule from a machine's facts, which TOOLKIT_PRECISION (set to run the suite as a
+    native-bf16 machine would) overrides; a test of that variable sets it itself."""
+    monkeypatch.delenv(hardware.PRECISION_ENV, raising=False)
+
+
 def never_measure(machine):
     raise AssertionError("the flags decide: no measurement expected")
 
