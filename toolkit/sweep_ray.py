@@ -17,6 +17,7 @@ import time
 from typing import Optional
 
 from .errors import ToolkitError
+from .ray_token import send_token_if_any
 from .sweeps import Best, Sweep, account, run_trial, write_summary
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def connect(address: Optional[str]) -> None:
 
     if ray.is_initialized():
         return
+    if address:
+        send_token_if_any()
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as err:
