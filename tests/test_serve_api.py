@@ -157,6 +157,33 @@ def test_the_batcher_gathers_requests_with_the_same_options_and_refuses_when_ful
     assert calls[1] == (["b", "c", "e", "f"], {}) and calls[2] == (["d"], {"suffix": "!"})
 
 
+def test_a_lone_request_goes_straight_to_the_model_and_concurrent_ones_wait_to_batch():
+    gate, calls = threading.Event(), []
+
+    def run(inputs: list, options: dict) -> list:
+        gate.wait(10)
+        calls.append(list(inputs))
+        return inputs
+
+    batcher = Batcher(run, max_batch=8, max_wait=0.5, max_queue=8)
+    gate.set()
+    started = time.monotonic()
+    assert batcher.submit(["a"], {}).result(10) == ["a"]
+    assert time.monotonic() - started < 0.25  # not held back for max_wait: nobody else was asking
+    gate.clear()
+    held = batcher.submit(["b"], {})  # the worker takes it and waits at the gate; two more queue meanwhile
+    time.sleep(0.1)
+    together = [batcher.submit(["c"], {}), batcher.submit(["d"], {})]
+    gate.set()
+    assert held.result(10) == ["b"] and [f.result(10) for f in together] == [["c"], ["d"]]
+    # Requests now come concurrently: the next one waits up to max_wait, and one sent 0.1 s later joins it.
+    first = batcher.submit(["e"], {})
+    time.sleep(0.1)
+    second = batcher.submit(["f"], {})
+    assert first.result(10) == ["e"] and second.result(10) == ["f"]
+    assert calls == [["a"], ["b"], ["c", "d"], ["e", "f"]]
+
+
 def test_the_studio_shows_how_to_serve_a_finished_run(sentiment_run):
     from toolkit.studio import Studio
 
@@ -164,3 +191,80 @@ def test_the_studio_shows_how_to_serve_a_finished_run(sentiment_run):
     assert f"toolkit serve {sentiment_run.dir} --port 7860" in card
     assert "curl -s http://127.0.0.1:7860/predict" in card and "client.text_classification(" in card
     assert card.index("### Serve it") < card.index("---")  # before the model card itself
+
+
+def replica_pids() -> list[int]:
+    """The processes of Ray Serve's replicas of `toolkit serve --backend ray` (Ray names them in their titles)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"ServeReplica:toolkit:toolkit_model" in command:
+                found.append(int(proc.name))
+    return found
+
+
+def post_with_retries(port: int, body, tries: int = 20) -> tuple[int, object, int]:
+    """(status, answer, retries): a client that retries what a lost replica answers (no answer, 5xx)."""
+    for attempt in range(tries):
+        try:
+            status, _, answer = post(port, body)
+        except (OSError, http.client.HTTPException):
+            status, answer = None, None
+        if status is not None and status < 500:
+            return status, answer, attempt
+        time.sleep(0.25)
+    return status, answer, tries
+
+
+@pytest.mark.slow
+def test_ray_serve_replicas_answer_as_toolkit_serve_and_lose_no_retried_request(sentiment_run):
+    import os
+    import signal
+
+    texts = ["the acting was wonderful", "a dreadful, boring plot", "lovely"]
+    with served(sentiment_run.dir) as plain:
+        status, _, expected = post(plain.port, {"inputs": texts, "parameters": {"top_k": 2}})
+        assert status == 200
+    with served(sentiment_run.dir, "--backend", "ray", "--replicas", "2", ready_path="/ready", wait=300) as ray:
+        status, _, answer = post(ray.port, {"inputs": texts, "parameters": {"top_k": 2}})
+        assert status == 200
+        for got, want in zip(answer, expected):
+            assert [g["label"] for g in got] == [w["label"] for w in want]
+            assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want], abs=1e-6)
+        assert get(ray.port, "/health")[0] == 200 and "toolkit_requests" in get(ray.port, "/metrics")[1]
+        assert get(ray.port, "/docs")[0] == 200 and "/predict" in get(ray.port, "/openapi.json")[1]
+        status, _, error = post(ray.port, {"inputs": ""})
+        assert status == 422 and "empty" in error["error"]
+        status, _, _ = post(ray.port, {"inputs": "x"}, headers={"Origin": "http://evil.example"})
+        assert status == 403  # the guard runs in every replica
+        replicas = replica_pids()
+        assert len(replicas) == 2
+
+        # Clients keep asking while one replica is killed: each request is answered, retried where it was lost.
+        results, stop = [], threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                results.append(post_with_retries(ray.port, {"inputs": texts[0]}))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        os.kill(replicas[0], signal.SIGKILL)
+        time.sleep(8)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(results) > 20 and all(status == 200 for status, _, _ in results), results[-5:]
+        assert all(answer[0][0]["label"] == expected[0][0]["label"] for _, answer, _ in results)  # one text: [[...]]
+        deadline = time.time() + 120
+        while time.time() < deadline and len(set(replica_pids()) - {replicas[0]}) < 2:
+            time.sleep(1)
+        assert len(set(replica_pids()) - {replicas[0]}) == 2  # Ray Serve started a new replica

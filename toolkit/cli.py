@@ -91,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-queue", type=int, default=512, help="requests that may wait; more get 503 (512)")
     p.add_argument("--timeout", type=float, default=60, help="seconds a request may wait; then 504 (60)")
-    add_backend(p)
+    add_backend(p, ray=True)
+    p.add_argument("--replicas", type=int, default=1, help="with --backend ray: copies of the model (1)")
+    p.add_argument(
+        "--address", default=None, help="with --backend ray: a Ray cluster's HOST:PORT (default: Ray on this machine)"
+    )
     sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
     p.add_argument("--runs", default="runs", help="the folder of runs it shows and trains into (default: runs)")
@@ -115,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_backend(parser) -> None:
+def add_backend(parser, ray: bool = False) -> None:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "onnx", "torch"],
-        help="auto: the ONNX export when `toolkit export` wrote one, else torch",
+        choices=["auto", "onnx", "torch", *(["ray"] if ray else [])],
+        help="auto: the ONNX export when `toolkit export` wrote one, else torch"
+        + ("; ray: the JSON API as a Ray Serve deployment (--replicas, --address)" if ray else ""),
     )
 
 
@@ -368,6 +373,10 @@ def cmd_serve(args) -> int:
     auth = serve_auth(args)
     guard = guard_options(args)
     check_port(args.host, args.port)
+    if args.backend == "ray":
+        return serve_ray(args, auth, guard)
+    if args.replicas != 1 or args.address:
+        raise ToolkitError("--replicas and --address are for --backend ray (a Ray Serve deployment).")
     from toolkit.apps import launch, private_gradio_cache
 
     private_gradio_cache()
@@ -382,6 +391,28 @@ def cmd_serve(args) -> int:
         serve_options=serve_options(args, auth),
         **guard,
     )
+    return 0
+
+
+def serve_ray(args, auth, guard: dict) -> int:
+    """The JSON API on Ray Serve (toolkit/serve_ray.py): the same routes, guard and login, ``--replicas`` copies."""
+    from toolkit.apps.guard import own_names
+    from toolkit.run import read_run_config
+    from toolkit.serve_ray import serve_on_ray
+    from toolkit.tasks import get_task
+
+    if args.replicas < 1:
+        raise ToolkitError(f"--replicas {args.replicas}: give 1 or more.")
+    if args.share:
+        raise ToolkitError("--share is for the Gradio app; --backend ray serves the JSON API alone.")
+    if get_task(read_run_config(args.run).task).serve is None:
+        raise ToolkitError(f"'{read_run_config(args.run).task}' runs have no JSON API to deploy on Ray.")
+    host_guard = {
+        "names": own_names(args.host, guard["allowed_hosts"]),
+        "origins": guard["allowed_origins"],
+        "trusted_proxies": guard["trusted_proxies"],
+    }
+    serve_on_ray(args.run, args.host, args.port, serve_options(args, auth), host_guard, args.replicas, args.address)
     return 0
 
 

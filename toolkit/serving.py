@@ -53,8 +53,9 @@ class Job:
 
 class Batcher:
     """One worker thread that calls ``run(inputs, options)`` on batches gathered from concurrent requests: up to
-    ``max_batch`` inputs, waiting at most ``max_wait`` seconds after the first for others to arrive. At most
-    ``max_queue`` requests wait; more raise :class:`QueueFull`."""
+    ``max_batch`` inputs, waiting at most ``max_wait`` seconds after the first for others to arrive. It waits only
+    while requests come concurrently (the last batch held more than one): a lone client's request goes straight to
+    the model. At most ``max_queue`` requests wait; more raise :class:`QueueFull`."""
 
     def __init__(
         self, run: Callable[[list, dict], list], max_batch: int, max_wait: float, max_queue: int, on_batch=None
@@ -63,6 +64,7 @@ class Batcher:
         self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
         self.held: collections.deque[Job] = collections.deque()  # taken but with other options: first next time
         self.on_batch = on_batch or (lambda size: None)
+        self.concurrent = False  # the last batch gathered more than one request
         self.worker = threading.Thread(target=self.loop, name="toolkit-batcher", daemon=True)
         self.worker.start()
 
@@ -88,7 +90,8 @@ class Batcher:
     def gather(self) -> list[Job]:
         """The next batch: the first waiting job, and others with the same options that arrive within max_wait."""
         first = self.next_job(None)
-        batch, count, deadline = [first], len(first.inputs), time.monotonic() + self.max_wait
+        wait = self.max_wait if self.concurrent else 0.0
+        batch, count, deadline = [first], len(first.inputs), time.monotonic() + wait
         others: list[Job] = []
         while count < self.max_batch:
             job = self.next_job(deadline - time.monotonic())
@@ -100,6 +103,7 @@ class Batcher:
             else:
                 others.append(job)
         self.held.extendleft(reversed(others))
+        self.concurrent = len(batch) + len(others) > 1
         return batch
 
     def loop(self) -> None:
