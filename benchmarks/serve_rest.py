@@ -196,6 +196,7 @@ def main() -> int:
     parser.add_argument("--serve-args", default="", help="more `toolkit serve` flags, e.g. '--max-batch 16'")
     parser.add_argument("--tasks", default="", help="also ner, qa, image (comma-separated): toolkit serve alone")
     parser.add_argument("--soak", type=int, default=0, help="minutes at the last level after the sentiment figures")
+    parser.add_argument("--export", choices=["none", "fp32", "int8"], default="none", help="serve an ONNX export")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed: apt-get install wrk")
@@ -209,6 +210,9 @@ def main() -> int:
         if not args.run:
             train(["recipes/configs/sentiment_minilm.yaml", f"output_dir={run}", "epochs=1", "data.max_train_rows=2000",
                    "trackers=[]", "max_train_minutes=null"])  # fmt: skip
+        if args.export != "none":  # toolkit serve then answers with ONNX Runtime; the peer keeps the weights
+            quantize = ["--quantize", "int8"] if args.export == "int8" else []
+            subprocess.run([sys.executable, "-m", "toolkit", "export", str(run), *quantize], check=True, cwd=ROOT)
         bodies = scratch / "bodies.jsonl"
         bodies.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in texts))
         script = scratch / "post.lua"
