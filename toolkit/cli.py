@@ -405,8 +405,9 @@ def serve_ray(args, auth, guard: dict) -> int:
         raise ToolkitError(f"--replicas {args.replicas}: give 1 or more.")
     if args.share:
         raise ToolkitError("--share is for the Gradio app; --backend ray serves the JSON API alone.")
-    if get_task(read_run_config(args.run).task).serve is None:
-        raise ToolkitError(f"'{read_run_config(args.run).task}' runs have no JSON API to deploy on Ray.")
+    task = read_run_config(args.run).task
+    if get_task(task).serve is None:
+        raise ToolkitError(f"'{task}' runs have no JSON API to deploy on Ray.")
     host_guard = {
         "names": own_names(args.host, guard["allowed_hosts"]),
         "origins": guard["allowed_origins"],

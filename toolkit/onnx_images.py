@@ -50,19 +50,10 @@ def export_generator(folder: Path, path: Path, cfg, quantize: bool) -> str:
     refuse_int8(cfg.task, quantize)
     sampler = GanSampler(folder, cfg=cfg, device="cpu", precision="fp32")
     gan = sampler.gan
-
-    class Sample(torch.nn.Module):
-        def __init__(self, generator):
-            super().__init__()
-            self.generator = generator
-
-        def forward(self, z, labels=None):
-            return self.generator(z, labels)
-
     inputs = {"z": torch.randn(2, gan.latent_dim)}
     if gan.num_classes:
         inputs["labels"] = torch.tensor([0, gan.num_classes - 1])
-    export_module(Sample(gan.ema.eval()), inputs, path, ("images",))
+    export_module(gan.ema, inputs, path, ("images",))  # Generator.forward(z, labels)
     return "toolkit.onnx_images:OnnxGanSampler"
 
 

@@ -46,7 +46,7 @@ def api_builder(run_dir: str, options, guard: dict):
     return build
 
 
-def replica_cpus(replicas: int) -> float:
+def replica_cpus(replicas: int) -> int:
     """The CPUs each replica asks Ray for (and its torch/ONNX Runtime threads): this machine's shared out, so that
     the replicas of a local runtime do not fight over the same cores."""
     from .hardware import usable_cpus
@@ -74,7 +74,6 @@ def start_ray(address: Optional[str]) -> None:
             ) from err
         return
     ray.init(
-        num_cpus=None,
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=False,
@@ -95,7 +94,7 @@ def serve_on_ray(
     """Deploy the run's JSON API on Ray Serve with ``replicas`` replicas, at http://host:port, until SIGTERM/Ctrl+C;
     then remove the deployment (and a local runtime)."""
     try:
-        import ray  # noqa: F401
+        import ray
         from ray import serve
     except ImportError as err:
         raise ToolkitError("--backend ray needs Ray Serve: pip install 'ray[serve]'.") from err
@@ -109,7 +108,7 @@ def serve_on_ray(
             serve.ingress(api_builder(run_dir, options, guard))(),
             name="toolkit_model",
             num_replicas=replicas,
-            ray_actor_options={"num_cpus": cpus, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(int(cpus))}}},
+            ray_actor_options={"num_cpus": cpus, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(cpus)}}},
             max_ongoing_requests=max(options.max_queue, 1),
             health_check_period_s=2,
         )
@@ -120,8 +119,6 @@ def serve_on_ray(
             ready.set()
         wait_for_stop()
     finally:
-        import ray
-
         try:
             serve.shutdown()
         finally:
