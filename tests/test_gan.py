@@ -167,8 +167,8 @@ def test_fid_sanity_and_a_trained_generator(digit_classifier, tmp_path):
     found = imlib.load_images("sklearn:digits[:600]", "x")
     real = torch.stack([torch.from_numpy(imlib.decode(a, 1)).permute(2, 0, 1) for a in found.items]).float() / 255
     real = torch.nn.functional.interpolate(real, size=(28, 28), mode="bilinear", antialias=True)
-    same = ganlib.generation_metrics(real, real, features)
-    noise = ganlib.generation_metrics(real, torch.rand(600, 1, 28, 28), features)
+    scorer = ganlib.GenerationScorer(real, features)  # the real features once, for both comparisons
+    same, noise = scorer(real), scorer(torch.rand(600, 1, 28, 28))
     assert abs(same["fid"]) < 0.5 and noise["fid"] > 20
     assert abs(same["kid"]) < 0.05 * noise["kid"]  # KID is an unbiased estimate: about 0, either side, for equal sets
 
@@ -272,10 +272,9 @@ def test_colour_fid_on_the_packaged_efficientnet_lite0_features():
     )
     features = ganlib.ClassifierFeatures("tf_efficientnet_lite0")
     assert features.num_features == 1280 and features.labels == []
-    same = ganlib.generation_metrics(real, real, features)
-    noise = ganlib.generation_metrics(
-        real, torch.rand_like(real), features, torch.zeros(len(real), dtype=torch.long), ["ants"]
-    )
+    scorer = ganlib.GenerationScorer(real, features)
+    same = scorer(real)
+    noise = scorer(torch.rand_like(real), torch.zeros(len(real), dtype=torch.long), ["ants"])
     print(f"EfficientNet-Lite0 FID: same {same['fid']:.2f}, noise {noise['fid']:.1f}")
     assert abs(same["fid"]) < 0.5 and noise["fid"] > 100 and "class_accuracy" not in noise
     with pytest.raises(ToolkitError, match="neither a run folder nor a timm model"):
