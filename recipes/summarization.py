@@ -138,6 +138,18 @@ def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
+def export_onnx(folder, path, cfg: SummarizationConfig, quantize: bool) -> str:
+    """`toolkit export`: an abstractive run's encoder and decoder steps as ONNX (toolkit/onnx_seq2seq.py)."""
+    from toolkit.onnx_seq2seq import export_seq2seq
+
+    if (folder / HEAD_CONFIG).is_file():
+        raise ToolkitError(
+            "`toolkit export` exports abstractive summarizers; this run is extractive (it scores sentences). "
+            "Serve it with its torch weights: toolkit serve RUN."
+        )
+    return export_seq2seq(folder, path, cfg, quantize)
+
+
 EXTRACTIVE_PARAMETERS = {
     "max_sentences": "the most sentences in a summary (extractive runs)",
     "max_words": "the most words in a summary (extractive runs)",
@@ -185,6 +197,7 @@ register(
         search_space=lambda cfg: (
             {} if cfg.extractive.enabled else seq2seq.decoding_space(cfg)
         ),  # beams: abstractive only
+        export=export_onnx,
         base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
         config=SummarizationConfig,
     )

@@ -69,6 +69,13 @@ def load_predictor(folder, cfg: TranslationConfig, **kwargs):
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
+def export_onnx(folder, path, cfg: TranslationConfig, quantize: bool) -> str:
+    """`toolkit export`: the encoder and the decoder's two steps as ONNX (toolkit/onnx_seq2seq.py)."""
+    from toolkit.onnx_seq2seq import export_seq2seq
+
+    return export_seq2seq(folder, path, cfg, quantize)
+
+
 SERVE = ServeShape(
     read=texts_of,
     write=generated("translation_text"),
@@ -95,6 +102,7 @@ register(
         pipeline_tag="translation",
         serve=SERVE,
         search_space=seq2seq.decoding_space,
+        export=export_onnx,
         base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
         config=TranslationConfig,
     )

@@ -169,6 +169,9 @@ def test_extractive_cli_predict_and_eval(extractive_run, cue_data):
     result = run_cli("eval", str(extractive_run.dir))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["rougeL"] > 90
+    refused = run_cli("export", str(extractive_run.dir))  # ONNX exports are for abstractive runs
+    assert refused.returncode == 2 and "this run is extractive" in refused.stderr
+    assert not (extractive_run.dir / "best/onnx").exists()
 
 
 def test_extractive_refuses_an_encoder_decoder(tiny_t5, cue_data, tmp_path):

@@ -106,6 +106,49 @@ def test_each_family_trains_saves_reloads_and_generates_the_same(kind, tiny_t5, 
     assert [a["output"] for a in generate(texts)] == [e.strip() for e in expected]
 
 
+def family_run(kind: str, tiny_t5, tiny_bert, copy_data, tmp_path):
+    """A 20-step run of one model family on the copy task: T5, BART, Marian, or an encoder-decoder warm-started from
+    a BERT encoder with a new decoder and a trained target vocabulary (the shipped translation configs' kind)."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    extra = {}
+    if kind == "warm-started":
+        extra = {"warm_start": {"encoder": str(tiny_bert), "decoder_heads": 2, "decoder_layers": 2,
+                 "decoder_intermediate_size": 64, "target_tokenizer": "train", "target_vocab_size": 300}}  # fmt: skip
+    elif kind != "t5":
+        folder = tmp_path / kind
+        shutil.copytree(tiny_t5, folder)
+        torch.manual_seed(0)
+        tiny_family(kind, len(AutoTokenizer.from_pretrained(tiny_t5))).save_pretrained(folder)
+        extra = {"model": str(folder)}
+    data = {"train": str(copy_data / "train.jsonl"), "source_lang": "en", "target_lang": "de"}
+    settings = config(tiny_t5, copy_data, tmp_path, epochs=1, max_steps=20, eval_every=10, data=data, **extra)
+    if kind == "warm-started":
+        del settings["model"]
+    return toolkit.train(settings)
+
+
+@pytest.mark.parametrize("kind", ["t5", "bart", "marian", "warm-started"])
+def test_onnx_export_generates_what_torch_generates(kind, tiny_t5, tiny_bert, copy_data, tmp_path):
+    from toolkit.onnx_seq2seq import OnnxTextGenerator
+
+    run = family_run(kind, tiny_t5, tiny_bert, copy_data, tmp_path)
+    refused = run_cli("export", str(run.dir), "--quantize", "int8")
+    assert refused.returncode == 2 and "Export without --quantize" in refused.stderr
+    done = run_cli("export", str(run.dir))
+    assert done.returncode == 0, done.stderr
+    onnx, torch_weights = toolkit.load(run.dir), toolkit.load(run.dir, backend="torch")
+    assert isinstance(onnx, OnnxTextGenerator) and not isinstance(torch_weights, OnnxTextGenerator)
+    # Barely trained: the answers are long runs of arbitrary words, where any difference in a step's scores shows.
+    texts = ["red cat one", "two moon house tree", "sun", "blue dog seven red cat one two", "moon moon"]
+    for settings in ({"num_beams": 1}, {"num_beams": 3}, {"num_beams": 2, "no_repeat_ngram_size": 2}):
+        assert onnx(texts, **settings) == torch_weights(texts, **settings), settings
+    assert onnx(texts[0]) == torch_weights(texts[0])  # one text, the run's own decoding settings
+
+
 @pytest.mark.parametrize("decoder", ["bert2bert", "new decoder, trained target vocabulary"])
 def test_warm_started_encoder_decoder_trains_saves_reloads_and_generates(decoder, tiny_bert, text_data, tmp_path):
     import pandas as pd

@@ -184,6 +184,43 @@ def test_a_lone_request_goes_straight_to_the_model_and_concurrent_ones_wait_to_b
     assert calls == [["a"], ["b"], ["c", "d"], ["e", "f"]]
 
 
+def test_a_request_whose_client_hangs_up_or_times_out_leaves_the_queue_unanswered(sentiment_run):
+    import asyncio
+
+    import toolkit
+    from toolkit.serving import JsonApi, ServeOptions
+
+    gate, seen = threading.Event(), []
+
+    def run(inputs: list, options: dict) -> list:
+        gate.wait(10)
+        seen.extend(inputs)
+        return [[{"label": "positive", "score": 1.0}]] * len(inputs)
+
+    api = JsonApi(toolkit.load(sentiment_run.dir), ServeOptions(timeout=0.5))
+    api.batcher = Batcher(run, max_batch=8, max_wait=0.0, max_queue=8)
+    headers = {"content-type": "application/json"}
+
+    async def scenario():
+        busy = api.batcher.submit(["first"], {})  # the worker holds it at the gate
+        await asyncio.sleep(0.1)
+        hung_up = asyncio.Event()
+        left = asyncio.ensure_future(api.predict(b'{"inputs": "gone"}', headers, gone=hung_up.wait))
+        late = asyncio.ensure_future(api.predict(b'{"inputs": "late"}', headers))
+        await asyncio.sleep(0.1)
+        hung_up.set()  # its client closes the connection while it queues
+        answers = await left, await late
+        gate.set()
+        return busy.result(10), *answers
+
+    busy, left, late = asyncio.run(scenario())
+    assert busy[0][0]["label"] == "positive"
+    assert left[0] == 499 and "closed the connection" in left[1]["error"]
+    assert late[0] == 504 and "no answer within 0.5 s" in late[1]["error"]
+    time.sleep(0.3)
+    assert seen == ["first"]  # the worker skipped both: nobody waits for their answers
+
+
 def test_the_studio_shows_how_to_serve_a_finished_run(sentiment_run):
     from toolkit.studio import Studio
 

@@ -49,8 +49,9 @@ class OnnxTextClassifier(Predictor):
         return exp / exp.sum(-1, keepdims=True)
 
 
-def open_session(folder: Path):
-    """An ONNX Runtime session on a checkpoint's export, using the CPUs this process may use."""
+def open_session(folder: Path, file: str | None = None, spin: bool = True):
+    """An ONNX Runtime session on a checkpoint's export (its main file, or ``file`` of it), using the CPUs this
+    process may use."""
     import onnxruntime
 
     export = read_export(folder)
@@ -59,8 +60,10 @@ def open_session(folder: Path):
     # ONNX Runtime sizes its pool from every core of the host, cgroup quota or not: the CPUs this process may use.
     options.intra_op_num_threads = hardware.torch_threads()
     options.inter_op_num_threads = 1
+    if not spin:  # its idle threads would busy-wait beside torch's between runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(
-        str(folder / EXPORT_DIR / export["file"]), options, providers=["CPUExecutionProvider"]
+        str(folder / EXPORT_DIR / (file or export["file"])), options, providers=["CPUExecutionProvider"]
     )
 
 

@@ -293,8 +293,9 @@ class JsonApi:
                 getattr(self.predictor, check, lambda inputs: None)(inputs)
         return inputs, single, parameters
 
-    async def predict(self, body: bytes, headers: dict) -> tuple[int, Any, dict]:
-        """(status, JSON answer, headers) of one /predict request."""
+    async def predict(self, body: bytes, headers: dict, gone: Optional[Callable] = None) -> tuple[int, Any, dict]:
+        """(status, JSON answer, headers) of one /predict request. ``gone``: an awaitable's factory that returns
+        when the client hangs up, so that a request nobody waits for any more leaves the queue unanswered."""
         started = time.perf_counter()
         try:
             self.check_auth(headers)
@@ -304,11 +305,7 @@ class JsonApi:
                 future = self.batcher.submit(inputs, options)
             except QueueFull:
                 raise Refused(503, "the server is busy: retry in a second.", {"Retry-After": "1"}) from None
-            try:
-                answers = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout)
-            except asyncio.TimeoutError:
-                future.cancel()
-                raise Refused(504, f"no answer within {self.options.timeout:g} s: the server is overloaded.") from None
+            answers = await self.wait(future, gone)
             answer = self.shape.write(answers, single, parameters)
             status, result, extra = 200, answer, {}
         except Refused as refused:
@@ -324,6 +321,25 @@ class JsonApi:
         else:
             self.metrics.latency.observe(time.perf_counter() - started)
         return status, result, extra
+
+    async def wait(self, future: Future, gone: Optional[Callable]) -> list:
+        """The batcher's answers to one request. A request whose client hung up (``gone``), or that waited past the
+        timeout, is cancelled: the worker skips it, so clients that gave up cost the model nothing."""
+        answer = asyncio.wrap_future(future)
+        hangup = asyncio.ensure_future(gone()) if gone is not None else None
+        try:
+            done, _ = await asyncio.wait(
+                [answer] + ([hangup] if hangup else []), timeout=self.options.timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            if hangup is not None:
+                hangup.cancel()
+        if answer in done:
+            return answer.result()
+        future.cancel()
+        if hangup is not None and hangup in done:
+            raise Refused(499, "the client closed the connection before the answer.")
+        raise Refused(504, f"no answer within {self.options.timeout:g} s: the server is overloaded.")
 
     # ----- routes -----
 
@@ -355,7 +371,7 @@ class JsonApi:
         async def predict_route(request: Request):
             headers = {k.lower(): v for k, v in request.headers.items()}
             body = await self.read_body(request)
-            status, answer, extra = await self.predict(body, headers)
+            status, answer, extra = await self.predict(body, headers, gone=lambda: hung_up(request))
             return JsonResponse(answer, status_code=status, headers=extra)
 
         api_routes = [
@@ -392,6 +408,12 @@ class JsonApi:
             description=f"The JSON API of a {self.predictor.cfg.task} run (Hugging Face Inference API shapes).",
             routes=routes,
         )
+
+
+async def hung_up(request) -> None:
+    """Returns when the client of ``request`` (its body read already) closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)  # a server whose receive() does not block: look again later, not in a spin
 
 
 def usage(run_dir, spec, port: int = 7860) -> str:
