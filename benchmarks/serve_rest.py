@@ -5,7 +5,7 @@ at a time, the same sentences. Prints the hardware, then requests/s, p50, p99 an
 the predictor's own offline throughput for scale. --soak N then keeps wrk at the last level on `toolkit serve` for
 N minutes, printing each minute's figures and the server's resident memory; --tasks ner,qa,image measures small runs
 of those tasks' shipped configs the same way (CoNLL-2003 test sentences, SQuAD questions, one hymenoptera photo as
-the raw body), with no peer.
+the raw body), with no peer; --export int8 serves each run from its ONNX export (int8 for the transformer tasks).
 
 Needs Debian's wrk and pip's litserve. The run: --run RUN (a finished sentiment run), else one trained here on
 2,000 rt-polarity rows (the shipped MiniLM config, 1 epoch). Usage:
@@ -156,10 +156,16 @@ def measure(
         server.wait(timeout=60)
 
 
-def task_figures(task: str, scratch: Path, levels: list[int], seconds: int, serve_args: list[str]) -> None:
-    """A small run of the task's shipped config, served and measured like the sentiment run (no peer)."""
+def task_figures(
+    task: str, scratch: Path, levels: list[int], seconds: int, serve_args: list[str], export: str = "none"
+) -> None:
+    """A small run of the task's shipped config, served and measured like the sentiment run (no peer); with
+    ``export``, served from its ONNX export."""
     run = scratch / f"{task}_run"
     train([*TASK_RUNS[task], f"output_dir={run}", "trackers=[]", "max_train_minutes=null"])
+    if export != "none":  # the run's fastest backend: int8 for the transformer tasks, fp32 for the image network
+        quantize = ["--quantize", "int8"] if export == "int8" and task != "image" else []
+        subprocess.run([sys.executable, "-m", "toolkit", "export", str(run), *quantize], check=True, cwd=ROOT)
     bodies, script = scratch / f"{task}.bodies", scratch / f"{task}.lua"
     if task == "image":
         photo = sorted((IMAGES / "val" / "bees").glob("*.jpg"))[0]
@@ -169,7 +175,7 @@ def task_figures(task: str, scratch: Path, levels: list[int], seconds: int, serv
         bodies.write_text("".join(body + "\n" for body in task_bodies(task)))
         script.write_text(WRK_SCRIPT)
     command = [sys.executable, "-m", "toolkit", "serve", str(run), "--port", "{port}", *serve_args]
-    measure(f"toolkit serve ({task})", command, levels, seconds, script, bodies)
+    measure(f"toolkit serve ({task}, export {export})", command, levels, seconds, script, bodies)
 
 
 def offline_rate(run: Path, texts: list[str]) -> float:
@@ -234,7 +240,7 @@ def main() -> int:
             soak = args.soak if name.startswith("toolkit serve") and name == next(iter(servers)) else 0
             measure(name, command, levels, args.seconds, script, bodies, soak)
         for task in filter(None, args.tasks.split(",")):
-            task_figures(task, scratch, levels, args.seconds, args.serve_args.split())
+            task_figures(task, scratch, levels, args.seconds, args.serve_args.split(), args.export)
     return 0
 
 

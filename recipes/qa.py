@@ -517,6 +517,10 @@ class QuestionAnswerer(Predictor):
     task_verb = "answer"
     reads_windows = True
     default_batch_size = 16
+    # Windows are long (up to max_length tokens), so a CPU gains nothing from more rows, and a batch pads to its
+    # longest: 128 random SQuAD questions, as requests of 16, sorted by length, answered 22 questions/s in batches
+    # of 4 against 11 in batches of 16 and 19 one by one (a MiniLM run, 2 Zen 3 cores).
+    cpu_batch_size = 4
 
     def load(self) -> None:
         from transformers import AutoTokenizer
@@ -563,9 +567,12 @@ class QuestionAnswerer(Predictor):
             )
         return {"question": item["question"], "context": item["context"]}
 
+    def length_of(self, item) -> int:
+        return self.input_size(item)  # a batch of similar passages pads little: 16 random SQuAD pairs padded 2x
+
     def in_batches(self, inputs, answer, by_length: bool = True):
         pairs = [self.as_pair(item, i) for i, item in enumerate(inputs)]
-        return super().in_batches(pairs, answer, by_length=False)
+        return super().in_batches(pairs, answer, by_length=by_length)
 
     def predict_batch(self, pairs: list[dict], top_k: int = 1) -> list[dict]:
         import numpy as np

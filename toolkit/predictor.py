@@ -36,6 +36,7 @@ class Predictor:
     """
 
     default_batch_size = 32
+    cpu_batch_size: int | None = None  # where it differs on a CPU (padding there costs compute, not idle lanes)
     uses_torch = True  # False for a backend that runs without torch (ONNX Runtime): it is then never imported
     task_verb = "predict"  # in the message for an empty input: "give some text to <verb>"
     sort_by_length = True  # batches of similar length (least padding); False: in input order, as training evaluated
@@ -51,8 +52,9 @@ class Predictor:
     ):
         self.folder = Path(folder)
         self.cfg = cfg if cfg is not None else run_config_of(self.folder)
-        self.batch_size = batch_size or self.default_batch_size
         self.device = choose_device(device) if self.uses_torch else device or "cpu"
+        on_cpu = str(self.device).startswith("cpu") and self.cpu_batch_size
+        self.batch_size = batch_size or (self.cpu_batch_size if on_cpu else self.default_batch_size)
         self.precision = self.choose_precision(precision)
         self.bounds = self.task().input_bounds
         self.load()
@@ -143,11 +145,17 @@ class Predictor:
         self.check_bounds(inputs)
         return self.in_batches(inputs, lambda chunk: self.predict_batch(chunk, **options))
 
+    def length_of(self, item) -> int:
+        """What batches are sorted by (see :meth:`in_batches`): an input's length."""
+        return len(item)
+
     def in_batches(self, inputs: list, answer: Callable[[list], list], by_length: bool = True) -> list:
         """``answer`` over batches of ``batch_size``; by length, text is sorted first so that each batch pads little.
         Answers come back in input order."""
         by_length = by_length and self.sort_by_length
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i])) if by_length else list(range(len(inputs)))
+        order = list(range(len(inputs)))
+        if by_length:
+            order.sort(key=lambda i: self.length_of(inputs[i]))
         answers: list = [None] * len(inputs)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
