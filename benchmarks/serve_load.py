@@ -12,8 +12,10 @@ Usage: python benchmarks/serve_load.py [--requests 1000] [--image-requests 200] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -66,18 +68,37 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
 
 
 def start_server(command: list[str], port: int, deadline: float, path: str = "/") -> subprocess.Popen:
-    """Start ``command`` and return it once it answers ``path`` on ``port``; exit with its error if it does not."""
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start ``command`` in a process group of its own and return it once it answers ``path`` on ``port``; exit
+    with its error if it does not. Its stderr goes to a file: a pipe nobody reads would stall a server that logs.
+    Stop it with :func:`stop_server`."""
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     while time.time() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"{' '.join(command[:4])} exited: {server.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command[:4])} exited: {log.read().decode()[-2000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
             return server
         except OSError:
             time.sleep(0.3)
-    server.kill()
+    stop_server(server)
     raise SystemExit(f"{' '.join(command[:4])} did not start in time")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Stop a server and every process it started (LitServe's workers outlive their parent otherwise, and would
+    take CPU from the next measurement)."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)  # workers that ignored SIGTERM
 
 
 def load(url: str, clients: int, payloads: list, endpoint: str, deadline: float) -> dict:
@@ -188,8 +209,7 @@ def main() -> int:
             try:
                 rows[name] = load(url, clients, payloads, endpoint, deadline)
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                stop_server(server)
             print(name, json.dumps(rows[name]), flush=True)
     print(
         f"\n{'app':32} {'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>7} {'p50 s':>7} {'p95 s':>7} {'max s':>7}"

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import IMAGES, ROOT, TEXTS, free_port, start_server, train  # noqa: E402
+from serve_load import IMAGES, ROOT, TEXTS, free_port, start_server, stop_server, train  # noqa: E402
 from serve_soak import resident_mib  # noqa: E402
 
 LITSERVE_APP = textwrap.dedent(
@@ -152,8 +152,7 @@ def measure(
                 print(f"soak minute {minute}: {found['rps']:.1f} req/s, p99 {found['p99']:.1f} ms, "
                       f"{found['errors']} errors, resident {resident_mib(server.pid):.0f} MiB", flush=True)  # fmt: skip
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop_server(server)
 
 
 def task_figures(
