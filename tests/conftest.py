@@ -34,20 +34,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The longest test files (minutes each on 2 cores), started first: `--dist loadfile` hands files to the workers in
 # collection order, so a long file collected last would leave one worker idle while the other finishes it.
-LONGEST_FIRST = [
+LONGEST_FIRST = [  # by their summed test time in a `make test --durations=0` run
     "test_sweep.py",
-    "test_extractive.py",
     "test_studio.py",
+    "test_extractive.py",
+    "test_seq2seq.py",
     "test_qa.py",
-    "test_streaming.py",
     "test_ner.py",
     "test_gan.py",
-    "test_ddp.py",
-    "test_transfer.py",
-    "test_seq2seq.py",
-    "test_serve_api.py",
     "test_cli.py",
+    "test_studio_sweep.py",
+    "test_serve_api.py",
+    "test_seq2seq_apps.py",
     "test_run_safety.py",
+    "test_transfer.py",
+    "test_bad_input.py",
+    "test_streaming.py",
+    "test_images.py",
+    "test_task_registry.py",
 ]
 
 
