@@ -246,17 +246,19 @@ def replica_pids() -> list[int]:
     return found
 
 
-def post_with_retries(port: int, body, tries: int = 20) -> tuple[int, object, int]:
-    """(status, answer, retries): a client that retries what a lost replica answers (no answer, 5xx)."""
-    for attempt in range(tries):
+def post_with_retries(port: int, body, patience: float = 60.0) -> tuple[int, object, int]:
+    """(status, answer, retries): a client that retries what a lost replica answers (no answer, 5xx) for up to
+    ``patience`` seconds (Ray may take several to route around a dead replica on a busy machine)."""
+    deadline, attempt = time.monotonic() + patience, 0
+    while True:
         try:
             status, _, answer = post(port, body)
         except (OSError, http.client.HTTPException):
             status, answer = None, None
-        if status is not None and status < 500:
+        if (status is not None and status < 500) or time.monotonic() > deadline:
             return status, answer, attempt
+        attempt += 1
         time.sleep(0.25)
-    return status, answer, tries
 
 
 @pytest.mark.slow
