@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     add_guard_flags(p)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
-    p.add_argument("--max-batch", type=int, default=32, help="the JSON API's most inputs per model call (32)")
+    p.add_argument("--max-batch", type=int, default=64, help="the JSON API's most inputs per model call (64)")
     p.add_argument(
         "--max-wait-ms", type=float, default=4, help="how long a request waits for others to batch with (4 ms)"
     )
