@@ -1,6 +1,7 @@
 """The JSON API under load, against a peer: wrk at 1, 16 and 64 connections posting one rt-polarity sentence per
 request to `toolkit serve RUN`'s POST /predict, and to LitServe serving a stock transformers.pipeline on the same
-best/ (dynamic batching up to 32, 5 ms wait, its fastest precision here: fp32 where bf16 is emulated), one server
+best/ (dynamic batching up to 32, 5 ms wait, its fastest precision here: bf16 where the CPU computes it natively,
+else fp32; --peer-precision overrides), one server
 at a time, the same sentences. Prints the hardware, then requests/s, p50, p99 and errors per server and level, and
 the predictor's own offline throughput for scale. --soak N then keeps wrk at the last level on `toolkit serve` for
 N minutes, printing each minute's figures and the server's resident memory; --tasks ner,qa,image measures small runs
@@ -41,7 +42,10 @@ LITSERVE_APP = textwrap.dedent(
     class Classifier(ls.LitAPI):
         def setup(self, device):
             torch.set_num_threads(int(sys.argv[3]))
-            self.classify = pipeline("text-classification", model=sys.argv[1], top_k=None, device="cpu")
+            dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[sys.argv[4]]
+            self.classify = pipeline(
+                "text-classification", model=sys.argv[1], top_k=None, device="cpu", dtype=dtype
+            )
 
         def decode_request(self, request):
             return request["inputs"]
@@ -203,6 +207,7 @@ def main() -> int:
     parser.add_argument("--tasks", default="", help="also ner, qa, image (comma-separated): toolkit serve alone")
     parser.add_argument("--soak", type=int, default=0, help="minutes at the last level after the sentiment figures")
     parser.add_argument("--export", choices=["none", "fp32", "int8"], default="none", help="serve an ONNX export")
+    parser.add_argument("--peer-precision", choices=["auto", "fp32", "bf16"], default="auto")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("error: wrk is not installed: apt-get install wrk")
@@ -224,15 +229,20 @@ def main() -> int:
         script = scratch / "post.lua"
         script.write_text(WRK_SCRIPT)
         (scratch / "litserve_app.py").write_text(LITSERVE_APP)
-        from toolkit.hardware import torch_threads
+        from toolkit.hardware import choose_precision, detect, torch_threads
+
+        peer_precision = args.peer_precision
+        if peer_precision == "auto":  # the peer's fastest: bf16 weights where the CPU computes bf16 natively
+            peer_precision = "bf16" if choose_precision("auto", detect()).name == "bf16" else "fp32"
 
         ours = [sys.executable, "-m", "toolkit", "serve", str(run), "--port", "{port}", *args.serve_args.split()]
         servers = {"toolkit serve": ours}
         if args.waits:
             servers = {f"toolkit serve --max-wait-ms {w}": [*ours, "--max-wait-ms", w] for w in args.waits.split(",")}
         if not args.skip_peer:
-            servers["LitServe + pipeline"] = [
+            servers[f"LitServe + pipeline ({peer_precision})"] = [
                 sys.executable, str(scratch / "litserve_app.py"), str(run / "best"), "{port}", str(torch_threads()),
+                peer_precision,
             ]  # fmt: skip
         print(f"offline: the predictor classifies {offline_rate(run, texts):.0f} sentences/s", flush=True)
         for name, command in servers.items():
