@@ -102,3 +102,25 @@ def test_a_damaged_export_is_named_and_torch_still_answers(exported_run, tmp_pat
     with pytest.raises(toolkit.ToolkitError, match="ONNX export .* is incomplete or damaged"):
         toolkit.load(run)
     assert toolkit.load(run, backend="torch")("lovely")["label"] in ("negative", "positive")
+
+
+def test_a_bf16_run_quantizes_and_evaluates_its_export(tiny_bert, text_data, tmp_path, capsys):
+    """What `precision: auto` does on a CPU with native bf16 (forced here, so that any CPU checks it): the run
+    evaluates in bf16, its int8 export computes in int8, and `toolkit eval` scores what predict and serve use."""
+    from toolkit.cli import main
+
+    settings = {"task": "sentiment", "model": str(tiny_bert), "epochs": 1, "batch_size": 16, "max_length": 32,
+                "precision": "bf16", "eval_precision": "bf16", "trackers": [], "seed": 0,
+                "output_dir": str(tmp_path / "run"), "data": {k: str(v) for k, v in text_data.items()}}  # fmt: skip
+    run = toolkit.train(settings)
+    assert main(["export", str(run.dir), "--quantize", "int8"]) == 0
+    assert "int8 changes validation accuracy by" in capsys.readouterr().out
+    recorded = json.loads((run.dir / "results.json").read_text())
+    assert recorded["eval_precision"]["chosen"] == "bf16"
+    # The weights in bf16 give the run's own numbers; the default scores the export, as `onnx` does.
+    assert toolkit.evaluate(run.dir, split="test", backend="torch")["accuracy"] == recorded["test"]["accuracy"]
+    by_default = toolkit.evaluate(run.dir, split="test")["accuracy"]
+    assert by_default == toolkit.evaluate(run.dir, split="test", backend="onnx")["accuracy"]
+    done = run_cli("eval", str(run.dir))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["accuracy"] == by_default

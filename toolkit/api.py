@@ -145,26 +145,34 @@ def evaluate(
     if predictor is None:
         # The batches training's evaluation scored, in data order: in bf16 a row's numbers depend on its batch.
         batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
-        predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **_eval_precision(run_dir, precision))
+        chosen = _eval_precision(run_dir, precision, checkpoint, backend)
+        predictor = load(run_dir, checkpoint, backend, batch_size=batch_size, **chosen)
         predictor.sort_by_length = False
     unbounded = getattr(predictor, "unbounded", contextlib.nullcontext)  # a task's own predictor may have no bounds
     with unbounded():  # a data file's long rows are scored, as training's evaluation scored them
         return spec.evaluate_run(predictor, cfg, data, split or "test")
 
 
-def _eval_precision(run_dir: Union[str, Path], requested: str | None) -> dict:
+def _eval_precision(run_dir: Union[str, Path], requested: str | None, checkpoint: str, backend: str) -> dict:
     """The precision= for evaluation's predictor: the one asked for, else the one the run's metrics were computed
-    in; nothing for a run that recorded none (its predictor then chooses on this machine)."""
+    in; nothing for a run that recorded none (its predictor then chooses on this machine), nor where the backend
+    is the checkpoint's ONNX export, which computes as it was written (fp32 or int8), as predict and serve use it."""
     import logging
 
     from . import precision
+    from .checkpoint import find_checkpoint
+    from .predictor import read_export
 
+    log = logging.getLogger(__name__)
     chosen = precision.name_of(requested) if requested else precision.recorded(Path(run_dir))
     if chosen is None:
         return {}
-    logging.getLogger(__name__).info(
-        "evaluating in %s (%s)", chosen, "--precision" if requested else "as the run evaluated, in results.json"
-    )
+    if not requested and backend != "torch":
+        folder = find_checkpoint(Path(run_dir), checkpoint)
+        if folder is not None and read_export(folder) is not None:
+            log.info("evaluating the ONNX export (--backend torch scores the weights in %s, as the run did)", chosen)
+            return {}
+    log.info("evaluating in %s (%s)", chosen, "--precision" if requested else "as the run evaluated, in results.json")
     return {"precision": chosen}
 
 
