@@ -8,6 +8,8 @@ import sys
 
 from conftest import ROOT, run_cli, write_config
 
+from toolkit.cli import main
+
 
 def snapshot(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -42,7 +44,7 @@ def test_overwrite_removes_only_a_runs_own_files(tiny_config, tmp_path):
     assert not (out / ".toolkit-lock").exists()  # released at exit
 
 
-def test_a_second_training_into_a_busy_folder_is_refused(tiny_config, tmp_path):
+def test_a_second_training_into_a_busy_folder_is_refused(tiny_config, tmp_path, capsys):
     """A process holds the folder through the real lock (as a training run does); every kind of second start is
     refused naming it, and once that process is killed (SIGKILL: no clean-up) the folder is free again."""
     config = write_config(tmp_path / "tiny.yaml", tiny_config)
@@ -53,11 +55,14 @@ def test_a_second_training_into_a_busy_folder_is_refused(tiny_config, tmp_path):
         assert holder.stdout.readline().strip() == "holding"
         assert json.loads((out / ".toolkit-lock").read_text()) == {"pid": holder.pid, "host": socket.gethostname()}
         before = snapshot(out)
-        for extra in ([], ["overwrite=true"], ["resume=true"]):
-            second = run_cli("train", str(config), f"output_dir={out}", "epochs=1", "save_every=5", *extra)
-            assert second.returncode == 2, second.stderr
-            assert f"process {holder.pid} on {socket.gethostname()}" in second.stderr and "in use" in second.stderr
-            assert "Traceback" not in second.stderr
+        second = run_cli("train", str(config), f"output_dir={out}", "epochs=1", "save_every=5")  # as a user would
+        assert second.returncode == 2, second.stderr
+        assert f"process {holder.pid} on {socket.gethostname()}" in second.stderr and "in use" in second.stderr
+        assert "Traceback" not in second.stderr
+        for extra in (["overwrite=true"], ["resume=true"]):  # in this process: no second start-up to wait for
+            assert main(["train", str(config), f"output_dir={out}", "epochs=1", "save_every=5", *extra]) == 2
+            said = capsys.readouterr().err
+            assert f"process {holder.pid} on {socket.gethostname()}" in said and "in use" in said
         assert snapshot(out) == before
     finally:
         holder.kill()
