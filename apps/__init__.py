@@ -93,6 +93,55 @@ def check_input(predictor, item) -> None:
         raise gr.Error(message.replace("input 1 has", "The input has"), title="Input too long", print_exception=False)
 
 
+def require_text(predictor, empty: str = "Type some text first."):
+    """The check before a text is queued: an empty one stops with a notice (``empty``) rather than an error, one over
+    the task's bound with the reason."""
+    import gradio as gr
+
+    def check(text: str) -> None:
+        if not (text and text.strip()):
+            gr.Warning(empty, title="Empty input")
+            raise gr.Error(visible=False, print_exception=False)  # ends the chain: the prediction is not called
+        check_input(predictor, text)
+
+    return check
+
+
+MAX_CSV_ROWS = 10_000  # an app's CSV upload; `toolkit predict` takes larger files
+
+
+def read_upload(file, text_column: str):
+    """The uploaded CSV's text column as ``text``, or a gr.Error naming the problem."""
+    import gradio as gr
+    import pandas as pd
+
+    path = getattr(file, "name", file)
+    try:
+        table = pd.read_csv(
+            path, encoding="utf-8", keep_default_na=False, skip_blank_lines=False, index_col=False
+        )  # a row with an unquoted comma is an error, not a silent index
+    except UnicodeDecodeError:
+        raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        hint = " Put text that holds commas in double quotes." if "Expected" in str(err) else ""
+        raise gr.Error(f"Could not read the file as CSV: {str(err).strip()}.{hint}") from None
+    wanted = list(dict.fromkeys([text_column, "text"]))
+    column = next((c for c in wanted if c in table.columns), None)
+    if column is None:
+        raise gr.Error(
+            f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}."
+        )
+    if len(table) > MAX_CSV_ROWS:
+        raise gr.Error(
+            f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files."
+        )
+    table = table[[column]].rename(columns={column: "text"}).reset_index(drop=True)
+    table["text"] = table["text"].astype(str)
+    if not (table["text"].str.strip() != "").any():
+        raise gr.Error("Every row's text is empty.")
+    return table
+
+
 def user_errors(function):
     """An app's handler whose ToolkitError (bad input, an input over the bound) reaches the page as its message,
     without a traceback in the server's log."""

@@ -12,8 +12,15 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.api import load
-from toolkit.apps import app_temp_folder, metrics_markdown, user_errors, within_bounds, write_download
-from toolkit.apps.sentiment import read_upload, require_text
+from toolkit.apps import (
+    app_temp_folder,
+    metrics_markdown,
+    read_upload,
+    require_text,
+    user_errors,
+    within_bounds,
+    write_download,
+)
 from toolkit.run import read_results, read_run_config
 
 COLUMNS = ["text", "entities", "types", "note"]
@@ -31,7 +38,7 @@ def build_demo(
     types = sorted({label.split("-", 1)[-1] for label in predictor.labels if label != "O"})
     downloads = app_temp_folder("toolkit-predictions-")
 
-    text_check = require_text(predictor)
+    text_check = require_text(predictor, "Type some text to tag.")
 
     def tag(texts: list[str]) -> tuple[list, list]:
         """Batched by the queue: one forward pass for all waiting requests."""

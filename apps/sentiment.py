@@ -12,11 +12,17 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.api import load
-from toolkit.apps import app_temp_folder, check_input, metrics_markdown, user_errors, within_bounds, write_download
+from toolkit.apps import (
+    MAX_CSV_ROWS,
+    app_temp_folder,
+    metrics_markdown,
+    read_upload,
+    require_text,
+    user_errors,
+    within_bounds,
+    write_download,
+)
 from toolkit.run import read_results, read_run_config
-
-MAX_CSV_ROWS = 10_000
-EMPTY = "Type some text to classify."
 
 
 def build_demo(
@@ -34,7 +40,7 @@ def build_demo(
     downloads = app_temp_folder("toolkit-predictions-")
     columns = ["text", "label", *(f"score_{label}" for label in predictor.labels), "note"]
 
-    text_check = require_text(predictor)
+    text_check = require_text(predictor, "Type some text to classify.")
 
     def classify(texts: list[str]) -> tuple[list]:
         """Batched by the queue: one forward pass for all waiting requests."""
@@ -106,48 +112,6 @@ def build_demo(
             gr.Markdown(metrics_markdown(results, ["accuracy", "macro_f1"]))
     demo.queue(default_concurrency_limit=workers)  # batching, not threads, serves concurrent users
     return demo
-
-
-def require_text(predictor):
-    """The check before a text is queued: an empty one stops with a notice rather than an error, one over the task's
-    bound with the reason."""
-
-    def check(text: str) -> None:
-        if not (text and text.strip()):
-            gr.Warning(EMPTY, title="Empty input")
-            raise gr.Error(visible=False, print_exception=False)  # ends the chain: the prediction is not called
-        check_input(predictor, text)
-
-    return check
-
-
-def read_upload(file, text_column: str) -> pd.DataFrame:
-    """The uploaded CSV's text column as ``text``, or a gr.Error naming the problem."""
-    path = getattr(file, "name", file)
-    try:
-        table = pd.read_csv(
-            path, encoding="utf-8", keep_default_na=False, skip_blank_lines=False, index_col=False
-        )  # a row with an unquoted comma is an error, not a silent index
-    except UnicodeDecodeError:
-        raise gr.Error("The file is not UTF-8 text. Re-save it as UTF-8 CSV.") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        hint = " Put text that holds commas in double quotes." if "Expected" in str(err) else ""
-        raise gr.Error(f"Could not read the file as CSV: {str(err).strip()}.{hint}") from None
-    wanted = list(dict.fromkeys([text_column, "text"]))
-    column = next((c for c in wanted if c in table.columns), None)
-    if column is None:
-        raise gr.Error(
-            f"No {' or '.join(repr(c) for c in wanted)} column; the file has: {', '.join(map(str, table.columns))}."
-        )
-    if len(table) > MAX_CSV_ROWS:
-        raise gr.Error(
-            f"The file has {len(table):,} rows; the limit is {MAX_CSV_ROWS:,}. Use `toolkit predict` for large files."
-        )
-    table = table[[column]].rename(columns={column: "text"}).reset_index(drop=True)
-    table["text"] = table["text"].astype(str)
-    if not (table["text"].str.strip() != "").any():
-        raise gr.Error("Every row's text is empty.")
-    return table
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
 def _train(cfg: Config) -> Run:
     from accelerate import PartialState
 
-    from .engine import choose_metric, cpu_only, fit, fit_machine, local_process_count
+    from .engine import cpu_only, fit, fit_machine, local_process_count
+    from .tasks import choose_metric
 
     state = PartialState(cpu=cpu_only())
     machine = fit_machine(cfg, local_process_count(state))  # the run's first log line: precision, threads, hardware

@@ -387,14 +387,6 @@ def drop_empty_text(table, columns: list[str], where: str):
 MISSING_LABEL_TEXT = {"", "nan", "null", "n/a", "<na>"}
 
 
-def is_missing_label(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value  # NaN
-    return isinstance(value, str) and value.strip().lower() in MISSING_LABEL_TEXT
-
-
 def drop_missing_labels(table, column: str, where: str, policy: str = "skip"):
     """Rows with an empty, NaN or null label: skipped with a count (policy "skip") or refused (policy "error")."""
     import pyarrow.compute as pc

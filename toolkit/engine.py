@@ -34,6 +34,7 @@ from .batching import (
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
 from .streams import is_stream
+from .tasks import choose_metric, get_task
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,6 @@ class Task:
         False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
     )
     heavy_loading: bool = False  # items are decoded and augmented as they load (images): DataLoader workers pay off
-
-
-def choose_metric(spec, cfg: Config) -> str:
-    """The validation metric that picks best/: cfg.metric, else the first the task declares."""
-    metric = cfg.metric or spec.metrics[0]
-    if metric not in spec.metrics:
-        raise ToolkitError(
-            f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
-            f"{', '.join(spec.metrics)}."
-        )
-    return metric
 
 
 def cpu_only() -> bool:
@@ -384,8 +374,6 @@ def fit(
     ``machine``: fit_machine's record, when the caller has chosen precision and threads already; ``spec``: the
     task's TaskSpec (default: the one registered as cfg.task)."""
     if spec is None:
-        from .tasks import get_task
-
         spec = get_task(cfg.task)
     t = setup(task, spec, cfg, run_dir, machine)
     restore(t)

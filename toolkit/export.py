@@ -67,6 +67,7 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
     "int8", "change"}, or {"skipped": why} when the run has no split file to score."""
     from . import api
     from .run import read_results, read_run_config
+    from .tasks import choose_metric, get_task
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
@@ -77,7 +78,7 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
             "data.train); score both with `toolkit eval RUN --data FILE` and `--backend torch`"
         }
     split = splits[0]
-    metric = read_results(run_dir).get("metric") or get_task_metric(cfg)
+    metric = read_results(run_dir).get("metric") or choose_metric(get_task(cfg.task), cfg)
     scores = {
         backend: api.evaluate(run_dir, split=split, checkpoint=checkpoint, backend=backend).get(metric)
         for backend in ("torch", "onnx")
@@ -91,12 +92,6 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
         "int8": scores["onnx"],
         "change": scores["onnx"] - scores["torch"],
     }
-
-
-def get_task_metric(cfg) -> str:
-    from .tasks import get_task
-
-    return cfg.metric or get_task(cfg.task).metrics[0]
 
 
 def _all_tasks():
@@ -121,11 +116,11 @@ def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str
     batch and sequence length dynamic. Returns the predictor that answers with it."""
     from transformers import AutoTokenizer
 
-    from .predict import _load_classifier
+    from .predict import load_classifier
 
     # Eager attention: its matrix products export as plain MatMuls, which ONNX Runtime runs faster than the exported
     # SDPA and int8 quantizes too (1,066 rt-polarity sentences, 2 Zen 3 cores: int8 233 against 178 sentences/s).
-    model = _load_classifier(folder, attn_implementation="eager").eval()
+    model = load_classifier(folder, attn_implementation="eager").eval()
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     export_logits(model, AutoTokenizer.from_pretrained(folder), path, quantize)

@@ -23,7 +23,7 @@ class TextClassifier(Predictor):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = _load_classifier(self.folder, **self.attention()).eval().to(self.device)
+        self.model = load_classifier(self.folder, **self.attention()).eval().to(self.device)
         labels_file = self.folder / "labels.json"
         config = self.model.config
         self.labels = (
@@ -50,7 +50,7 @@ class TextClassifier(Predictor):
             return self.model(**batch).logits.float().softmax(-1).cpu()
 
 
-def _load_classifier(folder: Path, attn_implementation: str | None = None):
+def load_classifier(folder: Path, attn_implementation: str | None = None):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}

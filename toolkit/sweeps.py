@@ -266,8 +266,7 @@ def prepare(
     pruner: str,
 ) -> Sweep:
     """Check everything (config, space, budget, folder) before any trial starts; a bad one writes nothing."""
-    from .engine import choose_metric
-    from .tasks import get_task
+    from .tasks import choose_metric, get_task
 
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a whole number of 1 or more, not {trials!r}.")

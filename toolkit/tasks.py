@@ -155,6 +155,18 @@ def all_tasks() -> list[TaskSpec]:
     return sorted(_TASKS.values(), key=lambda spec: (spec.rank, spec.name))
 
 
+def choose_metric(spec: TaskSpec, cfg) -> str:
+    """The validation metric that picks best/ (used by training, sweeps and export): cfg.metric, else the first the
+    task declares."""
+    metric = cfg.metric or spec.metrics[0]
+    if metric not in spec.metrics:
+        raise ToolkitError(
+            f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
+            f"{', '.join(spec.metrics)}."
+        )
+    return metric
+
+
 def describe(spec: TaskSpec) -> dict[str, Any]:
     """A task as plain data (for listings and the studio)."""
     return {
