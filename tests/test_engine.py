@@ -65,17 +65,11 @@ def test_reloaded_predictor_matches_the_trained_model(tiny_config):
 def test_every_predictor_shares_one_constructor():
     import inspect
 
-    from toolkit.predict import (
-        ExtractiveSummarizer,
-        GanSampler,
-        ImageClassifier,
-        Predictor,
-        TextClassifier,
-        TextGenerator,
-    )
+    from toolkit.predict import ExtractiveSummarizer, GanSampler, ImageClassifier, Predictor, TextGenerator
+    from toolkit.recipes.sentiment.predictors import OnnxTextClassifier, TextClassifier
 
     shared = inspect.signature(Predictor.__init__)
-    for cls in (TextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):
+    for cls in (TextClassifier, OnnxTextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):
         assert issubclass(cls, Predictor) and inspect.signature(cls.__init__) == shared, cls
 
 

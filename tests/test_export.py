@@ -42,8 +42,7 @@ TEXTS = [
 
 
 def test_onnx_answers_as_torch_does_without_importing_torch(exported_run):
-    from toolkit.onnx_backend import OnnxTextClassifier
-    from toolkit.predict import TextClassifier
+    from toolkit.recipes.sentiment.predictors import OnnxTextClassifier, TextClassifier
 
     onnx, torch_ = toolkit.load(exported_run.dir), toolkit.load(exported_run.dir, backend="torch")
     assert isinstance(onnx, OnnxTextClassifier) and isinstance(torch_, TextClassifier)
@@ -102,6 +101,23 @@ def test_a_damaged_export_is_named_and_torch_still_answers(exported_run, tmp_pat
     with pytest.raises(toolkit.ToolkitError, match="ONNX export .* is incomplete or damaged"):
         toolkit.load(run)
     assert toolkit.load(run, backend="torch")("lovely")["label"] in ("negative", "positive")
+
+
+def test_an_export_written_before_its_predictor_moved_still_loads(exported_run, tmp_path):
+    """Exports name their predictor class by module; one written when the text classifier's lived in
+    toolkit.onnx_backend finds it by name in the task's package, and one naming no class that exists says so."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(exported_run.dir, run)
+    record = run / "best/onnx/export.json"
+    for old in ("toolkit.onnx_backend:OnnxTextClassifier", "toolkit.gone_module:OnnxTextClassifier"):
+        record.write_text(json.dumps({**json.loads(record.read_text()), "predictor": old}))
+        assert type(toolkit.load(run)).__name__ == "OnnxTextClassifier"
+        assert toolkit.load(run)(TEXTS) == toolkit.load(exported_run.dir)(TEXTS)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "predictor": "toolkit.onnx_backend:Nothing"}))
+    with pytest.raises(toolkit.ToolkitError, match="Write the export again with `toolkit export"):
+        toolkit.load(run)
 
 
 def test_a_bf16_run_quantizes_and_evaluates_its_export(tiny_bert, text_data, tmp_path, capsys):

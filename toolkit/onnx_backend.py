@@ -1,52 +1,15 @@
-"""Predictors that run an exported checkpoint (`toolkit export`) with ONNX Runtime and the `tokenizers` library:
-no torch, no transformers, so `toolkit predict` answers in a fraction of the time."""
+"""What the predictors of exported checkpoints (`toolkit export`) share: an ONNX Runtime session on the CPUs this
+process may use, and the checkpoint's `tokenizers` tokenizer. No torch, no transformers, so `toolkit predict`
+answers in a fraction of the time."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from . import hardware
 from .errors import ToolkitError
-from .predictor import EXPORT_DIR, Predictor, read_export
-
-
-class OnnxTextClassifier(Predictor):
-    """The ONNX twin of predict.TextClassifier: the same answers ({"label", "scores"}) from the same checkpoint."""
-
-    uses_torch = False
-    task_verb = "classify"
-    # Inputs are sorted by length first; batches of 16 pad even less than 32 and were 3-7 % faster here (1,066
-    # rt-polarity sentences, fp32 and int8 exports, 2 Zen 3 cores; benchmarks/predict_speed.py).
-    default_batch_size = 16
-
-    def load(self) -> None:
-        self.session = open_session(self.folder)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.quantized = read_export(self.folder).get("quantized")
-        self.tokenizer, self.max_length = fast_tokenizer(self.folder, self.cfg.max_length)
-        self.labels = json.loads((self.folder / "labels.json").read_text())
-
-    def predict_batch(self, texts: list[str]) -> list[dict]:
-        answers = []
-        for probs in self.probabilities(texts):
-            scores = {label: float(p) for label, p in zip(self.labels, probs)}
-            answers.append({"label": max(scores, key=scores.get), "scores": scores})
-        return answers
-
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
-        columns = {
-            "input_ids": [e.ids for e in encodings],
-            "attention_mask": [e.attention_mask for e in encodings],
-            "token_type_ids": [e.type_ids for e in encodings],
-        }
-        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self.input_names}
-        logits = self.session.run(None, feed)[0].astype(np.float64)
-        exp = np.exp(logits - logits.max(-1, keepdims=True))
-        return exp / exp.sum(-1, keepdims=True)
+from .predictor import EXPORT_DIR, read_export
 
 
 def open_session(folder: Path, file: str | None = None, spin: bool = True):

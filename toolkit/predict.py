@@ -14,58 +14,6 @@ from .models import from_pretrained_quietly
 from .predictor import Predictor, check_texts, load_predictor  # noqa: F401  (load_predictor: the public entry point)
 
 
-class TextClassifier(Predictor):
-    """Text classification. An answer is ``{"label": best label, "scores": {label: probability}}``."""
-
-    task_verb = "classify"
-
-    def load(self) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = load_classifier(self.folder, **self.attention()).eval().to(self.device)
-        labels_file = self.folder / "labels.json"
-        config = self.model.config
-        self.labels = (
-            json.loads(labels_file.read_text())
-            if labels_file.is_file()
-            else [config.id2label[i] for i in range(config.num_labels)]
-        )
-        limit = getattr(self.tokenizer, "model_max_length", None) or self.cfg.max_length
-        self.max_length = min(self.cfg.max_length, limit)
-
-    def predict_batch(self, texts: list[str]) -> list[dict]:
-        answers = []
-        for probs in self.probabilities(texts):
-            scores = {label: float(p) for label, p in zip(self.labels, probs)}
-            answers.append({"label": max(scores, key=scores.get), "scores": scores})
-        return answers
-
-    @torch.inference_mode()
-    def probabilities(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
-        ).to(self.device)
-        with self.computing():
-            return self.model(**batch).logits.float().softmax(-1).cpu()
-
-
-def load_classifier(folder: Path, attn_implementation: str | None = None):
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if (folder / "adapter_config.json").is_file():
-        # Unmerged LoRA: rebuild the base with the run's labels, then add the adapters.
-        from peft import PeftModel
-
-        base_path = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = AutoModelForSequenceClassification.from_pretrained(
-            base_path, config=AutoConfig.from_pretrained(folder), **options
-        )
-        return PeftModel.from_pretrained(base, folder)
-    return from_pretrained_quietly(AutoModelForSequenceClassification, str(folder), **options)
-
-
 class TextGenerator(Predictor):
     """Sequence-to-sequence generation (translation, summarization) with the run's decoding settings.
 

@@ -241,20 +241,45 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
             f"{folder} has no ONNX export. Write one with `toolkit export {run_dir}`, or use --backend torch."
         )
     if export is not None and backend != "torch":
-        module, _, name = export["predictor"].partition(":")
-        try:
-            runner = getattr(importlib.import_module(module), name)
-        except ImportError as err:
-            raise ToolkitError(
-                f"{folder} holds an ONNX export, but {err.name} is not installed: "
-                f"pip install 'toolkit[onnx]', or use --backend torch."
-            ) from err
-        return runner(folder, cfg, **kwargs)
+        return export_predictor(export["predictor"], folder, cfg)(folder, cfg, **kwargs)
     from .models import no_transformers_bars
     from .tasks import get_task
 
     with no_transformers_bars():
         return get_task(cfg.task).predictor(folder, cfg, **kwargs)
+
+
+def export_predictor(recorded: str, folder: Path, cfg):
+    """The predictor class an export record names ("module:Class"). An export written before its task's code moved
+    names a module that no longer holds the class: the class of that name in the task's own package answers."""
+    from .tasks import get_task
+
+    module, _, name = recorded.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ModuleNotFoundError as err:
+        if err.name and module.startswith(err.name):  # the module itself is gone, not a library it needs
+            found = None
+        else:
+            raise _missing_library(folder, err) from err
+    except ImportError as err:
+        raise _missing_library(folder, err) from err
+    if found is None:
+        task_package = importlib.import_module(get_task(cfg.task).build.__module__)
+        found = getattr(task_package, name, None)
+    if found is None:
+        raise ToolkitError(
+            f"the ONNX export in {folder} names a predictor ({recorded}) that this version of toolkit does not have. "
+            f"Write the export again with `toolkit export {folder.parent}`, or use --backend torch."
+        )
+    return found
+
+
+def _missing_library(folder: Path, err: ImportError) -> ToolkitError:
+    return ToolkitError(
+        f"{folder} holds an ONNX export, but {err.name} is not installed: pip install 'toolkit[onnx]', or use "
+        f"--backend torch."
+    )
 
 
 def read_export(folder: Path) -> dict | None:

@@ -13,6 +13,8 @@ from toolkit.models import without_gradients
 from toolkit.shapes import label_options, ranked, texts_of, top_k_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
+from .predictors import OnnxTextClassifier, TextClassifier, export_text_classifier  # noqa: F401  (ONNX: by name)
+
 if TYPE_CHECKING:
     from toolkit.engine import Task
 
@@ -173,15 +175,7 @@ def evaluate_run(predictor, cfg: TextClassificationConfig, source: str, split: s
     return classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)
 
 
-def export_text_classifier(folder, path, cfg, quantize: bool) -> str:
-    from toolkit.export import export_text_classifier as export
-
-    return export(folder, path, cfg, quantize)
-
-
 def load_predictor(folder: Path, cfg: TextClassificationConfig, **kwargs):
-    from toolkit.predict import TextClassifier
-
     return TextClassifier(folder, cfg=cfg, **kwargs)
 
 
