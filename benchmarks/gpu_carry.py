@@ -96,7 +96,7 @@ def minilm_fp16(folder: Path) -> None:
 
 def translation_assets() -> None:
     """The translation ablations' assets: all of Multi30k and the target vocabularies they compare."""
-    from toolkit.seq2seq import train_target_tokenizer
+    from toolkit.recipes.seq2seq import train_target_tokenizer
 
     wheels(TEXT / "wheels")
     minilm_fp16(TEXT / "minilm")

@@ -65,8 +65,10 @@ def test_reloaded_predictor_matches_the_trained_model(tiny_config):
 def test_every_predictor_shares_one_constructor():
     import inspect
 
-    from toolkit.predict import ExtractiveSummarizer, GanSampler, ImageClassifier, Predictor, TextGenerator
+    from toolkit.predict import GanSampler, ImageClassifier, Predictor
     from toolkit.recipes.sentiment.predictors import OnnxTextClassifier, TextClassifier
+    from toolkit.recipes.seq2seq.predictors import TextGenerator
+    from toolkit.recipes.summarization.extractive import ExtractiveSummarizer
 
     shared = inspect.signature(Predictor.__init__)
     for cls in (TextClassifier, OnnxTextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):

@@ -8,8 +8,8 @@ import pytest
 from conftest import FILLER, POSITIVE, browser, check_run_folder, require_shared, run_cli, serve
 
 import toolkit
-from toolkit.extractive import greedy_oracle, select_sentences, trigrams
 from toolkit.metrics import split_sentences
+from toolkit.recipes.summarization.extractive import greedy_oracle, select_sentences, trigrams
 
 
 def test_split_sentences_keeps_abbreviations_and_lowercase_continuations():
@@ -149,7 +149,7 @@ def test_extractive_reload_predicts_the_same_and_explains(extractive_run, cue_da
     # Scores from the reloaded checkpoint equal the in-memory model's.
     import torch
 
-    from toolkit.extractive import collate, encode_document
+    from toolkit.recipes.summarization.extractive import collate, encode_document
 
     features, _, _ = encode_document(split_sentences(texts[0]), first.tokenizer, 64)
     extractive_run.model.eval()

@@ -134,7 +134,7 @@ def family_run(kind: str, tiny_t5, tiny_bert, copy_data, tmp_path):
 @pytest.mark.parametrize("kind", ["t5", "bart", "marian", "warm-started"])
 def test_onnx_export_generates_what_torch_generates(kind, tiny_t5, tiny_bert, copy_data, tmp_path):
     from toolkit.export import export_run
-    from toolkit.onnx_seq2seq import OnnxTextGenerator
+    from toolkit.recipes.seq2seq.onnx import OnnxTextGenerator
 
     run = family_run(kind, tiny_t5, tiny_bert, copy_data, tmp_path)
     if kind == "warm-started":  # the shipped configs' kind, through the CLI
@@ -152,6 +152,12 @@ def test_onnx_export_generates_what_torch_generates(kind, tiny_t5, tiny_bert, co
     for settings in ({"num_beams": 1}, {"num_beams": 3}, {"num_beams": 2, "no_repeat_ngram_size": 2}):
         assert onnx(texts, **settings) == torch_weights(texts, **settings), settings
     assert onnx(texts[0]) == torch_weights(texts[0])  # one text, the run's own decoding settings
+    if kind == "t5":  # an export written when this predictor lived in toolkit/onnx_seq2seq.py still loads
+        record = run.dir / "best/onnx/export.json"
+        record.write_text(
+            json.dumps({**json.loads(record.read_text()), "predictor": "toolkit.onnx_seq2seq:OnnxTextGenerator"})
+        )
+        assert isinstance(toolkit.load(run.dir), OnnxTextGenerator) and toolkit.load(run.dir)(texts) == onnx(texts)
 
 
 @pytest.mark.parametrize("decoder", ["bert2bert", "new decoder, trained target vocabulary"])
@@ -376,7 +382,7 @@ def test_trained_target_vocabulary_is_lossless_on_every_multi30k_target(language
     apostrophes keep their spacing ("T-shirt", "l'eau"), accents stay, nothing becomes [UNK]."""
     import unicodedata
 
-    from toolkit.seq2seq import train_target_tokenizer
+    from toolkit.recipes.seq2seq import train_target_tokenizer
 
     path = require_shared("translation", "multi30k", "train.jsonl")
     targets = [json.loads(line)[language] for line in path.read_text(encoding="utf-8").splitlines()]

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .config import DataConfig, TextConfig, at_least, between, section, setting
-from .errors import ToolkitError
-from .hub import hub_guard
-from .models import (
+from toolkit.config import DataConfig, TextConfig, at_least, between, section, setting
+from toolkit.errors import ToolkitError
+from toolkit.hub import hub_guard
+from toolkit.models import (
     apply_lora,
     attention_backend,
     from_pretrained_quietly,
@@ -24,7 +24,7 @@ from .models import (
 )
 
 if TYPE_CHECKING:
-    from .engine import Task
+    from toolkit.engine import Task
 
 # torch and transformers are imported where they are used: the settings below are read without them.
 
@@ -174,7 +174,7 @@ def target_tokenizer_for(cfg: Seq2SeqConfig, targets: list[str], source_tokenize
 def column_texts(table, column: str):
     """A column's texts as an iterator in Arrow batches (a tokenizer trains from it without a list of them all);
     a stream's first 100,000."""
-    from .data import is_streaming
+    from toolkit.data import is_streaming
 
     if is_streaming(table):
         return (row[column] for row in table.take(100_000))
@@ -269,7 +269,7 @@ def set_language_codes(cfg: Seq2SeqConfig, tokenizer, model=None) -> None:
 
 def encode_batch(cfg: Seq2SeqConfig, source: str, target: str, tokenizer, target_tokenizer, decoder_start):
     """A batch of pairs -> source ids, target ids and lengths (a ``datasets`` batched map function)."""
-    from .data import LENGTH
+    from toolkit.data import LENGTH
 
     prefix = cfg.data.source_prefix or ""
     drop_start = decoder_start is not None and decoder_start == target_tokenizer.cls_token_id
@@ -306,9 +306,9 @@ def build_seq2seq_task(
     ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
 
-    from .data import encode, first_rows, lengths, load_splits
-    from .engine import Task
-    from .models import tokenizer_fingerprint
+    from toolkit.data import encode, first_rows, lengths, load_splits
+    from toolkit.engine import Task
+    from toolkit.models import tokenizer_fingerprint
 
     splits = load_splits(cfg, [source, target], [source, target])
     if extend_train is not None:
@@ -413,7 +413,7 @@ def evaluate_run(
     predictor, cfg: Seq2SeqConfig, data: str, split: str, source: str, target: str, score: Callable
 ) -> dict:
     """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
-    from .data import EVAL_FIX, drop_empty_text, load_table, require_columns
+    from toolkit.data import EVAL_FIX, drop_empty_text, load_table, require_columns
 
     table = load_table(data, split)
     where = f"'{data}'"

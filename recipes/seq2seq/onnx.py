@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ToolkitError
-from .onnx_backend import open_session
-from .predict import TextGenerator, _load_seq2seq
+from toolkit.errors import ToolkitError
+from toolkit.onnx_backend import open_session
+from toolkit.recipes.seq2seq.predictors import TextGenerator, load_seq2seq
 
 FIRST_STEP, NEXT_STEP = "decoder_first.onnx", "decoder_step.onnx"
 
@@ -74,7 +74,7 @@ def export_seq2seq(folder: Path, path: Path, cfg, quantize: bool) -> str:
             "--quantize int8 is for classifiers, taggers and question answering; a sequence-to-sequence export "
             "is fp32. Export without --quantize."
         )
-    model = _load_seq2seq(folder, attn_implementation="eager").eval()  # plain MatMuls: see export_text_classifier
+    model = load_seq2seq(folder, attn_implementation="eager").eval()  # plain MatMuls: see export_text_classifier
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     sample = AutoTokenizer.from_pretrained(folder)(
@@ -106,12 +106,12 @@ def export_seq2seq(folder: Path, path: Path, cfg, quantize: bool) -> str:
     past_shapes = tuple({0: batch, 2: cached if "self" in name else source} for name in past_names)
     _save(DecoderGraph(model), {**inputs, "past": tuple(past)}, ["logits", *own], {**shapes, "past": past_shapes},
           path.with_name(NEXT_STEP), input_names=[*inputs, *past_names])  # fmt: skip
-    return "toolkit.onnx_seq2seq:OnnxTextGenerator"
+    return f"{__name__}:OnnxTextGenerator"
 
 
 def _save(module, inputs: dict, outputs: list, shapes: dict, path: Path, input_names: list | None = None) -> None:
     """torch.onnx's exporter (torch.export based), the weights inside the one file."""
-    from .export import OPSET
+    from toolkit.export import OPSET
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals

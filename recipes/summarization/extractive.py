@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ToolkitError
-from .metrics import split_sentences
-from .models import save_tokenizer
+from toolkit.errors import ToolkitError
+from toolkit.metrics import split_sentences
+from toolkit.models import save_tokenizer
+from toolkit.predictor import Predictor
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
 
@@ -173,7 +174,7 @@ def collate(tokenizer, multiple: int = 8):
 def encode_batch(text: str, summary: str, tokenizer, cfg, scorer):
     """A batch of documents -> sentence-marked token ids, oracle labels, lengths, and the sentences and reference
     kept for generate-free evaluation (a ``datasets`` batched map function)."""
-    from .data import LENGTH
+    from toolkit.data import LENGTH
 
     ext = cfg.extractive
 
@@ -205,10 +206,10 @@ def no_pooler(config) -> dict:
 def build_extractive_task(cfg, text: str, summary: str, score):
     from transformers import AutoConfig, AutoModel
 
-    from .data import encode, first_rows, lengths, load_splits
-    from .engine import Task
-    from .hub import hub_guard
-    from .models import load_tokenizer, resolve_model_source, tokenizer_fingerprint
+    from toolkit.data import encode, first_rows, lengths, load_splits
+    from toolkit.engine import Task
+    from toolkit.hub import hub_guard
+    from toolkit.models import load_tokenizer, resolve_model_source, tokenizer_fingerprint
 
     if cfg.peft.enabled:
         raise ToolkitError(
@@ -323,7 +324,7 @@ def load_scorer(folder: Path) -> SentenceScorer:
     """Rebuild a saved sentence scorer from its own folder (no download)."""
     from transformers import AutoConfig, AutoModel
 
-    from .checkpoint import load_weights
+    from toolkit.checkpoint import load_weights
 
     head = json.loads((folder / HEAD_CONFIG).read_text())
     config = AutoConfig.from_pretrained(folder)
@@ -331,3 +332,72 @@ def load_scorer(folder: Path) -> SentenceScorer:
     model = SentenceScorer(encoder, head["head_layers"], head["max_position"])
     load_weights(model, folder)
     return model.eval()
+
+
+class ExtractiveSummarizer(Predictor):
+    """An extractive run's sentence scorer. An answer is ``{"output": the picked sentences in document order,
+    "truncated": whether the document was cut to the model's input length}``. Keyword arguments
+    ``max_sentences``/``max_words`` override the run's budget per call. :meth:`explain` adds every sentence with
+    its score and whether it was picked."""
+
+    default_batch_size = 16
+    task_verb = "summarize"
+
+    def load(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = load_scorer(self.folder).to(self.device)
+        self.max_length = min(self.cfg.max_length, self.model.encoder.config.max_position_embeddings)
+        self.settings = self.cfg.extractive
+
+    def predict_batch(self, texts: list[str], **budget) -> list[dict]:
+        return [{"output": a["output"], "truncated": a["truncated"]} for a in self.explain_batch(texts, **budget)]
+
+    def explain(self, text: str, **budget) -> dict:
+        """The answer for one text, plus ``sentences``: each with its ``text``, ``score`` (softmax over the
+        document's scored sentences) and ``picked``; sentences past the input limit have no score."""
+        return self.explain_many([text], **budget)[0]
+
+    def explain_many(self, texts: list[str], **budget) -> list[dict]:
+        self.check(texts)
+        self.check_bounds(texts)
+        return self.in_batches(texts, lambda chunk: self.explain_batch(chunk, **budget))
+
+    def explain_batch(
+        self, texts: list[str], max_sentences: int | None = None, max_words: int | None = None
+    ) -> list[dict]:
+
+        max_sentences = max_sentences if max_sentences is not None else self.settings.max_sentences
+        max_words = max_words if max_words is not None else self.settings.max_words
+        if max_sentences < 1 or (max_words is not None and max_words < 1):
+            raise ToolkitError("max_sentences and max_words must be at least 1 (max_words=None: no word limit).")
+        answers = []
+        for sentences, kept, cut, probs in self.score(texts):
+            chosen = select_sentences(sentences[:kept], probs, max_sentences, max_words, self.settings.block_trigrams)
+            answers.append(
+                {
+                    "output": join_summary(sentences, chosen, max_words),
+                    "truncated": cut,
+                    "sentences": [
+                        {"text": s, "score": probs[i] if i < kept else None, "picked": i in chosen}
+                        for i, s in enumerate(sentences)
+                    ],
+                }
+            )
+        return answers
+
+    @torch.inference_mode()
+    def score(self, texts: list[str]) -> list[tuple[list[str], int, bool, list[float]]]:
+        """Per text: its sentences, how many the model saw, whether the text was cut, and their scores."""
+        from toolkit.metrics import split_sentences
+
+        docs = [split_sentences(t) or [t.strip()] for t in texts]
+        encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
+        batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
+        with self.computing():
+            logits = self.model(**batch)["logits"].float().cpu()
+        return [
+            (sentences, kept, cut, row[:kept].softmax(-1).tolist())
+            for sentences, (_, kept, cut), row in zip(docs, encoded, logits)
+        ]

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from toolkit import seq2seq
 from toolkit.config import DataRole, at_least, section, setting
 from toolkit.errors import ToolkitError
-from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
+from toolkit.recipes import seq2seq
+from toolkit.recipes.seq2seq import Seq2SeqConfig, Seq2SeqData
 from toolkit.shapes import GENERATION_PARAMETERS, check_parameters, generated, generation_options, texts_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
-HEAD_CONFIG = "extractive.json"  # toolkit/extractive.py's: in a checkpoint, it marks an extractive model
+HEAD_CONFIG = "extractive.json"  # recipes/summarization/extractive.py's: in a checkpoint, it marks an extractive model
 
 
 @dataclass
@@ -75,8 +75,9 @@ METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metr
 
 
 def build_task(cfg: SummarizationConfig):
-    from toolkit import extractive
     from toolkit.metrics import summarization_metrics
+
+    from . import extractive
 
     text, summary = cfg.data.text_column, cfg.data.summary_column
     if cfg.extractive.enabled:
@@ -131,7 +132,9 @@ def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> 
 
 
 def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
-    from toolkit.predict import ExtractiveSummarizer, TextGenerator
+    from toolkit.recipes.seq2seq.predictors import TextGenerator
+
+    from .extractive import ExtractiveSummarizer
 
     if (folder / HEAD_CONFIG).is_file():
         return ExtractiveSummarizer(folder, cfg=cfg, **kwargs)
@@ -139,8 +142,8 @@ def load_predictor(folder, cfg: SummarizationConfig, **kwargs):
 
 
 def export_onnx(folder, path, cfg: SummarizationConfig, quantize: bool) -> str:
-    """`toolkit export`: an abstractive run's encoder and decoder steps as ONNX (toolkit/onnx_seq2seq.py)."""
-    from toolkit.onnx_seq2seq import export_seq2seq
+    """`toolkit export`: an abstractive run's encoder and decoder steps as ONNX (recipes/seq2seq/onnx.py)."""
+    from toolkit.recipes.seq2seq.onnx import export_seq2seq
 
     if (folder / HEAD_CONFIG).is_file():
         raise ToolkitError(
@@ -202,3 +205,13 @@ register(
         config=SummarizationConfig,
     )
 )
+
+
+def __getattr__(name: str):
+    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the seq2seq code
+    moved into recipes/seq2seq names it by its old module, and the loader looks it up here."""
+    if name == "OnnxTextGenerator":
+        from toolkit.recipes.seq2seq.onnx import OnnxTextGenerator
+
+        return OnnxTextGenerator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from toolkit import seq2seq
 from toolkit.config import DataRole, section, setting
 from toolkit.errors import ToolkitError
-from toolkit.seq2seq import Seq2SeqConfig, Seq2SeqData
+from toolkit.recipes import seq2seq
+from toolkit.recipes.seq2seq import Seq2SeqConfig, Seq2SeqData
 from toolkit.shapes import GENERATION_PARAMETERS, generated, generation_options, texts_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
@@ -64,14 +64,14 @@ def evaluate_run(predictor, cfg: TranslationConfig, data: str, split: str) -> di
 
 
 def load_predictor(folder, cfg: TranslationConfig, **kwargs):
-    from toolkit.predict import TextGenerator
+    from toolkit.recipes.seq2seq.predictors import TextGenerator
 
     return TextGenerator(folder, cfg=cfg, **kwargs)
 
 
 def export_onnx(folder, path, cfg: TranslationConfig, quantize: bool) -> str:
-    """`toolkit export`: the encoder and the decoder's two steps as ONNX (toolkit/onnx_seq2seq.py)."""
-    from toolkit.onnx_seq2seq import export_seq2seq
+    """`toolkit export`: the encoder and the decoder's two steps as ONNX (recipes/seq2seq/onnx.py)."""
+    from toolkit.recipes.seq2seq.onnx import export_seq2seq
 
     return export_seq2seq(folder, path, cfg, quantize)
 
@@ -107,3 +107,13 @@ register(
         config=TranslationConfig,
     )
 )
+
+
+def __getattr__(name: str):
+    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the seq2seq code
+    moved into recipes/seq2seq names it by its old module, and the loader looks it up here."""
+    if name == "OnnxTextGenerator":
+        from toolkit.recipes.seq2seq.onnx import OnnxTextGenerator
+
+        return OnnxTextGenerator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
