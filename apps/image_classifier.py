@@ -14,8 +14,8 @@ import gradio as gr
 from toolkit.api import load
 from toolkit.apps import metrics_markdown
 from toolkit.errors import ToolkitError
+from toolkit.recipes.images.vision import crop_largest_face
 from toolkit.run import read_results
-from toolkit.vision import crop_largest_face
 
 
 def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:

@@ -89,7 +89,7 @@ def write_side_by_side(run_dirs: list[Path], path: Path, columns: int = 8) -> No
     from torchvision.utils import make_grid
 
     import toolkit
-    from toolkit.gan import to_uint8
+    from toolkit.recipes.gan.model import to_uint8
 
     panels = []
     for run_dir in run_dirs:

@@ -23,9 +23,9 @@ VAL = ROOT.parent / "shared/data/images/hymenoptera/val"
 def zero_shot_rate() -> float:
     import torch
 
-    from toolkit import images as imlib
     from toolkit.api import resolve_config
-    from toolkit.vision import _packaged_file, build_model, efficientnet_pytorch_to_timm
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images.vision import _packaged_file, build_model, efficientnet_pytorch_to_timm
 
     cfg = resolve_config(CONFIG, ["output_dir=/tmp/unused"])
     model, data = build_model(cfg, 1000)

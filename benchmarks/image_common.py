@@ -21,9 +21,9 @@ def linear_probe(config: Path, *overrides: str) -> dict:
     import numpy as np
     from torch.utils.data import DataLoader
 
-    from toolkit import images as imlib
-    from toolkit import vision
     from toolkit.api import resolve_config
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images import vision
     from toolkit.splits import encode_labels, label_names
 
     tic = time.perf_counter()

@@ -30,7 +30,7 @@ def make_folder(count: int, folder: Path) -> Path:
     """``count`` PNG files in one subfolder per digit (the 10,000 MNIST test images, repeated)."""
     import cv2
 
-    from toolkit.images import load_images
+    from toolkit.recipes.images.data import load_images
 
     root = folder / f"images-{count}"
     if (root / ".complete").is_file():

@@ -41,7 +41,7 @@ def run_keras() -> dict:
     import keras
     import numpy as np
 
-    from toolkit.images import load_images
+    from toolkit.recipes.images.data import load_images
 
     def arrays(part: str):
         found = load_images(f"{MNIST}{part}", "mnist")

@@ -123,9 +123,9 @@ def test_text_and_images_share_one_split_scheme(tmp_path):
     import cv2
     import numpy as np
 
-    from toolkit import images as imlib
     from toolkit.api import resolve_config
     from toolkit.data import load_splits
+    from toolkit.recipes.images import data as imlib
 
     n = 40
     pd.DataFrame({"text": [f"row {i}" for i in range(n)], "label": ["a", "b"] * (n // 2)}).to_csv(

@@ -65,13 +65,17 @@ def test_reloaded_predictor_matches_the_trained_model(tiny_config):
 def test_every_predictor_shares_one_constructor():
     import inspect
 
-    from toolkit.predict import GanSampler, ImageClassifier, Predictor
+    from toolkit.predictor import Predictor
+    from toolkit.recipes.gan.predictors import GanSampler, OnnxGanSampler
+    from toolkit.recipes.image_classification.predictors import ImageClassifier, OnnxImageClassifier
     from toolkit.recipes.sentiment.predictors import OnnxTextClassifier, TextClassifier
+    from toolkit.recipes.seq2seq.onnx import OnnxTextGenerator
     from toolkit.recipes.seq2seq.predictors import TextGenerator
     from toolkit.recipes.summarization.extractive import ExtractiveSummarizer
 
     shared = inspect.signature(Predictor.__init__)
-    for cls in (TextClassifier, OnnxTextClassifier, TextGenerator, ExtractiveSummarizer, ImageClassifier, GanSampler):
+    every = (TextClassifier, OnnxTextClassifier, TextGenerator, OnnxTextGenerator, ExtractiveSummarizer)
+    for cls in (*every, ImageClassifier, OnnxImageClassifier, GanSampler, OnnxGanSampler):
         assert issubclass(cls, Predictor) and inspect.signature(cls.__init__) == shared, cls
 
 

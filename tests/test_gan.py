@@ -13,8 +13,8 @@ from toolkit.errors import ToolkitError
 
 
 def test_dcgan_shapes_for_grey_and_colour_sizes():
-    from toolkit.gan import GAN
     from toolkit.recipes.gan import GanConfig
+    from toolkit.recipes.gan.model import GAN
 
     for size, channels in ((28, 1), (32, 3), (64, 3)):
         gan = GAN(GanConfig(latent_dim=8, channels=8, conditional=True), size, channels, num_classes=3)
@@ -60,8 +60,7 @@ def test_gan_steps_losses_ema_grid_and_resume(tmp_path):
 def test_onnx_export_of_the_generator_draws_what_torch_draws(tmp_path):
     from conftest import run_cli
 
-    from toolkit.onnx_images import OnnxGanSampler
-    from toolkit.predict import GanSampler
+    from toolkit.recipes.gan.predictors import GanSampler, OnnxGanSampler
 
     run = toolkit.train(gan_config(tmp_path / "run", epochs=1))
     done = run_cli("export", str(run.dir))
@@ -160,8 +159,8 @@ def digit_classifier(tmp_path_factory):
 
 
 def test_fid_sanity_and_a_trained_generator(digit_classifier, tmp_path):
-    from toolkit import gan as ganlib
-    from toolkit import images as imlib
+    from toolkit.recipes.gan import model as ganlib
+    from toolkit.recipes.images import data as imlib
 
     features = ganlib.ClassifierFeatures(digit_classifier)
     found = imlib.load_images("sklearn:digits[:600]", "x")
@@ -255,8 +254,8 @@ def test_colour_fid_on_the_packaged_efficientnet_lite0_features():
     noise large; it has no class names, so no class accuracy; a name that is not a model is refused."""
     from conftest import require_shared
 
-    from toolkit import gan as ganlib
-    from toolkit import images as imlib
+    from toolkit.recipes.gan import model as ganlib
+    from toolkit.recipes.images import data as imlib
 
     val = require_shared("images", "hymenoptera", "val")
     found = imlib.load_images(str(val), "x")

@@ -57,7 +57,7 @@ def test_image_app_client_browser_heatmap_and_limits(app_run, tmp_path):
 def test_face_crop_finds_the_face_in_a_real_photo():
     from skimage import data
 
-    from toolkit.vision import crop_largest_face
+    from toolkit.recipes.images.vision import crop_largest_face
 
     photo = data.astronaut()  # Eileen Collins, NASA portrait: one frontal face in the upper middle
     face = crop_largest_face(photo)

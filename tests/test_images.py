@@ -22,8 +22,8 @@ from conftest import (
 )
 
 import toolkit
-from toolkit import images as imlib
 from toolkit.errors import ToolkitError
+from toolkit.recipes.images import data as imlib
 from toolkit.splits import label_names
 
 
@@ -84,13 +84,13 @@ def test_packaged_efficientnet_lite0_knows_ants_and_bees():
     """The legacy EfficientNet-PyTorch weights, renamed into timm: zero-shot, ImageNet's 'ant' (310) and
     'bee' (309) are in the top 5 for most hymenoptera validation images (a wrong mapping gives noise)."""
     from toolkit.config import load_config
-    from toolkit.vision import build_model
+    from toolkit.recipes.images.vision import build_model
 
     val = require_shared("images", "hymenoptera", "val")
     cfg = load_config({"task": "image_classification", "model": "tf_efficientnet_lite0", "image": {"pretrained": True}})
     model, data = build_model(cfg, num_classes=1000)
     assert data["mean"] == [0.5, 0.5, 0.5] and data["size"] == 224
-    from toolkit.vision import _packaged_file, efficientnet_pytorch_to_timm
+    from toolkit.recipes.images.vision import _packaged_file, efficientnet_pytorch_to_timm
 
     original = torch.load(_packaged_file("tf_efficientnet_lite0"), map_location="cpu", weights_only=True)
     model.load_state_dict(efficientnet_pytorch_to_timm(original, model))  # the 1000-class ImageNet head back
@@ -124,7 +124,7 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
     import timm
     from conftest import timm_reload
 
-    from toolkit.vision import load_checkpoint
+    from toolkit.recipes.images.vision import load_checkpoint
 
     best = colour_run.dir / "best"
     config = json.loads((best / "config.json").read_text())
@@ -175,7 +175,7 @@ def test_train_reload_predict_and_eval(colour_run, colour_data, tmp_path):
 def test_onnx_export_answers_as_torch_does(colour_run, colour_data, tmp_path):
     import shutil
 
-    from toolkit.onnx_images import OnnxImageClassifier
+    from toolkit.recipes.image_classification.predictors import OnnxImageClassifier
 
     run = shutil.copytree(colour_run.dir, tmp_path / "run")  # the module's run stays without an export
     done = run_cli("export", str(run))
@@ -192,6 +192,11 @@ def test_onnx_export_answers_as_torch_does(colour_run, colour_data, tmp_path):
     refused = run_cli("export", str(run), "--quantize", "int8")
     assert refused.returncode != 0 and "error: --quantize int8" in refused.stderr
     assert isinstance(toolkit.load(run), OnnxImageClassifier)  # the export written before is still there
+    record = run / "best/onnx/export.json"  # one written when its predictor lived in toolkit/onnx_images.py
+    record.write_text(
+        json.dumps({**json.loads(record.read_text()), "predictor": "toolkit.onnx_images:OnnxImageClassifier"})
+    )
+    assert torch.equal(toolkit.load(run).logits(files), onnx.logits(files))
 
 
 def test_corrupt_and_undecodable_images_are_skipped(colour_data, tmp_path, caplog):
@@ -236,7 +241,7 @@ def test_bad_input_is_refused_without_a_run_folder(colour_data, tmp_path):
 
 
 def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
-    from toolkit.predict import ImageClassifier
+    from toolkit.recipes.image_classification.predictors import ImageClassifier
 
     predictor = toolkit.load(colour_run.dir)
     big = tmp_path / "big.png"
@@ -255,7 +260,7 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
     assert bomb.stat().st_size < 0.5 * 2**20
     import importlib
 
-    images_module = importlib.import_module("toolkit.images")
+    images_module = importlib.import_module("toolkit.recipes.images.data")
     decode = images_module.decode
     decoded = []
     images_module.decode = lambda *a, **k: decoded.append(a) or decode(*a, **k)  # a spy: is it ever decoded?
@@ -286,7 +291,7 @@ def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_pat
     from toolkit.api import resolve_config
     from toolkit.engine import fit
     from toolkit.recipes.image_classification import build_task
-    from toolkit.vision import head_parameter_names
+    from toolkit.recipes.images.vision import head_parameter_names
 
     def trained(**image):
         cfg = resolve_config(image_config(colour_data, tmp_path / str(len(image)) / "run", epochs=1, image=image))
@@ -311,9 +316,9 @@ def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_pa
     step-0 evaluation scores exactly the probe's predictions), and best/ is never below that."""
     from torch.utils.data import DataLoader
 
-    from toolkit import images as imlib
     from toolkit.api import resolve_config
-    from toolkit.vision import build_model, fit_linear_probe, head_inputs
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images.vision import build_model, fit_linear_probe, head_inputs
 
     cfg = resolve_config(image_config(colour_data, tmp_path / "run", epochs=2, lr=3e-3, image={"mode": "lp_ft"}))
     torch.manual_seed(cfg.seed)
@@ -347,7 +352,7 @@ def test_lp_ft_starts_from_the_probe_and_never_ends_below_it(colour_data, tmp_pa
 def test_gradcam_highlights_a_planted_square(tmp_path):
     """Class 'square' has a bright 6x6 square somewhere on noise; Grad-CAM for it must light up the square."""
     from toolkit.api import resolve_config
-    from toolkit.predict import ImageClassifier
+    from toolkit.recipes.image_classification.predictors import ImageClassifier
 
     rng = np.random.default_rng(0)
     boxes = {}
@@ -381,7 +386,7 @@ def test_gradcam_highlights_a_planted_square(tmp_path):
     for path, (y, x) in [(p, b) for p, b in boxes.items() if "/val/" in p]:
         answer, overlay = predictor.explain(path, class_index=predictor.labels.index("square"))
         assert overlay.shape == (28, 28, 3) and overlay.dtype == np.uint8
-        from toolkit.vision import gradcam
+        from toolkit.recipes.images.vision import gradcam
 
         heat = gradcam(predictor.model, predictor.tensor(predictor.read(path))[None], predictor.labels.index("square"))
         assert heat.shape == (28, 28) and 0 <= heat.min() and heat.max() <= 1

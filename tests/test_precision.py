@@ -339,7 +339,7 @@ def digit_features(tmp_path_factory):
 
 @pytest.mark.parametrize("name", PRECISIONS)
 def test_gan(name, digit_features, tmp_path):
-    from toolkit.predict import GanSampler
+    from toolkit.recipes.gan.predictors import GanSampler
 
     run = toolkit.train(
         gan_config(

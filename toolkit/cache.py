@@ -1,6 +1,6 @@
 """toolkit's cache of what it derives from data (tokenized tables, row selections, decode checks, label sets), and
-the small file helpers it writes them with. No heavy imports: toolkit.data, toolkit.splits, toolkit.images and the
-sweeps all use it."""
+the small file helpers it writes them with. No heavy imports: toolkit.data, toolkit.splits, the image family's data
+module and the sweeps all use it."""
 
 from __future__ import annotations
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
-from toolkit.recipes.image_classification import ImageConfig, ImageData
+from toolkit.recipes.images import ImageConfig, ImageData
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
     import torch
 
-    from toolkit import gan as ganlib
+    from toolkit.recipes.gan import model as ganlib
 
 # torch is imported where it is used: the settings below are read without it.
 
@@ -88,9 +88,9 @@ def data_config(cfg: GanRunConfig) -> dict:
 def build_task(cfg: GanRunConfig):
     import torch
 
-    from toolkit import gan as ganlib
-    from toolkit import images as imlib
     from toolkit.engine import Task
+    from toolkit.recipes.gan import model as ganlib
+    from toolkit.recipes.images import data as imlib
     from toolkit.splits import encode_labels, label_names
 
     splits, _ = imlib.load_splits(cfg)
@@ -183,7 +183,7 @@ def train_step(model, batch, opts, accelerator, cfg: GanRunConfig) -> dict:
     """One discriminator step on real and generated images, then one generator step; then the EMA."""
     import torch
 
-    from toolkit import gan as ganlib
+    from toolkit.recipes.gan import model as ganlib
 
     gan = accelerator.unwrap_model(model)
     opt_g, opt_d = opts
@@ -238,8 +238,8 @@ def load_init(model: ganlib.GAN, source: str) -> None:
     """Weights of another GAN run (its best/, else last/) for fine-tuning."""
     from safetensors.torch import load_file
 
-    from toolkit import gan as ganlib
     from toolkit.checkpoint import find_checkpoint
+    from toolkit.recipes.gan import model as ganlib
 
     run = Path(source)
     folder = (
@@ -254,8 +254,8 @@ def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
     """FID, KID (and per-class accuracy for a conditional model) of a run's EMA generator against ``source``."""
     import torch
 
-    from toolkit import gan as ganlib
-    from toolkit import images as imlib
+    from toolkit.recipes.gan import model as ganlib
+    from toolkit.recipes.images import data as imlib
 
     if not cfg.gan.eval_classifier:
         raise ToolkitError(
@@ -280,7 +280,7 @@ def evaluate_run(sampler, cfg: GanRunConfig, source: str, split: str) -> dict:
 
 
 def load_predictor(folder, cfg: GanRunConfig, **kwargs):
-    from toolkit.predict import GanSampler
+    from .predictors import GanSampler
 
     return GanSampler(folder, cfg=cfg, **kwargs)
 
@@ -332,8 +332,8 @@ SERVE = ServeShape(
 
 
 def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
-    """`toolkit export`: the EMA generator as ONNX (toolkit/onnx_images.py)."""
-    from toolkit.onnx_images import export_generator
+    """`toolkit export`: the EMA generator as ONNX (recipes/gan/predictors.py)."""
+    from .predictors import export_generator
 
     return export_generator(folder, path, cfg, quantize)
 
@@ -358,3 +358,13 @@ register(
         usage="predict.grid(seed=0)  # an image grid (numpy array); predict.interpolate(0, 1, 0.5) walks between seeds",
     )
 )
+
+
+def __getattr__(name: str):
+    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the image code
+    moved into recipes/ names it by its old module, and the loader looks it up here."""
+    if name == "OnnxGanSampler":
+        from .predictors import OnnxGanSampler
+
+        return OnnxGanSampler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Predictors: load a run's checkpoint and answer raw inputs. The CLI, apps and notebooks all use these."""
+"""The image classifier's predictors: the run's weights, and its ONNX export (the network in ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ToolkitError
-from .predictor import Predictor, check_texts, load_predictor  # noqa: F401  (load_predictor: the public entry point)
+from toolkit.errors import ToolkitError
+from toolkit.export import export_module
+from toolkit.onnx_backend import open_session
+from toolkit.predictor import Predictor
+from toolkit.recipes.images import refuse_int8
 
 
 class ImageClassifier(Predictor):
@@ -23,7 +26,7 @@ class ImageClassifier(Predictor):
     def load(self) -> None:
         from torchvision.transforms import v2
 
-        from .images import build_transform
+        from toolkit.recipes.images.data import build_transform
 
         self.data = self.load_model()
         self.labels = self.data["labels"]
@@ -39,7 +42,7 @@ class ImageClassifier(Predictor):
 
     def load_model(self) -> dict:
         """Load the network; returns the checkpoint's image settings (size, channels, normalization, labels)."""
-        from .vision import load_checkpoint
+        from toolkit.recipes.images.vision import load_checkpoint
 
         self.model, data = load_checkpoint(self.folder)
         self.model.eval().to(self.device)
@@ -59,7 +62,7 @@ class ImageClassifier(Predictor):
 
     def read(self, image) -> np.ndarray:
         """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
-        from .images import BadImage, decode, pixel_count
+        from toolkit.recipes.images.data import BadImage, decode, pixel_count
 
         if isinstance(image, (bytes, bytearray)):  # a file's bytes (the JSON API's body)
             self.check_size("the image", len(image) / 2**20, pixel_count(io.BytesIO(image)))
@@ -103,7 +106,7 @@ class ImageClassifier(Predictor):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's logits (fp32, on the CPU) for a batch of transformed images."""
-        from .vision import logits
+        from toolkit.recipes.images.vision import logits
 
         with self.computing():
             return logits(self.model, batch.to(self.device)).float().cpu()
@@ -116,7 +119,7 @@ class ImageClassifier(Predictor):
     def explain(self, image, class_index: int | None = None) -> tuple[dict, np.ndarray]:
         """The answer for one image and a Grad-CAM overlay (for the top label, or ``class_index``) on the model's
         view."""
-        from .vision import gradcam, overlay
+        from toolkit.recipes.images.vision import gradcam, overlay
 
         array = self.read(image)
         x = self.tensor(array)[None].to(self.device)
@@ -129,64 +132,45 @@ class ImageClassifier(Predictor):
         return answer, overlay(view, heat)
 
 
-MAX_GRID_ROWS = 16  # 256 images: a request's bound for a GAN
+class OnnxImageClassifier(ImageClassifier):
+    """The ONNX twin of ImageClassifier: the same reading, checks and transforms, the network in ONNX Runtime.
+    Grad-CAM (:meth:`explain`) needs gradients, so it loads the checkpoint's torch weights when first asked."""
+
+    uses_torch = False
+
+    def load_model(self) -> dict:
+        from toolkit.recipes.images.vision import IMAGE_CONFIG
+
+        self.session = open_session(self.folder)
+        return json.loads((self.folder / IMAGE_CONFIG).read_text())
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        (logits,) = self.session.run(None, {"pixel_values": batch.numpy().astype(np.float32)})
+        return torch.from_numpy(logits)
+
+    def explain(self, image, class_index: int | None = None):
+        from toolkit.recipes.images.vision import load_checkpoint
+
+        if not hasattr(self, "model"):
+            self.model = load_checkpoint(self.folder)[0].eval()
+        return super().explain(image, class_index)
 
 
-class GanSampler(Predictor):
-    """A GAN run's EMA generator: image grids from a seed (and a class), interpolations between two seeds."""
+def export_image_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str:
+    """The classifier's network: transformed pixels (batch x channels x size x size) in, logits out."""
+    from toolkit.recipes.images.vision import load_checkpoint, logits
 
-    def load(self) -> None:
-        spec = json.loads((self.folder / "config.json").read_text())  # the checkpoint holds all it needs
-        self.labels = spec["labels"]
-        self.gan = self.load_generator(spec)
+    refuse_int8(cfg.task, quantize)
+    model, data = load_checkpoint(folder)
 
-    def load_generator(self, spec: dict):
-        """What samples: here the GAN with its EMA generator (``gan.sample(z, labels)``, latent_dim, num_classes)."""
-        from types import SimpleNamespace
+    class Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
 
-        from safetensors.torch import load_file
+        def forward(self, pixel_values):
+            return logits(self.inner, pixel_values)
 
-        from .gan import GAN
-
-        gan = GAN(SimpleNamespace(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
-        gan.load_state_dict(load_file(self.folder / "model.safetensors"))
-        return gan.eval().to(self.device)
-
-    def __call__(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
-        return self.grid(seed, label, rows)
-
-    def class_index(self, label) -> int | None:
-        if not self.gan.num_classes:
-            return None
-        if str(label) not in self.labels:
-            raise ToolkitError(f"class '{label}' is not one this GAN was trained on: {', '.join(self.labels)}.")
-        return self.labels.index(str(label))
-
-    def grid(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
-        """A rows x rows grid (H x W x C uint8) from ``seed``; every cell of class ``label`` when conditional."""
-        from .gan import fixed_noise, grid, grid_labels
-
-        if not isinstance(rows, int) or not 1 <= rows <= MAX_GRID_ROWS:
-            raise ToolkitError(f"rows={rows!r}: a grid has 1 to {MAX_GRID_ROWS} rows (of as many images each).")
-
-        z = fixed_noise(rows * rows, self.gan.latent_dim, seed)
-        index = self.class_index(label) if label is not None else None
-        labels = torch.full((rows * rows,), index) if index is not None else grid_labels(rows, self.gan.num_classes)
-        with self.computing(self.gan):
-            images = self.gan.sample(z.to(self.device), labels.to(self.device) if labels is not None else None)
-        images = images.float().cpu()
-        return grid(images, rows).permute(1, 2, 0).numpy()
-
-    def interpolate(self, seed_a: int, seed_b: int, t: float, label=None) -> np.ndarray:
-        """The image at fraction ``t`` of the way from seed_a's latent to seed_b's (H x W x C uint8)."""
-        from .gan import fixed_noise, slerp, to_uint8
-
-        z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
-        z = slerp(z0, z1, torch.tensor([float(t)]))
-        index = self.class_index(label if label is not None else self.labels[0])
-        with self.computing(self.gan):
-            image = self.gan.sample(
-                z.to(self.device), torch.tensor([index], device=self.device) if index is not None else None
-            )[0]
-        image = image.float().cpu()
-        return to_uint8(image).permute(1, 2, 0).numpy()
+    sample = torch.rand(2, data["channels"], data["size"], data["size"])
+    export_module(Logits(model.eval()), {"pixel_values": sample}, path, ("logits",))
+    return f"{__name__}:OnnxImageClassifier"

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ToolkitError
-from .hub import hub_guard
+from toolkit.errors import ToolkitError
+from toolkit.hub import hub_guard
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, channels: int):
             spec["architecture"], pretrained=False, num_classes=spec.get("num_classes", 1000), in_chans=channels
         )
         if pretrained:
-            from .checkpoint import load_weights
+            from toolkit.checkpoint import load_weights
 
             load_weights(model, folder)
         model.reset_classifier(num_classes)
@@ -300,7 +300,7 @@ def save_checkpoint(
 
 def load_checkpoint(folder: Path) -> tuple[nn.Module, dict]:
     """Rebuild a saved classifier (no download) and its data config, labels included."""
-    from .checkpoint import load_weights
+    from toolkit.checkpoint import load_weights
 
     folder = Path(folder)
     data = json.loads((folder / IMAGE_CONFIG).read_text())

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ToolkitError
+from toolkit.errors import ToolkitError
 
 
 def upsamplings(size: int) -> int:
@@ -219,9 +219,9 @@ class ClassifierFeatures(nn.Module):
         from pathlib import Path
 
         if Path(source).is_dir():
-            from .checkpoint import find_checkpoint
-            from .run import read_run_config
-            from .vision import IMAGE_CONFIG, load_checkpoint
+            from toolkit.checkpoint import find_checkpoint
+            from toolkit.recipes.images.vision import IMAGE_CONFIG, load_checkpoint
+            from toolkit.run import read_run_config
 
             read_run_config(source)  # a run folder, or one clear error
             folder = find_checkpoint(Path(source), "best", intact=True)
@@ -267,7 +267,7 @@ class ClassifierFeatures(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        from .vision import logits
+        from toolkit.recipes.images.vision import logits
 
         return logits(self.model, self.prepare(images)).argmax(-1)
 
@@ -283,7 +283,7 @@ class ClassifierFeatures(nn.Module):
 
 def imagenet_backbone(name: str) -> nn.Module:
     """A pretrained timm backbone without its classifier (its data config as ``toolkit_data``)."""
-    from .vision import _timm_model, model_kind
+    from toolkit.recipes.images.vision import _timm_model, model_kind
 
     try:
         kind = model_kind(name)

@@ -19,8 +19,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from .errors import ToolkitError
-from .splits import label_names
+from toolkit.errors import ToolkitError
+from toolkit.splits import label_names
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def file_table(paths: list[str], labels: list[str], where: str) -> ImageSet:
     import datasets
     import pyarrow as pa
 
-    from .cache import fingerprint
+    from toolkit.cache import fingerprint
 
     def stamp(path: str) -> list:
         try:
@@ -230,7 +230,7 @@ def _mnist_idx(folder: Path, where: str) -> ImageSet:
 
 
 def _hub_images(source: str, where: str, split: str, image_column: str, label_column: str) -> ImageSet:
-    from .data import load_table, require_columns
+    from toolkit.data import load_table, require_columns
 
     table = load_table(source, split)
     require_columns(table, [image_column, label_column], where)
@@ -243,7 +243,7 @@ def _hub_images(source: str, where: str, split: str, image_column: str, label_co
 def load_splits(cfg) -> tuple[dict, int]:
     """The configured splits as ImageSets (see :func:`toolkit.splits.load_splits`), with data.classes and
     data.max_per_class applied; unreadable files are skipped, and their count returned."""
-    from . import splits
+    from toolkit import splits
 
     def load_split(split: str, source: str, where: str) -> ImageSet:
         found = load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
@@ -361,7 +361,7 @@ def check_decodes(items) -> list[bool]:
     import json
     import time
 
-    from .cache import cache_dir, fingerprint, replace_atomically
+    from toolkit.cache import cache_dir, fingerprint, replace_atomically
 
     files = isinstance(items, TableImages) and items.files
     if files:

@@ -6,74 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
 
-from toolkit.config import Config, DataConfig, DataRole, above, at_least, between, section, setting
+from toolkit.config import Config, section, setting
 from toolkit.models import without_gradients
+from toolkit.recipes.images import ImageConfig, ImageData
 from toolkit.shapes import image_bytes_of, label_options, ranked, top_k_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 # torch, timm and PIL are imported where they are used: the settings below are read without them.
-
-
-@dataclass
-class ImageData(DataConfig):
-    """Images: class folders, a path/label table, or an image column of a hub or saved dataset."""
-
-    image_column: str = setting(
-        "image",
-        "images from a table, a hub or a saved dataset: the image (or path) column",
-        role=DataRole("image", "image", ("image", "img", "path", "file", "filename", "picture")),
-    )
-    label_column: str = setting(
-        "label",
-        "its label (class folders need none)",
-        role=DataRole("label", "label", ("label", "labels", "class", "category", "species", "target")),
-    )
-    classes: Optional[list[str]] = setting(None, "keep only these labels (e.g. digits 0-4)", shown="all")
-    max_per_class: Optional[int] = setting(
-        None, "keep the first N training images of each label (few-shot)", at_least(1), shown="all"
-    )
-
-
-@dataclass
-class ImageConfig:
-    """Input size, augmentation (torchvision transforms v2) and the transfer mode. Unset `size`, `channels`, `mean`,
-    `std` and `crop_pct` come from the backbone's pretrained data config (timm's, or the image processor's for
-    transformers models)."""
-
-    pretrained: bool = setting(True, "ImageNet (or the checkpoint's) weights; false: random")
-    # lp_ft: fine-tuning with a random head distorts the pretrained features, and lost to a probe on classes ImageNet
-    # lacks (Kumar et al. 2022)
-    mode: Literal["full", "linear_probe", "two_stage", "lp_ft"] = setting(
-        "full",
-        "`full`, `linear_probe` (frozen backbone and batch-norm statistics), `two_stage` (`head_epochs` of "
-        "head only, then everything), `lp_ft` (the head fitted as a logistic-regression probe first, then everything "
-        "fine-tuned)",
-    )
-    head_epochs: float = setting(1.0, "`two_stage`: epochs that train only the head", at_least(0))
-    backbone_lr_scale: Optional[float] = setting(
-        None, "the backbone learns at `lr` times this", at_least(0), shown="0.1 for `two_stage`, else 1"
-    )
-    size: Optional[int] = setting(
-        None, "input size in pixels (GANs: 16-128, multiples of 4)", at_least(8), shown="backbone's"
-    )
-    channels: Optional[int] = setting(None, "1 (grey) or 3", ("1 or 3", lambda v: v in (1, 3)), shown="backbone's")
-    crop_pct: Optional[float] = setting(
-        None, "evaluation: resize to size / crop_pct, then centre-crop", between(0.05, 1), shown="backbone's"
-    )
-    mean: Optional[list[float]] = setting(None, "normalisation mean, one per channel", shown="backbone's")
-    std: Optional[list[float]] = setting(None, "normalisation standard deviation, one per channel", shown="backbone's")
-    random_resized_crop: bool = setting(True, "training augmentation: a random crop, resized")
-    crop_scale_min: float = setting(0.25, "smallest random crop, as a fraction of the image area", between(0.01, 1))
-    hflip: float = setting(0.5, "probability of a horizontal flip", between(0, 1))
-    rotation: float = setting(0.0, "random rotation in degrees, either way", between(0, 180))
-    color_jitter: float = setting(0.0, "brightness, contrast and saturation amount", between(0, 1))
-    max_upload_mb: float = setting(10.0, "predict and the app refuse larger files", above(0))
-    max_megapixels: float = setting(
-        40.0, "... and images of more pixels (read from the header before decoding)", above(0)
-    )
-    top_k: int = setting(5, "labels shown by predict and the app", at_least(1))
 
 
 @dataclass
@@ -99,10 +39,10 @@ METRICS = ("accuracy", "macro_f1", "top5_accuracy", "loss")  # validation metric
 def build_task(cfg: ImageClassificationConfig):
     import torch
 
-    from toolkit import images as imlib
-    from toolkit import vision
     from toolkit.engine import Task
     from toolkit.errors import ToolkitError
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images import vision
     from toolkit.splits import encode_labels, label_names
 
     splits, skipped = imlib.load_splits(cfg)
@@ -191,8 +131,8 @@ def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: ImageC
     import torch
     from torch.utils.data import DataLoader
 
-    from toolkit import images as imlib
-    from toolkit import vision
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images import vision
 
     loader = DataLoader(train_images, batch_size=2 * cfg.batch_size, collate_fn=imlib.collate)
     features, labels = vision.head_inputs(model, kind, loader)
@@ -207,8 +147,8 @@ def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: ImageC
 def compute_loss(model, batch):
     import torch.nn.functional as F
 
-    from toolkit import images as imlib
-    from toolkit import vision
+    from toolkit.recipes.images import data as imlib
+    from toolkit.recipes.images import vision
 
     labels = batch["labels"]
     out = vision.logits(model, batch["pixel_values"])
@@ -222,7 +162,7 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     """Loss, accuracy, top-5 (more than 5 classes), per-class P/R/F1 and the confusion matrix, over every process."""
     import torch
 
-    from toolkit import vision
+    from toolkit.recipes.images import vision
 
     all_logits, all_labels = [], []
     for batch in loader:
@@ -236,8 +176,8 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
 def score(logits, labels, names: list[str]) -> dict:
     import torch.nn.functional as F
 
-    from toolkit import images as imlib
     from toolkit.metrics import classification_metrics
+    from toolkit.recipes.images import data as imlib
 
     keep = labels != imlib.IGNORE
     logits, labels = logits[keep], labels[keep]
@@ -298,7 +238,7 @@ def evaluate_run(predictor, cfg: ImageClassificationConfig, source: str, split: 
     """Score a finished run on an image source with the run's classes; unreadable files are skipped and counted."""
     import torch
 
-    from toolkit import images as imlib
+    from toolkit.recipes.images import data as imlib
     from toolkit.splits import encode_labels
 
     found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
@@ -309,7 +249,7 @@ def evaluate_run(predictor, cfg: ImageClassificationConfig, source: str, split: 
 
 
 def load_predictor(folder, cfg: ImageClassificationConfig, **kwargs):
-    from toolkit.predict import ImageClassifier
+    from .predictors import ImageClassifier
 
     return ImageClassifier(folder, cfg=cfg, **kwargs)
 
@@ -358,8 +298,8 @@ SERVE = ServeShape(
 
 
 def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
-    """`toolkit export`: the network as ONNX (toolkit/onnx_images.py)."""
-    from toolkit.onnx_images import export_image_classifier
+    """`toolkit export`: the network as ONNX (recipes/image_classification/predictors.py)."""
+    from .predictors import export_image_classifier
 
     return export_image_classifier(folder, path, cfg, quantize)
 
@@ -386,3 +326,13 @@ register(
         config=ImageClassificationConfig,
     )
 )
+
+
+def __getattr__(name: str):
+    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the image code
+    moved into recipes/ names it by its old module, and the loader looks it up here."""
+    if name == "OnnxImageClassifier":
+        from .predictors import OnnxImageClassifier
+
+        return OnnxImageClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
