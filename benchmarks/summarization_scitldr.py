@@ -29,7 +29,7 @@ def baselines() -> dict:
     """Heuristic and oracle sentence picks, scored like the models."""
     from rouge_score import rouge_scorer
 
-    from toolkit.metrics import split_sentences, summarization_metrics
+    from toolkit.recipes.summarization.metrics import split_sentences, summarization_metrics
 
     rows = [json.loads(line) for line in (DATA / "test.jsonl").read_text().splitlines()]
     docs, refs = [split_sentences(r["document"]) for r in rows], [r["summary"] for r in rows]

@@ -54,7 +54,7 @@ def train(config: Path, out: Path, *overrides: str) -> tuple[dict, float]:
 
 def score(run_dir: Path, rows: list[dict], far: list[int], source: str, target: str) -> dict:
     import toolkit
-    from toolkit.metrics import translation_metrics
+    from toolkit.recipes.translation import translation_metrics
 
     outputs = [a["output"] for a in toolkit.load(run_dir)([r[source] for r in rows])]
     references = [r[target].strip() for r in rows]

@@ -8,8 +8,8 @@ import pytest
 from conftest import FILLER, POSITIVE, browser, check_run_folder, require_shared, run_cli, serve
 
 import toolkit
-from toolkit.metrics import split_sentences
 from toolkit.recipes.summarization.extractive import greedy_oracle, select_sentences, trigrams
+from toolkit.recipes.summarization.metrics import split_sentences
 
 
 def test_split_sentences_keeps_abbreviations_and_lowercase_continuations():
@@ -188,7 +188,7 @@ def test_extractive_minilm_beats_lead_1_on_scitldr(tmp_path):
     than the first one on 200 abstracts of the SciTLDR test split."""
     data = require_shared("summarization", "scitldr")
     from toolkit.data import load_table
-    from toolkit.metrics import summarization_metrics
+    from toolkit.recipes.summarization.metrics import summarization_metrics
     from toolkit.splits import sample
 
     run = toolkit.train(

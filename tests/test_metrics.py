@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from toolkit.metrics import classification_metrics, summarization_metrics, translation_metrics
+from toolkit.metrics import classification_metrics
+from toolkit.recipes.summarization.metrics import summarization_metrics
+from toolkit.recipes.translation import translation_metrics
 
 
 def test_classification_metrics_by_hand():

@@ -75,7 +75,7 @@ METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metr
 
 
 def build_task(cfg: SummarizationConfig):
-    from toolkit.metrics import summarization_metrics
+    from toolkit.recipes.summarization.metrics import summarization_metrics
 
     from . import extractive
 
@@ -95,7 +95,7 @@ def build_task(cfg: SummarizationConfig):
 
 def oracle_sentence(document: str, summary: str, scorer) -> str:
     """The document's sentence closest to its summary (ROUGE-L F1): the extractive oracle's label."""
-    from toolkit.metrics import split_sentences
+    from toolkit.recipes.summarization.metrics import split_sentences
 
     sentences = split_sentences(document) or [document]
     return max(sentences, key=lambda s: scorer.score(summary, s)["rougeL"].fmeasure)
@@ -124,7 +124,7 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
 
 
 def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> dict:
-    from toolkit.metrics import summarization_metrics
+    from toolkit.recipes.summarization.metrics import summarization_metrics
 
     return seq2seq.evaluate_run(
         predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column, summarization_metrics

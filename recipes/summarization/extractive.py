@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from toolkit.errors import ToolkitError
-from toolkit.metrics import split_sentences
 from toolkit.models import save_tokenizer
 from toolkit.predictor import Predictor
+from toolkit.recipes.summarization.metrics import split_sentences
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
 
@@ -390,7 +390,7 @@ class ExtractiveSummarizer(Predictor):
     @torch.inference_mode()
     def score(self, texts: list[str]) -> list[tuple[list[str], int, bool, list[float]]]:
         """Per text: its sentences, how many the model saw, whether the text was cut, and their scores."""
-        from toolkit.metrics import split_sentences
+        from toolkit.recipes.summarization.metrics import split_sentences
 
         docs = [split_sentences(t) or [t.strip()] for t in texts]
         encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]

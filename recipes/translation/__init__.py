@@ -41,6 +41,17 @@ class TranslationConfig(Seq2SeqConfig):
 METRICS = ("bleu", "chrf", "loss")  # validation metrics; the first picks best/
 
 
+def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus sacreBLEU and chrF (0-100) with sacrebleu's default tokenisation, one reference each."""
+    import sacrebleu
+
+    return {
+        "bleu": float(sacrebleu.corpus_bleu(hypotheses, [references]).score),
+        "chrf": float(sacrebleu.corpus_chrf(hypotheses, [references]).score),
+        "count": len(hypotheses),
+    }
+
+
 def columns(cfg: TranslationConfig) -> tuple[str, str]:
     if not cfg.data.source_lang or not cfg.data.target_lang:
         raise ToolkitError(
@@ -51,15 +62,11 @@ def columns(cfg: TranslationConfig) -> tuple[str, str]:
 
 
 def build_task(cfg: TranslationConfig):
-    from toolkit.metrics import translation_metrics
-
     source, target = columns(cfg)
     return seq2seq.build_seq2seq_task(cfg, source, target, translation_metrics)
 
 
 def evaluate_run(predictor, cfg: TranslationConfig, data: str, split: str) -> dict:
-    from toolkit.metrics import translation_metrics
-
     return seq2seq.evaluate_run(predictor, cfg, data, split, *columns(cfg), translation_metrics)
 
 
