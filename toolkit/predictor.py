@@ -275,6 +275,19 @@ def export_predictor(recorded: str, folder: Path, cfg):
     return found
 
 
+def names_on_demand(package: str, where: dict[str, str]):
+    """A task package's module ``__getattr__`` that imports each of ``where``'s names (name -> module) when first
+    asked, so that declaring the task loads no torch: the export loader finds a moved predictor class by its name
+    in the task's package (:func:`export_predictor`)."""
+
+    def __getattr__(name: str):
+        if name in where:
+            return getattr(importlib.import_module(where[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def _missing_library(folder: Path, err: ImportError) -> ToolkitError:
     return ToolkitError(
         f"{folder} holds an ONNX export, but {err.name} is not installed: pip install 'toolkit[onnx]', or use "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
+from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
 from toolkit.tasks import ServeShape, TaskSpec, register
 
@@ -359,12 +360,5 @@ register(
     )
 )
 
-
-def __getattr__(name: str):
-    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the image code
-    moved into recipes/ names it by its old module, and the loader looks it up here."""
-    if name == "OnnxGanSampler":
-        from .predictors import OnnxGanSampler
-
-        return OnnxGanSampler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# An export written before this task's code moved names its predictor by an old module: found here by name.
+__getattr__ = names_on_demand(__name__, {"OnnxGanSampler": "toolkit.recipes.gan.predictors"})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from toolkit.config import Config, section, setting
 from toolkit.models import without_gradients
+from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
 from toolkit.shapes import image_bytes_of, label_options, ranked, top_k_of
 from toolkit.tasks import ServeShape, TaskSpec, register
@@ -327,12 +328,5 @@ register(
     )
 )
 
-
-def __getattr__(name: str):
-    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the image code
-    moved into recipes/ names it by its old module, and the loader looks it up here."""
-    if name == "OnnxImageClassifier":
-        from .predictors import OnnxImageClassifier
-
-        return OnnxImageClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# An export written before this task's code moved names its predictor by an old module: found here by name.
+__getattr__ = names_on_demand(__name__, {"OnnxImageClassifier": "toolkit.recipes.image_classification.predictors"})

@@ -8,6 +8,7 @@ from typing import Optional
 
 from toolkit.config import DataRole, at_least, section, setting
 from toolkit.errors import ToolkitError
+from toolkit.predictor import names_on_demand
 from toolkit.recipes import seq2seq
 from toolkit.recipes.seq2seq import Seq2SeqConfig, Seq2SeqData
 from toolkit.shapes import GENERATION_PARAMETERS, check_parameters, generated, generation_options, texts_of
@@ -206,12 +207,5 @@ register(
     )
 )
 
-
-def __getattr__(name: str):
-    """The ONNX predictor by name, imported when asked (it loads torch): an export written before the seq2seq code
-    moved into recipes/seq2seq names it by its old module, and the loader looks it up here."""
-    if name == "OnnxTextGenerator":
-        from toolkit.recipes.seq2seq.onnx import OnnxTextGenerator
-
-        return OnnxTextGenerator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# An export written before this task's code moved names its predictor by an old module: found here by name.
+__getattr__ = names_on_demand(__name__, {"OnnxTextGenerator": "toolkit.recipes.seq2seq.onnx"})

@@ -149,7 +149,6 @@ class Studio:
         lock = threading.RLock()  # one at a time: queueing, starting, stopping, deleting
         self.queue = JobQueue(self.paths, lock, max_running, allow_remote_code)
         self.catalog = Catalog(self.paths, lock, self.queue)
-        self.queue.catalog = self.catalog
         self.uploads = Uploads(self.paths.uploads, max_upload_mb)
 
     @property

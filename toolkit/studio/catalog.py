@@ -23,14 +23,14 @@ from . import (
     folder_size,
     format_seconds,
     format_size,
-    process_alive,
     read_json_or_none,
     trial_parts,
 )
 
 
 class Catalog:
-    """What the Runs, Live, Try and Evaluate tabs read about runs; ``queue``: the studio's JobQueue."""
+    """What the Runs, Live, Try and Evaluate tabs read about runs; ``queue``: the studio's JobQueue, which owns each
+    run's status (the catalog reads it; the queue never reads the catalog)."""
 
     def __init__(self, paths: StudioPaths, lock, queue):
         self.paths, self.lock, self.queue = paths, lock, queue
@@ -84,53 +84,11 @@ class Catalog:
         return sorted(p for p in sweep_dir.iterdir() if TRIAL.fullmatch(p.name) and (p / runlib.MARKER).is_file())
 
     def is_sweep(self, name: str) -> bool:
-        """A sweep's folder, or a queued sweep (its job runs `toolkit sweep`)."""
-        if trial_parts(name):
-            return False
-        if (self.paths.run_dir(name) / sweeplib.MARKER).is_file():
-            return True
-        return self.queue.read_job(name).get("argv", [])[1:2] == ["sweep"]
-
-    def finished_on_disk(self, name: str) -> bool:
-        run_dir = self.paths.run_dir(name)
-        if self.is_sweep(name):
-            return bool((sweeplib.read_state(run_dir) or {}).get("finished"))
-        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
-        return isinstance(results, dict) and "steps" in results
-
-    def resumable_on_disk(self, name: str) -> bool:
-        """A run with last/; a sweep that began (the same command continues it)."""
-        from ..checkpoint import find_checkpoint
-
-        run_dir = self.paths.run_dir(name)
-        if self.is_sweep(name):
-            return sweeplib.read_state(run_dir) is not None
-        return run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None
+        return self.queue.is_sweep(name)
 
     def status(self, name: str) -> str:
-        """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown. A sweep
-        is training while its `toolkit sweep` holds its folder, finished when its trials or budget ran out."""
-        run_dir, job = self.paths.run_dir(name), self.queue.read_job(name)
-        if job.get("state") == "queued":
-            return "queued"
-        if run_dir.is_dir() and runlib.lock_holder(run_dir) is not None:
-            return "training"
-        child = self.queue.children.get(name)
-        if child is not None:
-            if child.poll() is None:
-                return "starting"  # importing and loading, before the run folder is claimed
-        elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
-            return "starting"  # started by an earlier studio process
-        if self.finished_on_disk(name):
-            return "finished"
-        code = job.get("returncode")
-        if isinstance(code, int) and code > 0 and code != 130:
-            return "failed"  # an error (bad data, divergence): resuming would fail the same way; the log says why
-        if self.resumable_on_disk(name):
-            return "stopped" if job.get("stop_requested") else "interrupted"
-        if job or run_dir.is_dir():
-            return "failed"
-        return "unknown"
+        """The run's status, as the queue, which owns it, tells (JobQueue.status)."""
+        return self.queue.status(name)
 
     def metrics(self, name: str) -> list[dict]:
         path = self.paths.run_dir(name) / runlib.METRICS_LOG

@@ -19,18 +19,27 @@ from pathlib import Path
 
 from .. import interrupt
 from .. import run as runlib
+from .. import sweeps as sweeplib
 from ..errors import ToolkitError
-from . import NAME, StudioPaths, command_text, display_path, process_start, trial_parts
+from . import (
+    NAME,
+    StudioPaths,
+    command_text,
+    display_path,
+    process_alive,
+    process_start,
+    read_json_or_none,
+    trial_parts,
+)
 
 
 class JobQueue:
-    """Queued and started jobs; ``catalog`` (set by Studio) tells each run's status."""
+    """Queued and started jobs, and each run's status, which the queue owns (the catalog reads it from here)."""
 
     def __init__(self, paths: StudioPaths, lock, max_running: int = 1, allow_remote_code: bool = False):
         self.paths, self.lock, self.max_running = paths, lock, max_running
         self.allow_remote_code = allow_remote_code  # --allow-remote-code: jobs may run a model folder's own Python
         self.children: dict[str, subprocess.Popen] = {}
-        self.catalog = None
 
     def read_job(self, name: str) -> dict:
         """The job file of run ``name``; {} when there is none or it is not a job (a stray or damaged file). A
@@ -44,6 +53,55 @@ class JobQueue:
             return {}
         ok = isinstance(job, dict) and job.get("name") == name and isinstance(job.get("argv"), list)
         return job if ok and isinstance(job.get("queued_at"), (int, float)) else {}
+
+    def is_sweep(self, name: str) -> bool:
+        """A sweep's folder, or a queued sweep (its job runs `toolkit sweep`)."""
+        if trial_parts(name):
+            return False
+        if (self.paths.run_dir(name) / sweeplib.MARKER).is_file():
+            return True
+        return self.read_job(name).get("argv", [])[1:2] == ["sweep"]
+
+    def finished_on_disk(self, name: str) -> bool:
+        run_dir = self.paths.run_dir(name)
+        if self.is_sweep(name):
+            return bool((sweeplib.read_state(run_dir) or {}).get("finished"))
+        results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if run_dir.is_dir() else None
+        return isinstance(results, dict) and "steps" in results
+
+    def resumable_on_disk(self, name: str) -> bool:
+        """A run with last/; a sweep that began (the same command continues it)."""
+        from ..checkpoint import find_checkpoint
+
+        run_dir = self.paths.run_dir(name)
+        if self.is_sweep(name):
+            return sweeplib.read_state(run_dir) is not None
+        return run_dir.is_dir() and find_checkpoint(run_dir, "last") is not None
+
+    def status(self, name: str) -> str:
+        """queued, starting, training, finished, stopped, interrupted (died: resumable), failed, or unknown. A sweep
+        is training while its `toolkit sweep` holds its folder, finished when its trials or budget ran out."""
+        run_dir, job = self.paths.run_dir(name), self.read_job(name)
+        if job.get("state") == "queued":
+            return "queued"
+        if run_dir.is_dir() and runlib.lock_holder(run_dir) is not None:
+            return "training"
+        child = self.children.get(name)
+        if child is not None:
+            if child.poll() is None:
+                return "starting"  # importing and loading, before the run folder is claimed
+        elif job.get("state") == "started" and process_alive(job.get("pid"), job.get("pid_start")):
+            return "starting"  # started by an earlier studio process
+        if self.finished_on_disk(name):
+            return "finished"
+        code = job.get("returncode")
+        if isinstance(code, int) and code > 0 and code != 130:
+            return "failed"  # an error (bad data, divergence): resuming would fail the same way; the log says why
+        if self.resumable_on_disk(name):
+            return "stopped" if job.get("stop_requested") else "interrupted"
+        if job or run_dir.is_dir():
+            return "failed"
+        return "unknown"
 
     def jobs(self) -> list[dict]:
         found = (self.read_job(p.stem) for p in self.paths.jobs_dir.glob("*.json") if NAME.fullmatch(p.stem))
@@ -116,7 +174,7 @@ class JobQueue:
                 argv = self.train_command(config, overrides, name)
             else:
                 argv = self.sweep_command(config, overrides, name, trials, budget)
-            if self.paths.run_dir(name).exists() or self.catalog.status(name) in ("queued", "starting", "training"):
+            if self.paths.run_dir(name).exists() or self.status(name) in ("queued", "starting", "training"):
                 raise ToolkitError(f"a run named '{name}' already exists under {self.paths.root}: choose another name.")
             return self._queue(name, argv)
 
@@ -126,10 +184,10 @@ class JobQueue:
             parts = trial_parts(name)
             if parts:
                 raise ToolkitError(f"'{name}' is a trial of the sweep '{parts[0]}': resume the sweep, it resumes it.")
-            status = self.catalog.status(name)
+            status = self.status(name)
             if status not in ("stopped", "interrupted"):
                 raise ToolkitError(f"run '{name}' is {status}: only a stopped or interrupted run can be resumed.")
-            if self.catalog.is_sweep(name):
+            if self.is_sweep(name):
                 return self._resume_sweep(name)
             self.check_no_remote_code(runlib.read_run_config(self.paths.run_dir(name)))
             return self._queue(name, ["toolkit", "train", "--resume", display_path(self.paths.run_dir(name))])
@@ -154,7 +212,7 @@ class JobQueue:
         """Start queued jobs, oldest first, while fewer than ``max_running`` train."""
         with self.lock:
             jobs = self.jobs()
-            busy = sum(self.catalog.status(j["name"]) in ("starting", "training") for j in jobs)
+            busy = sum(self.status(j["name"]) in ("starting", "training") for j in jobs)
             for job in sorted((j for j in jobs if j.get("state") == "queued"), key=lambda j: j["queued_at"]):
                 if busy >= self.max_running:
                     break
@@ -191,7 +249,7 @@ class JobQueue:
     def stop(self, name: str) -> str:
         """Stop a run: a queued one leaves the queue; a training one saves last/ after its current step and exits."""
         with self.lock:
-            job, status = self.read_job(name), self.catalog.status(name)
+            job, status = self.read_job(name), self.status(name)
             if status == "queued":
                 self.paths.job_path(name).unlink(missing_ok=True)
                 return "removed from the queue"
@@ -237,7 +295,7 @@ class JobQueue:
             name = job["name"]
             if job.get("state") != "started" or name in self.children or job.get("stop_requested"):
                 continue
-            if self.catalog.status(name) != "interrupted":
+            if self.status(name) != "interrupted":
                 continue
             argv = job["argv"]
             if argv[1:2] == ["train"]:
