@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import run as runlib
 from .. import sweeps as sweeplib
 from ..errors import ToolkitError
-from . import (
+from .paths import (
     NAME,
     TRIAL,
     StudioPaths,

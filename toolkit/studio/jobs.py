@@ -21,16 +21,8 @@ from .. import interrupt
 from .. import run as runlib
 from .. import sweeps as sweeplib
 from ..errors import ToolkitError
-from . import (
-    NAME,
-    StudioPaths,
-    command_text,
-    display_path,
-    process_alive,
-    process_start,
-    read_json_or_none,
-    trial_parts,
-)
+from .paths import NAME, StudioPaths, display_path, read_json_or_none, trial_parts
+from .processes import command_text, process_alive, process_start
 
 
 class JobQueue:

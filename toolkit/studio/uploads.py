@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ToolkitError
-from . import inside, safe_name
+from .paths import inside, safe_name
 
 
 class Uploads:
