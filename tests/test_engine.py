@@ -206,13 +206,16 @@ def test_schedule_under_a_time_budget_decays_with_the_time_used():
 
 def test_a_tie_on_the_metric_goes_to_the_lower_loss():
     from toolkit.config import Config
-    from toolkit.engine import improved
+    from toolkit.tasks import choose_goal, get_task
 
-    cfg = Config()
-    assert improved(0.9, 0.9, "accuracy", cfg, loss=0.1, best_loss=0.2)
-    assert not improved(0.9, 0.9, "accuracy", cfg, loss=0.3, best_loss=0.2)
-    assert not improved(0.8, 0.9, "accuracy", cfg, loss=0.01, best_loss=0.2)
-    assert improved(0.2, 0.3, "loss", cfg)
+    spec = get_task("sentiment")
+    accuracy, loss = choose_goal(spec, Config(metric="accuracy")), choose_goal(spec, Config(metric="loss"))
+    assert accuracy.maximize and not loss.maximize
+    assert accuracy.beats(0.9, 0.9, loss=0.1, best_loss=0.2)
+    assert not accuracy.beats(0.9, 0.9, loss=0.3, best_loss=0.2)
+    assert not accuracy.beats(0.8, 0.9, loss=0.01, best_loss=0.2)
+    assert loss.beats(0.2, 0.3)
+    assert not choose_goal(spec, Config(metric="accuracy", greater_is_better=False)).beats(0.9, 0.8)
 
 
 def test_length_groups_cover_every_row_once_and_pad_less_than_random_batches():

@@ -288,16 +288,17 @@ def test_oversized_and_unreadable_uploads_are_refused(colour_run, tmp_path):
 
 
 def test_linear_probe_and_two_stage_freeze_what_they_should(colour_data, tmp_path):
-    from toolkit.api import resolve_config
     from toolkit.engine import fit
-    from toolkit.recipes.image_classification import build_task
+    from toolkit.plan import plan
     from toolkit.recipes.images.vision import head_parameter_names
 
     def trained(**image):
-        cfg = resolve_config(image_config(colour_data, tmp_path / str(len(image)) / "run", epochs=1, image=image))
-        task = build_task(cfg)
+        folder = tmp_path / "-".join(f"{k}{v}" for k, v in image.items())
+        planned = plan(image_config(colour_data, folder, epochs=1, image=image))
+        task = planned.build()
         before = copy.deepcopy(task.model.state_dict())
-        fit(task, cfg, tmp_path / f"{image['mode']}")
+        with planned.claimed():
+            fit(planned, task)
         head = head_parameter_names(task.model, "timm")
         after = task.model.state_dict()
         changed = {k for k in before if not torch.equal(before[k], after[k])}

@@ -6,37 +6,13 @@ import contextlib
 from pathlib import Path
 from typing import Any, Union
 
-from . import timing
-from .config import Config, build_config, config_to_dict, load_config
+from .config import Config
 from .errors import ToolkitError
-from .run import Run, choose_output_dir, claim_run_dir, prepare_run_dir, read_results, read_run_config
+from .plan import plan, resolve_config
+from .run import Run, read_results, read_run_config
 from .tasks import get_task
 
-
-def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Config:
-    """A validated config from a path/dict/Config, CLI-style ``key=value`` strings and keyword overrides.
-
-    Keyword overrides may be nested dicts (``data={"train": "x.csv"}``) or use ``__`` for dots (``data__train=...``).
-    """
-    cfg = load_config(source, overrides, default_output=False)
-    if kwargs:
-        values = config_to_dict(cfg)
-        for key, value in kwargs.items():
-            _merge(values, key.replace("__", ".").split("."), value)
-        cfg = build_config(values)
-    choose_output_dir(cfg, source)
-    return cfg
-
-
-def _merge(values: dict, path: list[str], value: Any) -> None:
-    node = values
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    if isinstance(value, dict) and isinstance(node.get(path[-1]), dict):
-        for key, inner in value.items():
-            _merge(node[path[-1]], [key], inner)
-    else:
-        node[path[-1]] = value
+__all__ = ["evaluate", "load", "plan", "resolve_config", "results", "resume", "sweep", "train"]
 
 
 def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Run:
@@ -44,56 +20,14 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
 
     Nothing is written until the config, data and model have all loaded: bad input leaves no run folder.
     """
-    cfg = resolve_config(config, overrides, **kwargs)  # config errors come before torch is even imported
+    planned = plan(config, overrides, **kwargs)
+    from .engine import fit
     from .models import no_transformers_bars
 
     with no_transformers_bars():  # one progress bar per run: the training one
-        return _train(cfg)
-
-
-def _train(cfg: Config) -> Run:
-    from accelerate import PartialState
-
-    from .engine import cpu_only, fit, fit_machine, local_process_count
-    from .tasks import choose_metric
-
-    state = PartialState(cpu=cpu_only())
-    machine = fit_machine(cfg, local_process_count(state))  # the run's first log line: precision, threads, hardware
-    if state.num_processes > 1:  # every rank trains into the folder rank 0 chose (a fresh one is timestamped)
-        from accelerate.utils import broadcast_object_list
-
-        cfg.output_dir = broadcast_object_list([cfg.output_dir], from_process=0)[0]
-    on_main_process(state, lambda: prepare_run_dir(cfg))  # before anything loads: a refused folder costs nothing
-    from accelerate.utils import set_seed
-
-    timing.reset(start_up=timing.process_age())  # the process's imports and config checks so far
-    set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
-    spec = get_task(cfg.task)
-    choose_metric(spec, cfg)  # a wrong metric name is a config error: stop before anything loads
-    # The first process on each machine converts and tokenizes the data into the cache; the others then read it
-    # (instead of all of them tokenizing the same rows at once into the same files).
-    with timing.phase("build"), state.local_main_process_first():
-        task = spec.build(cfg)
-    with contextlib.ExitStack() as held:
-        on_main_process(state, lambda: held.enter_context(claim_run_dir(cfg)))
-        return fit(task, cfg, Path(cfg.output_dir), machine=machine, spec=spec)
-
-
-def on_main_process(state, check) -> None:
-    """Run ``check`` on rank 0 only (the one process that owns the run folder) and raise its ToolkitError on every
-    rank, so that no process is left waiting at a barrier for one that refused."""
-    message = None
-    if state.is_main_process:
-        try:
-            check()
-        except ToolkitError as err:
-            message = str(err)
-    if state.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        message = broadcast_object_list([message], from_process=0)[0]
-    if message is not None:
-        raise ToolkitError(message)
+        task = planned.build()
+        with planned.claimed():
+            return fit(planned, task)
 
 
 def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -34,7 +34,9 @@ from .batching import (
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
 from .streams import is_stream
-from .tasks import choose_metric, get_task
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -273,25 +275,6 @@ def count_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def improved(
-    value: float,
-    best: Optional[float],
-    metric: str,
-    cfg: Config,
-    lower_is_better: tuple = ("loss",),
-    loss: Optional[float] = None,
-    best_loss: Optional[float] = None,
-) -> bool:
-    """Whether ``value`` of ``metric`` beats ``best``; ``lower_is_better``: the task's metrics where lower wins."""
-    if best is None:
-        return True
-    if value == best and metric != "loss" and loss is not None and best_loss is not None:
-        # A tie (common for accuracy on a few hundred validation images): the lower validation loss wins.
-        return loss < best_loss
-    higher = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in lower_is_better
-    return value > best if higher else value < best
-
-
 def default_train_step(task: Task, cfg: Config) -> Callable:
     """One batch of ``task.compute_loss``: backward, and, at the end of an accumulation, clip and step. A batch in
     micro-batches runs each piece's forward and backward with its share of the loss: the gradient is the batch's."""
@@ -328,21 +311,17 @@ def default_train_step(task: Task, cfg: Config) -> Callable:
 class Training:
     """What the phases of one :func:`fit` share."""
 
+    plan: Plan  # the config, task, goal, machine and run folder, decided before training
     task: Task
-    spec: object  # the task's TaskSpec: its metrics and which of them are better lower
-    cfg: Config
-    run_dir: Path
     accelerator: object
     model: torch.nn.Module
     loader: DataLoader
     evaluation: Optional[DataLoader]
     optimizers: list
     generator: torch.Generator  # the training order's; reseeded every epoch
-    metric: str
     total_steps: int
     counters: dict  # step, epoch, batch_in_epoch, best metric and step, patience, clock: saved in every checkpoint
     train_step: Callable
-    machine: dict  # fit_machine's record: precision chosen and why, threads, hardware
     workers_generator: torch.Generator  # seeds the DataLoader workers' RNG (augmentation); reseeded every epoch
     schedulers: list = field(default_factory=list)
     restored: bool = False
@@ -356,6 +335,18 @@ class Training:
     streaming: bool = False  # the training data is a stream: no epochs, its position saved in last/
 
     @property
+    def cfg(self) -> Config:
+        return self.plan.cfg
+
+    @property
+    def run_dir(self) -> Path:
+        return self.plan.run_dir
+
+    @property
+    def machine(self) -> dict:
+        return self.plan.machine
+
+    @property
     def eval_interval(self):
         """cfg.eval_every; for a stream, which has no epochs, "epoch" means every tenth of the steps."""
         if self.streaming and self.cfg.eval_every == "epoch":
@@ -367,33 +358,25 @@ class Training:
         return self.accelerator.is_main_process
 
 
-def fit(
-    task: Task, cfg: Config, run_dir: Path, command: str = "", machine: Optional[dict] = None, spec=None
-) -> runlib.Run:
-    """Train ``task`` per ``cfg`` into ``run_dir`` (claimed by the caller's run.claim_run_dir); returns the run.
-    ``machine``: fit_machine's record, when the caller has chosen precision and threads already; ``spec``: the
-    task's TaskSpec (default: the one registered as cfg.task)."""
-    if spec is None:
-        spec = get_task(cfg.task)
-    t = setup(task, spec, cfg, run_dir, machine)
+def fit(plan: Plan, task: Task) -> runlib.Run:
+    """Train ``task`` as ``plan`` decided, into its run folder (held by the caller's ``plan.claimed()``)."""
+    t = setup(plan, task)
     restore(t)
     if t.main:
-        runlib.start_run_dir(run_dir, cfg)
-        runlib.append_metrics(run_dir, {"step": t.counters["step"], "split": "setup", **_machine_record(t.machine)})
+        runlib.start_run_dir(t.run_dir, t.cfg)
+        runlib.append_metrics(t.run_dir, {"step": t.counters["step"], "split": "setup", **_machine_record(t.machine)})
     if t.accelerator.log_with:
-        t.accelerator.init_trackers("tensorboard", config=_hparams(cfg))
+        t.accelerator.init_trackers("tensorboard", config=_hparams(t.cfg))
     loop(t)
-    return finish(t, command)
+    return finish(t)
 
 
-def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] = None) -> Training:
+def setup(plan: Plan, task: Task) -> Training:
     """The accelerator, and the model, loaders, optimizers and schedules prepared for its devices and processes."""
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    metric = choose_metric(spec, cfg)
-    machine = machine or fit_machine(cfg, local_process_count(PartialState(cpu=cpu_only())))
-    accelerator = make_accelerator(cfg, run_dir, task.find_unused_parameters, machine["mixed_precision"])
+    cfg = plan.cfg
+    accelerator = make_accelerator(cfg, plan.run_dir, task.find_unused_parameters, plan.machine["mixed_precision"])
     set_seed(cfg.seed)
     generator, workers_generator = torch.Generator(), torch.Generator().manual_seed(cfg.seed)
     loader = train_loader(
@@ -424,21 +407,17 @@ def setup(task: Task, spec, cfg: Config, run_dir: Path, machine: Optional[dict] 
         "train_samples": 0,
     }
     t = Training(
+        plan,
         task,
-        spec,
-        cfg,
-        run_dir,
         accelerator,
         model,
         loader,
         evaluation,
         optimizers,
         generator,
-        metric,
         cfg.max_steps if streaming else count_steps(cfg, len(loader)),
         counters,
         task.train_step or default_train_step(task, cfg),
-        machine,
         workers_generator,
         streaming=streaming,
     )
@@ -653,19 +632,13 @@ def train_mode(t: Training) -> None:
 
 def evaluate_and_checkpoint(t: Training) -> bool:
     """Evaluate, keep best/ and last/; return True when early stopping says stop."""
-    counters, metric = t.counters, t.metric
+    counters, metric = t.counters, t.plan.goal.metric
     t.model.eval()
     with timing.phase("evaluations"), evaluating(t.accelerator, t.model, t.machine):
         metrics = t.task.evaluate(t.model, t.evaluation, t.accelerator) if t.evaluation is not None else {}
     value = metrics.get(metric)
-    better = value is None or improved(
-        value,
-        counters["best_metric"],
-        metric,
-        t.cfg,
-        t.spec.lower_is_better,
-        metrics.get("loss"),
-        counters.get("best_loss"),
+    better = value is None or t.plan.goal.beats(
+        value, counters["best_metric"], metrics.get("loss"), counters.get("best_loss")
     )
     if better:
         counters.update(
@@ -743,12 +716,12 @@ def stream_states(t: Training) -> list:
     return gather_object([state])
 
 
-def finish(t: Training, command: str) -> runlib.Run:
+def finish(t: Training) -> runlib.Run:
     """A last evaluation if the loop ended between two, then the best checkpoint's results and model card."""
     check_ranks_agree(t.accelerator, t.model)
     if t.last_eval_step != t.counters["step"]:
         evaluate_and_checkpoint(t)
-    results = _final_results(t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters, command, t.machine, t.metric)
+    results = _final_results(t)
     t.accelerator.end_training()
     # The model handed back computes as the stock reload of best/ does: accelerate's training autocast taken off.
     return runlib.Run(
@@ -770,10 +743,10 @@ def check_ranks_agree(accelerator, model) -> None:
         )
 
 
-def _final_results(
-    task: Task, cfg: Config, model, accelerator, run_dir: Path, counters: dict, command: str, machine: dict, metric: str
-) -> dict:
+def _final_results(t: Training) -> dict:
     """Reload best/, run its finalizer (e.g. merge LoRA), score validation and test, write results and card."""
+    task, cfg, model, accelerator, run_dir, counters = t.task, t.cfg, t.model, t.accelerator, t.run_dir, t.counters
+    machine = t.machine
     best = run_dir / "best"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -782,7 +755,7 @@ def _final_results(
     model.eval()
     results = {
         **task.info,
-        "metric": metric,
+        "metric": t.plan.goal.metric,
         "best_step": counters["best_step"],
         "steps": counters["step"],
         **_machine_record(machine),
@@ -815,7 +788,7 @@ def _final_results(
                 **{f"{s}/{k}": v for s in ("validation", "test") for k, v in _scalars(results.get(s, {})).items()},
             },
         )
-        runlib.write_model_card(run_dir, cfg, results, command or runlib.command_line())
+        runlib.write_model_card(run_dir, cfg, results, runlib.command_line(), t.plan.spec)
     accelerator.wait_for_everyone()
     return results
 

@@ -67,7 +67,7 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
     "int8", "change"}, or {"skipped": why} when the run has no split file to score."""
     from . import api
     from .run import read_results, read_run_config
-    from .tasks import choose_metric, get_task
+    from .tasks import choose_goal, get_task
 
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
@@ -78,7 +78,7 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
             "data.train); score both with `toolkit eval RUN --data FILE` and `--backend torch`"
         }
     split = splits[0]
-    metric = read_results(run_dir).get("metric") or choose_metric(get_task(cfg.task), cfg)
+    metric = read_results(run_dir).get("metric") or choose_goal(get_task(cfg.task), cfg).metric
     scores = {
         backend: api.evaluate(run_dir, split=split, checkpoint=checkpoint, backend=backend).get(metric)
         for backend in ("torch", "onnx")

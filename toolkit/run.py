@@ -444,7 +444,7 @@ def _precision_line(cfg: Config, results: dict) -> str:
     return f"`{chosen['chosen']}` ({how}: {chosen['reason']})"
 
 
-def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) -> None:
+def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str, spec) -> None:
     """A Hugging Face model card, README.md in the run folder and in best/ (so that uploading best/ carries it):
     metadata with model-index results, what was trained, the results, the command, and how to use it."""
 
@@ -456,9 +456,6 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str) ->
         ]
         return "| metric | value |\n|---|---|\n" + "\n".join(rows) if rows else "(none)"
 
-    from .tasks import get_task
-
-    spec = get_task(cfg.task)
     meta = card_metadata(run_dir, cfg, results, spec)
     stock = spec.stock_usage.format(folder=f"{run_dir}/best") if spec.stock_usage else ""
     use = f"With {meta['library_name']} alone:\n```python\n{stock}\n```\n\nWith toolkit:\n" if stock else ""

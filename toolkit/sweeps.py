@@ -266,7 +266,7 @@ def prepare(
     pruner: str,
 ) -> Sweep:
     """Check everything (config, space, budget, folder) before any trial starts; a bad one writes nothing."""
-    from .tasks import choose_metric, get_task
+    from .tasks import choose_goal, get_task
 
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a whole number of 1 or more, not {trials!r}.")
@@ -290,9 +290,8 @@ def prepare(
     base["trackers"] = []  # tensorboard for every trial would fill the folder; metrics.jsonl has the curves
     spec = get_task(cfg.task)
     params = read_space(space, base, spec)
-    metric = choose_metric(spec, cfg)
-    maximize = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in spec.lower_is_better
-    sweep = Sweep(folder, base, params, metric, maximize, trials, budget_seconds, pruner)
+    goal = choose_goal(spec, cfg)
+    sweep = Sweep(folder, base, params, goal.metric, goal.maximize, trials, budget_seconds, pruner)
     check_same_sweep(sweep)
     return sweep
 

@@ -155,16 +155,35 @@ def all_tasks() -> list[TaskSpec]:
     return sorted(_TASKS.values(), key=lambda spec: (spec.rank, spec.name))
 
 
-def choose_metric(spec: TaskSpec, cfg) -> str:
-    """The validation metric that picks best/ (used by training, sweeps and export): cfg.metric, else the first the
-    task declares."""
+@dataclass(frozen=True)
+class Goal:
+    """The validation metric that picks best/, and which way it wins: chosen once (choose_goal) and used by training,
+    sweeps and export."""
+
+    metric: str
+    maximize: bool
+
+    def beats(self, value: float, best: Optional[float], loss: Optional[float] = None, best_loss=None) -> bool:
+        """Whether ``value`` improves on ``best``; a tie goes to the lower validation loss (common for accuracy on a
+        few hundred validation images)."""
+        if best is None:
+            return True
+        if value == best and self.metric != "loss" and loss is not None and best_loss is not None:
+            return loss < best_loss
+        return value > best if self.maximize else value < best
+
+
+def choose_goal(spec: TaskSpec, cfg) -> Goal:
+    """cfg.metric, else the first metric the task declares; higher wins unless the task declares the metric
+    lower-is-better (cfg.greater_is_better overrides). A metric the task does not report is a config error."""
     metric = cfg.metric or spec.metrics[0]
     if metric not in spec.metrics:
         raise ToolkitError(
             f"metric '{metric}' is not a validation metric of task '{spec.name}'. Choose one of: "
             f"{', '.join(spec.metrics)}."
         )
-    return metric
+    maximize = cfg.greater_is_better if cfg.greater_is_better is not None else metric not in spec.lower_is_better
+    return Goal(metric, maximize)
 
 
 def describe(spec: TaskSpec) -> dict[str, Any]:
