@@ -6,62 +6,19 @@ browser or a restart shows the same runs; training runs as child ``toolkit train
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import gradio as gr
-import pandas as pd
 
-from toolkit.apps import app_temp_folder
-from toolkit.errors import ToolkitError
+from toolkit.apps import app_temp_folder, steady_memory
+from toolkit.apps.guard import guarded
 from toolkit.studio import MAX_UPLOAD_MB, Studio, display_path
 
-log = logging.getLogger(__name__)
-
-POLL_SECONDS = 1  # the Live tab's refresh, and the queue's
-RUN_COLUMNS = ["name", "task", "base model", "status", "best metric", "steps", "duration", "date", "size"]
-
-
-class PredictorCache:
-    """Loaded predictors by run, least recently used first out: at most ``limit`` stay in memory."""
-
-    def __init__(self, limit: int = 3):
-        self.limit, self.loaded, self.lock = limit, OrderedDict(), threading.Lock()
-
-    def get(self, run_dir: Path):
-        from toolkit.api import load
-
-        key = (str(run_dir), (run_dir / "best").stat().st_mtime_ns)
-        with self.lock:
-            if key in self.loaded:
-                self.loaded.move_to_end(key)
-                return self.loaded[key]
-        predictor = load(run_dir)
-        with self.lock:
-            self.loaded[key] = predictor
-            while len(self.loaded) > self.limit:
-                self.loaded.popitem(last=False)
-        return predictor
-
-
-@dataclass
-class StudioContext:
-    """What the tabs share: the studio's state, the loaded predictors, the downloads folder."""
-
-    studio: Studio
-    cache: PredictorCache
-    downloads: Path
-    max_upload_mb: float
-
-    def run_names(self, status: tuple | None = None) -> list[str]:
-        catalog = self.studio.catalog
-        return [n for n in catalog.names() if status is None or catalog.status(n) in status]
-
-    def runs_table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.studio.catalog.runs(), columns=RUN_COLUMNS)
+from . import api, live, train, trying
+from . import runs as runs_tab
+from .context import POLL_SECONDS, PredictorCache, StudioContext
 
 
 def build_studio(
@@ -72,9 +29,6 @@ def build_studio(
     allow_remote_code: bool = False,
 ) -> gr.Blocks:
     """The studio app: one builder per tab (train.py, live.py, runs.py, trying.py) and the API (api.py)."""
-    from . import api, live, train, trying
-    from . import runs as runs_tab
-
     studio = Studio(runs, max_running=max_running, max_upload_mb=max_upload_mb, allow_remote_code=allow_remote_code)
     downloads = app_temp_folder("toolkit-studio-", str(studio.paths.uploads.parent))
     ctx = StudioContext(studio, PredictorCache(max_loaded), downloads, max_upload_mb)
@@ -95,29 +49,8 @@ def build_studio(
     return demo
 
 
-def refusal(message: str) -> gr.Error:
-    """A refused call: the message for the client, one log line for the terminal (no traceback: nothing broke)."""
-    log.warning("refused: %s", message)
-    return gr.Error(message, print_exception=False)
-
-
-def upload_cache_file(path: str) -> str:
-    """A file the client uploaded: it lies in Gradio's upload cache, never elsewhere on this machine (a raw API
-    request could otherwise name any server file)."""
-    import os
-    import tempfile
-
-    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
-    resolved = Path(path).resolve()
-    if cache not in resolved.parents:
-        raise ToolkitError("only files uploaded to the studio can be used here.")
-    return str(resolved)
-
-
 def keep_scheduling(studio: Studio) -> None:
     """Start queued runs as slots free up, even with no browser open."""
-    import time
-
     while True:
         try:
             studio.queue.poll()
@@ -142,9 +75,6 @@ def launch(
 ):
     """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), and only its own pages (and
     ``allowed_origins``') change state: see apps/guard.py."""
-    from toolkit.apps import steady_memory
-    from toolkit.apps.guard import guarded
-
     steady_memory()
     demo = build_studio(
         runs, max_loaded=max_loaded, max_running=max_running, max_upload_mb=max_upload_mb,

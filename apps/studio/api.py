@@ -9,7 +9,7 @@ from toolkit.errors import ToolkitError
 from toolkit.run import CONFIG_FILE
 from toolkit.studio import display_path, shipped_configs
 
-from . import StudioContext, refusal, upload_cache_file
+from .context import StudioContext, refusal, upload_cache_file
 
 
 class ApiBlocks(gr.Blocks):

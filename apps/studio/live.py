@@ -11,7 +11,7 @@ import pandas as pd
 from toolkit.errors import ToolkitError
 from toolkit.studio import format_seconds
 
-from . import POLL_SECONDS, StudioContext
+from .context import POLL_SECONDS, StudioContext
 
 
 def curves(records: list[dict], run: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:

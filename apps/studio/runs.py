@@ -14,7 +14,7 @@ from toolkit.errors import ToolkitError
 from toolkit.run import read_results, read_run_config
 from toolkit.studio import Studio
 
-from . import StudioContext
+from .context import StudioContext
 from .live import curves, figure, figures, trials_table
 
 

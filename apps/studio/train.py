@@ -16,7 +16,7 @@ from toolkit.errors import ToolkitError
 from toolkit.studio import FORM_KEYS, command_text, display_path, preview_data, shipped_configs
 from toolkit.tasks import all_tasks, get_task
 
-from . import StudioContext, upload_cache_file
+from .context import StudioContext, upload_cache_file
 
 FORM_EVENTS = "train-form"
 ONE_RUN, SWEEP = "one run", "a sweep"  # the Train form's checks and Start: one queue, in the order they were sent

@@ -12,7 +12,7 @@ from toolkit.errors import ToolkitError
 from toolkit.run import read_run_config
 from toolkit.tasks import get_task
 
-from . import StudioContext, refusal, upload_cache_file
+from .context import StudioContext, refusal, upload_cache_file
 
 
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
