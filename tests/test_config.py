@@ -42,11 +42,15 @@ def test_wrong_type_names_key_value_and_expected_type():
         load_config({"task": "sentiment", "data": "x.csv"})
 
 
-def test_yaml_file_sets_default_output_dir(tmp_path):
+def test_yaml_file_sets_default_output_dir(tmp_path, monkeypatch):
+    from toolkit.plan import resolve_config
+
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "my_run.yaml"
     path.write_text("task: sentiment\nlr: 1.0e-4\n")
-    cfg = load_config(path)
+    cfg = resolve_config(path)
     assert cfg.output_dir == "runs/my_run" and cfg.lr == 1e-4
+    assert resolve_config(path, data__train="x.csv", data={"test": "t.csv"}).data.train == "x.csv"
     with pytest.raises(ToolkitError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"

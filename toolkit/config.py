@@ -433,28 +433,31 @@ def check_ranges(cfg: Any, prefix: str = "") -> None:
 
 
 def load_config(
-    source: str | Path | dict | Config, overrides: list[str] | None = None, default_output: bool = True
+    source: str | Path | dict | Config, overrides: list[str] | None = None, settings: dict | None = None
 ) -> Config:
-    """Load a config from a YAML path, a dict or a Config, then apply overrides.
-
-    When ``output_dir`` is unset (and ``default_output``), the run goes to :func:`default_output_dir`.
-    """
+    """Load a config from a YAML path, a dict or a Config, then apply ``key=value`` overrides and keyword
+    ``settings`` (nested dicts, or ``__`` for dots: ``data__train="x.csv"``), and check it once."""
     if isinstance(source, Config):
         values = config_to_dict(source)
     elif isinstance(source, dict):
         values = source
     else:
         values = read_yaml(source)
-    cfg = build_config(apply_overrides(values, overrides or []))
-    if cfg.output_dir is None and default_output:
-        cfg.output_dir = str(default_output_dir(source, cfg))
-    return cfg
+    values = apply_overrides(values, overrides or [])
+    for key, value in (settings or {}).items():
+        _merge(values, key.replace("__", ".").split("."), value)
+    return build_config(values)
 
 
-def default_output_dir(source: str | Path | dict | Config, cfg: Config) -> Path:
-    """``runs/<config file name>`` for a config file, ``runs/<task>`` otherwise."""
-    named = isinstance(source, (str, Path))
-    return Path("runs") / (Path(source).stem if named else cfg.task)
+def _merge(values: dict, path: list[str], value: Any) -> None:
+    node = values
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    if isinstance(value, dict) and isinstance(node.get(path[-1]), dict):
+        for key, inner in value.items():
+            _merge(node[path[-1]], [key], inner)
+    else:
+        node[path[-1]] = value
 
 
 def model_sources(cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -13,36 +13,18 @@ from pathlib import Path
 from typing import Any, Union
 
 from . import timing
-from .config import Config, build_config, config_to_dict, load_config
+from .config import Config, load_config
 from .errors import ToolkitError
 from .run import choose_output_dir, claim_run_dir, prepare_run_dir
 from .tasks import Goal, TaskSpec, choose_goal, get_task
 
 
 def resolve_config(source: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Config:
-    """A validated config from a path/dict/Config, CLI-style ``key=value`` strings and keyword overrides.
-
-    Keyword overrides may be nested dicts (``data={"train": "x.csv"}``) or use ``__`` for dots (``data__train=...``).
-    """
-    cfg = load_config(source, overrides, default_output=False)
-    if kwargs:
-        values = config_to_dict(cfg)
-        for key, value in kwargs.items():
-            _merge(values, key.replace("__", ".").split("."), value)
-        cfg = build_config(values)
+    """A validated config from a path/dict/Config, CLI-style ``key=value`` strings and keyword overrides (nested
+    dicts, ``data={"train": "x.csv"}``, or ``__`` for dots, ``data__train=...``), with its output folder chosen."""
+    cfg = load_config(source, overrides, kwargs)
     choose_output_dir(cfg, source)
     return cfg
-
-
-def _merge(values: dict, path: list[str], value: Any) -> None:
-    node = values
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    if isinstance(value, dict) and isinstance(node.get(path[-1]), dict):
-        for key, inner in value.items():
-            _merge(node[path[-1]], [key], inner)
-    else:
-        node[path[-1]] = value
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ except ImportError:  # Windows: no run-folder lock
     fcntl = None
 import yaml
 
-from .config import Config, build_config, config_to_dict, default_output_dir
+from .config import Config, build_config, config_to_dict
 from .errors import ToolkitError
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,12 @@ def prepare_run_dir(cfg: Config) -> Path:
             )
         check_overwritable(run_dir)
     return run_dir
+
+
+def default_output_dir(source, cfg: Config) -> Path:
+    """``runs/<config file name>`` for a config file, ``runs/<task>`` otherwise."""
+    named = isinstance(source, (str, Path))
+    return Path("runs") / (Path(source).stem if named else cfg.task)
 
 
 def choose_output_dir(cfg: Config, source) -> None:

@@ -111,10 +111,7 @@ class JobQueue:
 
         run_dir = self.paths.run_dir(name)
         argv = ["toolkit", "train", display_path(config), *overrides, f"output_dir={display_path(run_dir)}"]
-        cfg = load_config(config, argv[3:])
-        from ..tasks import get_task
-
-        get_task(cfg.task)
+        cfg = load_config(config, argv[3:])  # an unknown task or key is refused here
         self.check_no_remote_code(cfg)
         return argv
 
