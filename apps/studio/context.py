@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -13,7 +11,6 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from toolkit.errors import ToolkitError
 from toolkit.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -65,13 +62,3 @@ def refusal(message: str) -> gr.Error:
     """A refused call: the message for the client, one log line for the terminal (no traceback: nothing broke)."""
     log.warning("refused: %s", message)
     return gr.Error(message, print_exception=False)
-
-
-def upload_cache_file(path: str) -> str:
-    """A file the client uploaded: it lies in Gradio's upload cache, never elsewhere on this machine (a raw API
-    request could otherwise name any server file)."""
-    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
-    resolved = Path(path).resolve()
-    if cache not in resolved.parents:
-        raise ToolkitError("only files uploaded to the studio can be used here.")
-    return str(resolved)

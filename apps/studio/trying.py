@@ -10,9 +10,10 @@ import pandas as pd
 
 from toolkit.errors import ToolkitError
 from toolkit.run import read_run_config
+from toolkit.studio.uploads import upload_cache_file
 from toolkit.tasks import get_task
 
-from .context import StudioContext, refusal, upload_cache_file
+from .context import StudioContext, refusal
 
 
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -84,3 +85,13 @@ class Uploads:
         # A zip of one folder holding the class folders: use that folder.
         entries = [p for p in target.iterdir() if not p.name.startswith((".", "__MACOSX"))]
         return entries[0] if len(entries) == 1 and entries[0].is_dir() and any(entries[0].iterdir()) else target
+
+
+def upload_cache_file(path: str) -> str:
+    """A file the client uploaded: it lies in Gradio's upload cache, never elsewhere on this machine (a raw API
+    request could otherwise name any server file)."""
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+    resolved = Path(path).resolve()
+    if cache not in resolved.parents:
+        raise ToolkitError("only files uploaded to the studio can be used here.")
+    return str(resolved)
