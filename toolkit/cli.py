@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    add_training_commands(sub)
+    add_run_commands(sub)
+    add_serve_command(sub)
+    sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
+    add_studio_command(sub)
+    return parser
+
+
+def add_training_commands(sub) -> None:
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
     p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv lr=3e-5")
@@ -48,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", default="median", choices=["median", "halving", "none"])
     p.add_argument("--backend", default="optuna", choices=["optuna", "ray"], help="ray: trials as Ray Tune trials")
     p.add_argument("--address", help="a Ray cluster's HOST:PORT (default: ray.init()'s: RAY_ADDRESS, else local)")
+
+
+def add_run_commands(sub) -> None:
+    """The commands that read a finished run: eval, predict, export."""
     p = sub.add_parser("eval", help="score a run's best checkpoint; prints metrics as JSON on the last line")
     p.add_argument("run")
     p.add_argument("--data", help="data file/folder/hub id (default: the run's test split, else validation)")
@@ -72,16 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "int8"],
         help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)",
     )
+
+
+def add_serve_command(sub) -> None:
     p = sub.add_parser("serve", help="serve a run: its Gradio app, and a JSON API (POST /predict) on the same port")
     p.add_argument("run")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); 0.0.0.0 for every network")
-    p.add_argument(
-        "--auth",
-        metavar="USER:PASSWORD",
-        default=os.environ.get("TOOLKIT_AUTH"),
-        help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
-    )
+    add_web_flags(p, "127.0.0.1 (this machine only); 0.0.0.0 for every network")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a login, knowingly")
     add_guard_flags(p)
     p.add_argument("--share", action="store_true", help="ask Gradio for a public link (needs internet)")
@@ -96,17 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address", default=None, help="with --backend ray: a Ray cluster's HOST:PORT (default: Ray on this machine)"
     )
-    sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
+
+
+def add_studio_command(sub) -> None:
     p = sub.add_parser("studio", help="one web app to train, watch, compare, try and evaluate runs")
     p.add_argument("--runs", default="runs", help="the folder of runs it shows and trains into (default: runs)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (this machine only); another host needs --auth")
-    p.add_argument(
-        "--auth",
-        metavar="USER:PASSWORD",
-        default=os.environ.get("TOOLKIT_AUTH"),
-        help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
-    )
+    add_web_flags(p, "127.0.0.1 (this machine only); another host needs --auth")
     p.add_argument("--max-upload-mb", type=float, default=200, help="refuse larger uploads (default: 200)")
     add_guard_flags(p)
     p.add_argument("--max-loaded", type=int, default=3, help="models kept loaded for the Try tab (default: 3)")
@@ -116,7 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let jobs set trust_remote_code or load models from uploads (runs their Python: trusted users only)",
     )
-    return parser
+
+
+def add_web_flags(parser, host_help: str) -> None:
+    """Where a web server listens, and its login."""
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--host", default="127.0.0.1", help=host_help)
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("TOOLKIT_AUTH"),
+        help="ask for this login (Gradio auth); also read from TOOLKIT_AUTH",
+    )
 
 
 def add_backend(parser, ray: bool = False) -> None:

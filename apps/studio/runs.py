@@ -64,34 +64,41 @@ def sweep_figure(studio: Studio, name: str, progress: dict):
     return fig
 
 
+def layout(runs_table: pd.DataFrame) -> SimpleNamespace:
+    """The tab's widgets, in page order."""
+    w = SimpleNamespace()
+    w.table = gr.Dataframe(runs_table, label="Runs", interactive=False, elem_id="runs-table")
+    w.refresh = gr.Button("Refresh", size="sm", elem_id="runs-refresh")
+    w.compare = gr.Dropdown(label="Compare runs", multiselect=True, elem_id="compare")
+    with gr.Row():
+        w.compare_loss = gr.Plot(show_label=False, elem_id="compare-loss")
+        w.compare_metric = gr.Plot(show_label=False, elem_id="compare-metric")
+
+    w.compare_table = gr.Dataframe(label="Final metrics", interactive=False, elem_id="compare-table")
+    with gr.Row():
+        w.chosen = gr.Dropdown(label="Run", elem_id="chosen-run")
+        w.download = gr.Button("Download best/ as zip", size="sm")
+        w.confirm = gr.Textbox(label="Type the run's name to delete it", elem_id="delete-confirm")
+        w.delete = gr.Button("Delete run", variant="stop", size="sm", elem_id="delete")
+    w.zip_file = gr.File(label="best/ zip", visible=False)
+    w.delete_message = gr.Markdown()
+    w.card = gr.Markdown(elem_id="model-card")
+    gr.Markdown("### Sweeps")
+    with gr.Row():
+        w.sweep = gr.Dropdown(label="Sweep", elem_id="sweep-pick")
+        w.promote_name = gr.Textbox(label="Promote its best trial to a run named", elem_id="promote-name")
+        w.promote = gr.Button("Promote best trial", size="sm", elem_id="promote")
+    w.promote_message = gr.Markdown(elem_id="promote-message")
+    w.sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
+    w.sweep_table = gr.Dataframe(label="Trials", interactive=False, elem_id="sweep-trials")
+    return w
+
+
 def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     studio, downloads = ctx.studio, ctx.downloads
     run_names, runs_table = ctx.run_names, ctx.runs_table
     with gr.Tab("Runs", id="runs"):
-        table = gr.Dataframe(runs_table(), label="Runs", interactive=False, elem_id="runs-table")
-        refresh = gr.Button("Refresh", size="sm", elem_id="runs-refresh")
-        compare = gr.Dropdown(label="Compare runs", multiselect=True, elem_id="compare")
-        with gr.Row():
-            compare_loss = gr.Plot(show_label=False, elem_id="compare-loss")
-            compare_metric = gr.Plot(show_label=False, elem_id="compare-metric")
-
-        compare_table = gr.Dataframe(label="Final metrics", interactive=False, elem_id="compare-table")
-        with gr.Row():
-            chosen = gr.Dropdown(label="Run", elem_id="chosen-run")
-            download = gr.Button("Download best/ as zip", size="sm")
-            confirm = gr.Textbox(label="Type the run's name to delete it", elem_id="delete-confirm")
-            delete = gr.Button("Delete run", variant="stop", size="sm", elem_id="delete")
-        zip_file = gr.File(label="best/ zip", visible=False)
-        delete_message = gr.Markdown()
-        card = gr.Markdown(elem_id="model-card")
-        gr.Markdown("### Sweeps")
-        with gr.Row():
-            sweep = gr.Dropdown(label="Sweep", elem_id="sweep-pick")
-            promote_name = gr.Textbox(label="Promote its best trial to a run named", elem_id="promote-name")
-            promote = gr.Button("Promote best trial", size="sm", elem_id="promote")
-        promote_message = gr.Markdown(elem_id="promote-message")
-        sweep_plot = gr.Plot(show_label=False, elem_id="sweep-plot")
-        sweep_table = gr.Dataframe(label="Trials", interactive=False, elem_id="sweep-trials")
+        w = layout(runs_table())
 
     # ----- Runs -----
     def refresh_runs(current_compare, current_chosen, current_sweep):
@@ -136,22 +143,24 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             return f"⚠️ {err}", gr.update(), gr.update()
         return f"Deleted **{run_name}**.", runs_table(), ""
 
-    listing = [table, compare, chosen, sweep]
-    refresh.click(refresh_runs, [compare, chosen, sweep], listing, api_visibility="private")
-    demo.load(refresh_runs, [compare, chosen, sweep], listing, api_visibility="private")
-    sweep.change(show_sweep, sweep, [sweep_plot, sweep_table], api_visibility="private")
-    promote.click(promote_best, [sweep, promote_name], [promote_message, table], api_visibility="private").then(
-        refresh_runs, [compare, chosen, sweep], listing, api_visibility="private"
-    )
+    listing = [w.table, w.compare, w.chosen, w.sweep]
+    w.refresh.click(refresh_runs, [w.compare, w.chosen, w.sweep], listing, api_visibility="private")
+    demo.load(refresh_runs, [w.compare, w.chosen, w.sweep], listing, api_visibility="private")
+    w.sweep.change(show_sweep, w.sweep, [w.sweep_plot, w.sweep_table], api_visibility="private")
+    w.promote.click(
+        promote_best, [w.sweep, w.promote_name], [w.promote_message, w.table], api_visibility="private"
+    ).then(refresh_runs, [w.compare, w.chosen, w.sweep], listing, api_visibility="private")
 
     def show_comparison(names):
         loss, metric, table = compare_runs(studio, names)
         return (*figures(loss, metric), table)
 
-    compare.change(show_comparison, compare, [compare_loss, compare_metric, compare_table], api_visibility="private")
-    chosen.change(show_card, chosen, card, api_visibility="private")
-    download.click(zip_best, chosen, zip_file, api_visibility="private")
-    delete.click(delete_run, [chosen, confirm], [delete_message, table, confirm], api_visibility="private").then(
-        refresh_runs, [compare, chosen, sweep], listing, api_visibility="private"
+    w.compare.change(
+        show_comparison, w.compare, [w.compare_loss, w.compare_metric, w.compare_table], api_visibility="private"
     )
-    return SimpleNamespace(table=table)
+    w.chosen.change(show_card, w.chosen, w.card, api_visibility="private")
+    w.download.click(zip_best, w.chosen, w.zip_file, api_visibility="private")
+    w.delete.click(
+        delete_run, [w.chosen, w.confirm], [w.delete_message, w.table, w.confirm], api_visibility="private"
+    ).then(refresh_runs, [w.compare, w.chosen, w.sweep], listing, api_visibility="private")
+    return SimpleNamespace(table=w.table)
