@@ -284,7 +284,9 @@ def test_raw_api_calls_get_the_refusal_and_the_log_one_line(studio_config, tmp_p
 
 def test_names_and_archives_cannot_leave_the_runs_folder(text_data, tmp_path):
     from toolkit.errors import ToolkitError
-    from toolkit.studio import Studio, preview_data, safe_name
+    from toolkit.studio import Studio
+    from toolkit.studio.paths import safe_name
+    from toolkit.studio.preview import preview_data
 
     studio = Studio(tmp_path / "runs")
     for bad in ("", "..", "../x", "/etc", "a/b", ".hidden", "x" * 65, "a\\b", "a b"):

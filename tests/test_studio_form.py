@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from toolkit.errors import ToolkitError
-from toolkit.studio import FORM_KEYS, Studio
-from toolkit.studio.form import SWEEP, FormValues, TrainForm
+from toolkit.studio import Studio
+from toolkit.studio.form import FORM_KEYS, SWEEP, FormValues, TrainForm
 
 
 @pytest.fixture

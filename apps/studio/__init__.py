@@ -14,7 +14,8 @@ import gradio as gr
 
 from toolkit.apps import app_temp_folder, steady_memory
 from toolkit.apps.guard import guarded
-from toolkit.studio import MAX_UPLOAD_MB, Studio, display_path
+from toolkit.studio import MAX_UPLOAD_MB, Studio
+from toolkit.studio.paths import display_path
 
 from . import api, live, train, trying
 from . import runs as runs_tab

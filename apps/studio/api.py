@@ -7,7 +7,7 @@ import gradio as gr
 
 from toolkit.errors import ToolkitError
 from toolkit.run import CONFIG_FILE
-from toolkit.studio import display_path, shipped_configs
+from toolkit.studio.paths import display_path, shipped_configs
 from toolkit.studio.uploads import upload_cache_file
 
 from .context import StudioContext, refusal

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.errors import ToolkitError
-from toolkit.studio import format_seconds
+from toolkit.studio.paths import format_seconds
 
 from .context import POLL_SECONDS, StudioContext
 

@@ -13,8 +13,8 @@ import gradio as gr
 import pandas as pd
 
 from toolkit.errors import ToolkitError
-from toolkit.studio import FORM_KEYS, display_path, shipped_configs
-from toolkit.studio.form import ONE_RUN, SWEEP, FormValues, TrainForm, field_type, task_roles
+from toolkit.studio.form import FORM_KEYS, ONE_RUN, SWEEP, FormValues, TrainForm, field_type, task_roles
+from toolkit.studio.paths import display_path, shipped_configs
 from toolkit.tasks import all_tasks
 
 from .context import StudioContext

@@ -14,39 +14,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .paths import (  # noqa: F401  (the studio's public names, as the apps import them)
-    NAME,
-    STUDIO_DIR,
-    TRIAL,
-    StudioPaths,
-    display_path,
-    folder_size,
-    format_seconds,
-    format_size,
-    inside,
-    read_json_or_none,
-    safe_name,
-    shipped_configs,
-    trial_parts,
-)
-from .preview import IMAGE_SUFFIXES, PREVIEW_ROWS, preview_data  # noqa: F401
-from .processes import command_text, process_alive, process_start  # noqa: F401
+from .paths import StudioPaths
 
 MAX_UPLOAD_MB = 200
-
-# Fields offered as form inputs on the Train tab (the rest stay as the config file sets them).
-FORM_KEYS = (
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "lr",
-    "max_length",
-    "warmup_ratio",
-    "precision",
-    "seed",
-    "eval_every",
-    "peft.enabled",
-)
 
 
 class Studio:

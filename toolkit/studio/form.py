@@ -14,10 +14,27 @@ from pathlib import Path
 from .. import config as configlib
 from ..errors import ToolkitError
 from ..tasks import all_tasks, get_task
-from . import FORM_KEYS, Studio, command_text, display_path, preview_data, shipped_configs
+from . import Studio
+from .paths import display_path, shipped_configs
+from .preview import preview_data
+from .processes import command_text
 from .uploads import upload_cache_file
 
 ONE_RUN, SWEEP = "one run", "a sweep"
+
+# Fields offered as form inputs on the Train tab (the rest stay as the config file sets them).
+FORM_KEYS = (
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "lr",
+    "max_length",
+    "warmup_ratio",
+    "precision",
+    "seed",
+    "eval_every",
+    "peft.enabled",
+)
 
 
 @dataclass
