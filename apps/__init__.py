@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
+
+from toolkit.api import load
+from toolkit.apps.guard import guarded
+from toolkit.errors import ToolkitError
+from toolkit.run import read_results, read_run_config
+from toolkit.tasks import get_task
+
+# gradio and pandas are imported where they are used: the command line imports this package to set Gradio's cache
+# folder before gradio is first imported (private_gradio_cache).
 
 
 def metrics_markdown(results: dict, names: list[str]) -> str:
@@ -30,9 +48,6 @@ def spreadsheet_safe(value):
 def write_download(table, folder: Path, name: str) -> str:
     """``table`` as a CSV download in ``folder`` (the app's own temporary folder, removed when the app exits),
     with formula cells escaped; downloads older than an hour are removed first."""
-    import time
-    import uuid
-
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.csv"):
         if time.time() - old.stat().st_mtime > 3600:
@@ -44,10 +59,6 @@ def write_download(table, folder: Path, name: str) -> str:
 
 def app_temp_folder(prefix: str, parent: str | None = None) -> Path:
     """A temporary folder for one app's files, deleted when the process exits."""
-    import atexit
-    import shutil
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     atexit.register(shutil.rmtree, folder, True)
     return folder
@@ -57,8 +68,6 @@ def private_gradio_cache() -> Path:
     """Give this server its own Gradio cache (uploads, outputs), removed at exit. Gradio reads GRADIO_TEMP_DIR when
     it is imported and leaves files there after shutdown (an empty upload part even with delete_cache), so call
     this before importing gradio. An existing GRADIO_TEMP_DIR becomes the parent folder."""
-    import os
-
     parent = os.environ.get("GRADIO_TEMP_DIR") or None
     if parent:
         Path(parent).mkdir(parents=True, exist_ok=True)
@@ -69,11 +78,17 @@ def private_gradio_cache() -> Path:
 
 def build_app(run_dir: str | Path, backend: str = "auto"):
     """The ``gr.Blocks`` app for a run, picked by the run's task; ``backend`` as in toolkit.load."""
-    from toolkit.run import read_run_config
-    from toolkit.tasks import get_task
-
     options = {"backend": backend} if backend != "auto" else {}  # an app from outside the package may not take it
     return get_task(read_run_config(run_dir).task).build_app(run_dir, **options)
+
+
+def open_run(run_dir: str | Path, backend: str = "auto", predictor=None) -> tuple:
+    """What an app shows of a run: its folder (a Path), config, results, and predictor: ``predictor`` when one is
+    already loaded (the studio's cache), else the run's, loaded with ``backend`` as in toolkit.load."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    results = read_results(run_dir)
+    return run_dir, cfg, results, predictor if predictor is not None else load(run_dir, backend=backend)
 
 
 def within_bounds(predictor, items: list) -> list[bool]:
@@ -82,6 +97,23 @@ def within_bounds(predictor, items: list) -> list[bool]:
     (:func:`check_input`)."""
     oversize = getattr(predictor, "oversize", lambda item: None)  # a task's own predictor may have no bounds
     return [oversize(item) is None for item in items]
+
+
+def answer_texts(predictor, texts: list[str]) -> dict[int, dict]:
+    """A queued batch's answers by position, in one call of the predictor: an empty text, or one over the task's
+    bound (an API call: the page checks first), gets none."""
+    fits = within_bounds(predictor, texts)
+    wanted = [i for i, t in enumerate(texts) if t and t.strip() and fits[i]]
+    return dict(zip(wanted, predictor([texts[i] for i in wanted]))) if wanted else {}
+
+
+def bind_batched(check, predict, inputs, outputs, button, box, api_name: str, max_batch_size: int) -> None:
+    """``button`` (the API's ``api_name``) and Enter in ``box`` run ``check`` at once, then ``predict`` in the queue,
+    which hands it up to ``max_batch_size`` waiting requests together."""
+    for trigger, api in ((button.click, {"api_name": api_name}), (box.submit, {"api_visibility": "private"})):
+        trigger(check, inputs=inputs, api_visibility="private", concurrency_limit=None).success(
+            predict, inputs=inputs, outputs=outputs, batch=True, max_batch_size=max_batch_size, **api
+        )
 
 
 def check_input(predictor, item) -> None:
@@ -142,14 +174,39 @@ def read_upload(file, text_column: str):
     return table
 
 
+def answer_upload(predictor, file, text_column: str):
+    """An uploaded CSV (see :func:`read_upload`) and the answers of its non-empty rows by row number. Every row
+    stays, in order, so that the output lines up: an empty one is marked in a ``note`` column, not dropped."""
+    import gradio as gr
+
+    if file is None:
+        raise gr.Error("Upload a CSV file with a text column first.")
+    table = read_upload(file, text_column)
+    filled = [i for i, t in enumerate(table["text"]) if t.strip()]
+    answers = dict(zip(filled, predictor([table["text"][i] for i in filled])))
+    table["note"] = ["" if i in answers else "skipped: empty text" for i in range(len(table))]
+    return table, answers
+
+
+def csv_controls(handler, api_name: str, columns: list[str], button: str, what: str) -> None:
+    """A CSV tab's upload box, its button (``api_name`` in the API), the table ``handler`` fills and a download of it,
+    shown once it has a file (the API still returns a plain path). ``what``: what the rows hold, e.g. "predictions"."""
+    import gradio as gr
+    import pandas as pd
+
+    upload = gr.File(label="CSV file", file_types=[".csv"], elem_id="csv-upload")
+    run_csv = gr.Button(button, variant="primary", elem_id=api_name.replace("_", "-"))
+    table = gr.Dataframe(value=pd.DataFrame(columns=columns), label=what.capitalize(), interactive=False)
+    download = gr.File(label=f"Download {what}", visible=False)
+    run_csv.click(handler, inputs=upload, outputs=[table, download], api_name=api_name).success(
+        lambda: gr.File(visible=True), outputs=download, api_visibility="private", queue=False
+    )
+
+
 def user_errors(function):
     """An app's handler whose ToolkitError (bad input, an input over the bound) reaches the page as its message,
     without a traceback in the server's log."""
-    import functools
-
     import gradio as gr
-
-    from toolkit.errors import ToolkitError
 
     @functools.wraps(function)
     def handler(*args, **kwargs):
@@ -168,10 +225,6 @@ def steady_memory(trim_every: float = 30.0) -> bool:
     Gradio runs each request in one of many worker threads, so a server under load grew by half its size over 10
     minutes (benchmarks/serve_soak.py) without holding more objects. Two arenas, and freed memory handed back to the
     system every ``trim_every`` seconds, keep it flat. Call before the server's threads start."""
-    import ctypes
-    import threading
-    import time
-
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt, libc.malloc_trim  # noqa: B018 (both exist on glibc only)
@@ -204,11 +257,7 @@ def launch(
     """Serve a run's app and its JSON API (toolkit/serving.py) on one port, one loaded model behind both; it answers
     only for ``host`` (and ``allowed_hosts``), and only its own pages (and ``allowed_origins``') change state: see
     apps/guard.py. ``serve_options``: a toolkit.serving.ServeOptions (batching, bounds, the API's login)."""
-    from toolkit.api import load
-    from toolkit.apps.guard import guarded
-    from toolkit.run import read_run_config
-    from toolkit.serving import JsonApi, ServeOptions
-    from toolkit.tasks import get_task
+    from toolkit.serving import JsonApi, ServeOptions  # the JSON API's web stack, only when serving
 
     steady_memory()
     spec = get_task(read_run_config(run_dir).task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 
@@ -20,8 +21,6 @@ from toolkit.run import read_results
 
 def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
     """Nearest-neighbour upscaling, so 28-pixel digits stay sharp on screen."""
-    import cv2
-
     factor = max(1, side // max(image.shape[:2]))
     big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)
     return big if big.ndim == 3 else big[:, :, None]
@@ -42,8 +41,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
             picture = as_rgb(sampler.grid(int(seed), label if conditional else None, rows=4))
         except ToolkitError as err:
             raise gr.Error(str(err)) from None
-        import cv2
-
         path = out_dir / f"samples_seed{int(seed)}{'_' + label if conditional and label else ''}.png"
         cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
         return enlarge(picture, 512), str(path)

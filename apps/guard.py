@@ -14,6 +14,8 @@ import os
 import socket
 from urllib.parse import urlsplit
 
+from starlette.middleware import Middleware
+
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
@@ -243,8 +245,6 @@ def guarded(
 ) -> dict:
     """Keyword arguments for ``Blocks.launch``: the FastAPI app Gradio builds gets the guard as its outermost
     middleware."""
-    from starlette.middleware import Middleware
-
     guard = Middleware(
         HostGuard, names=own_names(host, allowed_hosts), origins=allowed_origins, trusted_proxies=trusted_proxies
     )

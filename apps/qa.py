@@ -10,9 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.api import load
-from toolkit.apps import check_input, metrics_markdown, within_bounds
-from toolkit.run import read_results, read_run_config
+from toolkit.apps import bind_batched, check_input, metrics_markdown, open_run, within_bounds
 
 EXAMPLE_CONTEXT = (
     "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in "
@@ -25,10 +23,7 @@ def build_demo(
     run_dir: str | Path, backend: str = "auto", max_batch_size: int = 16, workers: int = 1, predictor=None
 ) -> gr.Blocks:
     """The app for a question answering run. ``predictor``: an already loaded one (the studio's cache)."""
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    results = read_results(run_dir)
-    predictor = predictor if predictor is not None else load(run_dir, backend=backend)
+    run_dir, cfg, results, predictor = open_run(run_dir, backend, predictor)
 
     pair_check = require_both(predictor)
 
@@ -74,15 +69,9 @@ def build_demo(
             examples=[[EXAMPLE_CONTEXT, q] for q in ("Who was the Normans' leader?", "Where is Normandy?")],
             inputs=[context, question],
         )
-        for trigger, api in ((button.click, {"api_name": "answer"}), (question.submit, {"api_visibility": "private"})):
-            trigger(pair_check, inputs=[context, question], api_visibility="private", concurrency_limit=None).success(
-                answer,
-                inputs=[context, question],
-                outputs=[marked, found],
-                batch=True,
-                max_batch_size=max_batch_size,
-                **api,
-            )
+        bind_batched(
+            pair_check, answer, [context, question], [marked, found], button, question, "answer", max_batch_size
+        )
         with gr.Accordion("Run metrics", open=False):
             gr.Markdown(metrics_markdown(results, ["f1", "exact_match"]))
     demo.queue(default_concurrency_limit=workers)

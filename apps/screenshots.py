@@ -12,6 +12,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+from toolkit.apps import build_app
+
 BROWSER_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -31,9 +33,7 @@ def free_port() -> int:
 
 
 def sentiment_screens(run_dir: str | Path, out: Path) -> list[Path]:
-    from playwright.sync_api import expect, sync_playwright
-
-    from toolkit.apps import build_app
+    from playwright.sync_api import expect, sync_playwright  # a dev dependency: BROWSER_ARGS is read without it
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.api import load
-from toolkit.apps import metrics_markdown, user_errors
-from toolkit.run import read_results, read_run_config
+from toolkit.apps import metrics_markdown, open_run, user_errors
 
 
 def read_text_upload(file) -> str:
@@ -41,10 +39,7 @@ def truncation_note(answer: dict, max_length: int) -> str:
 
 
 def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    results = read_results(run_dir)
-    model = predictor if predictor is not None else load(run_dir, backend=backend)
+    run_dir, cfg, results, model = open_run(run_dir, backend, predictor)
     if hasattr(model, "explain"):
         return build_extractive_demo(run_dir, cfg, results, model)
     return build_abstractive_demo(run_dir, cfg, results, model)

@@ -10,16 +10,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.api import load
-from toolkit.apps import metrics_markdown, user_errors
-from toolkit.run import read_results, read_run_config
+from toolkit.apps import metrics_markdown, open_run, user_errors
 
 
 def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr.Blocks:
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    results = read_results(run_dir)
-    generate = predictor if predictor is not None else load(run_dir, backend=backend)
+    run_dir, cfg, results, generate = open_run(run_dir, backend, predictor)
     pair = f"{cfg.data.source_lang} → {cfg.data.target_lang}"
 
     @user_errors

@@ -3,15 +3,19 @@ image source the image recipes read (MNIST IDX, sklearn:digits, ImageFolder, ...
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
+from toolkit.checkpoint import find_checkpoint
 from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
+from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 if TYPE_CHECKING:
@@ -90,9 +94,7 @@ def build_task(cfg: GanRunConfig):
     import torch
 
     from toolkit.engine import Task
-    from toolkit.recipes.gan import model as ganlib
     from toolkit.recipes.images import data as imlib
-    from toolkit.splits import encode_labels, label_names
 
     splits, _ = imlib.load_splits(cfg)
     names = label_names(splits["train"].labels)
@@ -103,8 +105,29 @@ def build_task(cfg: GanRunConfig):
             "or add images (batch-norm and the discriminator need full batches)."
         )
     data = data_config(cfg)
-    # Resize and centre-crop only (no augmentation): images held in memory are then transformed once.
-    datasets = {
+    datasets = image_datasets(cfg, splits, names, data)
+    model = build_gan(cfg, data, names)
+    return Task(
+        model=model,
+        train_set=datasets["train"],
+        eval_set=datasets.get("validation")
+        or torch.utils.data.Subset(datasets["train"], range(min(cfg.gan.eval_samples, len(train)))),
+        collate=imlib.collate,
+        compute_loss=None,
+        evaluate=sample_evaluator(cfg, model, names),
+        save=lambda unwrapped, folder, state_dict=None: save(unwrapped, folder, cfg, data, names, state_dict),
+        info={"labels": names, "image": {k: data[k] for k in ("size", "channels")}},
+        optimizers=lambda m, c: optimizers(m, c),
+        train_step=lambda m, batch, opts, accelerator: train_step(m, batch, opts, accelerator, cfg),
+    )
+
+
+def image_datasets(cfg: GanRunConfig, splits: dict, names: list[str], data: dict) -> dict:
+    """Each split's images, resized and centre-cropped only (no augmentation): images held in memory are then
+    transformed once."""
+    from toolkit.recipes.images import data as imlib
+
+    return {
         s: imlib.ImageDataset(
             images,
             encode_labels(images.labels, names, images.where),
@@ -114,11 +137,26 @@ def build_task(cfg: GanRunConfig):
         )
         for s, images in splits.items()
     }
+
+
+def build_gan(cfg: GanRunConfig, data: dict, names: list[str]) -> ganlib.GAN:
+    """The DCGAN for these images and classes: new, or with gan.init_from's weights and FreezeD's frozen blocks."""
+    from toolkit.recipes.gan import model as ganlib
+
     model = ganlib.GAN(cfg.gan, data["size"], data["channels"], len(names))
     if cfg.gan.init_from:
         load_init(model, cfg.gan.init_from)
     if cfg.gan.freeze_d_layers:
         ganlib.freeze_lower_blocks(model.discriminator, cfg.gan.freeze_d_layers)
+    return model
+
+
+def sample_evaluator(cfg: GanRunConfig, model: ganlib.GAN, names: list[str]):
+    """The Task's evaluate: FID/KID with gan.eval_classifier's features, and the EMA generator's fixed-noise grid."""
+    import torch
+
+    from toolkit.recipes.gan import model as ganlib
+
     run_dir = Path(cfg.output_dir)
     rows = cfg.gan.grid_rows
     noise = ganlib.fixed_noise(rows * rows, cfg.gan.latent_dim, cfg.seed)
@@ -139,34 +177,26 @@ def build_task(cfg: GanRunConfig):
             fake, fake_labels = ganlib.sample_for_metrics(gan, cfg.gan.eval_samples, cfg.seed)
             metrics = calls["scorer"](fake, fake_labels, names if gan.num_classes else None)
         if accelerator.is_main_process:
-            from torchvision.io import write_png
-
-            picture = ganlib.grid(
-                gan.sample(
-                    noise.to(accelerator.device), None if labels is None else labels.to(accelerator.device)
-                ).cpu(),
-                rows,
-            )
-            (run_dir / SAMPLES).mkdir(parents=True, exist_ok=True)
-            write_png(picture, str(run_dir / SAMPLES / f"eval_{calls['n']:04d}.png"))
-            for tracker in accelerator.trackers:
-                if tracker.name == "tensorboard":
-                    tracker.writer.add_image("samples", picture, calls["n"])
+            path = run_dir / SAMPLES / f"eval_{calls['n']:04d}.png"
+            write_samples(gan, noise, labels, rows, path, accelerator, calls["n"])
         return metrics
 
-    return Task(
-        model=model,
-        train_set=datasets["train"],
-        eval_set=datasets.get("validation")
-        or torch.utils.data.Subset(datasets["train"], range(min(cfg.gan.eval_samples, len(train)))),
-        collate=imlib.collate,
-        compute_loss=None,
-        evaluate=evaluate,
-        save=lambda unwrapped, folder, state_dict=None: save(unwrapped, folder, cfg, data, names, state_dict),
-        info={"labels": names, "image": {k: data[k] for k in ("size", "channels")}},
-        optimizers=lambda m, c: optimizers(m, c),
-        train_step=lambda m, batch, opts, accelerator: train_step(m, batch, opts, accelerator, cfg),
-    )
+    return evaluate
+
+
+def write_samples(gan: ganlib.GAN, noise, labels, rows: int, path: Path, accelerator, step: int) -> None:
+    """The generator's grid of ``noise`` (and ``labels``), as a PNG at ``path`` and in TensorBoard at ``step``."""
+    from torchvision.io import write_png
+
+    from toolkit.recipes.gan import model as ganlib
+
+    device = accelerator.device
+    picture = ganlib.grid(gan.sample(noise.to(device), None if labels is None else labels.to(device)).cpu(), rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(picture, str(path))
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("samples", picture, step)
 
 
 def optimizers(model: ganlib.GAN, cfg: GanRunConfig) -> list:
@@ -239,7 +269,6 @@ def load_init(model: ganlib.GAN, source: str) -> None:
     """Weights of another GAN run (its best/, else last/) for fine-tuning."""
     from safetensors.torch import load_file
 
-    from toolkit.checkpoint import find_checkpoint
     from toolkit.recipes.gan import model as ganlib
 
     run = Path(source)
@@ -307,9 +336,6 @@ def serve_inputs(inputs) -> tuple[list, bool]:
 
 def serve_answers(answers: list, single: bool, parameters: dict):
     """{"image": the grid as a PNG in base64, "format": "png"} per request."""
-    import base64
-    import io
-
     from PIL import Image
 
     rows = []

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.checkpoint import find_checkpoint
 from toolkit.errors import ToolkitError
+from toolkit.recipes.images.vision import IMAGE_CONFIG, _timm_model, load_checkpoint, logits, model_kind
+from toolkit.run import read_run_config
 
 
 def upsamplings(size: int) -> int:
@@ -216,13 +220,7 @@ class ClassifierFeatures(nn.Module):
 
     def __init__(self, source):
         super().__init__()
-        from pathlib import Path
-
         if Path(source).is_dir():
-            from toolkit.checkpoint import find_checkpoint
-            from toolkit.recipes.images.vision import IMAGE_CONFIG, load_checkpoint
-            from toolkit.run import read_run_config
-
             read_run_config(source)  # a run folder, or one clear error
             folder = find_checkpoint(Path(source), "best", intact=True)
             if folder is None:
@@ -267,8 +265,6 @@ class ClassifierFeatures(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        from toolkit.recipes.images.vision import logits
-
         return logits(self.model, self.prepare(images)).argmax(-1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -283,8 +279,6 @@ class ClassifierFeatures(nn.Module):
 
 def imagenet_backbone(name: str) -> nn.Module:
     """A pretrained timm backbone without its classifier (its data config as ``toolkit_data``)."""
-    from toolkit.recipes.images.vision import _timm_model, model_kind
-
     try:
         kind = model_kind(name)
     except ToolkitError as err:

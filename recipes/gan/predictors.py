@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from toolkit.errors import ToolkitError
 from toolkit.export import export_module
 from toolkit.onnx_backend import open_session
 from toolkit.predictor import Predictor
+from toolkit.recipes.gan.model import GAN, fixed_noise, grid, grid_labels, slerp, to_uint8
 from toolkit.recipes.images import refuse_int8
 
 MAX_GRID_ROWS = 16  # 256 images: a request's bound
@@ -29,12 +32,6 @@ class GanSampler(Predictor):
 
     def load_generator(self, spec: dict):
         """What samples: here the GAN with its EMA generator (``gan.sample(z, labels)``, latent_dim, num_classes)."""
-        from types import SimpleNamespace
-
-        from safetensors.torch import load_file
-
-        from toolkit.recipes.gan.model import GAN
-
         gan = GAN(SimpleNamespace(**spec["gan"]), spec["size"], spec["channels"], len(self.labels))
         gan.load_state_dict(load_file(self.folder / "model.safetensors"))
         return gan.eval().to(self.device)
@@ -51,8 +48,6 @@ class GanSampler(Predictor):
 
     def grid(self, seed: int = 0, label=None, rows: int = 4) -> np.ndarray:
         """A rows x rows grid (H x W x C uint8) from ``seed``; every cell of class ``label`` when conditional."""
-        from toolkit.recipes.gan.model import fixed_noise, grid, grid_labels
-
         if not isinstance(rows, int) or not 1 <= rows <= MAX_GRID_ROWS:
             raise ToolkitError(f"rows={rows!r}: a grid has 1 to {MAX_GRID_ROWS} rows (of as many images each).")
 
@@ -66,8 +61,6 @@ class GanSampler(Predictor):
 
     def interpolate(self, seed_a: int, seed_b: int, t: float, label=None) -> np.ndarray:
         """The image at fraction ``t`` of the way from seed_a's latent to seed_b's (H x W x C uint8)."""
-        from toolkit.recipes.gan.model import fixed_noise, slerp, to_uint8
-
         z0, z1 = fixed_noise(1, self.gan.latent_dim, seed_a)[0], fixed_noise(1, self.gan.latent_dim, seed_b)[0]
         z = slerp(z0, z1, torch.tensor([float(t)]))
         index = self.class_index(label if label is not None else self.labels[0])

@@ -4,14 +4,20 @@ linear probe, or in two stages (head first, then the whole network with a lower 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from toolkit.config import Config, section, setting
+from toolkit.errors import ToolkitError
+from toolkit.metrics import classification_metrics
 from toolkit.models import without_gradients
 from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
 from toolkit.shapes import image_bytes_of, label_options, ranked, top_k_of
+from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 # torch, timm and PIL are imported where they are used: the settings below are read without them.
@@ -38,15 +44,55 @@ METRICS = ("accuracy", "macro_f1", "top5_accuracy", "loss")  # validation metric
 
 
 def build_task(cfg: ImageClassificationConfig):
-    import torch
-
     from toolkit.engine import Task
-    from toolkit.errors import ToolkitError
     from toolkit.recipes.images import data as imlib
     from toolkit.recipes.images import vision
-    from toolkit.splits import encode_labels, label_names
 
     splits, skipped = imlib.load_splits(cfg)
+    names = class_names(splits, cfg)
+    ids = {s: encode_labels(images.labels, names, images.where) for s, images in splits.items()}
+    model, data = vision.build_model(cfg, len(names))
+    head = vision.head_parameter_names(model, data["kind"])
+    mode = cfg.image.mode
+    scale = backbone_lr_scale(cfg)
+    if mode == "linear_probe":
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in head)
+    datasets = image_datasets(cfg, splits, ids, data)
+    resuming = cfg.resume and (Path(cfg.output_dir) / "last").is_dir()
+    if mode == "lp_ft" and not resuming:  # a resume loads last/ instead
+        unaugmented = imlib.build_transform(cfg.image, data, train=False)
+        plain = imlib.ImageDataset(splits["train"], ids["train"], unaugmented, data["channels"], random=False)
+        fit_probe_head(model, data["kind"], plain, len(names), cfg)
+    return Task(
+        model=model,
+        train_set=datasets["train"],
+        eval_set=datasets.get("validation"),
+        test_set=datasets.get("test"),
+        collate=imlib.collate,
+        compute_loss=compute_loss,
+        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
+        save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(
+            unwrapped, folder, data, names, state_dict
+        ),
+        info={
+            "labels": names,
+            "examples": example_images(splits),
+            "skipped_images": skipped,
+            "image": {k: data[k] for k in ("size", "channels")},
+        },
+        lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
+        train_mode=train_mode_of(cfg, head) if mode != "full" else None,
+        report=report,
+        find_unused_parameters=mode == "two_stage",
+        evaluate_first=mode == "lp_ft",
+        heavy_loading=datasets["train"].ready is None,  # photos decoded and augmented per item: workers pay off
+    )
+
+
+def class_names(splits: dict, cfg: ImageClassificationConfig) -> list[str]:
+    """The training data's classes: at least two (an error names the one), and a warning when the images are fewer
+    than a batch."""
     names = label_names(splits["train"].labels)
     if len(names) < 2:
         raise ToolkitError(
@@ -55,18 +101,22 @@ def build_task(cfg: ImageClassificationConfig):
         )
     if len(splits["train"]) < cfg.batch_size:
         log.warning("data.train has %d images, fewer than batch_size=%d", len(splits["train"]), cfg.batch_size)
-    ids = {s: encode_labels(images.labels, names, images.where) for s, images in splits.items()}
-    model, data = vision.build_model(cfg, len(names))
-    head = vision.head_parameter_names(model, data["kind"])
+    return names
+
+
+def backbone_lr_scale(cfg: ImageClassificationConfig) -> float:
+    """The backbone's learning rate as a fraction of the head's: image.backbone_lr_scale, else 0.1 in two_stage."""
+    if cfg.image.backbone_lr_scale is not None:
+        return cfg.image.backbone_lr_scale
+    return 0.1 if cfg.image.mode == "two_stage" else 1.0
+
+
+def train_mode_of(cfg: ImageClassificationConfig, head: set[str]):
+    """The Task's train_mode: which parameters learn in an epoch (the backbone is frozen while only the head
+    trains), and which batch-norm layers keep their statistics."""
+    import torch
+
     mode = cfg.image.mode
-    scale = (
-        cfg.image.backbone_lr_scale
-        if cfg.image.backbone_lr_scale is not None
-        else (0.1 if mode == "two_stage" else 1.0)
-    )
-    if mode == "linear_probe":
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in head)
 
     def train_mode(unwrapped, epoch: int) -> None:
         frozen = mode == "linear_probe" or (mode == "two_stage" and epoch < cfg.image.head_epochs)
@@ -81,50 +131,29 @@ def build_task(cfg: ImageClassificationConfig):
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
-    channels = data["channels"]
-    datasets = {
+    return train_mode
+
+
+def image_datasets(cfg: ImageClassificationConfig, splits: dict, ids: dict, data: dict) -> dict:
+    """Each split's images with their class ids, the training split augmented as image settings say."""
+    from toolkit.recipes.images import data as imlib
+
+    return {
         s: imlib.ImageDataset(
             images,
             ids[s],
             imlib.build_transform(cfg.image, data, train=s == "train"),
-            channels,
+            data["channels"],
             random=imlib.is_random(cfg.image, train=s == "train"),
         )
         for s, images in splits.items()
     }
-    if mode == "lp_ft" and not (
-        cfg.resume and (Path(cfg.output_dir) / "last").is_dir()
-    ):  # a resume loads last/ instead
-        plain = imlib.ImageDataset(
-            splits["train"], ids["train"], imlib.build_transform(cfg.image, data, train=False), channels, random=False
-        )
-        fit_probe_head(model, data["kind"], plain, len(names), cfg)
+
+
+def example_images(splits: dict) -> list[str]:
+    """Up to 8 image files of validation (else of train) for the app's examples."""
     shown = (splits.get("validation") or splits["train"]).items
-    examples = [item for item in (shown[i] for i in range(min(8, len(shown)))) if isinstance(item, str)]
-    return Task(
-        model=model,
-        train_set=datasets["train"],
-        eval_set=datasets.get("validation"),
-        test_set=datasets.get("test"),
-        collate=imlib.collate,
-        compute_loss=compute_loss,
-        evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, names),
-        save=lambda unwrapped, folder, state_dict=None: vision.save_checkpoint(
-            unwrapped, folder, data, names, state_dict
-        ),
-        info={
-            "labels": names,
-            "examples": examples,
-            "skipped_images": skipped,
-            "image": {k: data[k] for k in ("size", "channels")},
-        },
-        lr_scale=(lambda name: 1.0 if name in head else scale) if scale != 1.0 else None,
-        train_mode=train_mode if mode != "full" else None,
-        report=report,
-        find_unused_parameters=mode == "two_stage",
-        evaluate_first=mode == "lp_ft",
-        heavy_loading=datasets["train"].ready is None,  # photos decoded and augmented per item: workers pay off
-    )
+    return [item for item in (shown[i] for i in range(min(8, len(shown)))) if isinstance(item, str)]
 
 
 def fit_probe_head(model, kind: str, train_images, num_classes: int, cfg: ImageClassificationConfig) -> None:
@@ -177,7 +206,6 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
 def score(logits, labels, names: list[str]) -> dict:
     import torch.nn.functional as F
 
-    from toolkit.metrics import classification_metrics
     from toolkit.recipes.images import data as imlib
 
     keep = labels != imlib.IGNORE
@@ -197,8 +225,6 @@ def report(results: dict, run_dir: Path) -> None:
 
 
 def keep_examples(results: dict, run_dir: Path) -> None:
-    import shutil
-
     folder = run_dir / EXAMPLES
     kept = []
     for i, source in enumerate(results.get("examples") or []):
@@ -220,7 +246,6 @@ def write_confusion_png(results: dict, run_dir: Path) -> None:
 
 def save_confusion_png(matrix: list, names: list[str], path: Path, title: str) -> None:
     import matplotlib
-    import numpy as np
 
     matplotlib.use("Agg")  # no display here, and none needed
     import matplotlib.pyplot as plt
@@ -240,7 +265,6 @@ def evaluate_run(predictor, cfg: ImageClassificationConfig, source: str, split: 
     import torch
 
     from toolkit.recipes.images import data as imlib
-    from toolkit.splits import encode_labels
 
     found = imlib.load_images(source, f"'{source}'", split, cfg.data.image_column, cfg.data.label_column)
     found, bad = imlib.drop_unreadable(found)

@@ -13,7 +13,8 @@ from toolkit.errors import ToolkitError
 from toolkit.export import export_module
 from toolkit.onnx_backend import open_session
 from toolkit.predictor import Predictor
-from toolkit.recipes.images import refuse_int8
+from toolkit.recipes.images import refuse_int8, vision
+from toolkit.recipes.images.data import BadImage, build_transform, decode, pixel_count
 
 
 class ImageClassifier(Predictor):
@@ -25,8 +26,6 @@ class ImageClassifier(Predictor):
 
     def load(self) -> None:
         from torchvision.transforms import v2
-
-        from toolkit.recipes.images.data import build_transform
 
         self.data = self.load_model()
         self.labels = self.data["labels"]
@@ -42,9 +41,7 @@ class ImageClassifier(Predictor):
 
     def load_model(self) -> dict:
         """Load the network; returns the checkpoint's image settings (size, channels, normalization, labels)."""
-        from toolkit.recipes.images.vision import load_checkpoint
-
-        self.model, data = load_checkpoint(self.folder)
+        self.model, data = vision.load_checkpoint(self.folder)
         self.model.eval().to(self.device)
         return data
 
@@ -62,8 +59,6 @@ class ImageClassifier(Predictor):
 
     def read(self, image) -> np.ndarray:
         """Decode one input with the model's channels; too large or unreadable files get a ToolkitError."""
-        from toolkit.recipes.images.data import BadImage, decode, pixel_count
-
         if isinstance(image, (bytes, bytearray)):  # a file's bytes (the JSON API's body)
             self.check_size("the image", len(image) / 2**20, pixel_count(io.BytesIO(image)))
         elif not hasattr(image, "shape"):
@@ -106,10 +101,8 @@ class ImageClassifier(Predictor):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's logits (fp32, on the CPU) for a batch of transformed images."""
-        from toolkit.recipes.images.vision import logits
-
         with self.computing():
-            return logits(self.model, batch.to(self.device)).float().cpu()
+            return vision.logits(self.model, batch.to(self.device)).float().cpu()
 
     def answer(self, probs: torch.Tensor) -> dict:
         values, indices = probs.topk(self.top_k)
@@ -119,17 +112,15 @@ class ImageClassifier(Predictor):
     def explain(self, image, class_index: int | None = None) -> tuple[dict, np.ndarray]:
         """The answer for one image and a Grad-CAM overlay (for the top label, or ``class_index``) on the model's
         view."""
-        from toolkit.recipes.images.vision import gradcam, overlay
-
         array = self.read(image)
         x = self.tensor(array)[None].to(self.device)
         with torch.inference_mode():
             probs = self.logits([array])[0].softmax(-1)
         answer = self.answer(probs)
         target = int(probs.argmax()) if class_index is None else class_index
-        heat = gradcam(self.model, x, target)  # in fp32 whatever the predictor's precision: a map, not a metric
+        heat = vision.gradcam(self.model, x, target)  # in fp32 whatever the predictor's precision: a map, not a metric
         view = self.view(torch.from_numpy(array).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-        return answer, overlay(view, heat)
+        return answer, vision.overlay(view, heat)
 
 
 class OnnxImageClassifier(ImageClassifier):
@@ -139,29 +130,23 @@ class OnnxImageClassifier(ImageClassifier):
     uses_torch = False
 
     def load_model(self) -> dict:
-        from toolkit.recipes.images.vision import IMAGE_CONFIG
-
         self.session = open_session(self.folder)
-        return json.loads((self.folder / IMAGE_CONFIG).read_text())
+        return json.loads((self.folder / vision.IMAGE_CONFIG).read_text())
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         (logits,) = self.session.run(None, {"pixel_values": batch.numpy().astype(np.float32)})
         return torch.from_numpy(logits)
 
     def explain(self, image, class_index: int | None = None):
-        from toolkit.recipes.images.vision import load_checkpoint
-
         if not hasattr(self, "model"):
-            self.model = load_checkpoint(self.folder)[0].eval()
+            self.model = vision.load_checkpoint(self.folder)[0].eval()
         return super().explain(image, class_index)
 
 
 def export_image_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str:
     """The classifier's network: transformed pixels (batch x channels x size x size) in, logits out."""
-    from toolkit.recipes.images.vision import load_checkpoint, logits
-
     refuse_int8(cfg.task, quantize)
-    model, data = load_checkpoint(folder)
+    model, data = vision.load_checkpoint(folder)
 
     class Logits(torch.nn.Module):
         def __init__(self, inner):
@@ -169,7 +154,7 @@ def export_image_classifier(folder: Path, path: Path, cfg, quantize: bool) -> st
             self.inner = inner
 
         def forward(self, pixel_values):
-            return logits(self.inner, pixel_values)
+            return vision.logits(self.inner, pixel_values)
 
     sample = torch.rand(2, data["channels"], data["size"], data["size"])
     export_module(Logits(model.eval()), {"pixel_values": sample}, path, ("logits",))

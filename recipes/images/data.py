@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import logging
+import os
 import re
+import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,9 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from toolkit import splits as splitlib
+from toolkit.cache import cache_dir, fingerprint, replace_atomically
+from toolkit.data import load_table, require_columns
 from toolkit.errors import ToolkitError
 from toolkit.splits import label_names
 
@@ -169,12 +176,8 @@ def file_table(paths: list[str], labels: list[str], where: str) -> ImageSet:
     """Image files as a ``datasets`` table of paths, decoded as the loader reads them. Its fingerprint is made of
     each file's path, size and modification time, so that what is derived from it (the decode check) is cached
     until a file changes."""
-    import os
-
     import datasets
     import pyarrow as pa
-
-    from toolkit.cache import fingerprint
 
     def stamp(path: str) -> list:
         try:
@@ -230,8 +233,6 @@ def _mnist_idx(folder: Path, where: str) -> ImageSet:
 
 
 def _hub_images(source: str, where: str, split: str, image_column: str, label_column: str) -> ImageSet:
-    from toolkit.data import load_table, require_columns
-
     table = load_table(source, split)
     require_columns(table, [image_column, label_column], where)
     feature = table.features.get(label_column)
@@ -243,13 +244,12 @@ def _hub_images(source: str, where: str, split: str, image_column: str, label_co
 def load_splits(cfg) -> tuple[dict, int]:
     """The configured splits as ImageSets (see :func:`toolkit.splits.load_splits`), with data.classes and
     data.max_per_class applied; unreadable files are skipped, and their count returned."""
-    from toolkit import splits
 
     def load_split(split: str, source: str, where: str) -> ImageSet:
         found = load_images(source, where, split, cfg.data.image_column, cfg.data.label_column)
         return keep_classes(found, cfg.data.classes, cfg.data.max_per_class if split == "train" else None)
 
-    loaded = splits.load_splits(
+    loaded = splitlib.load_splits(
         cfg,
         load_split,
         "an image folder (one subfolder per class), a CSV manifest "
@@ -286,8 +286,6 @@ def keep_classes(images: ImageSet, classes: list[str] | None, per_class: int | N
 def pixel_count(path) -> int | None:
     """Width x height from the file's header, without decoding it (None when Pillow cannot read the header):
     a 442 KB PNG can claim 12000x12000 pixels and take 1.8 GB once decoded."""
-    import warnings
-
     from PIL import Image
 
     try:
@@ -358,11 +356,6 @@ def check_decodes(items) -> list[bool]:
     """:func:`readable` for every item, in threads (OpenCV releases the GIL while decoding). The answers for a
     table of files are cached under the table's fingerprint (paths, sizes, times): the next run on the same files
     does not decode them again."""
-    import json
-    import time
-
-    from toolkit.cache import cache_dir, fingerprint, replace_atomically
-
     files = isinstance(items, TableImages) and items.files
     if files:
         found = cache_dir() / f"{fingerprint(items.table._fingerprint, 'decodes', 1)}.json"

@@ -15,8 +15,11 @@ from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
+from toolkit.checkpoint import load_weights
 from toolkit.errors import ToolkitError
 from toolkit.hub import hub_guard
 
@@ -130,8 +133,6 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, channels: int):
             spec["architecture"], pretrained=False, num_classes=spec.get("num_classes", 1000), in_chans=channels
         )
         if pretrained:
-            from toolkit.checkpoint import load_weights
-
             load_weights(model, folder)
         model.reset_classifier(num_classes)
         name = spec["architecture"]
@@ -264,8 +265,6 @@ def save_checkpoint(
     model: nn.Module, folder: Path, data: dict, labels: list[str], state_dict: dict | None = None
 ) -> None:
     """save_pretrained layout with safetensors; timm-style config.json for timm and seed models."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     state_dict = state_dict if state_dict is not None else model.state_dict()
     if data["kind"] == "transformers":
@@ -300,8 +299,6 @@ def save_checkpoint(
 
 def load_checkpoint(folder: Path) -> tuple[nn.Module, dict]:
     """Rebuild a saved classifier (no download) and its data config, labels included."""
-    from toolkit.checkpoint import load_weights
-
     folder = Path(folder)
     data = json.loads((folder / IMAGE_CONFIG).read_text())
     if data["kind"] == "transformers":
@@ -325,8 +322,6 @@ def gradcam(model: nn.Module, pixel_values: torch.Tensor, class_index: int) -> n
 
     Uses the last feature map: timm's/SeedCNN's ``forward_features`` output, else the last Conv2d's output.
     """
-    import torch.nn.functional as F
-
     x = pixel_values.detach().requires_grad_(True)  # a graph even when every weight is frozen
     with torch.enable_grad():
         if hasattr(model, "forward_features") and hasattr(model, "forward_head"):

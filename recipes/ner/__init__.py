@@ -7,17 +7,50 @@ loss. Metrics: seqeval's entity precision, recall and F1 (CoNLL's conlleval rule
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
+from toolkit import splits as splitlib
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
+from toolkit.data import (
+    EVAL_FIX,
+    LENGTH,
+    by_length,
+    count_rows,
+    encode,
+    first_rows,
+    is_streaming,
+    keep_rows,
+    lengths,
+    load_table,
+    require_columns,
+    role_fix,
+    scan,
+    stream_splits,
+)
 from toolkit.errors import ToolkitError
-from toolkit.models import without_gradients
+from toolkit.export import export_checkpoint
+from toolkit.models import (
+    apply_lora,
+    load_checkpoint_model,
+    load_tokenizer,
+    load_with_head,
+    lora_merge_finalizer,
+    save_model,
+    tokenizer_fingerprint,
+    without_gradients,
+)
+from toolkit.onnx_backend import fast_tokenizer, open_session, pad_token_id
 from toolkit.predictor import Predictor, logits_in_parts
+from toolkit.read_errors import quiet_readers, unreadable
 from toolkit.shapes import check_parameters, texts_of
 from toolkit.tasks import ServeShape, TaskSpec, register
+from toolkit.timing import phase
 
 if TYPE_CHECKING:
     from toolkit.engine import Task
@@ -138,8 +171,6 @@ def distinct_tags(table, column: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from toolkit.data import is_streaming, scan
-
     names = class_names(table, column)
     if is_streaming(table):
         found = {tag for row in table.take(SCHEME_ROWS) for tag in row[column]}
@@ -175,8 +206,6 @@ def load_conll(path: Path, tokens: str, tags: str, streaming: bool):
     """A CoNLL column file as a datasets table, written once to datasets' cache (again when the file changes)."""
     import datasets
 
-    from toolkit.read_errors import quiet_readers, unreadable
-
     features = datasets.Features(
         {tokens: datasets.List(datasets.Value("string")), tags: datasets.List(datasets.Value("string"))}
     )
@@ -200,8 +229,6 @@ def load_conll(path: Path, tokens: str, tags: str, streaming: bool):
 
 
 def load_tagged(source: str, split: str, cfg: TokenClassificationConfig, streaming: bool = False):
-    from toolkit.data import load_table
-
     path = Path(source)
     if path.is_file() and path.suffix.lower() in CONLL_SUFFIXES:
         return load_conll(path, cfg.data.tokens_column, cfg.data.tags_column, streaming)
@@ -211,8 +238,6 @@ def load_tagged(source: str, split: str, cfg: TokenClassificationConfig, streami
 def check_columns(table, cfg: TokenClassificationConfig, where: str, fix=None) -> None:
     """Both columns exist and hold lists (of words, of tags)."""
     import datasets
-
-    from toolkit.data import require_columns, role_fix
 
     tokens, tags = cfg.data.tokens_column, cfg.data.tags_column
     require_columns(table, [tokens, tags], where, fix or role_fix(cfg))
@@ -229,8 +254,6 @@ def clean(table, cfg: TokenClassificationConfig, where: str):
     """Rows without words are skipped (counted); rows whose tags are not one per word are refused, naming the
     first, or skipped with data.misaligned=skip."""
     import pyarrow.compute as pc
-
-    from toolkit.data import count_rows, is_streaming, keep_rows
 
     tokens, tags = cfg.data.tokens_column, cfg.data.tags_column
 
@@ -271,9 +294,6 @@ def clean(table, cfg: TokenClassificationConfig, where: str):
 
 
 def load_splits(cfg: TokenClassificationConfig) -> dict:
-    from toolkit import splits
-    from toolkit.data import stream_splits
-
     def tidy(table, where: str):
         check_columns(table, cfg, where)
         return clean(table, cfg, where)
@@ -289,14 +309,12 @@ def load_splits(cfg: TokenClassificationConfig) -> dict:
             return tidy(load_tagged(source, split, cfg, streaming=True), where)
 
         return stream_splits(cfg, load_stream, tidy)
-    return splits.load_splits(cfg, load_split, "a JSONL/Parquet file of words and tags, a CoNLL file or a hub id")
+    return splitlib.load_splits(cfg, load_split, "a JSONL/Parquet file of words and tags, a CoNLL file or a hub id")
 
 
 def encode_batch(tokenizer, cfg: TokenClassificationConfig, names: list[str], source_names, with_gold: bool):
     """A batch of rows -> token ids, labels on each word's first sub-token, lengths; with ``with_gold`` also every
     word's tag id (evaluation scores words that truncation cut off as missed)."""
-    from toolkit.data import LENGTH
-
     index = {name: i for i, name in enumerate(names)}
     tokens, tags = cfg.data.tokens_column, cfg.data.tags_column
 
@@ -344,16 +362,7 @@ def make_collate(tokenizer):
 
 
 def build_task(cfg: TokenClassificationConfig) -> Task:
-    from toolkit.data import by_length, encode, first_rows, lengths
     from toolkit.engine import Task
-    from toolkit.models import (
-        apply_lora,
-        load_tokenizer,
-        lora_merge_finalizer,
-        save_model,
-        tokenizer_fingerprint,
-    )
-    from toolkit.timing import phase
 
     with phase("data"):
         splits = load_splits(cfg)
@@ -420,8 +429,6 @@ def build_task(cfg: TokenClassificationConfig) -> Task:
 
 def check_split_tags(table, cfg: TokenClassificationConfig, names: list[str], scheme: str, where: str) -> None:
     """Validation and test tags: the training scheme's prefixes, and only types training has."""
-    from toolkit.data import is_streaming
-
     if is_streaming(table):
         return
     seen = distinct_tags(table, cfg.data.tags_column)
@@ -435,8 +442,6 @@ def check_split_tags(table, cfg: TokenClassificationConfig, names: list[str], sc
 
 
 def load_token_classifier(cfg: TokenClassificationConfig, names: list[str]):
-    from toolkit.models import load_with_head
-
     return load_with_head("TokenClassification", cfg.model, cfg.trust_remote_code, cfg.attn_implementation, names)
 
 
@@ -566,18 +571,12 @@ class TokenTagger(Predictor):
     reads_windows = True
 
     def load(self) -> None:
-        from toolkit.onnx_backend import fast_tokenizer, pad_token_id
-
         self.tokenizer, self.max_length = fast_tokenizer(self.folder, self.cfg.max_length, pad=False)
         self.pad_id = pad_token_id(self.folder, self.tokenizer)
         self.labels = json.loads((self.folder / LABELS_FILE).read_text())
         self.load_model()
 
     def load_model(self) -> None:
-        import inspect
-
-        from toolkit.models import load_checkpoint_model
-
         self.model = load_checkpoint_model(self.folder, "TokenClassification", **self.attention())
         self.model = self.model.eval().to(self.device)
         taken = inspect.signature(self.model.forward).parameters  # DistilBERT, e.g., takes no token_type_ids
@@ -597,8 +596,6 @@ class TokenTagger(Predictor):
 
     def probabilities(self, encodings) -> list:
         """Per window: (its text's index, its encoding, softmax over tags of each token, numpy)."""
-        import numpy as np
-
         windows = self.windows(encodings)
         width = max(len(w.ids) for _, w in windows)
 
@@ -661,8 +658,6 @@ class OnnxTokenTagger(TokenTagger):
     uses_torch = False
 
     def load_model(self) -> None:
-        from toolkit.onnx_backend import open_session
-
         self.session = open_session(self.folder)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
@@ -672,8 +667,6 @@ class OnnxTokenTagger(TokenTagger):
 
 def evaluate_run(predictor, cfg: TokenClassificationConfig, source: str, split: str) -> dict:
     """Score a finished run's predictor on tagged data with the run's own columns and tags."""
-    from toolkit.data import EVAL_FIX
-
     where = f"'{source}'"
     table = load_tagged(source, split, cfg)
     check_columns(table, cfg, where, EVAL_FIX)
@@ -690,8 +683,6 @@ def evaluate_run(predictor, cfg: TokenClassificationConfig, source: str, split: 
 
 
 def export_tagger(folder: Path, path: Path, cfg, quantize: bool) -> str:
-    from toolkit.export import export_checkpoint
-
     export_checkpoint(folder, path, quantize, "TokenClassification")
     return "toolkit.recipes.ner:OnnxTokenTagger"
 

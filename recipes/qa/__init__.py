@@ -15,12 +15,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
+from toolkit import splits as splitlib
+from toolkit.cache import fingerprint
 from toolkit.config import DataConfig, DataRole, TextConfig, at_least, between, section, setting
+from toolkit.data import (
+    EVAL_FIX,
+    LARGE_TABLE,
+    LENGTH,
+    by_length,
+    count_rows,
+    drop_empty_text,
+    encode,
+    first_rows,
+    is_streaming,
+    keep_rows,
+    lengths,
+    load_table,
+    progress_bars,
+    require_columns,
+    role_fix,
+    scan,
+    stream_splits,
+)
 from toolkit.errors import ToolkitError
-from toolkit.models import without_gradients
+from toolkit.export import export_checkpoint
+from toolkit.models import (
+    apply_lora,
+    load_checkpoint_model,
+    load_tokenizer,
+    load_with_head,
+    lora_merge_finalizer,
+    save_model,
+    tokenizer_fingerprint,
+    without_gradients,
+)
+from toolkit.onnx_backend import open_session
 from toolkit.predictor import Predictor, logits_in_parts
 from toolkit.shapes import check_parameters, top_k_of
 from toolkit.tasks import InputBounds, ServeShape, TaskSpec, register
+from toolkit.timing import phase
 
 log = logging.getLogger(__name__)
 # A question whose context takes more windows than this is logged: its answer takes that many model passes.
@@ -108,9 +143,6 @@ def check_answers_column(table, cfg: QuestionAnsweringConfig, where: str) -> Non
 
 
 def load_splits(cfg: QuestionAnsweringConfig, tokenizer) -> dict:
-    from toolkit import splits
-    from toolkit.data import drop_empty_text, load_table, require_columns, role_fix, stream_splits
-
     data = cfg.data
     columns = [data.context_column, data.question_column, data.answers_column]
 
@@ -125,7 +157,9 @@ def load_splits(cfg: QuestionAnsweringConfig, tokenizer) -> dict:
 
     if cfg.data.streaming:
         return stream_splits(cfg, load_split, tidy)
-    return splits.load_splits(cfg, load_split, "a JSONL/Parquet file in the SQuAD layout, a saved dataset or a hub id")
+    return splitlib.load_splits(
+        cfg, load_split, "a JSONL/Parquet file in the SQuAD layout, a saved dataset or a hub id"
+    )
 
 
 def question_limit(cfg: QuestionAnsweringConfig) -> int:
@@ -137,9 +171,6 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
     """Rows whose answer is not where it says in the passage, and questions too long for the window: skipped and
     counted (data.bad_answers=skip) or refused, naming the first."""
     import pyarrow as pa
-
-    from toolkit.data import is_streaming, keep_rows
-    from toolkit.models import tokenizer_fingerprint
 
     data, limit = cfg.data, question_limit(cfg)
     if limit < 1:
@@ -175,8 +206,6 @@ def drop_bad_rows(table, cfg: QuestionAnsweringConfig, tokenizer, where: str):
         return pa.array([p is None for p in problems(batch)])
 
     if data.bad_answers == "error" and not is_streaming(table):
-        from toolkit.data import scan
-
         offset = 0
         for batch in scan(table):
             for i, problem in enumerate(problems(batch)):
@@ -254,8 +283,6 @@ def span_tokens(offsets: list[list[int]], start: int, end: int) -> tuple[int, in
 def encode_batch(tokenizer, cfg: QuestionAnsweringConfig, evaluation: bool):
     """Rows -> windows, each pointing at its row's first answer (at [CLS] when the window lacks it); evaluation
     windows also keep their row and word offsets, to map predicted spans back to the passage."""
-    from toolkit.data import LENGTH
-
     data = cfg.data
 
     def encode(batch: dict) -> dict:
@@ -300,11 +327,6 @@ def make_collate(tokenizer):
 
 def with_row_numbers(table):
     """The table with an ``example`` column: each row's number, which its windows carry."""
-    import numpy as np
-
-    from toolkit.cache import fingerprint
-    from toolkit.data import LARGE_TABLE, progress_bars
-
     with progress_bars(len(table) >= LARGE_TABLE):  # a sampled table is flattened first
         return table.add_column(
             "example", np.arange(len(table)), new_fingerprint=fingerprint(table._fingerprint, "rows")
@@ -312,8 +334,6 @@ def with_row_numbers(table):
 
 
 def has_unanswerable(table, column: str) -> bool:
-    from toolkit.data import count_rows, is_streaming
-
     if is_streaming(table):
         return any(not answers_of(row[column])[0] for row in table.take(10_000))
     import pyarrow.compute as pc
@@ -326,10 +346,7 @@ def has_unanswerable(table, column: str) -> bool:
 
 
 def build_task(cfg: QuestionAnsweringConfig) -> Task:
-    from toolkit.data import by_length, encode, first_rows, lengths
     from toolkit.engine import Task
-    from toolkit.models import apply_lora, load_tokenizer, lora_merge_finalizer, save_model, tokenizer_fingerprint
-    from toolkit.timing import phase
 
     with phase("data"):
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
@@ -388,8 +405,6 @@ def build_task(cfg: QuestionAnsweringConfig) -> Task:
 
 
 def load_span_model(cfg: QuestionAnsweringConfig):
-    from toolkit.models import load_with_head
-
     return load_with_head("QuestionAnswering", cfg.model, cfg.trust_remote_code, cfg.attn_implementation)
 
 
@@ -400,8 +415,6 @@ def window_candidates(start_logits, end_logits, offsets, settings: dict) -> tupl
     As transformers' question-answering pipeline: softmax over the passage's tokens and [CLS] for the start and
     for the end, the empty answer is [CLS]'s product, and a span's score is its start's times its end's
     probability (start <= end, at most max_answer_length tokens)."""
-    import numpy as np
-
     offsets = np.asarray(offsets)
     passage = offsets[:, 0] >= 0
     allowed = passage.copy()
@@ -427,8 +440,6 @@ def window_candidates(start_logits, end_logits, offsets, settings: dict) -> tupl
 
 
 def softmax(values):
-    import numpy as np
-
     values = np.asarray(values, dtype=np.float64)
     exp = np.exp(values - values.max())
     return exp / exp.sum()
@@ -530,8 +541,6 @@ class QuestionAnswerer(Predictor):
         self.load_model()
 
     def load_model(self) -> None:
-        from toolkit.models import load_checkpoint_model
-
         self.model = load_checkpoint_model(self.folder, "QuestionAnswering", **self.attention()).eval().to(self.device)
 
     def logits(self, feed: dict):
@@ -575,8 +584,6 @@ class QuestionAnswerer(Predictor):
         return super().in_batches(pairs, answer, by_length=by_length)
 
     def predict_batch(self, pairs: list[dict], top_k: int = 1) -> list[dict]:
-        import numpy as np
-
         questions, contexts = [p["question"] for p in pairs], [p["context"] for p in pairs]
         cfg = self.cfg
         encoded = encode_windows(self.tokenizer, cfg, questions, contexts)
@@ -613,8 +620,6 @@ class OnnxQuestionAnswerer(QuestionAnswerer):
     uses_torch = False
 
     def load_model(self) -> None:
-        from toolkit.onnx_backend import open_session
-
         self.session = open_session(self.folder)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
@@ -625,8 +630,6 @@ class OnnxQuestionAnswerer(QuestionAnswerer):
 
 def evaluate_run(predictor, cfg: QuestionAnsweringConfig, source: str, split: str) -> dict:
     """Score a finished run's predictor on SQuAD-style data with the run's own columns."""
-    from toolkit.data import EVAL_FIX, drop_empty_text, load_table, require_columns
-
     data = cfg.data
     where = f"'{source}'"
     table = load_table(source, split)
@@ -638,8 +641,6 @@ def evaluate_run(predictor, cfg: QuestionAnsweringConfig, source: str, split: st
 
 
 def export_answerer(folder: Path, path: Path, cfg, quantize: bool) -> str:
-    from toolkit.export import export_checkpoint
-
     export_checkpoint(folder, path, quantize, "QuestionAnswering", ("start_logits", "end_logits"))
     return "toolkit.recipes.qa:OnnxQuestionAnswerer"
 

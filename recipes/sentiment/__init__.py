@@ -7,11 +7,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
+from toolkit.data import (
+    EVAL_FIX,
+    LENGTH,
+    by_length,
+    drop_empty_text,
+    drop_missing_labels,
+    encode,
+    first_rows,
+    is_streaming,
+    lengths,
+    load_splits,
+    load_table,
+    require_columns,
+)
 from toolkit.errors import ToolkitError
-from toolkit.models import without_gradients
+from toolkit.metrics import classification_metrics
+from toolkit.models import (
+    apply_lora,
+    load_text_classifier,
+    load_tokenizer,
+    lora_merge_finalizer,
+    save_model,
+    tokenizer_fingerprint,
+    without_gradients,
+)
 from toolkit.shapes import label_options, ranked, texts_of, top_k_of
+from toolkit.splits import check_labels, encode_labels, label_key, label_names, table_label_names, unique_values
 from toolkit.tasks import ServeShape, TaskSpec, register
+from toolkit.timing import phase
 
 from .predictors import OnnxTextClassifier, TextClassifier, export_text_classifier  # noqa: F401  (ONNX: by name)
 
@@ -54,9 +81,6 @@ LABELS_FILE = "labels.json"
 
 def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
     """A batch of rows -> token ids, label ids and lengths (a ``datasets`` batched map function)."""
-    from toolkit.data import LENGTH
-    from toolkit.splits import label_key
-
     index = {name: i for i, name in enumerate(names)}
     text, label = cfg.data.text_column, cfg.data.label_column
 
@@ -78,18 +102,7 @@ def tokenize_batch(tokenizer, cfg: TextClassificationConfig, names: list[str]):
 def build_task(cfg: TextClassificationConfig) -> Task:
     from transformers import DataCollatorWithPadding
 
-    from toolkit.data import by_length, encode, first_rows, is_streaming, lengths, load_splits
     from toolkit.engine import Task
-    from toolkit.models import (
-        apply_lora,
-        load_text_classifier,
-        load_tokenizer,
-        lora_merge_finalizer,
-        save_model,
-        tokenizer_fingerprint,
-    )
-    from toolkit.splits import check_labels, label_key, label_names, table_label_names, unique_values
-    from toolkit.timing import phase
 
     with phase("data"):
         text, label = cfg.data.text_column, cfg.data.label_column
@@ -142,8 +155,6 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     """Loss and classification metrics over ``loader``, gathered from every process."""
     import torch
 
-    from toolkit.metrics import classification_metrics
-
     predictions, labels, losses = [], [], []
     for batch in loader:
         out = model(**batch)
@@ -158,12 +169,6 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
 
 def evaluate_run(predictor, cfg: TextClassificationConfig, source: str, split: str) -> dict:
     """Score a finished run's predictor on a data file with the run's own columns and labels."""
-    import numpy as np
-
-    from toolkit.data import EVAL_FIX, drop_empty_text, drop_missing_labels, load_table, require_columns
-    from toolkit.metrics import classification_metrics
-    from toolkit.splits import encode_labels
-
     table = load_table(source, split)
     where = f"'{source}'"
     require_columns(table, [cfg.data.text_column, cfg.data.label_column], where, EVAL_FIX)

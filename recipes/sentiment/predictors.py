@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.export import export_logits
+from toolkit.models import from_pretrained_quietly
 from toolkit.onnx_backend import fast_tokenizer, open_session
 from toolkit.predictor import Predictor, read_export
 
@@ -84,8 +86,6 @@ def load_classifier(folder: Path, attn_implementation: str | None = None):
     """The checkpoint's sequence classifier: a transformers model, or a base model with the run's unmerged LoRA."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from toolkit.models import from_pretrained_quietly
-
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if (folder / "adapter_config.json").is_file():
         # Unmerged LoRA: rebuild the base with the run's labels, then add the adapters.
@@ -103,8 +103,6 @@ def export_text_classifier(folder: Path, path: Path, cfg, quantize: bool) -> str
     """A transformers sequence classifier (a merged or unmerged LoRA too) as ONNX: token ids in, logits out, with
     batch and sequence length dynamic. Returns the predictor that answers with it."""
     from transformers import AutoTokenizer
-
-    from toolkit.export import export_logits
 
     # Eager attention: its matrix products export as plain MatMuls, which ONNX Runtime runs faster than the exported
     # SDPA and int8 quantizes too (1,066 rt-polarity sentences, 2 Zen 3 cores: int8 233 against 178 sentences/s).

@@ -9,6 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from toolkit.config import DataConfig, TextConfig, at_least, between, section, setting
+from toolkit.data import (
+    EVAL_FIX,
+    LENGTH,
+    drop_empty_text,
+    encode,
+    first_rows,
+    is_streaming,
+    lengths,
+    load_splits,
+    load_table,
+    require_columns,
+)
 from toolkit.errors import ToolkitError
 from toolkit.hub import hub_guard
 from toolkit.models import (
@@ -20,6 +32,7 @@ from toolkit.models import (
     resolve_model_source,
     save_model,
     save_tokenizer,
+    tokenizer_fingerprint,
     without_gradients,
 )
 
@@ -174,8 +187,6 @@ def target_tokenizer_for(cfg: Seq2SeqConfig, targets: list[str], source_tokenize
 def column_texts(table, column: str):
     """A column's texts as an iterator in Arrow batches (a tokenizer trains from it without a list of them all);
     a stream's first 100,000."""
-    from toolkit.data import is_streaming
-
     if is_streaming(table):
         return (row[column] for row in table.take(100_000))
     return (text for batch in table.select_columns([column]).iter(batch_size=10_000) for text in batch[column])
@@ -269,8 +280,6 @@ def set_language_codes(cfg: Seq2SeqConfig, tokenizer, model=None) -> None:
 
 def encode_batch(cfg: Seq2SeqConfig, source: str, target: str, tokenizer, target_tokenizer, decoder_start):
     """A batch of pairs -> source ids, target ids and lengths (a ``datasets`` batched map function)."""
-    from toolkit.data import LENGTH
-
     prefix = cfg.data.source_prefix or ""
     drop_start = decoder_start is not None and decoder_start == target_tokenizer.cls_token_id
 
@@ -306,9 +315,7 @@ def build_seq2seq_task(
     ``extend_train(table)``, if given, returns the training table with the recipe's extra pairs."""
     from transformers import DataCollatorForSeq2Seq
 
-    from toolkit.data import encode, first_rows, lengths, load_splits
     from toolkit.engine import Task
-    from toolkit.models import tokenizer_fingerprint
 
     splits = load_splits(cfg, [source, target], [source, target])
     if extend_train is not None:
@@ -357,13 +364,16 @@ def build_seq2seq_task(
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, target_tokenizer, cfg, score),
         save=save,
         train_lengths=lengths(features["train"]),
-        info={
-            "source": source,
-            "target": target,
-            "examples": first_rows(splits.get("validation", splits["train"]), source),
-        },
+        info=pair_info(splits, source, target),
         lr_scale=encoder_lr_scale(cfg),
     )
+
+
+def pair_info(splits: dict, source: str, target: str) -> dict:
+    """A text-to-text Task's info: its two columns, and the first source texts (of validation, else of train) that
+    the app offers as examples."""
+    examples = first_rows(splits.get("validation", splits["train"]), source)
+    return {"source": source, "target": target, "examples": examples}
 
 
 def encoder_lr_scale(cfg: Seq2SeqConfig):
@@ -413,8 +423,6 @@ def evaluate_run(
     predictor, cfg: Seq2SeqConfig, data: str, split: str, source: str, target: str, score: Callable
 ) -> dict:
     """Score a finished run's generator on a data file, with the run's columns and decoding settings."""
-    from toolkit.data import EVAL_FIX, drop_empty_text, load_table, require_columns
-
     table = load_table(data, split)
     where = f"'{data}'"
     require_columns(table, [source, target], where, EVAL_FIX)

@@ -13,6 +13,7 @@ codes): the predictor hands it the run's model with its encoder and forward call
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from toolkit.errors import ToolkitError
+from toolkit.export import OPSET
 from toolkit.onnx_backend import open_session
 from toolkit.recipes.seq2seq.predictors import TextGenerator, load_seq2seq
 
@@ -111,8 +113,6 @@ def export_seq2seq(folder: Path, path: Path, cfg, quantize: bool) -> str:
 
 def _save(module, inputs: dict, outputs: list, shapes: dict, path: Path, input_names: list | None = None) -> None:
     """torch.onnx's exporter (torch.export based), the weights inside the one file."""
-    from toolkit.export import OPSET
-
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         program = torch.onnx.export(
@@ -150,8 +150,6 @@ class OnnxTextGenerator(TextGenerator):
         drop_weights(self.model)  # generate() reads only the model's settings, device and dtype now
 
     def computing(self, module=None):
-        import contextlib
-
         return contextlib.nullcontext()  # an export computes in fp32
 
     def encode(self, input_ids=None, attention_mask=None, **_):

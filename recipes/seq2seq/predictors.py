@@ -8,6 +8,7 @@ import torch
 
 from toolkit.models import from_pretrained_quietly
 from toolkit.predictor import Predictor
+from toolkit.recipes.seq2seq import TARGET_TOKENIZER, generation_kwargs, set_language_codes
 
 
 class TextGenerator(Predictor):
@@ -22,8 +23,6 @@ class TextGenerator(Predictor):
 
     def load(self) -> None:
         from transformers import AutoTokenizer
-
-        from toolkit.recipes.seq2seq import TARGET_TOKENIZER, generation_kwargs, set_language_codes
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
         set_language_codes(

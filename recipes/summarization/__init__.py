@@ -7,14 +7,19 @@ from dataclasses import dataclass
 from typing import Optional
 
 from toolkit.config import DataRole, at_least, section, setting
+from toolkit.data import encode
 from toolkit.errors import ToolkitError
 from toolkit.predictor import names_on_demand
 from toolkit.recipes import seq2seq
 from toolkit.recipes.seq2seq import Seq2SeqConfig, Seq2SeqData
+from toolkit.recipes.summarization.metrics import split_sentences, summarization_metrics
 from toolkit.shapes import GENERATION_PARAMETERS, check_parameters, generated, generation_options, texts_of
 from toolkit.tasks import ServeShape, TaskSpec, register
 
 HEAD_CONFIG = "extractive.json"  # recipes/summarization/extractive.py's: in a checkpoint, it marks an extractive model
+
+# torch and transformers load with extractive.py and the seq2seq predictors, imported where they are used: declaring
+# the task never loads them.
 
 
 @dataclass
@@ -76,8 +81,6 @@ METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metr
 
 
 def build_task(cfg: SummarizationConfig):
-    from toolkit.recipes.summarization.metrics import summarization_metrics
-
     from . import extractive
 
     text, summary = cfg.data.text_column, cfg.data.summary_column
@@ -96,8 +99,6 @@ def build_task(cfg: SummarizationConfig):
 
 def oracle_sentence(document: str, summary: str, scorer) -> str:
     """The document's sentence closest to its summary (ROUGE-L F1): the extractive oracle's label."""
-    from toolkit.recipes.summarization.metrics import split_sentences
-
     sentences = split_sentences(document) or [document]
     return max(sentences, key=lambda s: scorer.score(summary, s)["rougeL"].fmeasure)
 
@@ -108,8 +109,6 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
     these far sooner than from a few thousand abstractive targets alone."""
     from datasets import concatenate_datasets
     from rouge_score import rouge_scorer
-
-    from toolkit.data import encode
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     base = table.select_columns([text, summary])
@@ -125,8 +124,6 @@ def with_oracle_sentences(table, text: str, summary: str, seed: int):
 
 
 def evaluate_run(predictor, cfg: SummarizationConfig, data: str, split: str) -> dict:
-    from toolkit.recipes.summarization.metrics import summarization_metrics
-
     return seq2seq.evaluate_run(
         predictor, cfg, data, split, cfg.data.text_column, cfg.data.summary_column, summarization_metrics
     )

@@ -15,11 +15,16 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from toolkit.checkpoint import load_weights
+from toolkit.data import LENGTH, encode, lengths, load_splits
 from toolkit.errors import ToolkitError
-from toolkit.models import save_tokenizer
+from toolkit.hub import hub_guard
+from toolkit.models import load_tokenizer, resolve_model_source, save_tokenizer, tokenizer_fingerprint
 from toolkit.predictor import Predictor
+from toolkit.recipes.seq2seq import pair_info
 from toolkit.recipes.summarization.metrics import split_sentences
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
@@ -174,8 +179,6 @@ def collate(tokenizer, multiple: int = 8):
 def encode_batch(text: str, summary: str, tokenizer, cfg, scorer):
     """A batch of documents -> sentence-marked token ids, oracle labels, lengths, and the sentences and reference
     kept for generate-free evaluation (a ``datasets`` batched map function)."""
-    from toolkit.data import LENGTH
-
     ext = cfg.extractive
 
     def encode_documents(batch: dict) -> dict:
@@ -206,10 +209,7 @@ def no_pooler(config) -> dict:
 def build_extractive_task(cfg, text: str, summary: str, score):
     from transformers import AutoConfig, AutoModel
 
-    from toolkit.data import encode, first_rows, lengths, load_splits
     from toolkit.engine import Task
-    from toolkit.hub import hub_guard
-    from toolkit.models import load_tokenizer, resolve_model_source, tokenizer_fingerprint
 
     if cfg.peft.enabled:
         raise ToolkitError(
@@ -277,11 +277,7 @@ def build_extractive_task(cfg, text: str, summary: str, score):
         evaluate=lambda m, loader, accelerator: evaluate(m, loader, accelerator, cfg.extractive, score),
         save=save,
         train_lengths=lengths(features["train"]),
-        info={
-            "source": text,
-            "target": summary,
-            "examples": first_rows(splits.get("validation", splits["train"]), text),
-        },
+        info=pair_info(splits, text, summary),
     )
 
 
@@ -305,8 +301,6 @@ def evaluate(model, loader, accelerator, ext, score) -> dict:
 
 def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict | None, ext) -> None:
     """model.safetensors (encoder and head), the encoder's config.json, the head's settings, the tokenizer."""
-    from safetensors.torch import save_file
-
     state_dict = state_dict if state_dict is not None else model.state_dict()
     save_file(
         {k: v.detach().contiguous() for k, v in state_dict.items()},
@@ -323,8 +317,6 @@ def save_scorer(model: SentenceScorer, tokenizer, folder: Path, state_dict: dict
 def load_scorer(folder: Path) -> SentenceScorer:
     """Rebuild a saved sentence scorer from its own folder (no download)."""
     from transformers import AutoConfig, AutoModel
-
-    from toolkit.checkpoint import load_weights
 
     head = json.loads((folder / HEAD_CONFIG).read_text())
     config = AutoConfig.from_pretrained(folder)
@@ -390,8 +382,6 @@ class ExtractiveSummarizer(Predictor):
     @torch.inference_mode()
     def score(self, texts: list[str]) -> list[tuple[list[str], int, bool, list[float]]]:
         """Per text: its sentences, how many the model saw, whether the text was cut, and their scores."""
-        from toolkit.recipes.summarization.metrics import split_sentences
-
         docs = [split_sentences(t) or [t.strip()] for t in texts]
         encoded = [encode_document(sentences, self.tokenizer, self.max_length) for sentences in docs]
         batch = {k: v.to(self.device) for k, v in collate(self.tokenizer)([f for f, _, _ in encoded]).items()}
