@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any, Union
 
+from . import precision, sweeps
 from .config import Config
 from .errors import ToolkitError
+from .models import no_transformers_bars
 from .plan import plan, resolve_config
-from .run import Run, read_results, read_run_config
+from .run import Run, read_results, read_run_config, run_lock
+from .sweep_ray import optimize_with_ray
 from .tasks import get_task
 
 __all__ = ["evaluate", "load", "plan", "resolve_config", "results", "resume", "sweep", "train"]
@@ -22,7 +26,6 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     """
     planned = plan(config, overrides, **kwargs)
     from .engine import fit
-    from .models import no_transformers_bars
 
     with no_transformers_bars():  # one progress bar per run: the training one
         task = planned.build()
@@ -92,9 +95,6 @@ def _eval_precision(run_dir: Union[str, Path], requested: str | None, checkpoint
     """The precision= for evaluation's predictor: the one asked for, else the one the run's metrics were computed
     in; nothing for a run that recorded none (its predictor then chooses on this machine), nor where the backend
     is the checkpoint's ONNX export, which computes as it was written (fp32 or int8), as predict and serve use it."""
-    import logging
-
-    from . import precision
     from .checkpoint import find_checkpoint
     from .predictor import read_export
 
@@ -129,10 +129,6 @@ def sweep(
     """Search settings for ``config``: ``trials`` runs (at most ``budget``, e.g. "30m", of wall time) under the
     sweep folder (``output_dir``, default ``runs/<config>-sweep``), each an ordinary run folder; returns the trials'
     table and the best one (also linked as ``<sweep>/best``). Calling it again continues the same sweep."""
-    from . import sweeps
-    from .models import no_transformers_bars
-    from .run import run_lock
-
     if backend not in ("optuna", "ray"):
         raise ToolkitError(f"backend '{backend}' is not one of optuna, ray.")
     found = sweeps.prepare(config, overrides, trials, budget, space, pruner)
@@ -146,8 +142,6 @@ def sweep(
         sweeps.start_folder(found)
         try:
             if backend == "ray":
-                from .sweep_ray import optimize_with_ray
-
                 rows, best = optimize_with_ray(found, address)
             else:
                 sweeps.optimize(found)

@@ -4,6 +4,7 @@ module and the sweeps all use it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,4 @@ def cache_file(name: str) -> Path:
 
 def fingerprint(*parts) -> str:
     """A stable name for a table derived from others: a hash of their fingerprints and of the settings."""
-    import hashlib
-
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]

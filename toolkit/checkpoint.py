@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -44,8 +46,6 @@ def write_atomically(folder: Path, write: Callable[[Path], None], again: str | N
         full = disk_nearly_full(tmp.parent)  # before the cleanup frees what the half-written copy took
         shutil.rmtree(tmp, ignore_errors=True)  # a half-written copy helps nobody; the previous one is untouched
         if is_write_failure(err) or (full and isinstance(err, Exception)):
-            from .errors import ToolkitError
-
             cause, fix = write_failure(err)
             kept = f"The previous {folder.name}/ is intact; " if folder.exists() else "Nothing was written; "
             again = again or f"toolkit train --resume {folder.parent}"
@@ -83,8 +83,6 @@ def is_write_failure(err: BaseException) -> bool:
 
 def write_failure(err: BaseException) -> tuple[str, str]:
     """What refused a write, and what the user can do about it."""
-    import errno
-
     code = getattr(err, "errno", None)
     if code == errno.EROFS:
         return "the file system is read-only", "copy the run folder to a writable place"
@@ -122,7 +120,6 @@ def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | No
     for candidate in found:
         if not damaged_files(candidate):
             return candidate
-    from .errors import ToolkitError
 
     fix = (
         "cannot resume from it; best/ still serves predictions, and overwrite=true trains the run again"
@@ -137,8 +134,6 @@ def find_checkpoint(run_dir: Path, name: str, intact: bool = False) -> Path | No
 
 def damaged_files(folder: Path) -> list[str]:
     """Weight and state files in ``folder`` that cannot be read back (truncated or corrupt), by path."""
-    import zipfile
-
     from safetensors import safe_open
 
     bad = []

@@ -20,6 +20,7 @@ from typing import Any, Callable, Literal, Optional, Union
 import yaml
 
 from .errors import ToolkitError
+from .tasks import all_tasks, get_task
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -322,7 +323,6 @@ def _key_hint(key: str, names: list[str], prefix: str, task: str) -> str:
         return f" Did you mean {', '.join(prefix + c for c in close)}?"
     if not task:
         return ""
-    from .tasks import all_tasks
 
     owners = [spec.name for spec in all_tasks() if has_key(spec.config, f"{prefix}{key}")]
     return f" It is a key of task {' and '.join(owners)}, not of '{task}'." if owners else ""
@@ -339,8 +339,6 @@ def has_key(cls: type, dotted: str) -> bool:
 
 def config_class(task: str) -> type:
     """The config dataclass of ``task`` (a name or an alias): :class:`Config` with the task's own keys."""
-    from .tasks import get_task
-
     return get_task(task).config
 
 
@@ -404,8 +402,6 @@ def build_config(values: dict, ranges: bool = True) -> Config:
     version may have written)."""
     task = values.get("task")
     if not isinstance(task, str) or not task:
-        from .tasks import all_tasks
-
         known = ", ".join(spec.name for spec in all_tasks())
         raise ToolkitError(f"the config does not say which task it trains: add `task: NAME` (one of: {known}).")
     cls = config_class(task)

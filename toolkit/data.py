@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import json
 import logging
 import os
+import re
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import splits
 from .cache import cache_dir, cache_file, fingerprint, replace_atomically
 from .errors import ToolkitError
+from .hardware import usable_cpus
 from .hub import hub_guard
 from .read_errors import check_first_records, check_same_columns, quiet_readers, unreadable
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +67,6 @@ def load_table(source: str, split: str = "train", streaming: bool = False):
 def data_shards(folder: Path, split: str | None = None) -> list[Path]:
     """The data files of a folder of shards (train-00000.parquet, ...), all of one type, in name order. When
     file names name splits (train, validation/valid/dev/val, test: datasets' keywords), only ``split``'s."""
-    import re
-
     from datasets.data_files import SPLIT_KEYWORDS
 
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in _BUILDERS)
@@ -237,8 +241,6 @@ def require_columns(ds, columns: list[str], where: str, fix=CONFIG_FIX) -> None:
     """Stop with a clear message when a configured column is not in the data; ``fix`` says what to do about it
     (training: the config, see :func:`role_fix`; evaluating a finished run: the file, see EVAL_FIX), as a text or
     a function of the missing column."""
-    import difflib
-
     for col in columns:
         if col not in ds.column_names:
             close = difflib.get_close_matches(col, ds.column_names, n=1)
@@ -251,8 +253,6 @@ def require_columns(ds, columns: list[str], where: str, fix=CONFIG_FIX) -> None:
 
 def role_fix(cfg):
     """What to set when a configured column is missing: the data key whose value it is, and the role it plays."""
-    from .tasks import get_task
-
     roles = get_task(cfg.task).roles
 
     def fix(column: str) -> str:
@@ -541,8 +541,6 @@ def encode(table, function, key: dict, where: str, what: str = "tokenized"):
     the features: tokenizer, lengths, columns, labels, task settings), run in several processes on large tables.
     The same data and settings next time read the cached, memory-mapped features instead (the log says which).
     A stream is encoded as it is read."""
-    import time
-
     if is_streaming(table):
         return table.map(function, batched=True, remove_columns=list(table.column_names or []))
     version = toolkit_version()
@@ -577,7 +575,7 @@ def encode(table, function, key: dict, where: str, what: str = "tokenized"):
 
 
 def toolkit_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import PackageNotFoundError, version  # about 30 ms: not at start-up
 
     try:
         return version("toolkit")
@@ -591,8 +589,6 @@ CACHE_VERSION = 1  # bumped when an encoding function's output changes for the s
 def map_processes(rows: int) -> int | None:
     """Processes for a ``map``: one per usable CPU on large tables (below 50,000 rows starting them costs more than
     they save), none (this process) otherwise."""
-    from .hardware import usable_cpus
-
     cpus = usable_cpus()
     return cpus if rows >= 50_000 and cpus > 1 else None
 
@@ -617,7 +613,6 @@ def by_length(table):
     """The table shortest first (batches of similar lengths pad little; metrics do not depend on the order)."""
     if table is None:
         return None
-    import warnings
 
     name = fingerprint(table._fingerprint, "by_length")
     with warnings.catch_warnings():

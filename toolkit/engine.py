@@ -33,7 +33,7 @@ from .batching import (
 )
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
-from .streams import is_stream
+from .streams import ShuffledStream, is_stream, shard_for_this_process
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -190,8 +190,6 @@ def stream_loader(task: Task, cfg: Config) -> DataLoader:
     """A stream's loader: this process's shard through a saved shuffle buffer (toolkit/streams.py). Not prepared
     by accelerate, which would shard it once more: its batches are moved to the device in the loop."""
     from accelerate import PartialState
-
-    from .streams import ShuffledStream, shard_for_this_process
 
     if not cfg.max_steps:
         raise ToolkitError(

@@ -13,6 +13,7 @@ from typing import Union
 from .checkpoint import find_checkpoint, write_atomically
 from .errors import ToolkitError
 from .predictor import EXPORT_DIR, EXPORT_INFO
+from .tasks import all_tasks
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ def quantization_change(run_dir: Union[str, Path], checkpoint: str = "best") -> 
 
 
 def _all_tasks():
-    from .tasks import all_tasks
-
     return all_tasks()
 
 

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,6 @@ def native_bf16_cpu(flags: Optional[frozenset]) -> Optional[bool]:
 
 def detect(torch_module=None) -> Machine:
     """This machine. Reads the GPU through torch when torch is given or already imported."""
-    import sys
-
     cpu_model, flags = read_cpu()
     machine = Machine(cpu_model=cpu_model, cpu_flags=flags, usable_cpus=usable_cpus())
     torch = torch_module or sys.modules.get("torch")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -23,7 +26,6 @@ _PACKAGED = {
 def without_gradients(function: Callable) -> Callable:
     """``torch.no_grad()`` as a decorator that imports torch only when the function runs (recipes and the settings
     they declare are read without torch)."""
-    import functools
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -64,9 +66,6 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 def tokenizer_fingerprint(tokenizer) -> str:
     """What identifies a tokenizer's output, for the data cache: its class, its whole serialized vocabulary and
     rules (a fast tokenizer's JSON), and its special tokens."""
-    import hashlib
-    import json
-
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         body = backend.to_str()
@@ -225,8 +224,6 @@ MACHINE_FLAGS = ("is_local", "local_files_only")
 
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
-    import json
-
     tokenizer.save_pretrained(folder)
     path = Path(folder) / "tokenizer_config.json"
     if path.is_file():

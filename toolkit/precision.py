@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -45,8 +46,6 @@ def choose_eval_precision(requested: str, trained: str, machine: hardware.Machin
 def for_run(cfg, run_dir: Optional[Path], machine: Optional[hardware.Machine] = None) -> hardware.PrecisionChoice:
     """The evaluation precision of a run's predictors on this machine: its config's eval_precision, resolved against
     the precision it trained in (results.json's record, else what its config gives on this machine)."""
-    import sys
-
     machine = machine or hardware.detect(sys.modules.get("torch"))
     trained = recorded(run_dir, "precision") if run_dir is not None else None
     if trained is None:

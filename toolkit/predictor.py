@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 from typing import Callable, Union
 
+from . import precision
 from .checkpoint import find_checkpoint
 from .errors import ToolkitError
 from .precision import name_of as precision_name
+from .tasks import InputBounds, get_task
 
 EXPORT_DIR = "onnx"  # inside a checkpoint folder: best/onnx/, written by `toolkit export`
 EXPORT_INFO = "export.json"
@@ -60,14 +62,11 @@ class Predictor:
         self.load()
 
     def task(self):
-        from .tasks import get_task
-
         return get_task(self.cfg.task)
 
     def choose_precision(self, requested: str | None) -> str:
         """fp32, bf16 or fp16: ``requested``, else the run's evaluation precision on this machine, as its training
         evaluated (toolkit/precision.py). An ONNX export computes in the precision it was written in."""
-        from . import precision
         from .run import CONFIG_FILE
 
         if not self.uses_torch:
@@ -88,8 +87,6 @@ class Predictor:
     def computing(self, module=None):
         """The context each forward pass runs in: the predictor's precision on its device (``module``: the model
         called, default ``self.model``)."""
-        from . import precision
-
         return precision.computing(module if module is not None else self.model, self.precision, self.device.type)
 
     def load(self) -> None:
@@ -166,8 +163,6 @@ class Predictor:
 
 def bounds_of(predictor):
     """A predictor's input bounds; a task's own predictor class that does not subclass Predictor gets the defaults."""
-    from .tasks import InputBounds
-
     return getattr(predictor, "bounds", None) or InputBounds()
 
 
@@ -243,7 +238,6 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
     if export is not None and backend != "torch":
         return export_predictor(export["predictor"], folder, cfg)(folder, cfg, **kwargs)
     from .models import no_transformers_bars
-    from .tasks import get_task
 
     with no_transformers_bars():
         return get_task(cfg.task).predictor(folder, cfg, **kwargs)
@@ -252,8 +246,6 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
 def export_predictor(recorded: str, folder: Path, cfg):
     """The predictor class an export record names ("module:Class"). An export written before its task's code moved
     names a module that no longer holds the class: the class of that name in the task's own package answers."""
-    from .tasks import get_task
-
     module, _, name = recorded.partition(":")
     try:
         found = getattr(importlib.import_module(module), name, None)

@@ -3,9 +3,13 @@ files datasets' readers could not read. Shared by loading (toolkit.data) and str
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import csv
 import json
 import logging
+import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,8 +24,6 @@ class NamedFiles(logging.Handler):
         self.files: list[Path] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        import re
-
         quoted = re.search(r"'([^']+)'", record.getMessage())
         if quoted and Path(quoted.group(1)).is_file():
             self.files.append(Path(quoted.group(1)))
@@ -123,8 +125,6 @@ def not_utf8(files: Sequence[Path], given: Path | None) -> ToolkitError:
 
 def first_non_utf8(path: Path) -> tuple[int, bytes] | None:
     """The offset of the first byte of ``path`` that is not UTF-8, and that byte (None: all of it is UTF-8)."""
-    import codecs
-
     decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
     with open(path, "rb") as fh:
         while True:
@@ -142,8 +142,6 @@ def first_non_utf8(path: Path) -> tuple[int, bytes] | None:
 def iconv_command(path: Path, in_place: bool) -> str:
     """A command that re-saves ``path`` from Latin-1 as UTF-8: beside it, or under its own name (the original kept
     as <name>.latin1, a type no folder of shards reads)."""
-    import shlex
-
     if not in_place:
         return f"iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}"
     original, kept = shlex.quote(str(path)), shlex.quote(f"{path}.latin1")
@@ -176,8 +174,6 @@ def check_first_records(source: Path, files: list[Path], columns: list[str]) -> 
 def first_columns(path: Path) -> list[str] | None:
     """The column names a CSV/TSV header or a Parquet schema declares, or a JSON Lines file's first record has
     (None: not known without reading the file)."""
-    import csv
-
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq

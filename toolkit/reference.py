@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 from .config import Config, DataConfig
+from .tasks import all_tasks
 
 MARKER = (
     "<!-- Generated from the config dataclasses by `python -m toolkit.reference docs/configuration.md`: "
@@ -86,8 +87,6 @@ def docstring(cls: type) -> str:
 
 
 def configuration_reference() -> str:
-    from .tasks import all_tasks
-
     lines = [MARKER, "", "## Every task", "", docstring(Config), "", "### Top level", ""]
     lines += key_table([f for f in plain_fields(Config)])
     lines += ["", "### `data`", "", docstring(DataConfig), ""] + key_table(plain_fields(DataConfig), "data.")
@@ -172,8 +171,6 @@ def rewrite(path: Path) -> bool:
 
 def task_pages(docs: Path) -> dict[Path, object]:
     """docs/tasks/<name>.md of each registered task that has one."""
-    from .tasks import all_tasks
-
     return {
         docs / "tasks" / f"{spec.name}.md": spec
         for spec in all_tasks()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import ToolkitError
+from .hardware import usable_cpus
 from .ray_token import send_token_if_any
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ def api_builder(run_dir: str, options, guard: dict):
 def replica_cpus(replicas: int) -> int:
     """The CPUs each replica asks Ray for (and its torch/ONNX Runtime threads): this machine's shared out, so that
     the replicas of a local runtime do not fight over the same cores."""
-    from .hardware import usable_cpus
-
     return max(1, usable_cpus() // replicas)
 
 

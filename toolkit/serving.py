@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from starlette.requests import Request  # at the top: FastAPI reads the /predict endpoint's annotation from here
 
 from .errors import ToolkitError
+from .tasks import get_task
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "TOOLKIT_API_TOKEN"  # a bearer token the JSON API accepts (beside --auth's user and password)
@@ -204,7 +205,6 @@ class JsonApi:
         self.predictor = predictor
         self.options = options or ServeOptions()
         from .predictor import bounds_of
-        from .tasks import get_task
 
         self.shape = get_task(predictor.cfg.task).serve
         if self.shape is None:

@@ -3,6 +3,9 @@ sending text, its parameters, and ranked labels. Light: every recipe imports it 
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from .errors import ToolkitError
 
 
@@ -96,9 +99,6 @@ def generated(field: str):
 
 def image_bytes_of(inputs) -> tuple[list[bytes], bool]:
     """An image task's JSON "inputs": the file's bytes in base64 (or a list of them)."""
-    import base64
-    import binascii
-
     items, single = ([inputs], True) if isinstance(inputs, str) else (inputs, False)
     if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
         raise ToolkitError("inputs must be an image file's bytes in base64, or a list of them (or send the raw bytes).")

@@ -6,12 +6,14 @@ A split's table is anything with ``len()`` and ``select(indices)``: a ``datasets
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Callable
 
 import numpy as np
 
+from .cache import cache_dir, fingerprint, replace_atomically
 from .errors import ToolkitError
 
 log = logging.getLogger(__name__)
@@ -123,10 +125,6 @@ def cached_unique(table, column: str) -> list:
     """``table.unique(column)``, kept in the cache under the table's fingerprint: reading the column through the
     memory map makes its pages resident (120 MB of labels at 10 million rows), and the next run needs only the
     answer."""
-    import json
-
-    from .cache import cache_dir, fingerprint, replace_atomically
-
     path = cache_dir() / f"{fingerprint(table._fingerprint, 'unique', column)}.json"
     try:
         return json.loads(path.read_text())["values"]

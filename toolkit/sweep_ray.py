@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Optional
 
+from .cache import replace_atomically
 from .errors import ToolkitError
 from .ray_token import send_token_if_any
 from .sweeps import Best, Sweep, account, run_trial, write_summary
@@ -30,8 +31,6 @@ NUMBERS = "ray-trials"  # <trial id> -> its number, and one claimed folder per n
 def trial_number(sweep: Sweep, trial_id: str) -> int:
     """The trial folder's number of a Ray trial: the next free one the first time (claimed by creating a folder,
     atomic even on shared storage), the same one when Tune restores the trial."""
-    from .cache import replace_atomically
-
     folder = sweep.dir / NUMBERS
     folder.mkdir(exist_ok=True)
     known = folder / f"{trial_id}.json"

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,8 +33,20 @@ from typing import Any, Callable, Optional, Union
 import yaml
 
 from . import interrupt
-from .config import Config, apply_overrides, build_config, config_to_dict, has_key, read_yaml
+from .cache import replace_atomically
+from .config import (
+    Config,
+    apply_overrides,
+    build_config,
+    config_class,
+    config_to_dict,
+    has_key,
+    model_sources,
+    read_yaml,
+)
 from .errors import ToolkitError
+from .run import CONFIG_FILE, LOCK, lock_holder
+from .tasks import choose_goal, get_task
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +127,6 @@ def default_space(cfg: Config, spec) -> dict:
 def check_no_code(key: str, base: dict, where: str) -> None:
     """A space may not turn on remote code (trust_remote_code), nor search where weights load from in a config that
     trusts remote code: a searched model folder would then run its own Python in every trial."""
-    from .config import model_sources
-
     if key == "trust_remote_code":
         raise ToolkitError(
             f"{where}: trust_remote_code cannot be searched: it runs Python from the model folder. Set it in the "
@@ -140,7 +151,6 @@ def parse_space(values: Any, base: dict, where: str) -> dict[str, Param]:
             f"{where}: a search space maps config keys to ranges or choices, e.g. `lr: {{low: 1e-5, high: 1e-3, "
             f"log: true}}` and `batch_size: {{choices: [16, 32]}}`."
         )
-    from .config import config_class
 
     cls = config_class(base["task"])
     params = {}
@@ -229,8 +239,6 @@ class Sweep:
         return self.dir / f"trial-{number:03d}"
 
     def save_state(self) -> None:
-        from .cache import replace_atomically
-
         replace_atomically(self.dir / SWEEP_FILE, json.dumps(self.state, indent=1).encode())
 
 
@@ -266,8 +274,6 @@ def prepare(
     pruner: str,
 ) -> Sweep:
     """Check everything (config, space, budget, folder) before any trial starts; a bad one writes nothing."""
-    from .tasks import choose_goal, get_task
-
     if not isinstance(trials, int) or trials < 1:
         raise ToolkitError(f"trials must be a whole number of 1 or more, not {trials!r}.")
     if trials > MAX_TRIALS:
@@ -467,8 +473,6 @@ def run_trial(
 
 def wait_for_free(folder: Path, seconds: float = 120) -> None:
     """A trial left running by a killed sweep is saving last/ (it got SIGTERM): wait for it to let go."""
-    from .run import lock_holder
-
     deadline = time.monotonic() + seconds
     while folder.is_dir() and lock_holder(folder) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -616,10 +620,6 @@ def first_trial_error(params: dict, reason: str) -> ToolkitError:
 
 def clear_if_nothing_finished(sweep: Sweep) -> None:
     """Empty the sweep's folder when no trial finished (its lock aside: run_lock removes it, and the folder)."""
-    import shutil
-
-    from .run import LOCK
-
     if any(sweep.dir.glob("trial-*/results.json")):
         return
     for entry in sweep.dir.iterdir():
@@ -677,8 +677,6 @@ def write_study_summary(sweep: Sweep, study) -> Optional[Best]:
 
 def write_summary(sweep: Sweep, rows: list[dict], best: Optional[Best]) -> None:
     """summary.md (the trials' table, the best one named first) and the ``best`` link to its folder."""
-    from .cache import replace_atomically
-
     lines = [f"# Sweep {sweep.dir.name}", ""]
     if best is not None:
         lines += [
@@ -765,10 +763,6 @@ def finished_study(state: dict, rows: list[dict]):
 def promote(sweep_dir: Union[str, Path], dest: Union[str, Path]) -> Path:
     """Copy the sweep's best trial to ``dest``, a run folder of its own (its config names its new folder); the copy
     is made beside ``dest`` and renamed into place, so a failure leaves nothing half-copied."""
-    import shutil
-
-    from .run import CONFIG_FILE, LOCK
-
     sweep_dir, dest = Path(sweep_dir), Path(dest)
     best = sweep_dir / BEST
     if not best.is_dir():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
@@ -93,8 +94,6 @@ class TaskSpec:
     @property
     def roles(self) -> dict:
         """Its data roles: {data key: DataRole} of the columns it reads (``setting(role=...)`` in its data class)."""
-        import typing
-
         data = typing.get_type_hints(self.config)["data"]
         return {f.name: f.metadata["role"] for f in dataclasses.fields(data) if f.metadata.get("role")}
 
@@ -136,7 +135,8 @@ def _discover() -> None:
     for module in pkgutil.iter_modules(recipes.__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"toolkit.recipes.{module.name}")
-    from importlib.metadata import entry_points
+
+    from importlib.metadata import entry_points  # about 30 ms: only once tasks are looked up
 
     for entry in entry_points(group="toolkit.tasks"):
         entry.load()

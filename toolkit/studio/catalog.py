@@ -14,7 +14,9 @@ from pathlib import Path
 
 from .. import run as runlib
 from .. import sweeps as sweeplib
+from ..config import build_config
 from ..errors import ToolkitError
+from ..tasks import get_task
 from .paths import (
     NAME,
     TRIAL,
@@ -215,9 +217,6 @@ class Catalog:
         base = progress["base"]
         if isinstance(base.get("task"), str):
             with contextlib.suppress(ToolkitError):
-                from ..config import build_config
-                from ..tasks import get_task
-
                 spec = get_task(base["task"])
                 row.update(task=spec.name, **{"base model": spec.base_model(build_config(base, ranges=False)) or ""})
         best, metric = progress["best"], progress["metric"]
@@ -257,7 +256,6 @@ class Catalog:
         if (run_dir / runlib.CONFIG_FILE).is_file() and runlib.CONFIG_FILE not in damaged:
             try:
                 cfg = runlib.read_run_config(run_dir)
-                from ..tasks import get_task
 
                 row.update({"task": cfg.task, "base model": get_task(cfg.task).base_model(cfg) or ""})
             except ToolkitError:
@@ -314,7 +312,6 @@ class Catalog:
 
     def serving_usage(self, name: str) -> str:
         from ..serving import usage
-        from ..tasks import get_task
 
         if self.status(name) != "finished":
             return ""

@@ -20,7 +20,9 @@ from pathlib import Path
 from .. import interrupt
 from .. import run as runlib
 from .. import sweeps as sweeplib
+from ..config import load_config, model_sources
 from ..errors import ToolkitError
+from ..sweeps import prepare
 from .paths import NAME, StudioPaths, display_path, read_json_or_none, trial_parts
 from .processes import command_text, process_alive, process_start
 
@@ -107,8 +109,6 @@ class JobQueue:
 
     def train_command(self, config: str | Path, overrides: list[str], name: str) -> list[str]:
         """The `toolkit train` line of a new run (checked as `toolkit train` would check it); raises ToolkitError."""
-        from ..config import load_config
-
         run_dir = self.paths.run_dir(name)
         argv = ["toolkit", "train", display_path(config), *overrides, f"output_dir={display_path(run_dir)}"]
         cfg = load_config(config, argv[3:])  # an unknown task or key is refused here
@@ -119,8 +119,6 @@ class JobQueue:
         self, config: str | Path, overrides: list[str], name: str, trials: int, budget: str | None
     ) -> list[str]:
         """The `toolkit sweep` line of a new sweep (checked as `toolkit sweep` checks it); raises ToolkitError."""
-        from ..sweeps import prepare
-
         argv = self.train_command(config, overrides, name)  # the config, its task, no remote code
         argv[1] = "sweep"
         prepare(config, argv[3:], trials, budget or None, None, "median")  # trials, budget, the folder
@@ -137,7 +135,6 @@ class JobQueue:
                 "in the training process, for anyone who can reach the studio. Start the studio with "
                 "--allow-remote-code to permit it, or train from a terminal."
             )
-        from ..config import model_sources
 
         for key, value in model_sources(cfg).items():
             if (

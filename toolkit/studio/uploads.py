@@ -3,6 +3,7 @@ every member checked to stay inside it; sizes bounded."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,8 +25,6 @@ class Uploads:
 
         Each content gets its own folder, named by its hash: the same file uploaded again is not copied again, and
         a file a queued or training run reads is never replaced or deleted."""
-        import hashlib
-
         source = Path(source)
         size = source.stat().st_size
         if size > self.max_upload_mb * 2**20:
