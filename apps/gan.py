@@ -14,9 +14,9 @@ import gradio as gr
 import numpy as np
 
 from toolkit.api import load
-from toolkit.apps import app_temp_folder
 from toolkit.errors import ToolkitError
 from toolkit.run import read_results
+from toolkit.web import app_temp_folder
 
 
 def enlarge(image: np.ndarray, side: int = 256) -> np.ndarray:
@@ -87,6 +87,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/gan_mnist")

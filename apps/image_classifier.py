@@ -69,6 +69,6 @@ def build_demo(run_dir: str | Path, backend: str = "auto", predictor=None) -> gr
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/image_classification_hymenoptera")

@@ -14,7 +14,6 @@ import pandas as pd
 from toolkit.apps import (
     answer_texts,
     answer_upload,
-    app_temp_folder,
     bind_batched,
     csv_controls,
     metrics_markdown,
@@ -23,6 +22,7 @@ from toolkit.apps import (
     user_errors,
     write_download,
 )
+from toolkit.web import app_temp_folder
 
 COLUMNS = ["text", "entities", "types", "note"]
 FOUND = ["entity", "type", "score", "start", "end"]  # the columns of the text tab's table of entities
@@ -96,6 +96,6 @@ def listed(entities: list[dict]) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/ner_conll2003")

@@ -92,6 +92,6 @@ def require_both(predictor):
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/qa_squad")

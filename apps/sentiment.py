@@ -15,7 +15,6 @@ from toolkit.apps import (
     MAX_CSV_ROWS,
     answer_texts,
     answer_upload,
-    app_temp_folder,
     bind_batched,
     csv_controls,
     metrics_markdown,
@@ -24,6 +23,7 @@ from toolkit.apps import (
     user_errors,
     write_download,
 )
+from toolkit.web import app_temp_folder
 
 
 def build_demo(
@@ -84,6 +84,6 @@ def build_demo(
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/sentiment_minilm")

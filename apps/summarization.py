@@ -132,6 +132,6 @@ def build_abstractive_demo(run_dir: Path, cfg, results: dict, generate) -> gr.Bl
 
 
 if __name__ == "__main__":
-    from toolkit.apps import launch
+    from toolkit.web import launch
 
     launch(sys.argv[1] if len(sys.argv) > 1 else "runs/summarization_scitldr")

@@ -55,7 +55,7 @@ def serve(run: Path, backend: str, deadline: float, queue: tuple[int, int] | Non
         command = [
             sys.executable,
             "-c",
-            "import sys; from toolkit.apps import private_gradio_cache; private_gradio_cache(); "
+            "import sys; from toolkit.web import private_gradio_cache; private_gradio_cache(); "
             "from toolkit.apps.sentiment import build_demo; build_demo(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
             "int(sys.argv[4])).launch(server_name='127.0.0.1', server_port=int(sys.argv[5]))",
             str(run),

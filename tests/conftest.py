@@ -541,7 +541,7 @@ class served:
 
 
 class api_served:
-    """A run's app and JSON API served in this process (apps.launch, the code `toolkit serve` runs), on a free port;
+    """A run's app and JSON API served in this process (toolkit.web.launch, what `toolkit serve` runs), on a free port;
     the block gets the /predict URL and the port."""
 
     def __init__(self, run_dir):
@@ -549,7 +549,7 @@ class api_served:
         self.url = f"http://127.0.0.1:{self.port}/predict"
 
     def __enter__(self):
-        from toolkit.apps import launch
+        from toolkit.web import launch
 
         self.demo = launch(self.run_dir, port=self.port, prevent_thread_lock=True)
         return self

@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import free_port
 
-from toolkit.apps.guard import HostGuard, host_name, origin_matches, origin_of, own_names, parse_origin
+from toolkit.guard import HostGuard, host_name, origin_matches, origin_of, own_names, parse_origin
 
 
 def request(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ EPILOG = """examples:
   toolkit studio --runs runs
   accelerate launch --config_file recipes/accelerate/ddp.yaml -m toolkit train CONFIG
 """
+
+STUDIO_APP = "toolkit.apps.studio"  # the studio's web pages (apps/studio/): a module with launch(runs, ...)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,7 +349,7 @@ def comma_list(value: str | None) -> list[str]:
 
 def guard_options(args) -> dict:
     """The launch keywords of add_guard_flags' flags; a malformed origin is an error, not a silent no-op."""
-    from toolkit.apps.guard import parse_origin
+    from .guard import parse_origin
 
     origins = comma_list(args.allowed_origins)
     for origin in origins:
@@ -363,7 +366,7 @@ def guard_options(args) -> dict:
 
 
 def is_loopback(host: str) -> bool:
-    from toolkit.apps.guard import is_loopback as loopback
+    from .guard import is_loopback as loopback
 
     return loopback(host)
 
@@ -392,7 +395,7 @@ def cmd_serve(args) -> int:
         return serve_ray(args, auth, guard)
     if args.replicas != 1 or args.address:
         raise ToolkitError("--replicas and --address are for --backend ray (a Ray Serve deployment).")
-    from toolkit.apps import launch, private_gradio_cache
+    from .web import launch, private_gradio_cache
 
     private_gradio_cache()
     signal.signal(signal.SIGTERM, _stop)  # `kill`, systemd, docker stop: shut down as Ctrl+C does, removing temp files
@@ -411,10 +414,11 @@ def cmd_serve(args) -> int:
 
 def serve_ray(args, auth, guard: dict) -> int:
     """The JSON API on Ray Serve (toolkit/serve_ray.py): the same routes, guard and login, ``--replicas`` copies."""
-    from toolkit.apps.guard import own_names
     from toolkit.run import read_run_config
     from toolkit.serve_ray import serve_on_ray
     from toolkit.tasks import get_task
+
+    from .guard import own_names
 
     if args.replicas < 1:
         raise ToolkitError(f"--replicas {args.replicas}: give 1 or more.")
@@ -463,10 +467,10 @@ def cmd_studio(args) -> int:
     (runs / ".studio").mkdir(parents=True, exist_ok=True)
     # Gradio's own files (uploads, downloads) go under the runs folder's .studio/: nothing else is ever served.
     os.environ["GRADIO_TEMP_DIR"] = str((runs / ".studio").resolve())
-    from toolkit.apps import private_gradio_cache
+    from .web import private_gradio_cache
 
     private_gradio_cache()
-    from toolkit.apps.studio import launch
+    launch = importlib.import_module(STUDIO_APP).launch  # by name, as toolkit serve finds a task's app
 
     signal.signal(signal.SIGTERM, _stop)
     print(f"studio: http://{args.host}:{args.port} (runs in {runs})", flush=True)

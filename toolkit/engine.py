@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from .batching import (
 )
 from .config import Config, config_to_dict
 from .errors import ToolkitError, TrainingStopped
+from .machine import cpu_only
 from .streams import ShuffledStream, is_stream, shard_for_this_process
 
 if TYPE_CHECKING:
@@ -72,44 +72,6 @@ class Task:
         False  # evaluate and checkpoint the starting weights (best/ can then never be worse than them)
     )
     heavy_loading: bool = False  # items are decoded and augmented as they load (images): DataLoader workers pay off
-
-
-def cpu_only() -> bool:
-    """No accelerator here: tell accelerate, so that a multi-process launch becomes gloo DDP on the CPU."""
-    xpu = getattr(torch, "xpu", None)
-    return not torch.cuda.is_available() and not (xpu is not None and xpu.is_available())
-
-
-def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
-    """Precision and threads for this machine (``precision: auto`` chosen from the hardware, see toolkit/hardware.py);
-    sets torch's intra-op threads and logs the choice as the run's first line. Returns what the run records."""
-    machine = hardware.detect(torch)
-    choice = hardware.choose_precision(cfg.precision, machine)
-    evaluation = precision.choose_eval_precision(cfg.eval_precision, choice.name, machine)
-    threads = hardware.torch_threads(local_processes)
-    torch.set_num_threads(threads)
-    why = f"auto: {choice.reason}" if cfg.precision == "auto" else choice.reason
-    log.info(
-        "precision %s (%s); evaluation in %s (%s); %d torch threads; %s",
-        choice.name,
-        why,
-        evaluation.name,
-        evaluation.reason,
-        threads,
-        hardware.describe(machine),
-    )
-    return {
-        "precision": choice.as_dict(),
-        "eval_precision": evaluation.as_dict(),
-        "threads": threads,
-        "hardware": hardware.describe(machine),
-        "mixed_precision": choice.precision,
-    }
-
-
-def local_process_count(accelerator_or_state) -> int:
-    """Training processes on this machine (torchrun/accelerate set LOCAL_WORLD_SIZE), which share its CPUs."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE") or accelerator_or_state.num_processes)
 
 
 def make_accelerator(

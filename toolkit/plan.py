@@ -34,7 +34,7 @@ class Plan:
     cfg: Config
     spec: TaskSpec
     goal: Goal  # the metric that picks best/ and which way it wins
-    machine: dict  # engine.fit_machine's record: precision chosen and why, threads, hardware
+    machine: dict  # machine.fit_machine's record: precision chosen and why, threads, hardware
     run_dir: Path  # checked; held only inside claimed()
     processes: Any  # accelerate's PartialState: this process's rank among the run's
 
@@ -62,7 +62,7 @@ def plan(source: Union[str, Path, dict, Config], overrides: list[str] | None = N
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    from .engine import cpu_only, fit_machine, local_process_count
+    from .machine import cpu_only, fit_machine, local_process_count
 
     processes = PartialState(cpu=cpu_only())
     machine = fit_machine(cfg, local_process_count(processes))  # the run's first log line: precision, threads

@@ -2,7 +2,7 @@
 
 Each replica loads the run's predictor and answers the same routes as `toolkit serve` (POST /predict, /health,
 /ready, /metrics, /docs), batching its own requests; Ray Serve's proxy spreads requests over the replicas and starts a
-new replica when one dies. The guard of apps/guard.py (host names, origins, proxies) and the API's login run inside
+new replica when one dies. The guard of toolkit/guard.py (host names, origins, proxies) and the API's login run inside
 every replica, so the rules are those of `toolkit serve`.
 """
 
@@ -32,7 +32,7 @@ def api_builder(run_dir: str, options, guard: dict):
         from starlette.middleware import Middleware
 
         from .api import load
-        from .apps.guard import HostGuard
+        from .guard import HostGuard
         from .serving import JsonApi
 
         predictor = load(run_dir)

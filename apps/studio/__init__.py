@@ -12,10 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from toolkit.apps import app_temp_folder, steady_memory
-from toolkit.apps.guard import guarded
+from toolkit.guard import guarded
 from toolkit.studio import MAX_UPLOAD_MB, Studio
 from toolkit.studio.paths import display_path
+from toolkit.web import app_temp_folder, steady_memory
 
 from . import api, live, train, trying
 from . import runs as runs_tab
@@ -75,7 +75,7 @@ def launch(
     **kwargs,
 ):
     """Serve the studio; it answers only for ``host`` (and ``allowed_hosts``), and only its own pages (and
-    ``allowed_origins``') change state: see apps/guard.py."""
+    ``allowed_origins``') change state: see toolkit/guard.py."""
     steady_memory()
     demo = build_studio(
         runs, max_loaded=max_loaded, max_running=max_running, max_upload_mb=max_upload_mb,
