@@ -72,7 +72,7 @@ def evaluate(
         )
     spec = get_task(cfg.task)
     if data is None:
-        split = split or spec.eval_split(cfg)
+        split = split or cfg.eval_split()
         data = getattr(cfg.data, split, None) if split in ("train", "validation", "test") else None
         if not data:
             raise ToolkitError(f"run '{run_dir}' has no data.{split} configured. Pass --data FILE.")

@@ -233,6 +233,20 @@ class Config:
         "texts there), SDPA on a GPU; or a transformers name (`sdpa`, `eager`)",
     )
 
+    def base_model(self) -> Optional[str]:
+        """The pretrained model this run starts from (the model card's base_model), or None for one from scratch."""
+        return self.model
+
+    def eval_split(self) -> str:
+        """The split `toolkit eval` scores when none is named: test if the run has one, else validation."""
+        return "test" if self.data.test else "validation"
+
+    def search_space(self) -> dict:
+        """What a sweep searches for this task beyond the shared keys (learning rate, epochs, batch size, warm-up,
+        decay, LoRA rank): {config key: {low, high[, log, step]} or {choices: [...]}, or None to leave a shared key
+        out}."""
+        return {}
+
     def __reduce__(self):
         # A task's config class may be defined where another process cannot import it by name: rebuild from values.
         return build_config, (config_to_dict(self), False)

@@ -405,7 +405,7 @@ def is_timm_model(name) -> bool:
 def card_metadata(run_dir: Path, cfg: Config, results: dict, spec) -> dict:
     """The model card's YAML header: what the Hub and huggingface_hub.ModelCard read, with model-index results."""
     library = checkpoint_library(run_dir / "best")
-    base = spec.base_model(cfg)
+    base = cfg.base_model()
     meta = {"library_name": library, "tags": ["toolkit", spec.name]}
     if spec.pipeline_tag:
         meta["pipeline_tag"] = spec.pipeline_tag

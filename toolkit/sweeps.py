@@ -105,7 +105,7 @@ class Param:
 
 def default_space(cfg: Config, spec) -> dict:
     """The space a sweep searches when the user gives none: around the config's own values (the shipped ones are a
-    good centre), plus what the task declares (``TaskSpec.search_space``; a key set to None there is left out)."""
+    good centre), plus what the task declares (its config's ``search_space()``; a key set to None there is left out)."""
     space: dict[str, Any] = {
         "lr": {"low": _round(cfg.lr / 5), "high": _round(cfg.lr * 5), "log": True},
         "warmup_ratio": {"low": 0.0, "high": 0.2},
@@ -119,8 +119,7 @@ def default_space(cfg: Config, spec) -> dict:
     peft = getattr(cfg, "peft", None)
     if peft is not None and peft.enabled:
         space["peft.r"] = {"choices": [4, 8, 16, 32]}
-    if spec.search_space is not None:
-        space.update(spec.search_space(cfg))
+    space.update(cfg.search_space())
     return {k: v for k, v in space.items() if v is not None}
 
 

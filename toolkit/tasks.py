@@ -12,15 +12,10 @@ import dataclasses
 import importlib
 import pkgutil
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from .errors import ToolkitError
-
-
-def default_eval_split(cfg) -> str:
-    """The split ``toolkit eval`` scores when none is named: test if the run has one, else validation."""
-    return "test" if cfg.data.test else "validation"
 
 
 @dataclass(frozen=True)
@@ -67,20 +62,14 @@ class TaskSpec:
     metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)
     lower_is_better: tuple = ("loss",)  # of those, the ones where lower wins
     config: type = None  # its config dataclass: toolkit.config.Config (or TextConfig) with its own keys and sections
-    eval_split: Callable = default_eval_split  # (cfg) -> the split `toolkit eval` scores by default
     usage: str = 'predict("...")'  # the call shown in the model card, after `predict = toolkit.load(RUN)`
     pipeline_tag: Optional[str] = None  # the Hugging Face task tag of the model card
     stock_usage: Optional[str] = None  # how to load best/ ({folder}) without toolkit, shown first in the model card
-    base_model: Callable = lambda cfg: cfg.model  # (cfg) -> the pretrained model it starts from, or None
     # (checkpoint folder, onnx file path, cfg, quantize) -> "module:Class" of the predictor that runs the file
     export: Optional[Callable] = None
-    # (cfg) -> {config key: {low, high[, log, step]} or {choices: [...]}, or None to leave a shared key out}: what a
-    # sweep searches for this task beyond the shared keys (learning rate, epochs, batch size, warm-up, decay, LoRA rank)
-    search_space: Optional[Callable] = None
     rank: int = 100  # where listings (the studio's task menu, `toolkit tasks`) put it: lower first
     input_bounds: InputBounds = InputBounds()  # what one prediction request may hold
     serve: Optional[ServeShape] = None  # its JSON API shapes (toolkit/serving.py)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # Checked by shape, not by importing toolkit.config (which looks tasks up: no import cycle).

@@ -80,6 +80,13 @@ class GanRunConfig(Config):
     image: ImageConfig = section(ImageConfig)
     gan: GanConfig = section(GanConfig)
 
+    def base_model(self):
+        return None  # from scratch, or another GAN run (gan.init_from): no hub model
+
+    def eval_split(self) -> str:
+        """FID is usually taken against the images the GAN learned from, when no other split is set."""
+        return "test" if self.data.test else "validation" if self.data.validation else "train"
+
 
 SAMPLES = "samples"
 METRICS = ("fid", "kid", "loss")  # validation metrics; the first picks best/
@@ -315,11 +322,6 @@ def load_predictor(folder, cfg: GanRunConfig, **kwargs):
     return GanSampler(folder, cfg=cfg, **kwargs)
 
 
-def eval_split(cfg: GanRunConfig) -> str:
-    """FID is usually taken against the images the GAN learned from, when no other split is set."""
-    return "test" if cfg.data.test else "validation" if cfg.data.validation else "train"
-
-
 def serve_inputs(inputs) -> tuple[list, bool]:
     """{"seed": int, "label": class (conditional GANs), "rows": grid rows}, or a list of them."""
     items, single = ([inputs], True) if isinstance(inputs, dict) else (inputs, False)
@@ -377,8 +379,6 @@ register(
         example_config="recipes/configs/gan_mnist.yaml",
         metrics=METRICS,
         lower_is_better=METRICS,
-        eval_split=eval_split,
-        base_model=lambda cfg: None,  # from scratch, or another GAN run (gan.init_from): no hub model
         config=GanRunConfig,
         serve=SERVE,
         export=export_onnx,

@@ -36,6 +36,19 @@ class ImageClassificationConfig(Config):
     data: ImageData = section(ImageData)
     image: ImageConfig = section(ImageConfig)
 
+    def base_model(self):
+        return self.model if self.image.pretrained else None
+
+    def search_space(self) -> dict:
+        """A sweep's image settings: the transfer mode, and how strongly training images are augmented."""
+        if not self.image.pretrained:  # from scratch: no transfer mode to choose
+            return {"image.crop_scale_min": {"low": 0.08, "high": 1.0}}
+        return {
+            "image.mode": {"choices": ["lp_ft", "full", "two_stage", "linear_probe"]},
+            "image.crop_scale_min": {"low": 0.08, "high": 1.0},  # 1.0: no random crop at all
+            "image.color_jitter": {"low": 0.0, "high": 0.4},
+        }
+
 
 log = logging.getLogger(__name__)
 CONFUSION_PNG = "confusion_matrix.png"
@@ -279,17 +292,6 @@ def load_predictor(folder, cfg: ImageClassificationConfig, **kwargs):
     return ImageClassifier(folder, cfg=cfg, **kwargs)
 
 
-def search_space(cfg: ImageClassificationConfig) -> dict:
-    """A sweep's image settings: the transfer mode, and how strongly training images are augmented."""
-    if not cfg.image.pretrained:  # from scratch: no transfer mode to choose
-        return {"image.crop_scale_min": {"low": 0.08, "high": 1.0}}
-    return {
-        "image.mode": {"choices": ["lp_ft", "full", "two_stage", "linear_probe"]},
-        "image.crop_scale_min": {"low": 0.08, "high": 1.0},  # 1.0: no random crop at all
-        "image.color_jitter": {"low": 0.0, "high": 0.4},
-    }
-
-
 # A timm run's best/ loads with timm alone (a transformers run's with AutoModelForImageClassification).
 STOCK_USAGE = """import json, timm, torch
 from PIL import Image
@@ -345,9 +347,7 @@ register(
         pipeline_tag="image-classification",
         serve=SERVE,
         export=export_onnx,
-        base_model=lambda cfg: cfg.model if cfg.image.pretrained else None,
         stock_usage=STOCK_USAGE,
-        search_space=search_space,
         config=ImageClassificationConfig,
     )
 )

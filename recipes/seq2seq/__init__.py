@@ -112,6 +112,17 @@ class Seq2SeqConfig(TextConfig):
     generation: GenerationConfig = section(GenerationConfig)
     warm_start: WarmStartConfig = section(WarmStartConfig)
 
+    def base_model(self):
+        return self.warm_start.encoder or self.model
+
+    def search_space(self) -> dict:
+        """Decoding settings, scored on validation as they are decoded."""
+        return {
+            "generation.num_beams": {"choices": sorted({1, 4, self.generation.num_beams})},
+            "generation.length_penalty": {"low": 0.6, "high": 1.4},
+            "generation.no_repeat_ngram_size": {"choices": [0, 3]},
+        }
+
 
 TARGET_TOKENIZER = "target_tokenizer"  # subfolder, when targets use their own vocabulary
 
@@ -429,12 +440,3 @@ def evaluate_run(
     table = drop_empty_text(table, [source, target], where)
     answers = predictor(list(table[source]))
     return score([a["output"] for a in answers], [t.strip() for t in table[target]])
-
-
-def decoding_space(cfg) -> dict:
-    """A sweep's decoding settings for a sequence-to-sequence task (scored on validation as they are decoded)."""
-    return {
-        "generation.num_beams": {"choices": sorted({1, 4, cfg.generation.num_beams})},
-        "generation.length_penalty": {"low": 0.6, "high": 1.4},
-        "generation.no_repeat_ngram_size": {"choices": [0, 3]},
-    }

@@ -76,6 +76,12 @@ class SummarizationConfig(Seq2SeqConfig):
     data: SummarizationData = section(SummarizationData)
     extractive: ExtractiveConfig = section(ExtractiveConfig)
 
+    def base_model(self):
+        return self.model if self.extractive.enabled else super().base_model()
+
+    def search_space(self) -> dict:
+        return {} if self.extractive.enabled else super().search_space()  # beams: abstractive only
+
 
 METRICS = ("rougeL", "rouge1", "rouge2", "rougeLsum", "loss")  # validation metrics; the first picks best/
 
@@ -195,11 +201,7 @@ register(
         usage='predict("The full text of a paper abstract ...")',
         pipeline_tag="summarization",
         serve=SERVE,
-        search_space=lambda cfg: (
-            {} if cfg.extractive.enabled else seq2seq.decoding_space(cfg)
-        ),  # beams: abstractive only
         export=export_onnx,
-        base_model=lambda cfg: (cfg.warm_start.encoder if not cfg.extractive.enabled else None) or cfg.model,
         config=SummarizationConfig,
     )
 )

@@ -109,9 +109,7 @@ register(
         usage='predict("A man is riding a bicycle down the street.")',
         pipeline_tag="translation",
         serve=SERVE,
-        search_space=seq2seq.decoding_space,
         export=export_onnx,
-        base_model=lambda cfg: cfg.warm_start.encoder or cfg.model,
         config=TranslationConfig,
     )
 )

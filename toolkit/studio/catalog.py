@@ -218,7 +218,7 @@ class Catalog:
         if isinstance(base.get("task"), str):
             with contextlib.suppress(ToolkitError):
                 spec = get_task(base["task"])
-                row.update(task=spec.name, **{"base model": spec.base_model(build_config(base, ranges=False)) or ""})
+                row.update(task=spec.name, **{"base model": build_config(base, ranges=False).base_model() or ""})
         best, metric = progress["best"], progress["metric"]
         if best is not None:
             row["best metric"] = f"{metric} {best[metric]:.4f} (trial {best['trial']})"
@@ -257,7 +257,7 @@ class Catalog:
             try:
                 cfg = runlib.read_run_config(run_dir)
 
-                row.update({"task": cfg.task, "base model": get_task(cfg.task).base_model(cfg) or ""})
+                row.update({"task": cfg.task, "base model": cfg.base_model() or ""})
             except ToolkitError:
                 pass
         results = read_json_or_none(run_dir / runlib.RESULTS_FILE) if (run_dir / runlib.RESULTS_FILE).is_file() else {}
