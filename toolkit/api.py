@@ -7,14 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any, Union
 
-from . import precision, sweeps
 from .config import Config
 from .errors import ToolkitError
-from .models import no_transformers_bars
 from .plan import plan, resolve_config
 from .run import Run, read_results, read_run_config, run_lock
-from .sweep_ray import optimize_with_ray
 from .tasks import get_task
+
+# The notebook imports this module first: what only training, sweeps or evaluation need (torch-free as they are)
+# is imported where it is used, so that `import toolkit` stays quick.
 
 __all__ = ["evaluate", "load", "plan", "resolve_config", "results", "resume", "sweep", "train"]
 
@@ -26,6 +26,7 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     """
     planned = plan(config, overrides, **kwargs)
     from .engine import fit
+    from .models import no_transformers_bars
 
     with no_transformers_bars():  # one progress bar per run: the training one
         task = planned.build()
@@ -95,6 +96,7 @@ def _eval_precision(run_dir: Union[str, Path], requested: str | None, checkpoint
     """The precision= for evaluation's predictor: the one asked for, else the one the run's metrics were computed
     in; nothing for a run that recorded none (its predictor then chooses on this machine), nor where the backend
     is the checkpoint's ONNX export, which computes as it was written (fp32 or int8), as predict and serve use it."""
+    from . import precision
     from .checkpoint import find_checkpoint
     from .predictor import read_export
 
@@ -131,6 +133,9 @@ def sweep(
     table and the best one (also linked as ``<sweep>/best``). Calling it again continues the same sweep."""
     if backend not in ("optuna", "ray"):
         raise ToolkitError(f"backend '{backend}' is not one of optuna, ray.")
+    from . import sweeps
+    from .models import no_transformers_bars
+
     found = sweeps.prepare(config, overrides, trials, budget, space, pruner)
     new = not found.state  # the folder held no sweep before this call
     found.state.setdefault("backend", backend)
@@ -142,6 +147,8 @@ def sweep(
         sweeps.start_folder(found)
         try:
             if backend == "ray":
+                from .sweep_ray import optimize_with_ray
+
                 rows, best = optimize_with_ray(found, address)
             else:
                 sweeps.optimize(found)
