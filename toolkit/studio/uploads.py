@@ -19,6 +19,8 @@ from .paths import inside, safe_name
 class Uploads:
     def __init__(self, folder: Path, max_upload_mb: float):
         self.folder, self.max_upload_mb = folder, max_upload_mb
+        # The Train form saves its uploads at every check of the form: each file is hashed once, not at each check.
+        self.digests: dict[tuple, str] = {}
 
     def save(self, source: str | Path, filename: str | None = None) -> Path:
         """Copy an uploaded file into the upload folder under a safe name (a zip of class folders is extracted).
@@ -32,12 +34,8 @@ class Uploads:
                 f"'{filename or source.name}' is {size / 2**20:.1f} MB; uploads are limited to "
                 f"{self.max_upload_mb:g} MB. Give a path on the studio's machine instead."
             )
-        digest = hashlib.sha256()
-        with open(source, "rb") as fh:
-            for block in iter(lambda: fh.read(2**20), b""):
-                digest.update(block)
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or source.name).name).lstrip("._") or "upload"
-        folder = self.folder / digest.hexdigest()[:16]
+        folder = self.folder / self.digest(source)[:16]
         target = folder / safe_name(stem[:64], "file name")
         if source.suffix.lower() == ".zip" or target.suffix.lower() == ".zip":
             return self._extract(source, target.with_suffix(""))
@@ -47,6 +45,18 @@ class Uploads:
             shutil.copyfile(source, tmp)
             tmp.replace(target)  # never a half-copied file under the final name
         return target
+
+    def digest(self, source: Path) -> str:
+        """The SHA-256 of a file's content, computed again only when the file has changed."""
+        found = source.stat()
+        key = (str(source.resolve()), found.st_size, found.st_mtime_ns)
+        if key not in self.digests:
+            digest = hashlib.sha256()
+            with open(source, "rb") as fh:
+                for block in iter(lambda: fh.read(2**20), b""):
+                    digest.update(block)
+            self.digests[key] = digest.hexdigest()
+        return self.digests[key]
 
     def _extract(self, archive: Path, target: Path) -> Path:
         """A zip of class folders, extracted once, with every member checked to stay inside ``target``."""
