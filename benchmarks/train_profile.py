@@ -5,7 +5,7 @@ It builds the task as `toolkit train` does (toolkit.plan), prepares it with the 
 optimizer (toolkit.engine.setup), runs --warmup steps, then profiles --steps more; data as in
 benchmarks/train_limit.py (every row longer than the token limit: fixed shapes).
 
-Usage: python benchmarks/train_profile.py [--task sentiment] [--steps 10] [--precision auto] [--rows 30]
+Usage: python benchmarks/train_profile.py [--task sentiment] [--steps 10] [--precision auto] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides")
     args = parser.parse_args()
     go_offline()
     sys.path.insert(0, str(ROOT))
@@ -62,7 +63,7 @@ def main() -> None:
         data = write_data(args.task, Path(work))
         overrides = [*own, *(f"{k}={v}" for k, v in data.items()), "data.validation=null", "data.test=null"]
         precision = "no" if args.precision == "fp32" else args.precision  # the config names fp32 "no"
-        overrides += [f"precision={precision}", f"output_dir={work}/run"]
+        overrides += [f"precision={precision}", f"output_dir={work}/run", *args.set]
         planned = plan(config, overrides)
         t = setup(planned, planned.build())
         train_mode(t)  # dropout on, as in training

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
-from . import hardware, interrupt, precision, timing
+from . import dropout, hardware, interrupt, precision, timing
 from . import run as runlib
 from .batching import (
     Indexed,
@@ -348,6 +348,8 @@ def setup(plan: Plan, task: Task) -> Training:
     optimizers = (
         task.optimizers(task.model, cfg) if task.optimizers else [build_optimizer(task.model, cfg, task.lr_scale)]
     )
+    if plan.machine["dropout_draws"] == "packed":
+        dropout.install(task.model)
     fsdp_wrap_outside_embeddings(accelerator, task.model)
     streaming = is_stream(loader.dataset)
     if streaming:
@@ -761,8 +763,8 @@ def _batch_size(batch) -> int:
 
 
 def _machine_record(machine: dict) -> dict:
-    """What a run records of its machine: the precision chosen and why, the threads, the hardware."""
-    return {k: machine[k] for k in ("precision", "eval_precision", "threads", "hardware")}
+    """What a run records of its machine: the precision chosen and why, the threads, dropout's draws, the hardware."""
+    return {k: machine[k] for k in ("precision", "eval_precision", "threads", "dropout_draws", "hardware")}
 
 
 def _scalars(metrics: dict) -> dict:

@@ -28,23 +28,34 @@ def fit_machine(cfg: Config, local_processes: int = 1) -> dict:
     evaluation = precision.choose_eval_precision(cfg.eval_precision, choice.name, machine)
     threads = hardware.torch_threads(local_processes)
     torch.set_num_threads(threads)
+    draws = dropout_draws(cfg.dropout_draws)
     why = f"auto: {choice.reason}" if cfg.precision == "auto" else choice.reason
     log.info(
-        "precision %s (%s); evaluation in %s (%s); %d torch threads; %s",
+        "precision %s (%s); evaluation in %s (%s); %d torch threads; %s dropout draws; %s",
         choice.name,
         why,
         evaluation.name,
         evaluation.reason,
         threads,
+        draws,
         hardware.describe(machine),
     )
     return {
         "precision": choice.as_dict(),
         "eval_precision": evaluation.as_dict(),
         "threads": threads,
+        "dropout_draws": draws,
         "hardware": hardware.describe(machine),
         "mixed_precision": choice.precision,
     }
+
+
+def dropout_draws(choice: str) -> str:
+    """``dropout_draws: auto``: packed random numbers (toolkit/dropout.py) on the CPU, where each value's own draw is
+    slow; torch's own where a GPU draws them in parallel."""
+    if choice != "auto":
+        return choice
+    return "packed" if cpu_only() else "torch"
 
 
 def local_process_count(accelerator_or_state) -> int:
