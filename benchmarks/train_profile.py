@@ -92,7 +92,7 @@ def main() -> None:
     )
     for kind, value in seconds.most_common():
         print(f"  {kind:18s} {value * 1000:7.1f} ms  {value / total:5.1%}")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
 
 
 if __name__ == "__main__":
