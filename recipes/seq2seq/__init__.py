@@ -247,6 +247,9 @@ def build_encoder_decoder(cfg: Seq2SeqConfig, targets):
             )
         )
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    attention = attention_backend(cfg.attn_implementation)
+    if attention is not None:  # the parts were built with transformers' default (SDPA); eager is faster on the CPU
+        model.set_attn_implementation(attention)
     for settings in (model.config, model.generation_config):
         settings.decoder_start_token_id = target_tokenizer.cls_token_id
         settings.eos_token_id = target_tokenizer.sep_token_id
