@@ -130,7 +130,9 @@ def measure(task: str, steps: int, precision: str, work: Path) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     per_sample, shapes = flops_per_sample(config, overrides, folder / "count")
     chosen, threads = results["precision"]["chosen"], results["threads"]
-    limit = gemm_limit(chosen, threads)
+    # The processor's speed moves by up to 2x within minutes on a shared machine: the limit is the best of three
+    # measurements (each the best of 20 products), so that the share is not flattered by a slow moment.
+    limit = max(gemm_limit(chosen, threads) for _ in range(3))
     rate = per_sample * results["train_samples"] / results["train_seconds"] / 1e9
     return {
         "task": task,
