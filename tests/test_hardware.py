@@ -160,3 +160,28 @@ def test_time_budget_says_what_it_buys(tiny_config, caplog):
     assert len(warning) == 1
     assert f"covers {budget['steps_in_budget']} of 1000000 steps" in warning[0].getMessage()
     assert run.metrics["steps"] < 1_000_000
+
+
+def test_budget_rate_is_measured_after_the_first_step_of_this_process():
+    """After a resume the clock holds the earlier processes' time, and a first step pays for warm-up: the rate is
+    measured from the end of this process's first step."""
+    from types import SimpleNamespace
+
+    from toolkit.config import Config
+    from toolkit.engine import tell_budget
+
+    t = SimpleNamespace(
+        cfg=Config(max_train_minutes=10.0),
+        counters={"step": 101, "train_seconds": 405.0},  # resumed at step 100 after 400 s; a 5 s first step
+        machine={"precision": {"chosen": "fp32"}},
+        total_steps=1000,
+        rate_from=None,
+        budget_told=False,
+    )
+    tell_budget(t)
+    assert not t.budget_told
+    t.counters.update(step=131, train_seconds=435.0)  # 30 steps in 30 s: 1 step/s
+    tell_budget(t)
+    assert t.budget_told
+    assert t.counters["budget"]["steps_per_second"] == 1.0
+    assert t.counters["budget"]["steps_in_budget"] == 131 + (600 - 435)
