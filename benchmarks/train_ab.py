@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, go_offline
-from train_limit import TASKS, write_data
+from train_limit import TASKS, fixed_shape_run
 
 
 def endless(loader):
@@ -61,12 +61,8 @@ def main() -> None:
     from toolkit.hardware import benchmark_header
 
     print(benchmark_header(), flush=True)
-    config, own = TASKS[args.task]
     with tempfile.TemporaryDirectory(prefix="train-ab-") as work:
-        data = write_data(args.task, Path(work))
-        precision = "no" if args.precision == "fp32" else args.precision  # the config names fp32 "no"
-        shared = [*own, *(f"{k}={v}" for k, v in data.items()), "data.validation=null", "data.test=null"]
-        shared.append(f"precision={precision}")
+        config, shared = fixed_shape_run(args.task, Path(work), args.precision)
         choices = {"A": args.a, "B": args.b}
         sides = {name: build(config, [*shared, *extra], Path(work) / name) for name, extra in choices.items()}
         for _, step in sides.values():

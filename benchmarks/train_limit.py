@@ -110,21 +110,20 @@ def gemm_limit(precision: str, threads: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def measure(task: str, steps: int, precision: str, work: Path) -> dict:
+def fixed_shape_run(task: str, folder: Path, precision: str) -> tuple[str, list[str]]:
+    """``task``'s shipped config and the overrides that train it on fixed-shape data written to ``folder``, in
+    ``precision`` (auto, fp32 or bf16), without validation or test; shared by the training benchmarks."""
     config, own = TASKS[task]
+    data = write_data(task, folder)
+    overrides = [*own, *(f"{k}={v}" for k, v in data.items()), "data.validation=null", "data.test=null"]
+    return config, [*overrides, f"precision={'no' if precision == 'fp32' else precision}"]  # fp32 is "no" there
+
+
+def measure(task: str, steps: int, precision: str, work: Path) -> dict:
     folder = work / task
     folder.mkdir(parents=True)
-    data = write_data(task, folder)
-    overrides = [
-        *own,
-        *(f"{k}={v}" for k, v in data.items()),
-        "data.validation=null",
-        "data.test=null",
-        f"max_steps={steps}",
-        "eval_every=1000000",
-        "max_train_minutes=null",
-        f"precision={'no' if precision == 'fp32' else precision}",  # the config names fp32 "no"
-    ]
+    config, overrides = fixed_shape_run(task, folder, precision)
+    overrides += [f"max_steps={steps}", "eval_every=1000000", "max_train_minutes=null"]
     run_dir = folder / "run"
     seconds, _ = whole_process([sys.executable, "-m", "toolkit", "train", config, *overrides, f"output_dir={run_dir}"])
     results = json.loads((run_dir / "results.json").read_text())

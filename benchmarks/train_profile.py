@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import ROOT, go_offline
-from train_limit import TASKS, write_data
+from train_limit import TASKS, fixed_shape_run
 
 # aten operator name -> the kind of work it is (the first match wins); anything else is "other"
 KINDS = [
@@ -58,12 +58,9 @@ def main() -> None:
     from toolkit.plan import plan
 
     print(benchmark_header(), flush=True)
-    config, own = TASKS[args.task]
     with tempfile.TemporaryDirectory(prefix="train-profile-") as work:
-        data = write_data(args.task, Path(work))
-        overrides = [*own, *(f"{k}={v}" for k, v in data.items()), "data.validation=null", "data.test=null"]
-        precision = "no" if args.precision == "fp32" else args.precision  # the config names fp32 "no"
-        overrides += [f"precision={precision}", f"output_dir={work}/run", *args.set]
+        config, overrides = fixed_shape_run(args.task, Path(work), args.precision)
+        overrides += [f"output_dir={work}/run", *args.set]
         planned = plan(config, overrides)
         t = setup(planned, planned.build())
         train_mode(t)  # dropout on, as in training
