@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,onnx,dev,ray]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,onnx,dev,ray,tracking]'
 	touch $(STAMP)
 
 demo: install

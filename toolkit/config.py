@@ -215,7 +215,12 @@ class Config:
         None, "early stopping: evaluations without improvement", at_least(1), shown="unset"
     )
     log_every: int = setting(10, "log training loss and learning rate every N steps", at_least(1))
-    trackers: list[str] = setting(doc="Accelerate trackers", factory=lambda: ["tensorboard"])
+    trackers: list[Literal["tensorboard", "mlflow", "wandb", "trackio"]] = setting(
+        doc="where the run logs its config, metrics and artifacts besides metrics.jsonl, through Accelerate's "
+        "trackers; each one's settings come from its environment variables (docs/tracking.md). A resumed run "
+        "continues the same tracker run; a tracker that fails is dropped with a warning and training goes on",
+        factory=lambda: ["tensorboard"],
+    )
     output_dir: Optional[str] = setting(
         None,
         "the run folder; when that already holds a run, `runs/<config name>-<date>-<time>`",

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import checkpoint as ckpt
-from . import dropout, hardware, interrupt, precision, timing
+from . import dropout, hardware, interrupt, precision, timing, tracking
 from . import run as runlib
 from .batching import (
     Indexed,
@@ -85,12 +86,10 @@ def make_accelerator(
     AcceleratorState._reset_state()
     GradientState._reset_state()
 
-    trackers = cfg.trackers if run_dir is not None else []
     return Accelerator(
         cpu=cpu_only(),
         mixed_precision=mixed_precision or (cfg.precision if cfg.precision != "auto" else "no"),
         gradient_accumulation_steps=cfg.grad_accum,
-        log_with=trackers or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)) if run_dir else None,
         # Step the schedule once per optimizer step: total steps are counted on the sharded loader.
         step_scheduler_with_optimizer=False,
@@ -294,6 +293,7 @@ class Training:
     # (step, training clock) after this process's first step, from which the budget's step rate is measured
     rate_from: Optional[tuple] = None
     streaming: bool = False  # the training data is a stream: no epochs, its position saved in last/
+    trackers: object = field(default_factory=tracking.NoTrackers)  # MLflow, W&B...: fed the metrics.jsonl records
 
     @property
     def cfg(self) -> Config:
@@ -326,10 +326,19 @@ def fit(plan: Plan, task: Task) -> runlib.Run:
     if t.main:
         runlib.start_run_dir(t.run_dir, t.cfg)
         runlib.append_metrics(t.run_dir, {"step": t.counters["step"], "split": "setup", **_machine_record(t.machine)})
-    if t.accelerator.log_with:
-        t.accelerator.init_trackers("tensorboard", config=_hparams(t.cfg))
-    loop(t)
-    return finish(t)
+    t.trackers = tracking.open_trackers(t.run_dir, t.cfg.trackers, t.cfg.task, _tracker_params(t), t.main)
+    try:
+        loop(t)
+        run = finish(t)
+    except TrainingStopped:
+        t.trackers.close("stopped")  # resumable: the tracker's run continues with the resume
+        raise
+    except BaseException:
+        t.trackers.close("failed")
+        raise
+    pruned = interrupt.finish_requested() and os.environ.get("TOOLKIT_SWEEP_TRIAL") is not None
+    t.trackers.close("pruned" if pruned else "finished", run.metrics, t.counters["step"])
+    return run
 
 
 def setup(plan: Plan, task: Task) -> Training:
@@ -566,20 +575,18 @@ def log_training(t: Training) -> None:
     t.progress.set_postfix(**{k: f"{v:.4f}" for k, v in means.items()}, lr=f"{lr:.2e}")
     step = t.counters["step"]
     if t.main:
-        runlib.append_metrics(
-            t.run_dir,
-            {
-                "step": step,
-                "epoch": t.counters["epoch"],
-                "split": "train",
-                **means,
-                "lr": lr,
-                "total_steps": t.total_steps,
-                "train_seconds": round(t.counters["train_seconds"], 3),
-                "samples": t.counters["train_samples"],
-            },
-        )
-    accelerator.log({**{f"train/{k}": v for k, v in means.items()}, "train/lr": lr}, step=step)
+        record = {
+            "step": step,
+            "epoch": t.counters["epoch"],
+            "split": "train",
+            **means,
+            "lr": lr,
+            "total_steps": t.total_steps,
+            "train_seconds": round(t.counters["train_seconds"], 3),
+            "samples": t.counters["train_samples"],
+        }
+        runlib.append_metrics(t.run_dir, record)
+        t.trackers.log(record)
     t.running, t.running_n = {}, 0
 
 
@@ -621,11 +628,9 @@ def evaluate_and_checkpoint(t: Training) -> bool:
     else:
         counters["stale_evals"] += 1
     if t.main:
-        runlib.append_metrics(
-            t.run_dir,
-            {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)},
-        )
-    t.accelerator.log({f"validation/{k}": v for k, v in _scalars(metrics).items()}, step=counters["step"])
+        record = {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)}
+        runlib.append_metrics(t.run_dir, record)
+        t.trackers.log(record)
     if better:
         save(t, "best", with_state=False)
     save(t, "last", with_state=True)
@@ -779,6 +784,7 @@ def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _hparams(cfg: Config) -> dict:
-    flat = runlib._flatten(config_to_dict(cfg))
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
+def _tracker_params(t: Training) -> dict:
+    """What a tracker records of the run as parameters: its resolved config and its machine."""
+    values = {k: v for k, v in config_to_dict(t.cfg).items() if k not in tracking.STEERING}
+    return tracking.flat_params({**values, "machine": _machine_record(t.machine)})

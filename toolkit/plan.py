@@ -57,6 +57,7 @@ def plan(source: Union[str, Path, dict, Config], overrides: list[str] | None = N
     """Resolve a run from its config: config errors come before torch is even imported, and a refused run folder or
     metric before anything loads."""
     cfg = resolve_config(source, overrides, **kwargs)
+    check_trackers(cfg)
     spec = get_task(cfg.task)
     goal = choose_goal(spec, cfg)
     from accelerate import PartialState
@@ -74,6 +75,19 @@ def plan(source: Union[str, Path, dict, Config], overrides: list[str] | None = N
     timing.reset(start_up=timing.process_age())  # the process's imports and config checks so far
     set_seed(cfg.seed)  # new heads and from-scratch models start the same in every run of this config
     return Plan(cfg, spec, goal, machine, Path(cfg.output_dir), processes)
+
+
+def check_trackers(cfg: Config) -> None:
+    """A tracker the config names must be installed: said before anything loads, not found out after training."""
+    from .tracking import missing
+
+    absent = missing(cfg.trackers)
+    if absent:
+        names = " ".join(absent)
+        raise ToolkitError(
+            f"trackers: {', '.join(absent)} not installed here. Install with `pip install {names}` (or "
+            f"`pip install 'toolkit[tracking]'`), or leave {'it' if len(absent) == 1 else 'them'} out of trackers."
+        )
 
 
 def on_main_process(processes, check) -> None:

@@ -1,0 +1,432 @@
+"""Experiment trackers: TensorBoard, MLflow, Weights & Biases and trackio, through Accelerate's tracker classes.
+
+A run logs to its trackers what it writes to metrics.jsonl (the same records: `train/<key>` and `validation/<key>`
+at their step), its resolved config and machine as parameters, its final metrics, and its model card, results and
+plots as artifacts.
+
+Every tracker call runs in one background thread: training never waits on a tracker's network, and a tracker that
+fails (a server down, a missing login) is dropped with one warning while the run goes on. Each tracker's run id and
+the last record it holds are kept in the run folder (``trackers.json``): a resumed run, after a ``kill -9`` too,
+continues the same tracker run, first catching up from metrics.jsonl, so its history has no gap and no duplicate.
+
+Settings come from each tracker's own environment variables (``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``,
+``WANDB_PROJECT``, ``WANDB_MODE``, ``WANDB_DIR``, ``TRACKIO_DIR``...). A sweep groups its trials: it sets
+``TOOLKIT_TRACKING_GROUP`` (a W&B and trackio group) and ``TOOLKIT_MLFLOW_PARENT_RUN`` (the MLflow parent run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+TRACKERS = ("tensorboard", "mlflow", "wandb", "trackio")
+MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "trackio": "trackio"}
+STATE_FILE = "trackers.json"
+GROUP_ENV = "TOOLKIT_TRACKING_GROUP"
+MLFLOW_PARENT_ENV = "TOOLKIT_MLFLOW_PARENT_RUN"
+QUEUE_LIMIT = 10_000  # records waiting for a slow tracker; past it they are dropped (metrics.jsonl keeps them)
+CLOSE_SECONDS = 60.0  # how long the end of a run waits for its trackers to take what is queued
+PROBE_SECONDS = 3.0
+# Artifacts a finished run hands its trackers, where it has them.
+ARTIFACTS = ("README.md", "results.json", "config.yaml", "confusion_matrix.png", "samples", "examples")
+# Config keys that steer a run rather than define it: a resume changes them, and MLflow refuses a changed parameter.
+STEERING = ("resume", "overwrite")
+
+
+class TrackerUnavailable(Exception):
+    """A tracker that cannot start here (its server does not answer): the run goes on without it."""
+
+
+def installed() -> list[str]:
+    """The trackers whose library is installed here (what the studio offers)."""
+    return [name for name in TRACKERS if importlib.util.find_spec(MODULES[name]) is not None]
+
+
+def missing(names: list[str]) -> list[str]:
+    return [name for name in names if importlib.util.find_spec(MODULES[name]) is None]
+
+
+def project_name(task: str) -> str:
+    """The experiment/project a run logs to when the environment names none."""
+    return f"toolkit-{task}"
+
+
+def tracked_values(record: dict) -> dict:
+    """What a metrics.jsonl record becomes in a tracker: its numbers, named by split."""
+    split = record.get("split")
+    if split not in ("train", "validation"):
+        return {}
+    skip = {"step", "epoch", "split", "total_steps", "train_seconds", "samples"}
+    return {
+        f"{split}/{key}": value
+        for key, value in record.items()
+        if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def record_key(record: dict) -> list:
+    """A record's place in the history: its step, then train before validation (both log at the same step)."""
+    return [int(record.get("step", 0)), 0 if record.get("split") == "train" else 1]
+
+
+def read_state(run_dir: Path) -> dict:
+    path = Path(run_dir) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(run_dir: Path, state: dict) -> None:
+    path = Path(run_dir) / STATE_FILE
+    tmp = path.with_name(f".{STATE_FILE}.tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def flat_params(values: dict, prefix: str = "") -> dict:
+    """Nested config and machine values as flat ``a.b`` parameters of plain types."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[prefix + key] = value if value is not None else "null"
+        else:
+            out[prefix + key] = json.dumps(value, default=str)
+    return out
+
+
+# ----- one class per tracker: how it starts (a new run or the saved one), logs, keeps files and ends -----
+class Tracker:
+    name = ""
+    # Whether a value is kept once log() returns. W&B and trackio hand values to a writer of their own, which a
+    # kill -9 can stop before it writes them: their resume asks them what they hold instead (held_through).
+    durable = True
+
+    def __init__(self, run_dir: Path, task: str, saved: dict):
+        self.run_dir, self.task, self.saved = run_dir, task, dict(saved)
+        self.inner = None  # accelerate's tracker
+
+    def start(self) -> dict:
+        """Start (or continue) the tracker's run; return what the run folder keeps of it (ids, url)."""
+        raise NotImplementedError
+
+    def params(self, values: dict) -> None:
+        self.inner.store_init_configuration(values)
+
+    def log(self, values: dict, step: int) -> None:
+        self.inner.log(values, step=step)
+
+    def held_through(self) -> Optional[list]:
+        """A resumed run's last record held by the tracker itself, where it can tell: [step, 0 train/1 validation]."""
+        return None
+
+    def artifacts(self, paths: list[Path]) -> None:
+        """Keep these files and folders of the run folder with the tracker's run (where it keeps files)."""
+
+    def end(self, state: str) -> None:
+        """state: finished, pruned (a sweep stopped it early; it still finished), stopped (resumable), failed."""
+        self.inner.finish()
+
+
+class TensorBoard(Tracker):
+    name = "tensorboard"
+
+    def start(self) -> dict:
+        from accelerate.tracking import TensorBoardTracker
+
+        self.inner = TensorBoardTracker("tensorboard", str(self.run_dir))
+        self.inner.start()
+        return {"dir": str(self.run_dir / "tensorboard")}
+
+    def params(self, values: dict) -> None:
+        # The events file's text, not add_hparams, which writes a second run folder inside tensorboard/.
+        self.inner.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in sorted(values.items())))
+
+
+class MLflow(Tracker):
+    name = "mlflow"
+
+    def start(self) -> dict:
+        import mlflow
+        from accelerate.tracking import MLflowTracker
+
+        uri = mlflow.get_tracking_uri()
+        probe(uri)
+        tags = {"toolkit.run_dir": str(self.run_dir.absolute()), "toolkit.task": self.task}
+        parent = os.environ.get(MLFLOW_PARENT_ENV)
+        if parent:
+            tags["mlflow.parentRunId"] = parent  # how MLflow nests a run under another, across processes
+        self.inner = MLflowTracker(
+            experiment_name=project_name(self.task),
+            run_id=self.saved.get("run_id"),
+            run_name=self.run_dir.name,
+            tags=tags,
+        )
+        self.inner.start()
+        info = self.inner.active_run.info
+        return {
+            "run_id": info.run_id,
+            "experiment_id": info.experiment_id,
+            "tracking_uri": uri,
+            "url": mlflow_url(uri, info.experiment_id, info.run_id),
+        }
+
+    def params(self, values: dict) -> None:
+        import mlflow
+
+        values = {k: str(v)[:6000] for k, v in values.items()}  # MLflow keeps up to 6,000 characters
+        items = list(values.items())
+        for i in range(0, len(items), 100):  # at most 100 parameters per call
+            mlflow.log_params(dict(items[i : i + 100]))
+
+    def artifacts(self, paths: list[Path]) -> None:
+        for path in paths:
+            if path.is_dir():
+                self.inner.log_artifacts(str(path), artifact_path=path.name)
+            else:
+                self.inner.log_artifact(str(path))
+
+    def end(self, state: str) -> None:
+        import mlflow
+
+        if state == "pruned":
+            mlflow.set_tag("toolkit.trial_state", "pruned")
+        mlflow.end_run(status={"stopped": "KILLED", "failed": "FAILED"}.get(state, "FINISHED"))
+
+
+class WandB(Tracker):
+    name = "wandb"
+    durable = False
+
+    def start(self) -> dict:
+        from accelerate.tracking import WandBTracker
+
+        folder = Path(os.environ.get("WANDB_DIR") or self.run_dir)
+        self.inner = WandBTracker(
+            os.environ.get("WANDB_PROJECT") or project_name(self.task),
+            id=self.saved.get("id"),  # a new run gets its id from W&B; a resumed one continues it
+            resume="allow",
+            name=self.run_dir.name,
+            group=os.environ.get(GROUP_ENV) or None,
+            dir=str(folder),
+            tags=[self.task],
+        )
+        self.inner.start()
+        run = self.inner.run
+        return {"id": run.id, "project": run.project, "url": run.url, "dir": str(folder)}
+
+    def held_through(self) -> Optional[list]:
+        # A resumed online run starts after the last step the server holds; W&B refuses earlier steps anyway.
+        # Offline, W&B starts each process's file afresh: the whole history is written again into the new one.
+        start = getattr(self.inner.run, "starting_step", 0) or 0
+        return [start - 1, 1] if start > 0 else [-1, -1]
+
+    def artifacts(self, paths: list[Path]) -> None:
+        for path in paths:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                self.inner.run.save(str(file), base_path=str(self.run_dir), policy="now")
+
+    def end(self, state: str) -> None:
+        run = self.inner.run
+        if state == "pruned":
+            run.summary["trial_state"] = "pruned"
+        run.finish(exit_code=1 if state in ("stopped", "failed") else 0)
+
+
+class Trackio(Tracker):
+    name = "trackio"
+    durable = False
+
+    def start(self) -> dict:
+        from accelerate.tracking import TrackioTracker
+
+        # A new run gets a name of its own: an overwritten run folder must not continue the old run's history.
+        name = self.saved.get("name") or f"{self.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.inner = TrackioTracker(
+            project_name(self.task),
+            name=name,
+            resume="allow",
+            group=os.environ.get(GROUP_ENV) or None,
+            embed=False,
+        )
+        self.inner.start()
+        return {"project": project_name(self.task), "name": name}
+
+    def held_through(self) -> Optional[list]:
+        """What trackio's local store holds of the run (none for a Space or a server: all is sent again)."""
+        if os.environ.get("TRACKIO_SPACE_ID") or os.environ.get("TRACKIO_SERVER_URL"):
+            return [-1, -1]
+        from trackio.sqlite_storage import SQLiteStorage
+
+        rows = SQLiteStorage.get_logs(project_name(self.task), self.saved["name"])
+        keys = [[int(row["step"]), int(any(k.startswith("validation/") for k in row))] for row in rows]
+        return max(keys, default=[-1, -1])
+
+    def end(self, state: str) -> None:
+        self.inner.finish()
+
+
+KINDS = {kind.name: kind for kind in (TensorBoard, MLflow, WandB, Trackio)}
+
+
+def probe(uri: str) -> None:
+    """An MLflow server that does not answer fails in seconds, not after MLflow's minutes of retries."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_SECONDS) as answer:  # noqa: S310
+            answer.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise TrackerUnavailable(f"the MLflow server at {uri} does not answer ({err})") from err
+
+
+def mlflow_url(uri: str, experiment_id: str, run_id: str) -> Optional[str]:
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+# ----- the run's trackers, fed from one thread -----
+class Trackers:
+    """The trackers of one run. ``log(record)`` queues a metrics.jsonl record and returns at once."""
+
+    def __init__(self, run_dir: Path, names: list[str], task: str, params: dict):
+        self.run_dir, self.params = Path(run_dir), params
+        self.state = read_state(run_dir)
+        self.trackers = [KINDS[name](self.run_dir, task, self.state.get(name, {})) for name in names]
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_LIMIT)
+        self.dropped = False
+        self.done: dict[str, list] = {}  # each tracker's last record logged by this process, or held before it
+        self.thread = threading.Thread(target=self._work, name="toolkit-trackers", daemon=True)
+        self.thread.start()
+
+    def log(self, record: dict) -> None:
+        try:
+            self.queue.put_nowait(("log", record))
+        except queue.Full:
+            if not self.dropped:
+                log.warning(
+                    "trackers: %d records wait for a slow tracker; later ones go to metrics.jsonl only", QUEUE_LIMIT
+                )
+            self.dropped = True
+
+    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
+        """Hand over the final metrics and artifacts, end each tracker's run, and wait for it (a bounded time)."""
+        self.queue.put(("close", {"state": state, "results": results, "step": step}))
+        self.thread.join(CLOSE_SECONDS)
+        if self.thread.is_alive():
+            log.warning("trackers: still busy after %.0f s; the run ends without waiting for them", CLOSE_SECONDS)
+
+    # -- the worker thread --
+    def _work(self) -> None:
+        live = [tracker for tracker in self.trackers if self._call(tracker, self._start, tracker)]
+        for record in read_records(self.run_dir):  # a resumed run: what its trackers missed before it stopped
+            live = [tracker for tracker in live if self._call(tracker, self._log, tracker, record)]
+        while True:
+            kind, item = self.queue.get()
+            if kind == "log":
+                live = [tracker for tracker in live if self._call(tracker, self._log, tracker, item)]
+            else:
+                for tracker in live:
+                    self._call(tracker, self._end, tracker, item)
+                return
+
+    def _call(self, tracker: Tracker, fn, *args) -> bool:
+        """Run one tracker call; a failure drops that tracker with one warning (the run goes on)."""
+        try:
+            fn(*args)
+            return True
+        except Exception as err:  # noqa: BLE001 - whatever a tracker raises, training goes on
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.warning("tracker %s stopped logging for this run: %s", tracker.name, reason)
+            return False
+
+    def _start(self, tracker: Tracker) -> None:
+        resumed = bool(tracker.saved)
+        kept = tracker.start()
+        self.state[tracker.name] = {**tracker.saved, **kept}
+        write_state(self.run_dir, self.state)
+        if not resumed:
+            tracker.params(self.params)
+            self.done[tracker.name] = [-1, -1]
+        elif tracker.durable:
+            self.done[tracker.name] = tracker.saved.get("logged_through", [-1, -1])
+        else:
+            self.done[tracker.name] = tracker.held_through()
+
+    def _log(self, tracker: Tracker, record: dict) -> None:
+        values = tracked_values(record)
+        if not values or record_key(record) <= self.done[tracker.name]:
+            return  # held already: a resumed run's catch-up and its live records overlap
+        tracker.log(values, int(record["step"]))
+        self.done[tracker.name] = record_key(record)
+        if tracker.durable:
+            self._mark(tracker, logged_through=record_key(record))
+
+    def _end(self, tracker: Tracker, item: dict) -> None:
+        results = item["results"]
+        if results:
+            final = {
+                f"final/{split}/{key}": value
+                for split in ("validation", "test")
+                for key, value in (results.get(split) or {}).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+            }
+            if final:
+                tracker.log(final, item["step"])
+            tracker.artifacts([self.run_dir / name for name in ARTIFACTS if (self.run_dir / name).exists()])
+        tracker.end(item["state"])
+        self._mark(tracker, logged_through=self.done[tracker.name], ended=item["state"])
+
+    def _mark(self, tracker: Tracker, **values: Any) -> None:
+        self.state[tracker.name].update(values)
+        write_state(self.run_dir, self.state)
+
+
+class NoTrackers:
+    """Where a run has none (other processes than the main one, or ``trackers: []``)."""
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
+        pass
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    records = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                records.append(json.loads(line))
+    return records
+
+
+def open_trackers(run_dir: Path, names: list[str], task: str, params: dict, main: bool = True):
+    """The run's trackers (on the main process only); they start in their own thread."""
+    if not main or not names:
+        return NoTrackers()
+    return Trackers(run_dir, list(dict.fromkeys(names)), task, params)
+
+
+def links(run_dir: Path) -> dict:
+    """Each tracker's page for a run, where it has one (the studio's Runs tab)."""
+    return {
+        name: info["url"] for name, info in read_state(run_dir).items() if isinstance(info, dict) and info.get("url")
+    }
