@@ -197,3 +197,53 @@ def test_unknown_tracker_is_refused_before_anything_loads(tiny_config, tmp_path)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(errors) == 1 and "trackers[1]" in errors[0], done.stderr[-1000:]
     assert not (tmp_path / "run").exists()
+
+
+def test_sweep_trials_are_child_runs_grouped_under_the_sweep(tiny_config, tmp_path, mlflow_uri, monkeypatch):
+    """A sweep logging to MLflow and W&B: one MLflow parent run holding each trial as a child run (the pruned ones
+    tagged so, as Optuna recorded them) and the best value; each trial's W&B run in the sweep's group."""
+    import optuna
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    folder = tmp_path / "sweep"
+    config = write_config(
+        tmp_path / "sweep.yaml",
+        # seed 7: the sampler draws lr 3e-3, 3e-3, then 1e-6 twice, which falls behind at once and is pruned
+        {
+            **tiny_config,
+            "seed": 7,
+            "eval_every": 10,
+            "output_dir": str(folder),
+            "trackers": ["tensorboard", "mlflow", "wandb"],
+        },
+    )
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"lr": {"choices": [1e-6, 3e-3]}}))
+    done = run_cli("sweep", str(config), "--trials", "4", "--space", str(space), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{folder / 'study.db'}")
+    states = {f"trial-{t.number:03d}": t.state.name for t in study.trials}
+
+    client = MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name("toolkit-sentiment")
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`toolkit.sweep_dir` = '{folder.absolute()}'")
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    tagged = {Path(c.data.tags["toolkit.run_dir"]).name: c.data.tags.get("toolkit.trial_state", "") for c in children}
+    assert sorted(tagged) == sorted(states)
+    assert "PRUNED" in states.values(), states
+    assert {name for name, tag in tagged.items() if tag == "pruned"} == {n for n, s in states.items() if s == "PRUNED"}
+    best = study.best_trial
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best/validation/accuracy"] == pytest.approx(best.value)
+    assert parent.data.tags["toolkit.best_trial"] == f"trial-{best.number:03d}"
+    assert not list(folder.glob("trial-*/tensorboard"))  # TensorBoard is left out of trials
+
+    group = json.loads((folder / "trackers.json").read_text())["group"]
+    for trial in states:
+        run_id = json.loads((folder / trial / "trackers.json").read_text())["wandb"]["id"]
+        history, groups = wandb_history(folder / trial, run_id)
+        assert groups == {group} and history["validation/accuracy"], trial

@@ -145,6 +145,7 @@ def sweep(
         )
     with no_transformers_bars(), run_lock(found.dir):
         sweeps.start_folder(found)
+        sweeps.start_tracking(found)
         try:
             if backend == "ray":
                 from .sweep_ray import optimize_with_ray
@@ -159,5 +160,5 @@ def sweep(
             if new:  # refused before any trial finished: bad input leaves nothing behind
                 sweeps.clear_if_nothing_finished(found)
             raise
-        sweeps.finish(found)
+        sweeps.finish(found, best)
         return sweeps.result(found, rows, best)

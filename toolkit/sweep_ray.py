@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Optional
 
+from . import tracking
 from .cache import replace_atomically
 from .errors import ToolkitError
 from .ray_token import send_token_if_any
@@ -182,6 +183,8 @@ def collect(sweep: Sweep, grid) -> tuple[list[dict], Optional[Best]]:
         with contextlib.suppress(OSError, ValueError):
             results = json.loads((folder / "results.json").read_text())
         state = "failed" if found.error else ("complete" if results else "pruned")
+        if state == "pruned":
+            tracking.mark_pruned(folder)
         value = results.get("validation", {}).get(sweep.metric) if results else found.metrics.get(sweep.metric)
         params = dict(found.config or {})
         rows.append(

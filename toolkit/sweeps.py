@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Union
 
 import yaml
 
-from . import interrupt
+from . import interrupt, tracking
 from .cache import replace_atomically
 from .config import (
     Config,
@@ -292,7 +292,9 @@ def prepare(
     cfg = build_config(apply_overrides(values, overrides or []))
     folder = (Path(cfg.output_dir) if cfg.output_dir else default_sweep_dir(config, cfg)).absolute()
     base = {k: v for k, v in config_to_dict(cfg).items() if k not in STEERING_KEYS}
-    base["trackers"] = []  # tensorboard for every trial would fill the folder; metrics.jsonl has the curves
+    # Each trial logs to the sweep's trackers, grouped under it; not to TensorBoard, whose files in every trial would
+    # fill the folder (metrics.jsonl has the curves).
+    base["trackers"] = [name for name in base.get("trackers", []) if name != "tensorboard"]
     spec = get_task(cfg.task)
     params = read_space(space, base, spec)
     goal = choose_goal(spec, cfg)
@@ -424,7 +426,12 @@ def run_trial(
     wait_for_free(folder)
     log_path = sweep.dir / LOGS / f"{folder.name}.log"
     command = trial_command(sweep, number, params, resume)
-    env = {**os.environ, "TOOLKIT_SWEEP_TRIAL": str(number), interrupt.PARENT_ENV: str(os.getpid())}
+    env = {
+        **os.environ,
+        **sweep.state.get("tracking_env", {}),  # the trial's tracker group and parent run
+        "TOOLKIT_SWEEP_TRIAL": str(number),
+        interrupt.PARENT_ENV: str(os.getpid()),
+    }
     with log_path.open("a") as out:
         out.write(f"$ {' '.join(command)}\n# started at {time.time():.3f}\n")
         out.flush()
@@ -592,6 +599,7 @@ def finish_trial(sweep: Sweep, study, trial, params: dict, resume: bool) -> None
     elif outcome.state == "pruned":
         trial.set_user_attr("value", outcome.value)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        tracking.mark_pruned(sweep.trial_dir(trial.number))
     else:
         study.tell(trial, outcome.value)
         log.info("trial %d: %s %.4g", trial.number, sweep.metric, outcome.value)
@@ -724,10 +732,23 @@ class SweepResult:
     trials: list[dict]
 
 
-def finish(sweep: Sweep) -> None:
+def start_tracking(sweep: Sweep) -> None:
+    """Group the trials in the trackers the config names (tensorboard aside): a W&B and trackio group, an MLflow
+    parent run."""
+    names = sweep.base.get("trackers", [])
+    if names:
+        space = {key: param.as_dict() for key, param in sweep.space.items()}
+        sweep.state["tracking_env"] = tracking.start_sweep(sweep.dir, names, sweep.base["task"], space)
+        sweep.save_state()
+
+
+def finish(sweep: Sweep, best: Optional[Best] = None) -> None:
     """Mark the sweep done: its trials or its budget ran out (a stopped or killed sweep is not finished)."""
     sweep.state["finished"] = True
     sweep.save_state()
+    if sweep.state.get("tracking_env"):
+        trial = sweep.trial_dir(best.number).name if best is not None else None
+        tracking.end_sweep(sweep.dir, sweep.metric, best.value if best is not None else None, trial)
 
 
 def read_state(folder: Path) -> Optional[dict]:

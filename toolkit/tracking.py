@@ -430,3 +430,70 @@ def links(run_dir: Path) -> dict:
     return {
         name: info["url"] for name, info in read_state(run_dir).items() if isinstance(info, dict) and info.get("url")
     }
+
+
+# ----- sweeps: trials grouped under the sweep -----
+def start_sweep(sweep_dir: Path, names: list[str], task: str, space: dict) -> dict:
+    """The environment a sweep's trials get: their group (W&B, trackio) and their MLflow parent run, both made
+    once per sweep folder (kept in its trackers.json, so a continued sweep keeps them)."""
+    state = read_state(sweep_dir)
+    group = state.setdefault("group", f"{Path(sweep_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    env = {GROUP_ENV: group}
+    if "mlflow" in names:
+        try:
+            parent = state.get("mlflow", {}).get("run_id") or mlflow_parent_run(sweep_dir, task, group, space)
+            state["mlflow"] = {**state.get("mlflow", {}), "run_id": parent}
+            env[MLFLOW_PARENT_ENV] = parent
+        except Exception as err:  # noqa: BLE001 - the sweep goes on; its trials are then MLflow runs of their own
+            log.warning("tracker mlflow: no parent run for the sweep (%s); its trials log as runs of their own", err)
+    write_state(sweep_dir, state)
+    return env
+
+
+def mlflow_parent_run(sweep_dir: Path, task: str, group: str, space: dict) -> str:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow.get_tracking_uri()
+    probe(uri)
+    client = MlflowClient(uri)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or project_name(task)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    run = client.create_run(
+        experiment_id, run_name=group, tags={"toolkit.sweep_dir": str(Path(sweep_dir).absolute()), "toolkit.task": task}
+    )
+    for key, value in flat_params({"space": space}).items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    return run.info.run_id
+
+
+def end_sweep(sweep_dir: Path, metric: str, best_value: Optional[float], best_trial: Optional[str]) -> None:
+    """The MLflow parent run of a finished sweep: the best trial's value and name, then ended."""
+    parent = read_state(sweep_dir).get("mlflow", {}).get("run_id")
+    if not parent:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        if best_value is not None:
+            client.log_metric(parent, f"best/validation/{metric}", best_value)
+            client.set_tag(parent, "toolkit.best_trial", best_trial)
+        client.set_terminated(parent, "FINISHED")
+    except Exception as err:  # noqa: BLE001 - the sweep's results are in its folder whatever the tracker does
+        log.warning("tracker mlflow: the sweep's parent run was not updated (%s)", err)
+
+
+def mark_pruned(run_dir: Path) -> None:
+    """Tag a trial that the sweep pruned in its MLflow run. The trial tags itself when the prune reaches it while it
+    trains; a short trial may have ended first, and the sweep, which decided, says so here."""
+    run_id = read_state(run_dir).get("mlflow", {}).get("run_id")
+    if not run_id:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient().set_tag(run_id, "toolkit.trial_state", "pruned")
+    except Exception as err:  # noqa: BLE001 - the study records the state whatever the tracker does
+        log.warning("tracker mlflow: trial %s not tagged as pruned (%s)", Path(run_dir).name, err)
