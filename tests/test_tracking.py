@@ -247,3 +247,34 @@ def test_sweep_trials_are_child_runs_grouped_under_the_sweep(tiny_config, tmp_pa
         run_id = json.loads((folder / trial / "trackers.json").read_text())["wandb"]["id"]
         history, groups = wandb_history(folder / trial, run_id)
         assert groups == {group} and history["validation/accuracy"], trial
+
+
+def test_exported_mlflow_model_predicts_as_toolkit_predict(tiny_config, tmp_path, mlflow_uri, monkeypatch):
+    """`toolkit export RUN --mlflow --register NAME`: the model lands in the run's own MLflow run, and
+    mlflow.pyfunc.load_model (by run and by registered version) answers what `toolkit predict` answers."""
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    mlflow.set_tracking_uri(mlflow_uri)
+    run_dir = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", {**tiny_config, "epochs": 3, "trackers": ["mlflow"]})
+    assert run_cli("train", str(config)).returncode == 0
+    logged_run = json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"]
+    done = run_cli("export", str(run_dir), "--mlflow", "--register", "tiny-sentiment")
+    assert done.returncode == 0, done.stderr[-2000:]
+    uri = f"runs:/{logged_run}/model"
+    assert f"logged: {uri}" in done.stdout
+
+    texts = ["a great and wonderful film", "dull , awful and boring", "the plot"]
+    predicted = run_cli("predict", str(run_dir), *texts)
+    expected = [json.loads(line) for line in predicted.stdout.strip().splitlines()]
+    for source in (uri, "models:/tiny-sentiment/1"):
+        model = mlflow.pyfunc.load_model(source)
+        for inputs in (texts, pd.DataFrame({"text": texts})):
+            answers = model.predict(inputs)
+            assert [a["label"] for a in answers] == [e["label"] for e in expected]
+            for answer, wanted in zip(answers, expected):
+                assert answer["scores"] == pytest.approx(wanted["scores"], abs=1e-5)
+    assert MlflowClient(mlflow_uri).get_run(logged_run).info.status == "FINISHED"

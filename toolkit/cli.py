@@ -90,6 +90,13 @@ def add_run_commands(sub) -> None:
         choices=["none", "int8"],
         help="int8: dynamically quantized weights (smaller, faster on CPU, scores differ slightly)",
     )
+    p.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="log best/ as an MLflow model (mlflow.pyfunc.load_model predicts as toolkit predict) to "
+        "MLFLOW_TRACKING_URI, in the run's own MLflow run where it has one, instead of writing ONNX",
+    )
+    p.add_argument("--register", metavar="NAME", help="with --mlflow: also register it as a version of model NAME")
 
 
 def add_serve_command(sub) -> None:
@@ -523,6 +530,16 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.register and not args.mlflow:
+        raise ToolkitError("--register names an MLflow registered model: use it with --mlflow.")
+    if args.mlflow:
+        from .mlflow_model import log_run_model
+
+        uri = log_run_model(args.run, args.register)
+        print(f"logged: {uri} (mlflow.pyfunc.load_model('{uri}') predicts as `toolkit predict {args.run}`)")
+        if args.register:
+            print(f"registered: {args.register} (its newest version)")
+        return 0
     from .export import export_run
 
     folder = export_run(args.run, args.checkpoint, quantize=args.quantize == "int8")
