@@ -212,15 +212,17 @@ def write_config(path: Path, values: dict) -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
-    """Run ``python -m toolkit ARGS`` as a user would."""
+def run_cli(
+    *args: str, cwd: Path = ROOT, timeout: float = 300, env_extra: dict | None = None, **popen
+) -> subprocess.CompletedProcess:
+    """Run ``python -m toolkit ARGS`` as a user would (``env_extra``: environment variables set for it)."""
     return subprocess.run(
         [sys.executable, "-m", "toolkit", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})},
         **popen,
     )
 

@@ -24,12 +24,13 @@ __all__ = [
     "evaluate",
     "results",
     "sweep",
+    "push",
 ]
 
 
 def __getattr__(name: str):
     # Heavy imports (torch, transformers) wait until a function is used: importing toolkit stays instant.
-    if name in ("train", "resume", "load", "evaluate", "results", "sweep"):
+    if name in ("train", "resume", "load", "evaluate", "results", "sweep", "push"):
         from . import api
 
         return getattr(api, name)

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_training_commands(sub)
     add_run_commands(sub)
+    add_push_command(sub)
     add_serve_command(sub)
     sub.add_parser("tasks", help="the tasks: their data columns (roles), metrics and an example config")
     add_studio_command(sub)
@@ -97,6 +98,14 @@ def add_run_commands(sub) -> None:
         "MLFLOW_TRACKING_URI, in the run's own MLflow run where it has one, instead of writing ONNX",
     )
     p.add_argument("--register", metavar="NAME", help="with --mlflow: also register it as a version of model NAME")
+
+
+def add_push_command(sub) -> None:
+    p = sub.add_parser("push", help="upload a run's best/ to the Hugging Face Hub with its model card and results")
+    p.add_argument("run")
+    p.add_argument("repo_id", help="OWNER/NAME (created if it does not exist)")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--onnx", action="store_true", help="include the ONNX export (written first if the run has none)")
 
 
 def add_serve_command(sub) -> None:
@@ -559,6 +568,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from . import api
+
+    url = api.push(args.run, args.repo_id, private=args.private, onnx=args.onnx)
+    print(f"pushed: {url}")
+    return 0
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt
 
@@ -569,6 +586,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "predict": cmd_predict,
     "export": cmd_export,
+    "push": cmd_push,
     "tasks": cmd_tasks,
     "serve": cmd_serve,
     "studio": cmd_studio,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Callable, Union
 
@@ -13,6 +14,7 @@ from . import precision
 from .checkpoint import find_checkpoint
 from .errors import ToolkitError
 from .precision import name_of as precision_name
+from .push import PUSHED_CONFIG
 from .tasks import InputBounds, get_task
 
 EXPORT_DIR = "onnx"  # inside a checkpoint folder: best/onnx/, written by `toolkit export`
@@ -216,11 +218,14 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
 
     if backend not in BACKENDS:
         raise ToolkitError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}.")
-    run_dir = Path(run_dir)
-    if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
-        run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
-    cfg = read_run_config(run_dir)
-    folder = find_checkpoint(run_dir, checkpoint, intact=True)
+    run_dir = pushed_or_local(run_dir)
+    if (run_dir / PUSHED_CONFIG).is_file():  # a checkpoint pushed to the Hub (toolkit push), with its run's config
+        cfg, folder = read_run_config(run_dir, PUSHED_CONFIG), run_dir
+    else:
+        if (run_dir / "config.json").is_file() and not (run_dir / "config.yaml").is_file():
+            run_dir, checkpoint = run_dir.parent, run_dir.name  # given best/ or last/ directly
+        cfg = read_run_config(run_dir)
+        folder = find_checkpoint(run_dir, checkpoint, intact=True)
     if folder is None:
         raise ToolkitError(
             f"run '{run_dir}' has no {checkpoint}/ checkpoint yet. Train it first (or resume it) with `toolkit train`."
@@ -241,6 +246,20 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
 
     with no_transformers_bars():
         return get_task(cfg.task).predictor(folder, cfg, **kwargs)
+
+
+def pushed_or_local(source: Union[str, Path]) -> Path:
+    """A local folder as it is; a Hub repository id that `toolkit push` wrote, downloaded (or from the Hub's cache
+    with HF_HUB_OFFLINE=1)."""
+    path = Path(source)
+    if path.exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)):
+        return path
+    from huggingface_hub import snapshot_download
+
+    from .hub import hub_guard
+
+    with hub_guard(str(source)):
+        return Path(snapshot_download(str(source)))
 
 
 def export_predictor(recorded: str, folder: Path, cfg):

@@ -71,9 +71,10 @@ class Run:
         return f"Run(dir={str(self.dir)!r}, metrics={self.metrics})"
 
 
-def read_run_config(run_dir: str | Path) -> Config:
+def read_run_config(run_dir: str | Path, name: str = CONFIG_FILE) -> Config:
+    """The run's saved config (``name``: toolkit.yaml in a checkpoint pushed to the Hub)."""
     run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
+    path = run_dir / name
     if not path.is_file():
         raise ToolkitError(
             f"'{run_dir}' is not a run directory (no {CONFIG_FILE}). Give a folder written by `toolkit train`."
@@ -412,7 +413,7 @@ def card_metadata(run_dir: Path, cfg: Config, results: dict, spec) -> dict:
     meta = {"library_name": library, "tags": ["toolkit", spec.name]}
     if spec.pipeline_tag:
         meta["pipeline_tag"] = spec.pipeline_tag
-    if base:
+    if base and _looks_like_hub_id(base):  # the Hub reads base_model as a repository id, never a local path
         meta["base_model"] = base
     license_ = cfg.license or KNOWN_LICENSES.get(base or "")
     if license_:
@@ -450,12 +451,24 @@ def _precision_line(cfg: Config, results: dict) -> str:
     if not isinstance(chosen, dict):
         return f"`{cfg.precision}`"
     how = "chosen by `precision: auto`" if chosen.get("requested") == "auto" else "set in the config"
-    return f"`{chosen['chosen']}` ({how}: {chosen['reason']})"
+    return (
+        f"`{chosen['chosen']}` ({how}: {chosen['reason']})"
+        if chosen.get("reason") != how
+        else f"`{chosen['chosen']}` ({how})"
+    )
 
 
 def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str, spec) -> None:
     """A Hugging Face model card, README.md in the run folder and in best/ (so that uploading best/ carries it):
     metadata with model-index results, what was trained, the results, the command, and how to use it."""
+    text = model_card(run_dir, cfg, results, command, spec)
+    (run_dir / "README.md").write_text(text)
+    if (run_dir / "best").is_dir():
+        (run_dir / "best" / "README.md").write_text(text)
+
+
+def model_card(run_dir: Path, cfg: Config, results: dict, command: str, spec, repo_id: str | None = None) -> str:
+    """The card's text. ``repo_id``: the card of a copy pushed to the Hub, whose usage loads it from there."""
 
     def table(metrics: dict) -> str:
         rows = [
@@ -466,11 +479,13 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str, sp
         return "| metric | value |\n|---|---|\n" + "\n".join(rows) if rows else "(none)"
 
     meta = card_metadata(run_dir, cfg, results, spec)
-    stock = spec.stock_usage.format(folder=f"{run_dir}/best") if spec.stock_usage else ""
+    stock = spec.stock_usage.format(folder=repo_id or f"{run_dir}/best") if spec.stock_usage else ""
+    where = f'snapshot_download("{repo_id}")' if repo_id else f'"{run_dir}"'
+    fetch = "from huggingface_hub import snapshot_download\n" if repo_id else ""
     use = f"With {meta['library_name']} alone:\n```python\n{stock}\n```\n\nWith toolkit:\n" if stock else ""
-    base = meta.get("base_model")
+    base = cfg.base_model()
     training_line = f"precision {_precision_line(cfg, results)}, seed {cfg.seed}"
-    text = f"""---
+    return f"""---
 {yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()}
 ---
 # {run_dir.name}
@@ -495,11 +510,8 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str, sp
 
 ## Use
 {use}```python
-import toolkit
-predict = toolkit.load("{run_dir}")
+{fetch}import toolkit
+predict = toolkit.load({where})
 {spec.usage}
 ```
 """
-    (run_dir / "README.md").write_text(text)
-    if (run_dir / "best").is_dir():
-        (run_dir / "best" / "README.md").write_text(text)
