@@ -46,7 +46,12 @@ def test_the_form_makes_the_command_toolkit_train_would_run(uploaded, tmp_path):
     for part in ("data.text_column=review", "data.label_column=stars", "data.validation=null", "lr=0.001"):
         assert part in command
     assert "batch_size=" not in command  # unchanged fields stay as the config sets them
+    assert "trackers=" not in command and fields["trackers"] == ["tensorboard"]
     assert "output_dir=" in command and command.rstrip().endswith("mine")
+    tracked = [["tensorboard", "mlflow"] if key == "trackers" else value for key, value in zip(FORM_KEYS, changed)]
+    assert "trackers=tensorboard,mlflow" in form.check(FormValues(**{**vars(filled), "fields": tracked}))[0]
+    untracked = [[] if key == "trackers" else value for key, value in zip(FORM_KEYS, changed)]
+    assert "trackers=[]" in form.check(FormValues(**{**vars(filled), "fields": untracked}))[0]
 
     sweep = form.command(FormValues(**{**vars(filled), "mode": SWEEP, "trials": 3, "budget": "5m"}))
     assert sweep[:2] == ["toolkit", "sweep"] and sweep[-2:] == ["--trials=3", "--budget=5m"]

@@ -177,6 +177,17 @@ def test_killed_and_resumed_run_is_one_run_in_every_tracker(tiny_config, tmp_pat
         got = [(row["step"], row[name]) for row in logs if name in row]
         assert_same_history(got, values, f"trackio {name}")
 
+    # The studio's Runs tab: a link or the command that opens each tracker's run.
+    from toolkit.tracking import where_tracked
+
+    shown = "\n".join(where_tracked(run_dir))
+    assert (
+        state["mlflow"]["url"] in shown
+        and "wandb sync" in shown
+        and "trackio show --project toolkit-sentiment" in shown
+    )
+    assert "tensorboard --logdir" in shown
+
 
 def test_tracker_down_warns_once_and_training_goes_on(tiny_config, tmp_path, monkeypatch):
     """An MLflow server that does not answer: one warning, the run trains and finishes as without it, quickly."""

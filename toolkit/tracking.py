@@ -425,11 +425,32 @@ def open_trackers(run_dir: Path, names: list[str], task: str, params: dict, main
     return Trackers(run_dir, list(dict.fromkeys(names)), task, params)
 
 
-def links(run_dir: Path) -> dict:
-    """Each tracker's page for a run, where it has one (the studio's Runs tab)."""
-    return {
-        name: info["url"] for name, info in read_state(run_dir).items() if isinstance(info, dict) and info.get("url")
-    }
+TITLES = {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B", "trackio": "trackio"}
+
+
+def where_tracked(run_dir: Path) -> list[str]:
+    """One Markdown line per tracker the run logged to: a link to its page, or the command that opens it (the
+    studio's Runs tab)."""
+    lines = []
+    for name, info in read_state(run_dir).items():
+        if name not in TITLES or not isinstance(info, dict):
+            continue
+        title = TITLES[name]
+        if info.get("url"):
+            lines.append(f"- {title}: [{info['url']}]({info['url']})")
+        elif name == "tensorboard":
+            lines.append(f"- {title}: `tensorboard --logdir {info.get('dir', run_dir / 'tensorboard')}`")
+        elif name == "mlflow":
+            lines.append(
+                f"- {title}: run `{info.get('run_id')}`, `mlflow ui --backend-store-uri {info.get('tracking_uri')}`"
+            )
+        elif name == "wandb":
+            lines.append(
+                f"- {title}: offline run `{info.get('id')}`, `wandb sync {info.get('dir')}/wandb/offline-run-*`"
+            )
+        elif name == "trackio":
+            lines.append(f"- {title}: run `{info.get('name')}`, `trackio show --project {info.get('project')}`")
+    return lines
 
 
 # ----- sweeps: trials grouped under the sweep -----

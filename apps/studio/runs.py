@@ -82,6 +82,11 @@ def layout(runs_table: pd.DataFrame) -> SimpleNamespace:
         w.delete = gr.Button("Delete run", variant="stop", size="sm", elem_id="delete")
     w.zip_file = gr.File(label="best/ zip", visible=False)
     w.delete_message = gr.Markdown()
+    with gr.Row():
+        w.repo_id = gr.Textbox(label="Push best/ to the Hugging Face Hub as OWNER/NAME", elem_id="push-repo")
+        w.private = gr.Checkbox(label="private", value=True, elem_id="push-private")
+        w.push = gr.Button("Push to the Hub", size="sm", elem_id="push")
+    w.push_message = gr.Markdown(elem_id="push-message")
     w.card = gr.Markdown(elem_id="model-card")
     gr.Markdown("### Sweeps")
     with gr.Row():
@@ -136,6 +141,15 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             gr.Warning(str(err))
             return gr.File(visible=False)
 
+    def push_run(run_name, repo_id, private):
+        try:
+            if not run_name or not (repo_id or "").strip():
+                raise ToolkitError("pick a run and name the repository (OWNER/NAME).")
+            url = studio.catalog.push(run_name, repo_id, private)
+        except ToolkitError as err:
+            return f"⚠️ {err}"
+        return f"Pushed **{run_name}** to [{repo_id}]({url})."
+
     def delete_run(run_name, typed):
         try:
             studio.catalog.delete(run_name, typed)
@@ -160,6 +174,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     )
     w.chosen.change(show_card, w.chosen, w.card, api_visibility="private")
     w.download.click(zip_best, w.chosen, w.zip_file, api_visibility="private")
+    w.push.click(push_run, [w.chosen, w.repo_id, w.private], w.push_message, api_visibility="private")
     w.delete.click(
         delete_run, [w.chosen, w.confirm], [w.delete_message, w.table, w.confirm], api_visibility="private"
     ).then(refresh_runs, [w.compare, w.chosen, w.sweep], listing, api_visibility="private")

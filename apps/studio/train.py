@@ -16,6 +16,7 @@ from toolkit.errors import ToolkitError
 from toolkit.studio.form import FORM_KEYS, ONE_RUN, SWEEP, FormValues, TrainForm, field_type, task_roles
 from toolkit.studio.paths import display_path, shipped_configs
 from toolkit.tasks import all_tasks
+from toolkit.tracking import installed
 
 from .context import StudioContext
 
@@ -27,6 +28,9 @@ def form_component(key: str, value):
     tp = field_type(key)
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     label = f"{key}"
+    if typing.get_origin(tp) is list:  # trackers: the ones installed here
+        choices = installed() if key == "trackers" else list(typing.get_args(typing.get_args(tp)[0]))
+        return gr.CheckboxGroup(choices=choices, value=value or [], label=label, elem_id=f"field-{key}")
     if typing.get_origin(tp) is typing.Literal:
         return gr.Dropdown(choices=list(typing.get_args(tp)), value=value, label=label, elem_id=f"field-{key}")
     if tp is bool:

@@ -308,7 +308,21 @@ class Catalog:
         path = run_dir / "README.md"
         if not path.is_file():
             return f"Run '{name}' has no model card yet."
-        return self.serving_usage(name) + "\n" + path.read_text(encoding="utf-8")
+        return self.serving_usage(name) + self.tracked(name) + "\n" + path.read_text(encoding="utf-8")
+
+    def tracked(self, name: str) -> str:
+        from ..tracking import where_tracked
+
+        lines = where_tracked(self.paths.run_dir(name))
+        return "\n**Tracked in**\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+    def push(self, name: str, repo_id: str, private: bool = False) -> str:
+        """Upload a finished run's best/ to the Hub (toolkit push); the commit's URL. ToolkitError when it cannot."""
+        from ..push import push
+
+        if self.status(name) != "finished":
+            raise ToolkitError(f"run '{name}' is not finished: push it once it has trained.")
+        return push(self.paths.run_dir(name), repo_id.strip(), private=private)
 
     def serving_usage(self, name: str) -> str:
         from ..serving import usage

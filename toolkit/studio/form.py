@@ -34,6 +34,7 @@ FORM_KEYS = (
     "seed",
     "eval_every",
     "peft.enabled",
+    "trackers",
 )
 
 
@@ -185,6 +186,8 @@ def override(key: str, value, base) -> str | None:
         value = float(value)  # a number typed in a text field (eval_every: 320 or "epoch")
     if isinstance(value, float) and value.is_integer() and int in (field_type(key), *typing.get_args(field_type(key))):
         value = int(value)
+    if isinstance(value, list):  # the trackers' checkboxes
+        return None if value == (base or []) else f"{key}={','.join(value) if value else '[]'}"
     if value == "" or value is None:
         value = None
     if value == base or (value is None and base is None):
