@@ -27,11 +27,18 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     planned = plan(config, overrides, **kwargs)
     from .engine import fit
     from .models import no_transformers_bars
+    from .tracking import open_trackers
 
-    with no_transformers_bars():  # one progress bar per run: the training one
-        task = planned.build()
-        with planned.claimed():
-            return fit(planned, task)
+    # The trackers' worker imports them while the model and data load.
+    trackers = open_trackers(planned.cfg.trackers, planned.cfg.task, planned.processes.is_main_process)
+    try:
+        with no_transformers_bars():  # one progress bar per run: the training one
+            task = planned.build()
+            with planned.claimed():
+                return fit(planned, task, trackers)
+    except BaseException:
+        trackers.close("failed")  # no-op when fit already ended them; a run that never started leaves no trace
+        raise
 
 
 def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:

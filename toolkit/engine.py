@@ -319,14 +319,16 @@ class Training:
         return self.accelerator.is_main_process
 
 
-def fit(plan: Plan, task: Task) -> runlib.Run:
-    """Train ``task`` as ``plan`` decided, into its run folder (held by the caller's ``plan.claimed()``)."""
+def fit(plan: Plan, task: Task, trackers=None) -> runlib.Run:
+    """Train ``task`` as ``plan`` decided, into its run folder (held by the caller's ``plan.claimed()``);
+    ``trackers``: tracking.open_trackers' (started before the model and data loaded), which this ends."""
     t = setup(plan, task)
     restore(t)
     if t.main:
         runlib.start_run_dir(t.run_dir, t.cfg)
         runlib.append_metrics(t.run_dir, {"step": t.counters["step"], "split": "setup", **_machine_record(t.machine)})
-    t.trackers = tracking.open_trackers(t.run_dir, t.cfg.trackers, t.cfg.task, _tracker_params(t), t.main)
+    t.trackers = trackers or tracking.open_trackers(t.cfg.trackers, t.cfg.task, t.main)
+    t.trackers.start(t.run_dir, _tracker_params(t))
     try:
         loop(t)
         run = finish(t)

@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -301,53 +303,131 @@ def mlflow_url(uri: str, experiment_id: str, run_id: str) -> Optional[str]:
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-# ----- the run's trackers, fed from one thread -----
+# ----- the run's trackers: a worker process fed by this one -----
 class Trackers:
-    """The trackers of one run. ``log(record)`` queues a metrics.jsonl record and returns at once."""
+    """The trackers of one run, in a worker process of their own (``python -m toolkit.tracking``): their imports,
+    network and writers never take this process's CPU time or its GIL, and a ``kill -9`` of this process still lets
+    them end their run (the worker sees its input close). Started before the run's model and data load, so that
+    their imports overlap that; :meth:`start` hands over the run folder once it exists. ``log(record)`` queues a
+    metrics.jsonl record and returns at once."""
 
-    def __init__(self, run_dir: Path, names: list[str], task: str, params: dict):
-        self.run_dir, self.params = Path(run_dir), params
-        self.state = read_state(run_dir)
-        self.trackers = [KINDS[name](self.run_dir, task, self.state.get(name, {})) for name in names]
+    def __init__(self, names: list[str], task: str):
+        package_root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "toolkit.tracking"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # trackers' chatter; their warnings go to stderr
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+        )
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_LIMIT)
-        self.dropped = False
-        self.done: dict[str, list] = {}  # each tracker's last record logged by this process, or held before it
-        self.thread = threading.Thread(target=self._work, name="toolkit-trackers", daemon=True)
-        self.thread.start()
+        self.dropped = self.closed = False
+        self.writer = threading.Thread(target=self._write, name="toolkit-trackers", daemon=True)
+        self.writer.start()
+        self._send({"kind": "open", "names": names, "task": task})
+
+    def start(self, run_dir: Path, params: dict) -> None:
+        self._send({"kind": "start", "run_dir": str(Path(run_dir).absolute()), "params": params})
 
     def log(self, record: dict) -> None:
+        self._send({"kind": "log", "record": record})
+
+    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
+        """Hand over the final metrics and artifacts, end each tracker's run, and wait for it (a bounded time).
+        Only the first call counts."""
+        if self.closed:
+            return
+        self.closed = True
+        self._send({"kind": "close", "state": state, "results": results, "step": step})
+        self.writer.join(CLOSE_SECONDS)
         try:
-            self.queue.put_nowait(("log", record))
+            self.proc.wait(CLOSE_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("trackers: still busy after %.0f s; they finish after this process ends", CLOSE_SECONDS)
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.queue.put_nowait(message)
         except queue.Full:
             if not self.dropped:
                 log.warning(
-                    "trackers: %d records wait for a slow tracker; later ones go to metrics.jsonl only", QUEUE_LIMIT
+                    "trackers: %d records wait for slow trackers; later ones go to metrics.jsonl only", QUEUE_LIMIT
                 )
             self.dropped = True
 
-    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
-        """Hand over the final metrics and artifacts, end each tracker's run, and wait for it (a bounded time)."""
-        self.queue.put(("close", {"state": state, "results": results, "step": step}))
-        self.thread.join(CLOSE_SECONDS)
-        if self.thread.is_alive():
-            log.warning("trackers: still busy after %.0f s; the run ends without waiting for them", CLOSE_SECONDS)
+    def _write(self) -> None:
+        """The writer thread: messages to the worker's input, in order, until close (a pipe that fills while a
+        tracker is slow blocks this thread, never training)."""
+        try:
+            while True:
+                message = self.queue.get()
+                self.proc.stdin.write(json.dumps(message, default=str) + "\n")
+                self.proc.stdin.flush()
+                if message["kind"] == "close":
+                    break
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError, ValueError):
+            log.warning("trackers: their worker process ended early; the run goes on without them")
 
-    # -- the worker thread --
-    def _work(self) -> None:
-        live = [tracker for tracker in self.trackers if self._call(tracker, self._start, tracker)]
+
+class NoTrackers:
+    """Where a run has none (other processes than the main one, or ``trackers: []``)."""
+
+    def start(self, run_dir: Path, params: dict) -> None:
+        pass
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
+        pass
+
+
+def open_trackers(names: list[str], task: str, main: bool = True):
+    """The run's trackers (on the main process only): their worker starts now and imports them."""
+    if not main or not names:
+        return NoTrackers()
+    return Trackers(list(dict.fromkeys(names)), task)
+
+
+class Worker:
+    """The worker process's side: each tracker call, a failure dropping that tracker with one warning."""
+
+    def __init__(self, names: list[str], task: str):
+        self.names, self.task = names, task
+        self.live: list[Tracker] = []
+        self.run_dir: Optional[Path] = None
+        self.state: dict = {}
+        self.done: dict[str, list] = {}  # each tracker's last record logged by this run, or held before it
+        for name in names:  # the imports, while the run's model and data load
+            try:
+                importlib.import_module(MODULES[name] if name != "tensorboard" else "torch.utils.tensorboard")
+            except Exception as err:  # noqa: BLE001 - a tracker that cannot import is dropped, training goes on
+                log.warning("tracker %s stopped logging for this run: %s", name, err)
+                self.names = [n for n in self.names if n != name]
+
+    def start(self, run_dir: str, params: dict) -> None:
+        self.run_dir = Path(run_dir)
+        wait_for_earlier_worker(self.run_dir)
+        self.state = read_state(self.run_dir)
+        self.state["worker_pid"] = os.getpid()
+        trackers = [KINDS[name](self.run_dir, self.task, self.state.get(name, {})) for name in self.names]
+        self.live = [t for t in trackers if self._call(t, self._start, t, params)]
         for record in read_records(self.run_dir):  # a resumed run: what its trackers missed before it stopped
-            live = [tracker for tracker in live if self._call(tracker, self._log, tracker, record)]
-        while True:
-            kind, item = self.queue.get()
-            if kind == "log":
-                live = [tracker for tracker in live if self._call(tracker, self._log, tracker, item)]
-            else:
-                for tracker in live:
-                    self._call(tracker, self._end, tracker, item)
-                return
+            self.log(record)
+
+    def log(self, record: dict) -> None:
+        self.live = [t for t in self.live if self._call(t, self._log, t, record)]
+
+    def close(self, state: str, results: Optional[dict] = None, step: int = 0) -> None:
+        for tracker in self.live:
+            self._call(tracker, self._end, tracker, {"state": state, "results": results, "step": step})
+        if self.run_dir is not None:
+            self.state.pop("worker_pid", None)
+            write_state(self.run_dir, self.state)
 
     def _call(self, tracker: Tracker, fn, *args) -> bool:
-        """Run one tracker call; a failure drops that tracker with one warning (the run goes on)."""
         try:
             fn(*args)
             return True
@@ -356,16 +436,16 @@ class Trackers:
             log.warning("tracker %s stopped logging for this run: %s", tracker.name, reason)
             return False
 
-    def _start(self, tracker: Tracker) -> None:
-        resumed = bool(tracker.saved)
+    def _start(self, tracker: Tracker, params: dict) -> None:
+        saved = tracker.saved
         kept = tracker.start()
-        self.state[tracker.name] = {**tracker.saved, **kept}
+        self.state[tracker.name] = {**saved, **kept, "ended": None}
         write_state(self.run_dir, self.state)
-        if not resumed:
-            tracker.params(self.params)
+        if not saved:
+            tracker.params(params)
             self.done[tracker.name] = [-1, -1]
-        elif tracker.durable:
-            self.done[tracker.name] = tracker.saved.get("logged_through", [-1, -1])
+        elif tracker.durable or saved.get("ended"):  # its values are kept (an ended run flushed its writer)
+            self.done[tracker.name] = saved.get("logged_through", [-1, -1])
         else:
             self.done[tracker.name] = tracker.held_through()
 
@@ -398,14 +478,22 @@ class Trackers:
         write_state(self.run_dir, self.state)
 
 
-class NoTrackers:
-    """Where a run has none (other processes than the main one, or ``trackers: []``)."""
+def wait_for_earlier_worker(run_dir: Path, seconds: float = 30.0) -> None:
+    """A run resumed right after a kill -9: the killed run's worker may still be ending its tracker runs; let it."""
+    pid = read_state(run_dir).get("worker_pid")
+    deadline = time.monotonic() + seconds
+    while pid and pid != os.getpid() and process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
-    def log(self, record: dict) -> None:
-        pass
 
-    def close(self, state: str = "finished", results: Optional[dict] = None, step: int = 0) -> None:
-        pass
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_records(run_dir: Path) -> list[dict]:
@@ -418,11 +506,31 @@ def read_records(run_dir: Path) -> list[dict]:
     return records
 
 
-def open_trackers(run_dir: Path, names: list[str], task: str, params: dict, main: bool = True):
-    """The run's trackers (on the main process only); they start in their own thread."""
-    if not main or not names:
-        return NoTrackers()
-    return Trackers(run_dir, list(dict.fromkeys(names)), task, params)
+def serve_worker() -> None:
+    """``python -m toolkit.tracking``: the worker's loop over the messages on its input. Its input closing before
+    a close message (the run's process was killed) ends the tracker runs as stopped: they can be resumed."""
+    import signal
+
+    # Ctrl+C reaches the whole terminal's process group: the run's process decides, and closes us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop reaches the run (it saves last/, then closes us)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    worker, closed = None, False
+    for line in sys.stdin:
+        message = json.loads(line)
+        kind = message["kind"]
+        if kind == "open":
+            worker = Worker(message["names"], message["task"])
+        elif kind == "start":
+            worker.start(message["run_dir"], message["params"])
+        elif kind == "log" and worker.run_dir is not None:
+            worker.log(message["record"])
+        elif kind == "close":
+            worker.close(message["state"], message.get("results"), message.get("step", 0))
+            closed = True
+            break
+    if worker is not None and worker.run_dir is not None and not closed:
+        worker.close("stopped")
 
 
 TITLES = {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B", "trackio": "trackio"}
@@ -518,3 +626,7 @@ def mark_pruned(run_dir: Path) -> None:
         MlflowClient().set_tag(run_id, "toolkit.trial_state", "pruned")
     except Exception as err:  # noqa: BLE001 - the study records the state whatever the tracker does
         log.warning("tracker mlflow: trial %s not tagged as pruned (%s)", Path(run_dir).name, err)
+
+
+if __name__ == "__main__":
+    serve_worker()
