@@ -11,6 +11,7 @@ Usage: python benchmarks/tracking_overhead.py [--pairs 3] [--rows 2000] [--log-e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, go_offline, whole_process  # noqa: E402
+from common import ROOT, SHARED, go_offline  # noqa: E402
 
 DATA = SHARED / "sentiment" / "rt-polarity"
 TRACKED = ["tensorboard", "mlflow", "wandb", "trackio"]
@@ -44,11 +45,13 @@ def start_mlflow(folder: Path) -> tuple[subprocess.Popen, str]:
          "--workers", "1", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
          "--default-artifact-root", str(folder / "artifacts")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job-runner processes: less CPU
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                time.sleep(10)  # the server's own start-up work settles before anything is timed
                 return server, uri
         except OSError:
             time.sleep(0.5)
@@ -70,9 +73,45 @@ def train(folder: Path, name: str, train_csv: Path, trackers: list[str], log_eve
             }
         )
     )  # fmt: skip
-    seconds, _ = whole_process([sys.executable, "-m", "toolkit", "train", str(config)])
+    seconds, cpu = cpu_by_process([sys.executable, "-m", "toolkit", "train", str(config)])
     results = json.loads((folder / name / "results.json").read_text())
-    return {"wall": seconds, "train": results["train_seconds"], "steps": results.get("steps")}
+    return {
+        "wall": seconds,
+        "train": results["train_seconds"],
+        "steady": steady_step_seconds(folder / name),
+        "main_cpu": cpu["main"],
+        "other_cpu": cpu["others"],
+    }
+
+
+def cpu_by_process(command: list[str]) -> tuple[float, dict]:
+    """Run ``command``; its wall seconds and the CPU seconds (user + system) of its own process and of all the
+    processes it started (the trackers' worker, W&B's service), sampled every 0.2 s until it exits."""
+    import psutil
+
+    tic = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    main, seen = psutil.Process(proc.pid), {}
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for p in [main, *main.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    seen[p.pid] = times.user + times.system
+        time.sleep(0.2)
+    seconds = time.perf_counter() - tic
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} failed:\n{proc.stderr.read()[-3000:]}")
+    return seconds, {"main": seen.get(main.pid, 0.0), "others": sum(v for k, v in seen.items() if k != main.pid)}
+
+
+def steady_step_seconds(run_dir: Path) -> float:
+    """Training seconds per step over the run's second half (metrics.jsonl): what tracking costs every step, once
+    the trackers have started."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r.get("split") == "train"]
+    half = next(r for r in train if r["step"] >= train[-1]["step"] / 2)
+    return (train[-1]["train_seconds"] - half["train_seconds"]) / (train[-1]["step"] - half["step"])
 
 
 def main() -> int:
@@ -110,7 +149,11 @@ def main() -> int:
                 rows.append(done)
                 print(
                     f"pair {pair + 1}: training {done['none']['train']:.2f} s -> {done['tracked']['train']:.2f} s "
-                    f"({done['tracked']['train'] / done['none']['train'] - 1:+.1%}); whole process "
+                    f"({done['tracked']['train'] / done['none']['train'] - 1:+.1%}); a step in the second half "
+                    f"{done['none']['steady'] * 1000:.0f} ms -> {done['tracked']['steady'] * 1000:.0f} ms "
+                    f"({done['tracked']['steady'] / done['none']['steady'] - 1:+.1%}); CPU of the run's own process "
+                    f"{done['none']['main_cpu']:.1f} s -> {done['tracked']['main_cpu']:.1f} s, of the processes it "
+                    f"started {done['none']['other_cpu']:.1f} s -> {done['tracked']['other_cpu']:.1f} s; whole process "
                     f"{done['none']['wall']:.1f} s -> {done['tracked']['wall']:.1f} s "
                     f"({done['tracked']['wall'] / done['none']['wall'] - 1:+.1%})",
                     flush=True,
@@ -118,7 +161,9 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(30)
-    for key, what in (("train", "training loop"), ("wall", "whole process")):
+    extra = [r["tracked"]["other_cpu"] - r["none"]["other_cpu"] for r in rows]
+    print(f"CPU seconds the trackers' processes took: median {statistics.median(extra):.1f} s per run")
+    for key, what in (("train", "training loop"), ("steady", "a step, second half"), ("wall", "whole process")):
         changes = [r["tracked"][key] / r["none"][key] - 1 for r in rows]
         print(f"{what}: median change with {', '.join(TRACKED)}: {statistics.median(changes):+.1%} "
               f"(pairs: {', '.join(f'{c:+.1%}' for c in changes)})")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Experiment trackers: TensorBoard, MLflow, Weights & Biases and trackio, through Accelerate's tracker classes.
+"""Experiment trackers: TensorBoard, MLflow, Weights & Biases and trackio.
 
 A run logs to its trackers what it writes to metrics.jsonl (the same records: `train/<key>` and `validation/<key>`
 at their step), its resolved config and machine as parameters, its final metrics, and its model card, results and
@@ -112,6 +112,8 @@ def flat_params(values: dict, prefix: str = "") -> dict:
 
 
 # ----- one class per tracker: how it starts (a new run or the saved one), logs, keeps files and ends -----
+# Each calls its library directly. Accelerate's tracker classes wrap the same calls, but importing them imports
+# torch: 3.1 s of CPU in the worker for every run, more than MLflow, W&B and trackio together (docs/benchmarks.md).
 class Tracker:
     name = ""
     # Whether a value is kept once log() returns. W&B and trackio hand values to a writer of their own, which a
@@ -120,17 +122,16 @@ class Tracker:
 
     def __init__(self, run_dir: Path, task: str, saved: dict):
         self.run_dir, self.task, self.saved = run_dir, task, dict(saved)
-        self.inner = None  # accelerate's tracker
 
     def start(self) -> dict:
         """Start (or continue) the tracker's run; return what the run folder keeps of it (ids, url)."""
         raise NotImplementedError
 
     def params(self, values: dict) -> None:
-        self.inner.store_init_configuration(values)
+        """Record the run's config and machine (a new tracker run only)."""
 
     def log(self, values: dict, step: int) -> None:
-        self.inner.log(values, step=step)
+        raise NotImplementedError
 
     def held_through(self) -> Optional[list]:
         """A resumed run's last record held by the tracker itself, where it can tell: [step, 0 train/1 validation]."""
@@ -141,22 +142,24 @@ class Tracker:
 
     def end(self, state: str) -> None:
         """state: finished, pruned (a sweep stopped it early; it still finished), stopped (resumable), failed."""
-        self.inner.finish()
 
 
 class TensorBoard(Tracker):
     name = "tensorboard"
 
     def start(self) -> dict:
-        from accelerate.tracking import TensorBoardTracker
+        from tensorboard.summary import Writer  # TensorBoard's own writer: no torch, no TensorFlow
 
-        self.inner = TensorBoardTracker("tensorboard", str(self.run_dir))
-        self.inner.start()
+        self.writer = Writer(str(self.run_dir / "tensorboard"))
         return {"dir": str(self.run_dir / "tensorboard")}
 
-    def params(self, values: dict) -> None:
-        # The events file's text, not add_hparams, which writes a second run folder inside tensorboard/.
-        self.inner.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in sorted(values.items())))
+    def log(self, values: dict, step: int) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step=step)
+        self.writer.flush()
+
+    def end(self, state: str) -> None:
+        self.writer.close()
 
 
 class MLflow(Tracker):
@@ -164,7 +167,6 @@ class MLflow(Tracker):
 
     def start(self) -> dict:
         import mlflow
-        from accelerate.tracking import MLflowTracker
 
         uri = mlflow.get_tracking_uri()
         probe(uri)
@@ -172,14 +174,12 @@ class MLflow(Tracker):
         parent = os.environ.get(MLFLOW_PARENT_ENV)
         if parent:
             tags["mlflow.parentRunId"] = parent  # how MLflow nests a run under another, across processes
-        self.inner = MLflowTracker(
-            experiment_name=project_name(self.task),
-            run_id=self.saved.get("run_id"),
-            run_name=self.run_dir.name,
-            tags=tags,
-        )
-        self.inner.start()
-        info = self.inner.active_run.info
+        if self.saved.get("run_id"):
+            run = mlflow.start_run(run_id=self.saved["run_id"], tags=tags)
+        else:
+            experiment = mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or project_name(self.task))
+            run = mlflow.start_run(experiment_id=experiment.experiment_id, run_name=self.run_dir.name, tags=tags)
+        info = run.info
         return {
             "run_id": info.run_id,
             "experiment_id": info.experiment_id,
@@ -190,17 +190,23 @@ class MLflow(Tracker):
     def params(self, values: dict) -> None:
         import mlflow
 
-        values = {k: str(v)[:6000] for k, v in values.items()}  # MLflow keeps up to 6,000 characters
-        items = list(values.items())
+        items = [(k, str(v)[:6000]) for k, v in values.items()]  # MLflow keeps up to 6,000 characters
         for i in range(0, len(items), 100):  # at most 100 parameters per call
             mlflow.log_params(dict(items[i : i + 100]))
 
+    def log(self, values: dict, step: int) -> None:
+        import mlflow
+
+        mlflow.log_metrics(values, step=step)
+
     def artifacts(self, paths: list[Path]) -> None:
+        import mlflow
+
         for path in paths:
             if path.is_dir():
-                self.inner.log_artifacts(str(path), artifact_path=path.name)
+                mlflow.log_artifacts(str(path), artifact_path=path.name)
             else:
-                self.inner.log_artifact(str(path))
+                mlflow.log_artifact(str(path))
 
     def end(self, state: str) -> None:
         import mlflow
@@ -215,11 +221,11 @@ class WandB(Tracker):
     durable = False
 
     def start(self) -> dict:
-        from accelerate.tracking import WandBTracker
+        import wandb
 
         folder = Path(os.environ.get("WANDB_DIR") or self.run_dir)
-        self.inner = WandBTracker(
-            os.environ.get("WANDB_PROJECT") or project_name(self.task),
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or project_name(self.task),
             id=self.saved.get("id"),  # a new run gets its id from W&B; a resumed one continues it
             resume="allow",
             name=self.run_dir.name,
@@ -227,27 +233,30 @@ class WandB(Tracker):
             dir=str(folder),
             tags=[self.task],
         )
-        self.inner.start()
-        run = self.inner.run
-        return {"id": run.id, "project": run.project, "url": run.url, "dir": str(folder)}
+        return {"id": self.run.id, "project": self.run.project, "url": self.run.url, "dir": str(folder)}
+
+    def params(self, values: dict) -> None:
+        self.run.config.update(values, allow_val_change=True)
+
+    def log(self, values: dict, step: int) -> None:
+        self.run.log(values, step=step)
 
     def held_through(self) -> Optional[list]:
         # A resumed online run starts after the last step the server holds; W&B refuses earlier steps anyway.
         # Offline, W&B starts each process's file afresh: the whole history is written again into the new one.
-        start = getattr(self.inner.run, "starting_step", 0) or 0
+        start = getattr(self.run, "starting_step", 0) or 0
         return [start - 1, 1] if start > 0 else [-1, -1]
 
     def artifacts(self, paths: list[Path]) -> None:
         for path in paths:
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in files:
-                self.inner.run.save(str(file), base_path=str(self.run_dir), policy="now")
+                self.run.save(str(file), base_path=str(self.run_dir), policy="now")
 
     def end(self, state: str) -> None:
-        run = self.inner.run
         if state == "pruned":
-            run.summary["trial_state"] = "pruned"
-        run.finish(exit_code=1 if state in ("stopped", "failed") else 0)
+            self.run.summary["trial_state"] = "pruned"
+        self.run.finish(exit_code=1 if state in ("stopped", "failed") else 0)
 
 
 class Trackio(Tracker):
@@ -255,19 +264,26 @@ class Trackio(Tracker):
     durable = False
 
     def start(self) -> dict:
-        from accelerate.tracking import TrackioTracker
+        import trackio
 
         # A new run gets a name of its own: an overwritten run folder must not continue the old run's history.
         name = self.saved.get("name") or f"{self.run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.inner = TrackioTracker(
-            project_name(self.task),
+        self.run = trackio.init(
+            project=project_name(self.task),
             name=name,
             resume="allow",
             group=os.environ.get(GROUP_ENV) or None,
             embed=False,
         )
-        self.inner.start()
         return {"project": project_name(self.task), "name": name}
+
+    def params(self, values: dict) -> None:
+        import trackio
+
+        trackio.config.update(values, allow_val_change=True)
+
+    def log(self, values: dict, step: int) -> None:
+        self.run.log(values, step=step)
 
     def held_through(self) -> Optional[list]:
         """What trackio's local store holds of the run (none for a Space or a server: all is sent again)."""
@@ -280,7 +296,7 @@ class Trackio(Tracker):
         return max(keys, default=[-1, -1])
 
     def end(self, state: str) -> None:
-        self.inner.finish()
+        self.run.finish()
 
 
 KINDS = {kind.name: kind for kind in (TensorBoard, MLflow, WandB, Trackio)}
@@ -402,7 +418,9 @@ class Worker:
         self.done: dict[str, list] = {}  # each tracker's last record logged by this run, or held before it
         for name in names:  # the imports, while the run's model and data load
             try:
-                importlib.import_module(MODULES[name] if name != "tensorboard" else "torch.utils.tensorboard")
+                module = importlib.import_module(MODULES[name])
+                if name == "wandb":
+                    module.setup()  # starts W&B's service process now rather than when training starts
             except Exception as err:  # noqa: BLE001 - a tracker that cannot import is dropped, training goes on
                 log.warning("tracker %s stopped logging for this run: %s", name, err)
                 self.names = [n for n in self.names if n != name]
