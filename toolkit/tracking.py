@@ -123,6 +123,11 @@ class Tracker:
     def __init__(self, run_dir: Path, task: str, saved: dict):
         self.run_dir, self.task, self.saved = run_dir, task, dict(saved)
 
+    @staticmethod
+    def prepare(task: str) -> None:
+        """What can be done before the run folder exists, while the model and data load (a server's answer, a
+        store's set-up, a service's start): the less the tracker's start leaves to the training's first steps."""
+
     def start(self) -> dict:
         """Start (or continue) the tracker's run; return what the run folder keeps of it (ids, url)."""
         raise NotImplementedError
@@ -165,11 +170,17 @@ class TensorBoard(Tracker):
 class MLflow(Tracker):
     name = "mlflow"
 
+    @staticmethod
+    def prepare(task: str) -> None:
+        import mlflow
+
+        probe(mlflow.get_tracking_uri())
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or project_name(task))  # a new store: its tables
+
     def start(self) -> dict:
         import mlflow
 
         uri = mlflow.get_tracking_uri()
-        probe(uri)
         tags = {"toolkit.run_dir": str(self.run_dir.absolute()), "toolkit.task": self.task}
         parent = os.environ.get(MLFLOW_PARENT_ENV)
         if parent:
@@ -219,6 +230,12 @@ class MLflow(Tracker):
 class WandB(Tracker):
     name = "wandb"
     durable = False
+
+    @staticmethod
+    def prepare(task: str) -> None:
+        import wandb
+
+        wandb.setup()  # W&B's service process, started now rather than when training starts
 
     def start(self) -> dict:
         import wandb
@@ -418,9 +435,8 @@ class Worker:
         self.done: dict[str, list] = {}  # each tracker's last record logged by this run, or held before it
         for name in names:  # the imports, while the run's model and data load
             try:
-                module = importlib.import_module(MODULES[name])
-                if name == "wandb":
-                    module.setup()  # starts W&B's service process now rather than when training starts
+                importlib.import_module(MODULES[name])
+                KINDS[name].prepare(task)
             except Exception as err:  # noqa: BLE001 - a tracker that cannot import is dropped, training goes on
                 log.warning("tracker %s stopped logging for this run: %s", name, err)
                 self.names = [n for n in self.names if n != name]
