@@ -5,7 +5,7 @@ Packaged MiniLM, --rows rt-polarity training rows, 1 epoch, batch 32, validation
 log_every 10 (the default). The two variants run in alternating pairs (this machine's speed drifts between
 minutes); prints each pair's training-loop seconds (results.json train_seconds) and whole-process seconds, and the
 median change.
-Usage: python benchmarks/tracking_overhead.py [--pairs 3] [--rows 2000] [--log-every 10]
+Usage: python benchmarks/tracking_overhead.py [--pairs 3] [--rows 2000] [--log-every 10] [--trackers mlflow,wandb]
 """
 
 from __future__ import annotations
@@ -75,7 +75,11 @@ def train(folder: Path, name: str, train_csv: Path, trackers: list[str], log_eve
     )  # fmt: skip
     seconds, cpu = cpu_by_process([sys.executable, "-m", "toolkit", "train", str(config)])
     results = json.loads((folder / name / "results.json").read_text())
+    state = folder / name / "trackers.json"
+    worker = json.loads(state.read_text()).get("worker_cpu_seconds", {}) if state.is_file() else {}
     return {
+        "worker_before": worker.get("before_training", 0.0),
+        "worker_during": worker.get("during_training", 0.0),
         "wall": seconds,
         "train": results["train_seconds"],
         "steady": steady_step_seconds(folder / name),
@@ -123,7 +127,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--trackers", default=",".join(TRACKED), help="the tracked runs' trackers, comma-separated")
     args = parser.parse_args()
+    tracked = args.trackers.split(",")
     if not DATA.is_dir():
         print(f"rt-polarity not found at {DATA}: this benchmark needs ../shared/data", file=sys.stderr)
         return 1
@@ -139,7 +145,7 @@ def main() -> int:
         try:
             rows = []
             for pair in range(args.pairs):
-                order = [("none", []), ("tracked", TRACKED)]
+                order = [("none", []), ("tracked", tracked)]
                 if pair % 2:
                     order.reverse()
                 done = {
@@ -163,9 +169,17 @@ def main() -> int:
             server.wait(30)
     extra = [r["tracked"]["other_cpu"] - r["none"]["other_cpu"] for r in rows]
     print(f"CPU seconds the trackers' processes took: median {statistics.median(extra):.1f} s per run")
+    cpus = len(os.sched_getaffinity(0))
+    before = [r["tracked"]["worker_before"] for r in rows]
+    during = [r["tracked"]["worker_during"] / (r["tracked"]["train"] * cpus) for r in rows]
+    print(
+        f"the trackers' worker (its W&B service included): {statistics.median(before):.1f} CPU s before training "
+        f"(imports, set-up, while the model and data load); during training {statistics.median(during):.2%} of the "
+        f"{cpus} CPUs' time (pairs: {', '.join(f'{d:.2%}' for d in during)})"
+    )
     for key, what in (("train", "training loop"), ("steady", "a step, second half"), ("wall", "whole process")):
         changes = [r["tracked"][key] / r["none"][key] - 1 for r in rows]
-        print(f"{what}: median change with {', '.join(TRACKED)}: {statistics.median(changes):+.1%} "
+        print(f"{what}: median change with {', '.join(tracked)}: {statistics.median(changes):+.1%} "
               f"(pairs: {', '.join(f'{c:+.1%}' for c in changes)})")  # fmt: skip
     return 0
 

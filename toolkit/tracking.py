@@ -442,6 +442,7 @@ class Worker:
                 self.names = [n for n in self.names if n != name]
 
     def start(self, run_dir: str, params: dict) -> None:
+        self.cpu_at_start = worker_cpu_seconds()
         self.run_dir = Path(run_dir)
         wait_for_earlier_worker(self.run_dir)
         self.state = read_state(self.run_dir)
@@ -459,6 +460,12 @@ class Worker:
             self._call(tracker, self._end, tracker, {"state": state, "results": results, "step": step})
         if self.run_dir is not None:
             self.state.pop("worker_pid", None)
+            # What tracking cost this run's machine: the worker's CPU time (W&B's service included), before the
+            # run started training (imports, set-up) and from then on (benchmarks/tracking_overhead.py reads it).
+            self.state["worker_cpu_seconds"] = {
+                "before_training": round(self.cpu_at_start, 2),
+                "during_training": round(worker_cpu_seconds() - self.cpu_at_start, 2),
+            }
             write_state(self.run_dir, self.state)
 
     def _call(self, tracker: Tracker, fn, *args) -> bool:
@@ -510,6 +517,19 @@ class Worker:
     def _mark(self, tracker: Tracker, **values: Any) -> None:
         self.state[tracker.name].update(values)
         write_state(self.run_dir, self.state)
+
+
+def worker_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and the ones it started (W&B's service)."""
+    import psutil
+
+    total = time.process_time()
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                total += times.user + times.system
+    return total
 
 
 def wait_for_earlier_worker(run_dir: Path, seconds: float = 30.0) -> None:
