@@ -213,7 +213,7 @@ def test_unknown_tracker_is_refused_before_anything_loads(tiny_config, tmp_path)
 
 
 def test_sweep_trials_are_child_runs_grouped_under_the_sweep(tiny_config, tmp_path, mlflow_uri, monkeypatch):
-    """A sweep logging to MLflow and W&B: one MLflow parent run holding each trial as a child run (the pruned ones
+    """A sweep logging to MLflow and W&B: one MLflow parent run holding each trial as a child run (the pruned one
     tagged so, as Optuna recorded them) and the best value; each trial's W&B run in the sweep's group."""
     import optuna
     import yaml
@@ -225,7 +225,7 @@ def test_sweep_trials_are_child_runs_grouped_under_the_sweep(tiny_config, tmp_pa
     folder = tmp_path / "sweep"
     config = write_config(
         tmp_path / "sweep.yaml",
-        # seed 7: the sampler draws lr 3e-3, 3e-3, then 1e-6 twice, which falls behind at once and is pruned
+        # seed 7: the sampler draws lr 3e-3, 3e-3, then 1e-6, which falls behind at once and is pruned
         {
             **tiny_config,
             "seed": 7,
@@ -236,7 +236,7 @@ def test_sweep_trials_are_child_runs_grouped_under_the_sweep(tiny_config, tmp_pa
     )
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"lr": {"choices": [1e-6, 3e-3]}}))
-    done = run_cli("sweep", str(config), "--trials", "4", "--space", str(space), timeout=600)
+    done = run_cli("sweep", str(config), "--trials", "3", "--space", str(space), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{folder / 'study.db'}")
     states = {f"trial-{t.number:03d}": t.state.name for t in study.trials}

@@ -30,8 +30,12 @@ __all__ = [
 
 def __getattr__(name: str):
     # Heavy imports (torch, transformers) wait until a function is used: importing toolkit stays instant.
-    if name in ("train", "resume", "load", "evaluate", "results", "sweep", "push"):
+    if name in ("train", "resume", "load", "evaluate", "results", "sweep"):
         from . import api
 
         return getattr(api, name)
+    if name == "push":  # toolkit.push(run_dir, "OWNER/NAME", private=False, onnx=False, token=None)
+        from .push import push
+
+        return push
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

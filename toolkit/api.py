@@ -169,12 +169,3 @@ def sweep(
             raise
         sweeps.finish(found, best)
         return sweeps.result(found, rows, best)
-
-
-def push(run_dir: Union[str, Path], repo_id: str, private: bool = False, onnx: bool = False, token: str | None = None):
-    """Upload a run's best/ to the Hugging Face Hub as ``repo_id`` with its model card (model-index results), its
-    config and results; return the commit's URL. ``onnx``: include its ONNX export (written first if needed).
-    ``token``: default, huggingface_hub's (HF_TOKEN or `hf auth login`)."""
-    from .push import push as push_run
-
-    return push_run(run_dir, repo_id, private=private, onnx=onnx, token=token)

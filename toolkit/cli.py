@@ -569,9 +569,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from . import api
+    from .push import push
 
-    url = api.push(args.run, args.repo_id, private=args.private, onnx=args.onnx)
+    url = push(args.run, args.repo_id, private=args.private, onnx=args.onnx)
     print(f"pushed: {url}")
     return 0
 

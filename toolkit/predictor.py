@@ -14,7 +14,6 @@ from . import precision
 from .checkpoint import find_checkpoint
 from .errors import ToolkitError
 from .precision import name_of as precision_name
-from .push import PUSHED_CONFIG
 from .tasks import InputBounds, get_task
 
 EXPORT_DIR = "onnx"  # inside a checkpoint folder: best/onnx/, written by `toolkit export`
@@ -214,7 +213,7 @@ def load_predictor(run_dir: Union[str, Path], checkpoint: str = "best", backend:
     "onnx" requires the export; "torch" always loads the original weights. ``precision=`` bf16 or fp16 (given, not
     chosen by the run) takes the torch weights: an export computes in fp32.
     """
-    from .run import read_run_config
+    from .run import PUSHED_CONFIG, read_run_config
 
     if backend not in BACKENDS:
         raise ToolkitError(f"unknown backend '{backend}': use one of {', '.join(BACKENDS)}.")

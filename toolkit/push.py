@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .errors import ToolkitError
+from .run import PUSHED_CONFIG
 
-PUSHED_CONFIG = "toolkit.yaml"  # a pushed checkpoint's run config (config.json is the model's)
 LEFT_OUT = ("state.json",)  # best/'s training counters: nothing a user of the model needs
 
 

@@ -26,6 +26,7 @@ from .errors import ToolkitError
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+PUSHED_CONFIG = "toolkit.yaml"  # the run's config in a checkpoint pushed to the Hub (config.json is the model's)
 METRICS_LOG = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 MARKER = ".toolkit-run"  # written first into every run folder: only a folder holding it may be overwritten
