@@ -4,10 +4,12 @@ A run logs to its trackers what it writes to metrics.jsonl (the same records: `t
 at their step), its resolved config and machine as parameters, its final metrics, and its model card, results and
 plots as artifacts.
 
-Every tracker call runs in one background thread: training never waits on a tracker's network, and a tracker that
-fails (a server down, a missing login) is dropped with one warning while the run goes on. Each tracker's run id and
-the last record it holds are kept in the run folder (``trackers.json``): a resumed run, after a ``kill -9`` too,
-continues the same tracker run, first catching up from metrics.jsonl, so its history has no gap and no duplicate.
+Every tracker call runs in a worker process of the run's own (``python -m toolkit.tracking``), fed the records
+through a pipe: training never waits on a tracker's network nor shares its CPU time with their imports, and a
+tracker that fails (a server down, a missing login) is dropped with one warning while the run goes on. Each
+tracker's run id and the last record it holds are kept in the run folder (``trackers.json``): a resumed run, after
+a ``kill -9`` too, continues the same tracker run, first catching up from metrics.jsonl, so its history has no gap
+and no duplicate.
 
 Settings come from each tracker's own environment variables (``MLFLOW_TRACKING_URI``, ``MLFLOW_EXPERIMENT_NAME``,
 ``WANDB_PROJECT``, ``WANDB_MODE``, ``WANDB_DIR``, ``TRACKIO_DIR``...). A sweep groups its trials: it sets
@@ -34,7 +36,6 @@ from typing import Any, Optional
 log = logging.getLogger(__name__)
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "trackio")
-MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "trackio": "trackio"}
 STATE_FILE = "trackers.json"
 GROUP_ENV = "TOOLKIT_TRACKING_GROUP"
 MLFLOW_PARENT_ENV = "TOOLKIT_MLFLOW_PARENT_RUN"
@@ -53,11 +54,11 @@ class TrackerUnavailable(Exception):
 
 def installed() -> list[str]:
     """The trackers whose library is installed here (what the studio offers)."""
-    return [name for name in TRACKERS if importlib.util.find_spec(MODULES[name]) is not None]
+    return [name for name in TRACKERS if importlib.util.find_spec(name) is not None]
 
 
 def missing(names: list[str]) -> list[str]:
-    return [name for name in names if importlib.util.find_spec(MODULES[name]) is None]
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 def project_name(task: str) -> str:
@@ -372,7 +373,8 @@ class Trackers:
         if self.closed:
             return
         self.closed = True
-        self._send({"kind": "close", "state": state, "results": results, "step": step})
+        with contextlib.suppress(queue.Full):  # a full queue has room again once the worker takes some
+            self.queue.put({"kind": "close", "state": state, "results": results, "step": step}, timeout=CLOSE_SECONDS)
         self.writer.join(CLOSE_SECONDS)
         try:
             self.proc.wait(CLOSE_SECONDS)
@@ -435,7 +437,7 @@ class Worker:
         self.done: dict[str, list] = {}  # each tracker's last record logged by this run, or held before it
         for name in names:  # the imports, while the run's model and data load
             try:
-                importlib.import_module(MODULES[name])
+                importlib.import_module(name)
                 KINDS[name].prepare(task)
             except Exception as err:  # noqa: BLE001 - a tracker that cannot import is dropped, training goes on
                 log.warning("tracker %s stopped logging for this run: %s", name, err)
