@@ -587,9 +587,14 @@ def log_training(t: Training) -> None:
             "train_seconds": round(t.counters["train_seconds"], 3),
             "samples": t.counters["train_samples"],
         }
-        runlib.append_metrics(t.run_dir, record)
-        t.trackers.log(record)
+        record_metrics(t, record)
     t.running, t.running_n = {}, 0
+
+
+def record_metrics(t: Training, record: dict) -> None:
+    """One metrics.jsonl record, and the same to the run's trackers (main process only)."""
+    runlib.append_metrics(t.run_dir, record)
+    t.trackers.log(record)
 
 
 def tick_clock(t: Training) -> None:
@@ -631,8 +636,7 @@ def evaluate_and_checkpoint(t: Training) -> bool:
         counters["stale_evals"] += 1
     if t.main:
         record = {"step": counters["step"], "epoch": counters["epoch"], "split": "validation", **_scalars(metrics)}
-        runlib.append_metrics(t.run_dir, record)
-        t.trackers.log(record)
+        record_metrics(t, record)
     if better:
         save(t, "best", with_state=False)
     save(t, "last", with_state=True)
