@@ -291,3 +291,52 @@ def test_exported_mlflow_model_predicts_as_toolkit_predict(tiny_config, tmp_path
             for answer, wanted in zip(answers, expected):
                 assert answer["scores"] == pytest.approx(wanted["scores"], abs=1e-5)
     assert MlflowClient(mlflow_uri).get_run(logged_run).info.status == "FINISHED"
+
+
+def test_worker_of_a_dead_run_ends_even_when_its_tracker_hangs(tmp_path):
+    """A tracking server that answers its health check and then never answers again (MLflow's client would wait
+    minutes per call): once the run's process is gone, its trackers' worker still ends, at its deadline."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    import psutil
+
+    class Hanging(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/health"):
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+            else:
+                time.sleep(120)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Hanging)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    run = (
+        "import sys; from toolkit.tracking import Trackers; t = Trackers(['mlflow'], 'text_classification'); "
+        "print(t.proc.pid, flush=True); sys.stdin.readline()"
+    )
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.server_address[1]}",
+        "TOOLKIT_TRACKERS_EXIT_SECONDS": "2",
+    }
+    parent = subprocess.Popen([sys.executable, "-c", run], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        worker = psutil.Process(int(parent.stdout.readline()))
+        time.sleep(8)  # the worker imports MLflow and hangs in its experiment call
+        assert worker.is_running(), "the worker should live as long as its run"
+        parent.stdin.close()  # the run ends without closing its trackers
+        parent.wait(10)
+        worker.wait(30)  # psutil.TimeoutExpired here: the worker outlived its deadline
+    finally:
+        parent.kill()
+        server.shutdown()

@@ -42,6 +42,9 @@ MLFLOW_PARENT_ENV = "TOOLKIT_MLFLOW_PARENT_RUN"
 QUEUE_LIMIT = 10_000  # records waiting for a slow tracker; past it they are dropped (metrics.jsonl keeps them)
 CLOSE_SECONDS = 60.0  # how long the end of a run waits for its trackers to take what is queued
 PROBE_SECONDS = 3.0
+# The most a worker goes on once its run has ended or died: a tracker that hangs (a server that accepts and never
+# answers) must not leave a process behind for ever.
+WORKER_EXIT_SECONDS = float(os.environ.get("TOOLKIT_TRACKERS_EXIT_SECONDS", 600))
 # Artifacts a finished run hands its trackers, where it has them.
 ARTIFACTS = ("README.md", "results.json", "config.yaml", "confusion_matrix.png", "samples", "examples")
 # Config keys that steer a run rather than define it: a resume changes them, and MLflow refuses a changed parameter.
@@ -592,6 +595,7 @@ def serve_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop reaches the run (it saves last/, then closes us)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    outlive_run_by_at_most(WORKER_EXIT_SECONDS)
     worker, closed = None, False
     for line in sys.stdin:
         message = json.loads(line)
@@ -608,6 +612,21 @@ def serve_worker() -> None:
             break
     if worker is not None and worker.run_dir is not None and not closed:
         worker.close("stopped")
+
+
+def outlive_run_by_at_most(seconds: float) -> None:
+    """End this worker ``seconds`` after the run's process has gone, whatever its trackers are doing then (one
+    stuck in a call to a server that never answers would otherwise keep it alive for ever)."""
+    run_pid = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == run_pid:  # a process whose parent ends is handed to another
+            time.sleep(2.0)
+        time.sleep(seconds)
+        log.warning("trackers: still busy %.0f s after the run ended; their worker ends without them", seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="toolkit-trackers-deadline", daemon=True).start()
 
 
 TITLES = {"tensorboard": "TensorBoard", "mlflow": "MLflow", "wandb": "W&B", "trackio": "trackio"}
