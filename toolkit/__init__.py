@@ -19,6 +19,7 @@ __all__ = [
     "get_task",
     "all_tasks",
     "train",
+    "check",
     "resume",
     "load",
     "evaluate",
@@ -30,7 +31,7 @@ __all__ = [
 
 def __getattr__(name: str):
     # Heavy imports (torch, transformers) wait until a function is used: importing toolkit stays instant.
-    if name in ("train", "resume", "load", "evaluate", "results", "sweep"):
+    if name in ("train", "check", "resume", "load", "evaluate", "results", "sweep"):
         from . import api
 
         return getattr(api, name)

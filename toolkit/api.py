@@ -16,7 +16,7 @@ from .tasks import get_task
 # The notebook imports this module first: what only training, sweeps or evaluation need (torch-free as they are)
 # is imported where it is used, so that `import toolkit` stays quick.
 
-__all__ = ["evaluate", "load", "plan", "resolve_config", "results", "resume", "sweep", "train"]
+__all__ = ["check", "evaluate", "load", "plan", "resolve_config", "results", "resume", "sweep", "train"]
 
 
 def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> Run:
@@ -39,6 +39,23 @@ def train(config: Union[str, Path, dict, Config], overrides: list[str] | None = 
     except BaseException:
         trackers.close("failed")  # no-op when fit already ended them; a run that never started leaves no trace
         raise
+
+
+def check(config: Union[str, Path, dict, Config], overrides: list[str] | None = None, **kwargs: Any) -> list:
+    """The data checks of ``config``'s task on its data, without training: a list of ``toolkit.checks.Finding``
+    (each with ``count``, ``examples``, ``fix`` and ``line()``); empty when nothing was found."""
+    from .config import load_config
+
+    cfg = load_config(config, overrides, kwargs)  # no output folder: nothing is written
+    spec = get_task(cfg.task)
+    if spec.check_data is None:
+        raise ToolkitError(f"task '{spec.name}' declares no data checks.")
+    if cfg.data.checks == "off":
+        return []
+    from .data import progress_bars
+
+    with progress_bars(False):
+        return spec.check_data(cfg)
 
 
 def resume(run_dir: Union[str, Path], **kwargs: Any) -> Run:

@@ -52,6 +52,10 @@ def add_training_commands(sub) -> None:
     p.add_argument("config", nargs="?", help="YAML config (see recipes/configs/)")
     p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv lr=3e-5")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last/ checkpoint with its saved config")
+    p = sub.add_parser("check", help="check a config's data before training: duplicates, leakage, labels, ...")
+    p.add_argument("config", help="YAML config (see recipes/configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv")
+    p.add_argument("--json", action="store_true", help="the findings as one JSON list")
     p = sub.add_parser("sweep", help="search settings for a config: many trials, the best one named")
     p.add_argument("config", help="YAML config (see recipes/configs/)")
     p.add_argument(
@@ -250,6 +254,20 @@ def cmd_train(args) -> int:
         print(f"run: {run.dir}")
         print(json.dumps(_summary(run.metrics)))
     return 0
+
+
+def cmd_check(args) -> int:
+    """Exit status 0 when the data passes every check, 1 when something was found (as linters do)."""
+    from . import api
+
+    findings = api.check(args.config, args.overrides)
+    if args.json:
+        print(json.dumps([f.as_dict() for f in findings], indent=1))
+    elif not findings:
+        print("data checks: nothing found")
+    for finding in [] if args.json else findings:
+        print(f"{finding.check}: {finding.line()}")
+    return 1 if findings else 0
 
 
 def cmd_sweep(args) -> int:
@@ -582,6 +600,7 @@ def _stop(signum, frame):
 
 COMMANDS = {
     "train": cmd_train,
+    "check": cmd_check,
     "sweep": cmd_sweep,
     "eval": cmd_eval,
     "predict": cmd_predict,

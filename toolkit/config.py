@@ -112,6 +112,11 @@ class DataConfig:
         "`data.validation` its first `max_eval_rows` (1,000) rows validate",
     )
     shuffle_buffer: int = setting(10_000, "examples in a stream's shuffle buffer", at_least(1))
+    checks: Literal["warn", "error", "off"] = setting(
+        "warn",
+        "the data checks run before training (duplicates, leakage, labels, imbalance, truncation, ...; "
+        "`toolkit check`): `warn` prints each with its fix, `error` refuses data that fails one, `off` skips them",
+    )
 
 
 @dataclass

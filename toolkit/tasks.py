@@ -57,6 +57,8 @@ class TaskSpec:
     predictor: Callable  # (checkpoint folder, cfg, **kwargs) -> a callable predictor
     app: Union[str, Callable, None] = None  # a module with build_demo(run_dir), or build_demo itself
     evaluate_run: Optional[Callable] = None  # (predictor, cfg, data, split) -> metrics of a finished run
+    # (cfg, splits=None) -> [toolkit.checks.Finding]: what in its data will cost the model (loads the splits if None)
+    check_data: Optional[Callable] = None
     aliases: tuple = ()
     example_config: Optional[str] = None  # a shipped config, relative to the repository root
     metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)

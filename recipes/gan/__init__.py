@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
+from toolkit import checks
 from toolkit.checkpoint import find_checkpoint
 from toolkit.config import Config, above, at_least, between, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
+from toolkit.recipes.images import checks as image_checks
 from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import ServeShape, TaskSpec, register
 
@@ -104,6 +106,7 @@ def build_task(cfg: GanRunConfig):
     from toolkit.recipes.images import data as imlib
 
     splits, _ = imlib.load_splits(cfg)
+    checks.run_checks(cfg, splits, CHECK_DATA)
     names = label_names(splits["train"].labels)
     train = splits["train"]
     if len(train) < cfg.batch_size:
@@ -367,6 +370,9 @@ def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
     return export_generator(folder, path, cfg, quantize)
 
 
+CHECK_DATA = image_checks.data_checks(lambda cfg: data_config(cfg)["size"])
+
+
 register(
     TaskSpec(
         rank=50,
@@ -375,6 +381,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=CHECK_DATA,
         app="toolkit.apps.gan",
         example_config="recipes/configs/gan_mnist.yaml",
         metrics=METRICS,

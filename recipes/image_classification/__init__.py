@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import checks
 from toolkit.config import Config, section, setting
 from toolkit.errors import ToolkitError
 from toolkit.metrics import classification_metrics
 from toolkit.models import without_gradients
 from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
+from toolkit.recipes.images import checks as image_checks
 from toolkit.shapes import image_bytes_of, label_options, ranked, top_k_of
 from toolkit.splits import encode_labels, label_names
 from toolkit.tasks import ServeShape, TaskSpec, register
@@ -62,6 +64,7 @@ def build_task(cfg: ImageClassificationConfig):
     from toolkit.recipes.images import vision
 
     splits, skipped = imlib.load_splits(cfg)
+    checks.run_checks(cfg, splits, CHECK_DATA)
     names = class_names(splits, cfg)
     ids = {s: encode_labels(images.labels, names, images.where) for s, images in splits.items()}
     model, data = vision.build_model(cfg, len(names))
@@ -331,6 +334,9 @@ def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
     return export_image_classifier(folder, path, cfg, quantize)
 
 
+CHECK_DATA = image_checks.data_checks()
+
+
 register(
     TaskSpec(
         rank=40,
@@ -340,6 +346,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=CHECK_DATA,
         app="toolkit.apps.image_classifier",
         example_config="recipes/configs/image_classification_hymenoptera.yaml",
         metrics=METRICS,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from toolkit import checks
 from toolkit import splits as splitlib
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
 from toolkit.data import (
@@ -384,6 +386,7 @@ def build_task(cfg: TokenClassificationConfig) -> Task:
                 f"model '{cfg.model}' has no fast tokenizer: tagging needs one to map words to sub-tokens. "
                 "Choose a model with a tokenizer.json."
             )
+        checks.run_checks(cfg, splits, lambda cfg, splits: check_data(cfg, splits, tokenizer, scheme))
         key = {
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "max_length": cfg.max_length,
@@ -425,6 +428,94 @@ def build_task(cfg: TokenClassificationConfig) -> Task:
         info={"labels": names, "types": entity_types(names), "tag_scheme": scheme, "examples": examples},
         finalize=lora_merge_finalizer(cfg, save),
     )
+
+
+def check_data(cfg: TokenClassificationConfig, splits: dict | None = None, tokenizer=None, scheme=None) -> list:
+    """Duplicate and leaked sentences, tags that break their scheme, entity types in one split only, imbalance
+    of entity types, sentences cut by max_length (``toolkit check``; ``toolkit train`` runs it first)."""
+    tokens, tags = cfg.data.tokens_column, cfg.data.tags_column
+    if splits is None:
+        splits = load_splits(cfg)
+    names = class_names(splits["train"], tags)
+    scheme = scheme or check_tags(distinct_tags(splits["train"], tags), cfg.data.tag_scheme, "data.train")
+    tokenizer = tokenizer or load_tokenizer(cfg.model, cfg.trust_remote_code)
+
+    def tag_rows(table) -> list[list[str]]:
+        return [[names[t] for t in row] if names is not None else [str(t) for t in row] for row in table[tags]]
+
+    def entities(table) -> Counter:
+        return Counter(kind for row in tag_rows(table) for prefix, kind in map(split_tag, row) if prefix in "BUS")
+
+    def sentence(row) -> str:
+        return " ".join(str(w) for w in row[tokens])
+
+    findings = [
+        *checks.duplicates(splits, sentence, lambda row: " ".join(map(str, row[tags]))),
+        *checks.leakage(splits, sentence, "sentences"),
+        *scheme_breaks(splits, tag_rows, scheme, tokens),
+        *checks.label_coverage(splits, entities, "entities"),
+        *checks.imbalance(entities(splits["train"]), what="entities"),
+        *truncated_sentences(splits, tokenizer, cfg.max_length, tokens),
+        *checks.short(splits, lambda table: [" ".join(map(str, row)) for row in table[tokens]], "sentences"),
+    ]
+    return findings
+
+
+def scheme_breaks(splits: dict, tag_rows, scheme: str, tokens: str) -> list:
+    """Rows whose tags break their scheme: an I- that continues no entity of its type (IOB2, BILOU), a B- that
+    no I-/L- of its type ends (BILOU). Training reads such an I- as a new entity, as seqeval does."""
+    if scheme == "iob1":
+        return []  # a stray I- begins an entity there: nothing to break
+    findings = []
+    for split, table in splits.items():
+        rows = tag_rows(table)
+        broken = [i for i, row in enumerate(rows) if first_break(row, scheme) is not None]
+        if broken:
+            words = table[tokens]
+            findings.append(
+                checks.Finding(
+                    "tag scheme", f"data.{split}", len(broken), len(rows),
+                    f"sentences have tags that break the {scheme.upper()} scheme",
+                    "fix the tags; if the file is IOB1 (I- begins entities), set data.tag_scheme=iob1",
+                    [f"{first_break(rows[i], scheme)} in {checks.snippet(' '.join(map(str, words[i])), 40)}"
+                     for i in broken[: checks.EXAMPLES]],
+                )
+            )  # fmt: skip
+    return findings
+
+
+def first_break(tags: list[str], scheme: str) -> str | None:
+    """The first tag of a row that breaks ``scheme`` (iob2 or bilou), described, or None."""
+    open_kind = ""  # the type of the entity that the previous tag leaves open
+    for position, tag in enumerate(tags):
+        prefix, kind = split_tag(tag)
+        inside = prefix in ("I", "L", "E")
+        if inside and open_kind != kind:
+            return f"{tag!r} at word {position + 1} continues no {kind} entity"
+        if scheme == "bilou" and open_kind and prefix not in ("I", "L", "E"):
+            return f"{tags[position - 1]!r} at word {position} is not ended by I-/L-{open_kind}"
+        open_kind = kind if prefix in ("B", "I") else ""  # L-/E-, U-/S- and O leave none open
+    if scheme == "bilou" and open_kind:
+        return f"{tags[-1]!r} at the last word leaves its {open_kind} entity open"
+    return None
+
+
+def truncated_sentences(splits: dict, tokenizer, max_length: int, tokens: str) -> list:
+    """Sentences whose sub-tokens pass max_length: their last words are never tagged (scored as missed)."""
+    findings = []
+    for split, table in splits.items():
+        words = [list(map(str, row)) for row in table[tokens]]
+        encoded = tokenizer(words, is_split_into_words=True, verbose=False)["input_ids"] if words else []
+        counts = [len(ids) for ids in encoded]
+        long = [i for i, n in enumerate(counts) if n > max_length]
+        if long:
+            findings.append(
+                checks.Finding("truncated", f"data.{split}", len(long), len(counts),
+                               f"sentences have more than max_length={max_length} sub-tokens: their last words are "
+                               "never tagged", "raise max_length, or split long sentences",
+                               [f"{counts[i]} sub-tokens: {checks.snippet(' '.join(words[i]), 40)}" for i in long])
+            )  # fmt: skip
+    return findings
 
 
 def check_split_tags(table, cfg: TokenClassificationConfig, names: list[str], scheme: str, where: str) -> None:
@@ -739,6 +830,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=check_data,
         app="toolkit.apps.ner",
         example_config="recipes/configs/ner_conll2003.yaml",
         metrics=("f1", "precision", "recall", "accuracy", "loss"),

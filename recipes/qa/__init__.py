@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from toolkit import checks
 from toolkit import splits as splitlib
 from toolkit.cache import fingerprint
 from toolkit.config import DataConfig, DataRole, TextConfig, at_least, between, section, setting
@@ -160,6 +161,59 @@ def load_splits(cfg: QuestionAnsweringConfig, tokenizer) -> dict:
     return splitlib.load_splits(
         cfg, load_split, "a JSONL/Parquet file in the SQuAD layout, a saved dataset or a hub id"
     )
+
+
+def check_data(cfg: QuestionAnsweringConfig, splits: dict | None = None) -> list:
+    """Answers not at their offsets (in the files as given: training skips those rows), duplicate questions,
+    passages shared between train and validation or test, very short questions (``toolkit check``)."""
+    data = cfg.data
+    if splits is None:
+        splits = load_splits(cfg, load_tokenizer(cfg.model, cfg.trust_remote_code))
+
+    def question(row) -> str:
+        return f"{row[data.question_column]} | {row[data.context_column]}"
+
+    def first_answer(row) -> str:
+        texts, _ = answers_of(row[data.answers_column])
+        return texts[0] if texts else ""
+
+    return [
+        *answers_off_their_offsets(cfg),
+        *checks.duplicates(splits, question, first_answer),
+        *checks.leakage(splits, lambda row: str(row[data.context_column]), "questions' passages"),
+        *checks.short(splits, lambda table: [str(q) for q in table[data.question_column]], "questions"),
+    ]
+
+
+def answers_off_their_offsets(cfg: QuestionAnsweringConfig) -> list:
+    """Rows of each data file whose answer text is not at its answer_start, and where it is instead."""
+    data, findings = cfg.data, []
+    for split in ("train", "validation", "test"):
+        source = getattr(data, split)
+        if not source:
+            continue
+        table = load_table(source, split)
+        bad, examples, total = 0, [], 0
+        for row in checks.rows_of(table.select_columns([data.context_column, data.answers_column])):
+            total += 1
+            context = str(row[data.context_column] or "")
+            texts, starts = answers_of(row[data.answers_column])
+            for text, start in zip(texts, starts):
+                if isinstance(start, int) and context[start : start + len(text)] == text:
+                    continue
+                bad += 1
+                found = context.find(text)
+                where = f"found at {found}" if found >= 0 else "not in its passage"
+                examples.append(f"{checks.snippet(text, 30)} at {start}: {where}")
+                break
+        if bad:
+            findings.append(
+                checks.Finding("answers off their offsets", f"data.{split}", bad, total,
+                               "rows have an answer that is not at its answer_start (training skips them)",
+                               "answer_start must count characters from 0 in the passage as stored; re-export the "
+                               "offsets, or correct the answer text", examples)
+            )  # fmt: skip
+    return findings
 
 
 def question_limit(cfg: QuestionAnsweringConfig) -> int:
@@ -356,6 +410,7 @@ def build_task(cfg: QuestionAnsweringConfig) -> Task:
                 "offsets. Choose a model with a tokenizer.json."
             )
         splits = load_splits(cfg, tokenizer)
+        checks.run_checks(cfg, splits, check_data)
         unanswerable = (
             cfg.qa.unanswerable == "yes"
             or cfg.qa.unanswerable == "auto"
@@ -714,6 +769,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=check_data,
         app="toolkit.apps.qa",
         example_config="recipes/configs/qa_squad.yaml",
         metrics=("f1", "exact_match", "loss"),

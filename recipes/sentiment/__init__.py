@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from toolkit import checks
 from toolkit.config import DataConfig, DataRole, TextConfig, section, setting
 from toolkit.data import (
     EVAL_FIX,
@@ -117,6 +119,7 @@ def build_task(cfg: TextClassificationConfig) -> Task:
         for split, table in splits.items():
             check_labels(table, label, names, f"data.{split}")
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+        checks.run_checks(cfg, splits, lambda cfg, splits: check_data(cfg, splits, tokenizer))
         key = {
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "max_length": cfg.max_length,
@@ -148,6 +151,30 @@ def build_task(cfg: TextClassificationConfig) -> Task:
         info={"labels": names, "examples": first_rows(splits.get("validation", splits["train"]), text)},
         finalize=lora_merge_finalizer(cfg, save),
     )
+
+
+def check_data(cfg: TextClassificationConfig, splits: dict | None = None, tokenizer=None) -> list:
+    """Duplicates and conflicting labels, leakage, labels in one split only, class imbalance, truncation and very
+    short texts (``toolkit check``; ``toolkit train`` runs it on the splits it loaded)."""
+    text, label = cfg.data.text_column, cfg.data.label_column
+    if splits is None:
+        splits = load_splits(cfg, [text, label], [text], label, cfg.data.missing_labels)
+    tokenizer = tokenizer or load_tokenizer(cfg.model, cfg.trust_remote_code)
+
+    def texts(table) -> list[str]:
+        return [str(v) for v in table[text]]
+
+    def label_counts(table):
+        return Counter(label_key(v) for v in table[label])
+
+    return [
+        *checks.duplicates(splits, lambda row: str(row[text]), lambda row: label_key(row[label])),
+        *checks.leakage(splits, lambda row: str(row[text]), "texts"),
+        *checks.label_coverage(splits, label_counts, "rows"),
+        *checks.imbalance(label_counts(splits["train"])),
+        *checks.truncation(splits, texts, tokenizer, cfg.max_length, "texts"),
+        *checks.short(splits, texts, "texts"),
+    ]
 
 
 @without_gradients
@@ -210,6 +237,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=check_data,
         app="toolkit.apps.sentiment",
         example_config="recipes/configs/sentiment_minilm.yaml",
         metrics=("accuracy", "macro_f1", "loss"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from toolkit import checks
 from toolkit.config import DataConfig, TextConfig, at_least, between, section, setting
 from toolkit.data import (
     EVAL_FIX,
@@ -322,6 +323,36 @@ def generation_kwargs(cfg: Seq2SeqConfig) -> dict:
     return kwargs
 
 
+def data_checks(columns: Callable) -> Callable:
+    """A seq2seq task's ``check_data``: ``columns(cfg)`` names its (source, target) columns."""
+
+    def check_data(cfg: Seq2SeqConfig, splits: dict | None = None) -> list:
+        source, target = columns(cfg)
+        if splits is None:
+            splits = load_splits(cfg, [source, target], [source, target])
+        tokenizer = load_tokenizer(cfg.base_model(), cfg.trust_remote_code)
+        return check_pairs(cfg, splits, source, target, tokenizer, tokenizer)
+
+    return check_data
+
+
+def check_pairs(cfg: Seq2SeqConfig, splits: dict, source: str, target: str, tokenizer, target_tokenizer) -> list:
+    """Duplicate pairs and sources with two targets, sources shared with train, truncated sources and targets,
+    very short ones (``toolkit check``; training runs it on the splits it loaded)."""
+
+    def column(name: str):
+        return lambda table: [str(v) for v in table[name]]
+
+    return [
+        *checks.duplicates(splits, lambda row: str(row[source]), lambda row: str(row[target])),
+        *checks.leakage(splits, lambda row: str(row[source]), f"{source} texts"),
+        *checks.truncation(splits, column(source), tokenizer, cfg.max_length, f"{source} texts"),
+        *checks.truncation(splits, column(target), target_tokenizer, cfg.max_target_length, f"{target} texts"),
+        *checks.short(splits, column(source), f"{source} texts"),
+        *checks.short(splits, column(target), f"{target} texts"),
+    ]
+
+
 def build_seq2seq_task(
     cfg: Seq2SeqConfig, source: str, target: str, score: Callable, extend_train: Callable | None = None
 ) -> Task:
@@ -340,6 +371,7 @@ def build_seq2seq_task(
         tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
         target_tokenizer, model = tokenizer, load_seq2seq_model(cfg)
     set_language_codes(cfg, tokenizer, model)
+    checks.run_checks(cfg, splits, lambda cfg, s: check_pairs(cfg, s, source, target, tokenizer, target_tokenizer))
     if cfg.peft.enabled:
         model = apply_lora(model, cfg.peft, task_type="SEQ_2_SEQ_LM")
     key = {

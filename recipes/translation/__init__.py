@@ -103,6 +103,7 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
+        check_data=seq2seq.data_checks(columns),
         app="toolkit.apps.translation",
         example_config="recipes/configs/translation_multi30k_en_de.yaml",
         metrics=METRICS,
