@@ -100,6 +100,8 @@ def test_studio_in_a_browser_and_through_its_api(studio_config, tmp_path):
             page.locator("#data-path").get_by_role("textbox").press("Enter")
             expect(page.locator("#data-preview")).to_contain_text("320 rows", timeout=20_000)
             expect(page.locator("#label-counts")).to_contain_text("160")
+            page.locator("#check-data").click()  # the data checks of that data, with the config's columns
+            expect(page.locator("#data-findings")).to_contain_text("Data checks:", timeout=30_000)
             page.locator("#run-name").get_by_role("textbox").fill("preview")
             expect(page.locator("#command")).to_contain_text("data.train=", timeout=20_000)
             page.screenshot(path=str(SCREENSHOTS / "studio-train.png"), full_page=True)

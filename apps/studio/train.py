@@ -79,6 +79,9 @@ def layout(max_upload_mb: float, role_slots: int) -> SimpleNamespace:
             for i in range(role_slots)
         ]
         w.counts = gr.Dataframe(label="Label counts", interactive=False, visible=False, elem_id="label-counts")
+    with gr.Row():
+        w.check_data = gr.Button("Check data", size="sm", elem_id="check-data")
+    w.findings = gr.Markdown(elem_id="data-findings")
     gr.Markdown("### Hyperparameters")
     with gr.Row():
         w.fields = [form_component(key, None) for key in FORM_KEYS]
@@ -181,6 +184,9 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     def check(*widgets):
         return form.check(values(*widgets))
 
+    def check_data(*widgets):
+        return form.check_data(values(*widgets))
+
     def start_run(*widgets):
         filled = values(*widgets)
         shown, note = form.check(filled)
@@ -214,6 +220,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
     )
     inputs = [w.task, w.config, w.config_upload, w.data_upload, w.data_path, w.name, w.mode, w.trials, w.budget]
     inputs += [*w.role_pickers, *w.fields]
+    w.check_data.click(check_data, inputs, w.findings, api_visibility="private")
     # One listener, one check at a time, the latest form last: a slower check of an older form (a config's ten
     # fields fill at once) never overwrites the command of the current one.
     gr.on(

@@ -323,22 +323,24 @@ def generation_kwargs(cfg: Seq2SeqConfig) -> dict:
     return kwargs
 
 
-def data_checks(columns: Callable) -> Callable:
-    """A seq2seq task's ``check_data``: ``columns(cfg)`` names its (source, target) columns."""
+def data_checks(columns: Callable, generates: Callable = lambda cfg: True) -> Callable:
+    """A seq2seq task's ``check_data``: ``columns(cfg)`` names its (source, target) columns; ``generates(cfg)``:
+    whether the model writes its targets (so max_target_length cuts them)."""
 
     def check_data(cfg: Seq2SeqConfig, splits: dict | None = None) -> list:
         source, target = columns(cfg)
         if splits is None:
             splits = load_splits(cfg, [source, target], [source, target])
         tokenizer = load_tokenizer(cfg.base_model(), cfg.trust_remote_code)
-        return check_pairs(cfg, splits, source, target, tokenizer, tokenizer)
+        return check_pairs(cfg, splits, source, target, tokenizer, tokenizer if generates(cfg) else None)
 
     return check_data
 
 
 def check_pairs(cfg: Seq2SeqConfig, splits: dict, source: str, target: str, tokenizer, target_tokenizer) -> list:
-    """Duplicate pairs and sources with two targets, sources shared with train, truncated sources and targets,
-    very short ones (``toolkit check``; training runs it on the splits it loaded)."""
+    """Duplicate pairs and sources with two targets, sources shared with train, truncated sources and targets
+    (targets only with a ``target_tokenizer``), very short ones (``toolkit check``; training runs it on the splits
+    it loaded)."""
 
     def column(name: str):
         return lambda table: [str(v) for v in table[name]]
@@ -347,7 +349,11 @@ def check_pairs(cfg: Seq2SeqConfig, splits: dict, source: str, target: str, toke
         *checks.duplicates(splits, lambda row: str(row[source]), lambda row: str(row[target])),
         *checks.leakage(splits, lambda row: str(row[source]), f"{source} texts"),
         *checks.truncation(splits, column(source), tokenizer, cfg.max_length, f"{source} texts"),
-        *checks.truncation(splits, column(target), target_tokenizer, cfg.max_target_length, f"{target} texts"),
+        *(
+            checks.truncation(splits, column(target), target_tokenizer, cfg.max_target_length, f"{target} texts")
+            if target_tokenizer is not None
+            else []
+        ),
         *checks.short(splits, column(source), f"{source} texts"),
         *checks.short(splits, column(target), f"{target} texts"),
     ]

@@ -195,7 +195,9 @@ register(
         build=build_task,
         predictor=load_predictor,
         evaluate_run=evaluate_run,
-        check_data=seq2seq.data_checks(lambda cfg: (cfg.data.text_column, cfg.data.summary_column)),
+        check_data=seq2seq.data_checks(
+            lambda cfg: (cfg.data.text_column, cfg.data.summary_column), lambda cfg: not cfg.extractive.enabled
+        ),
         app="toolkit.apps.summarization",
         example_config="recipes/configs/summarization_scitldr.yaml",
         metrics=METRICS,

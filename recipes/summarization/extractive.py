@@ -18,13 +18,14 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from toolkit import checks
 from toolkit.checkpoint import load_weights
 from toolkit.data import LENGTH, encode, lengths, load_splits
 from toolkit.errors import ToolkitError
 from toolkit.hub import hub_guard
 from toolkit.models import load_tokenizer, resolve_model_source, save_tokenizer, tokenizer_fingerprint
 from toolkit.predictor import Predictor
-from toolkit.recipes.seq2seq import pair_info
+from toolkit.recipes.seq2seq import check_pairs, pair_info
 from toolkit.recipes.summarization.metrics import split_sentences
 
 HEAD_CONFIG = "extractive.json"  # in a checkpoint: the scoring head's settings; its presence marks an extractive model
@@ -237,6 +238,7 @@ def build_extractive_task(cfg, text: str, summary: str, score):
             f"the tokenizer of '{cfg.model}' has no [CLS]/[SEP]-style tokens to mark sentences; "
             "use a BERT-family encoder (BERT, MiniLM, RoBERTa, DistilBERT)."
         )
+    checks.run_checks(cfg, splits, lambda cfg, s: check_pairs(cfg, s, text, summary, tokenizer, None))
     with hub_guard(source):
         # No dropout on attention probabilities: over a whole document's tokens (up to 512) sampling that mask cost
         # more than the attention itself on the CPU, and without it SDPA takes its fused kernel.

@@ -107,6 +107,31 @@ class TrainForm:
             return source, roles, None
         return source, roles, preview_data(source, roles, self.configured_columns(form, roles))
 
+    def check_data(self, form: FormValues) -> str:
+        """The data checks on the form's data and columns (the config's own data when none is given), as
+        Markdown: one bullet per finding with its examples and fix."""
+        config_path = self.config_source(form)
+        if not config_path:
+            return "Pick a shipped config or upload one to check its data."
+        from ..api import check
+
+        overrides = [o for o in self.overrides(form, config_path) if o.startswith("data.")]
+        try:
+            findings = check(config_path, overrides)
+        except (ToolkitError, OSError) as err:
+            return f"⚠️ {err}"
+        if not findings:
+            return "**Data checks:** nothing found."
+        lines = [f"**Data checks:** {len(findings)} finding(s)"]
+        for f in findings:
+            examples = "; ".join(f"`{e}`" for e in f.examples[:3])
+            lines.append(
+                f"- **{f.check}**, {f.where}: {f.count:,} of {f.total:,} {f.what}."
+                + (f" E.g. {examples}." if examples else "")
+                + f" *Fix:* {f.fix}"
+            )
+        return "\n".join(lines)
+
     def overrides(self, form: FormValues, config_path: str) -> list[str]:
         """The ``key=value`` overrides the form adds to its config: new data with its columns, changed fields."""
         base = default_fields(config_path)
