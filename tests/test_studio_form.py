@@ -54,7 +54,7 @@ def test_the_form_makes_the_command_toolkit_train_would_run(uploaded, tmp_path):
     assert "trackers=[]" in form.check(FormValues(**{**vars(filled), "fields": untracked}))[0]
 
     checked = form.check_data(filled)  # the form's data and columns, as `toolkit check` sees them
-    assert "**duplicates**, data.train: 38 of 40" in checked and "*Fix:*" in checked, checked
+    assert "**duplicates**, data.train: 34 of 36" in checked and "*Fix:*" in checked, checked
 
     sweep = form.command(FormValues(**{**vars(filled), "mode": SWEEP, "trials": 3, "budget": "5m"}))
     assert sweep[:2] == ["toolkit", "sweep"] and sweep[-2:] == ["--trials=3", "--budget=5m"]

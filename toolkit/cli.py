@@ -56,6 +56,19 @@ def add_training_commands(sub) -> None:
     p.add_argument("config", help="YAML config (see recipes/configs/)")
     p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv")
     p.add_argument("--json", action="store_true", help="the findings as one JSON list")
+    p = sub.add_parser(
+        "label-issues", help="rank the training rows whose label is most likely wrong (k folds + cleanlab)"
+    )
+    p.add_argument("config", help="YAML config (see recipes/configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. data.train=my.csv")
+    p.add_argument("--out", required=True, help="the CSV to write: row, label, suggested, score, issue, input")
+    p.add_argument(
+        "--method", choices=["finetune", "probe"], default="finetune",
+        help="finetune (default): the task's own model, trained on k-1 folds; probe: a logistic regression on the "
+        "frozen encoder's features (faster, ranks less well)",
+    )  # fmt: skip
+    p.add_argument("--folds", type=int, default=5, help="folds (default: 5)")
+    p.add_argument("--minutes", type=float, help="the folds' training budget in all (default: 8)")
     p = sub.add_parser("sweep", help="search settings for a config: many trials, the best one named")
     p.add_argument("config", help="YAML config (see recipes/configs/)")
     p.add_argument(
@@ -268,6 +281,26 @@ def cmd_check(args) -> int:
     for finding in [] if args.json else findings:
         print(f"{finding.check}: {finding.line()}")
     return 1 if findings else 0
+
+
+def cmd_label_issues(args) -> int:
+    from .label_issues import find_label_issues
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ToolkitError(f"--out {args.out}: give a .csv file to write.")
+    if not out.parent.is_dir():
+        raise ToolkitError(f"--out {args.out}: folder '{out.parent}' does not exist.")
+    ranked = find_label_issues(args.config, args.overrides, args.method, args.folds, args.minutes)
+    partial = out.with_name(out.name + ".partial")
+    ranked.to_csv(partial, index=False)
+    partial.replace(out)  # a reader never sees half a file
+    flagged = int(ranked["issue"].sum())
+    print(f"{len(ranked):,} rows ranked, most suspect first; cleanlab flags {flagged:,} as likely mislabelled: {out}")
+    for record in ranked.head(5).to_dict("records"):
+        print(f"  row {record['row']}: {record['label']} -> {record['suggested']} ({record['score']:.3f}) "
+              f"{str(record['input'])[:70]!r}")  # fmt: skip
+    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -601,6 +634,7 @@ def _stop(signum, frame):
 COMMANDS = {
     "train": cmd_train,
     "check": cmd_check,
+    "label-issues": cmd_label_issues,
     "sweep": cmd_sweep,
     "eval": cmd_eval,
     "predict": cmd_predict,

@@ -299,8 +299,10 @@ def _coerce(value: Any, tp: Any, key: str, task: str = "") -> Any:
             except ToolkitError:
                 continue
     elif origin is Literal:
-        if value is False and "no" in typing.get_args(tp):
-            return "no"  # YAML 1.1 reads a bare no (precision: no, precision=no) as false
+        # YAML 1.1 reads a bare no or off (precision: no, data.checks=off) as false
+        for word in ("no", "off"):
+            if value is False and word in typing.get_args(tp):
+                return word
         if value in typing.get_args(tp) and not isinstance(value, bool):
             return value
     elif origin is list:

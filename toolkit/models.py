@@ -128,6 +128,31 @@ def from_pretrained_quietly(cls, source: str, **kwargs):
     return model
 
 
+def sentence_embeddings(name: str, texts: list[str], max_length: int, trust_remote_code: bool = False, batch=64):
+    """Each text as the frozen encoder's mean-pooled last hidden state, unit length (an [N, D] array), computed
+    shortest texts first so that batches pad little."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+
+    tokenizer = load_tokenizer(name, trust_remote_code)
+    with hub_guard(resolve_model_source(name)):
+        model = from_pretrained_quietly(AutoModel, resolve_model_source(name), trust_remote_code=trust_remote_code)
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch):
+            chosen = order[start : start + batch]
+            encoded = tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=max_length,
+                                return_tensors="pt")  # fmt: skip
+            hidden = model(**encoded).last_hidden_state
+            mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+            out[chosen] = pooled.float().numpy()
+    return out
+
+
 def load_text_classifier(
     name: str, labels: list[str], trust_remote_code: bool = False, attn_implementation: str = "auto"
 ):

@@ -59,6 +59,8 @@ class TaskSpec:
     evaluate_run: Optional[Callable] = None  # (predictor, cfg, data, split) -> metrics of a finished run
     # (cfg, splits=None) -> [toolkit.checks.Finding]: what in its data will cost the model (loads the splits if None)
     check_data: Optional[Callable] = None
+    # () -> toolkit.label_issues.LabelIssueSpec: how `toolkit label-issues` reads, folds and predicts its rows
+    label_issues: Optional[Callable] = None
     aliases: tuple = ()
     example_config: Optional[str] = None  # a shipped config, relative to the repository root
     metrics: tuple = ("loss",)  # what the task reports on validation (the first is its default for best/)

@@ -337,6 +337,12 @@ def export_onnx(folder: Path, path: Path, cfg, quantize: bool) -> str:
 CHECK_DATA = image_checks.data_checks()
 
 
+def label_issue_spec():
+    from toolkit.recipes.images.label_issues import label_issue_spec
+
+    return label_issue_spec()
+
+
 register(
     TaskSpec(
         rank=40,
@@ -347,6 +353,7 @@ register(
         predictor=load_predictor,
         evaluate_run=evaluate_run,
         check_data=CHECK_DATA,
+        label_issues=label_issue_spec,
         app="toolkit.apps.image_classifier",
         example_config="recipes/configs/image_classification_hymenoptera.yaml",
         metrics=METRICS,

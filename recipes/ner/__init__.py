@@ -518,6 +518,95 @@ def truncated_sentences(splits: dict, tokenizer, max_length: int, tokens: str) -
     return findings
 
 
+def label_rows(cfg: TokenClassificationConfig):
+    """data.train's sentences as `toolkit label-issues` ranks their tags: one label per word (IOB2)."""
+    from toolkit.label_issues import ROW_COLUMN, LabelRows, numbered
+
+    if not cfg.data.train:
+        raise ToolkitError("no training data: set data.train=FILE, the file whose tags to check.")
+    where = f"data.train ('{cfg.data.train}')"
+    table = numbered(load_tagged(cfg.data.train, "train", cfg))
+    check_columns(table, cfg, where)
+    table = clean(table, cfg, where)
+    source_names = class_names(table, cfg.data.tags_column)
+    check_tags(distinct_tags(table, cfg.data.tags_column), cfg.data.tag_scheme, where)
+    names = tag_names(distinct_tags(table, cfg.data.tags_column))
+    index = {name: i for i, name in enumerate(names)}
+    words = [[str(w) for w in row] for row in table[cfg.data.tokens_column]]
+    tags = [
+        to_iob2([source_names[t] for t in row] if source_names is not None else [str(t) for t in row])
+        for row in table[cfg.data.tags_column]
+    ]
+    return LabelRows(
+        table=table,
+        labels=[[index[t] for t in row] for row in tags],
+        names=names,
+        shown=[" ".join(row) for row in words],
+        numbers=list(table[ROW_COLUMN]),
+        tokens=words,
+    )
+
+
+def word_probabilities(predictor, rows, indices, names: list[str]) -> list:
+    """Per sentence, each word's tag probabilities (its first sub-token's, as training labels it), in ``names``
+    order; a word the tokenizer gives no token gets equal odds."""
+    from toolkit.label_issues import in_order
+
+    sentences = [rows.tokens[i] for i in indices]
+    found: list[dict] = [{} for _ in sentences]
+    encodings = predictor.tokenizer.encode_batch(sentences, is_pretokenized=True)
+    for row, window, probs in predictor.probabilities(encodings):
+        for position, word in enumerate(window.word_ids):
+            if word is not None and word not in found[row]:
+                found[row][word] = probs[position]
+    out = []
+    for row, words in zip(found, sentences):
+        matrix = np.array(
+            [row.get(i, np.full(len(predictor.labels), 1 / len(predictor.labels))) for i in range(len(words))]
+        )
+        out.append(in_order(matrix, predictor.labels, names))
+    return out
+
+
+def frozen_word_features(cfg: TokenClassificationConfig, rows) -> list:
+    """Each word as the frozen encoder's last hidden state at its first sub-token."""
+    import torch
+    from transformers import AutoModel
+
+    from toolkit.models import from_pretrained_quietly, resolve_model_source
+
+    tokenizer = load_tokenizer(cfg.model, cfg.trust_remote_code)
+    model = from_pretrained_quietly(AutoModel, resolve_model_source(cfg.model), trust_remote_code=cfg.trust_remote_code)
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(rows.tokens), 32):
+            batch = rows.tokens[start : start + 32]
+            encoded = tokenizer(batch, is_split_into_words=True, truncation=True, max_length=cfg.max_length,
+                                padding=True, return_tensors="pt")  # fmt: skip
+            hidden = model(**encoded).last_hidden_state.float().numpy()
+            for b, words in enumerate(batch):
+                first = {}
+                for position, word in enumerate(encoded.word_ids(b)):
+                    if word is not None and word not in first:
+                        first[word] = hidden[b, position]
+                zero = np.zeros(hidden.shape[-1], dtype=np.float32)
+                out.append(np.stack([first.get(i, zero) for i in range(len(words))]))
+    return out
+
+
+def label_issue_spec():
+    from toolkit.label_issues import LabelIssueSpec, fold_file
+
+    return LabelIssueSpec(
+        rows=label_rows,
+        write=lambda rows, indices, folder: fold_file(rows.table, indices, folder),
+        probabilities=word_probabilities,
+        features=frozen_word_features,
+        token_level=True,
+    )
+
+
 def check_split_tags(table, cfg: TokenClassificationConfig, names: list[str], scheme: str, where: str) -> None:
     """Validation and test tags: the training scheme's prefixes, and only types training has."""
     if is_streaming(table):
@@ -831,6 +920,7 @@ register(
         predictor=load_predictor,
         evaluate_run=evaluate_run,
         check_data=check_data,
+        label_issues=label_issue_spec,
         app="toolkit.apps.ner",
         example_config="recipes/configs/ner_conll2003.yaml",
         metrics=("f1", "precision", "recall", "accuracy", "loss"),
