@@ -91,6 +91,7 @@ def add_run_commands(sub) -> None:
         "--split", help="train, validation or test: one of the run's configured splits, or the hub split for --data"
     )
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--reliability", metavar="PNG", help="classifiers: also draw the reliability plot to this file")
     add_backend(p)
     add_precision(p, "default: what the run's own evaluation used, in results.json")
     p = sub.add_parser("predict", help="predict for each input; one JSON object per line")
@@ -340,6 +341,12 @@ def cmd_eval(args) -> int:
         backend=args.backend,
         precision=args.precision,
     )
+    if args.reliability:
+        if "errors" not in metrics:
+            raise ToolkitError("this task's evaluation has no probabilities to draw a reliability plot from.")
+        from .metrics import reliability_plot
+
+        reliability_plot(metrics["errors"], args.reliability)
     print(json.dumps(metrics))
     return 0
 

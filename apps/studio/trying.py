@@ -45,6 +45,13 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             visible=False,
             elem_id="confusion",
         )
+        worst = gr.Dataframe(
+            label="Most confidently wrong (classifiers)",
+            interactive=False,
+            visible=False,
+            wrap=True,
+            elem_id="worst-errors",
+        )
 
     # ----- Try and Evaluate -----
     def finished_choices(current, shown):
@@ -74,12 +81,18 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
+        errors = (metrics.get("errors") or {}).get("worst_errors")
+        shown = (
+            gr.Dataframe(pd.DataFrame(errors)[["input", "label", "predicted", "confidence"]], visible=True)
+            if errors
+            else gr.Dataframe(visible=False)
+        )
         matrix = metrics.get("confusion_matrix")
         if matrix and labels:
             frame = pd.DataFrame(matrix, columns=labels)
             frame.insert(0, "true label", labels)
-            return pd.DataFrame(rows), gr.Dataframe(frame, visible=True)
-        return pd.DataFrame(rows), gr.Dataframe(visible=False)
+            return pd.DataFrame(rows), gr.Dataframe(frame, visible=True), shown
+        return pd.DataFrame(rows), gr.Dataframe(visible=False), shown
 
     def score(run_name, data):
         from toolkit.api import evaluate
@@ -88,5 +101,5 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
         predictor = cache.get(run_dir)
         return evaluate(run_dir, data=data, predictor=predictor), list(getattr(predictor, "labels", []) or [])
 
-    evaluate.click(evaluate_run, [eval_run, eval_file], [eval_metrics, confusion], api_visibility="private")
+    evaluate.click(evaluate_run, [eval_run, eval_file], [eval_metrics, confusion, worst], api_visibility="private")
     return SimpleNamespace(try_run=try_run, eval_run=eval_run)

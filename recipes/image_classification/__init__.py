@@ -13,7 +13,7 @@ import numpy as np
 from toolkit import checks
 from toolkit.config import Config, section, setting
 from toolkit.errors import ToolkitError
-from toolkit.metrics import classification_metrics
+from toolkit.metrics import classification_metrics, error_report
 from toolkit.models import without_gradients
 from toolkit.predictor import names_on_demand
 from toolkit.recipes.images import ImageConfig, ImageData
@@ -286,7 +286,10 @@ def evaluate_run(predictor, cfg: ImageClassificationConfig, source: str, split: 
     found, bad = imlib.drop_unreadable(found)
     labels = torch.tensor(encode_labels(found.labels, predictor.labels, f"'{source}'"))
     logits = predictor.logits(found.items)
-    return {**score(logits, labels, predictor.labels), "skipped_images": len(bad)}
+    shown = [item if isinstance(item, str) else f"image {i}" for i, item in enumerate(found.items)]
+    report = error_report(labels.numpy(), logits.softmax(-1).numpy(), predictor.labels, shown)
+    metrics = score(logits, labels, predictor.labels)
+    return {**metrics, "ece": report["calibration"]["ece"], "errors": report, "skipped_images": len(bad)}
 
 
 def load_predictor(folder, cfg: ImageClassificationConfig, **kwargs):

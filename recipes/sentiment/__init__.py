@@ -27,7 +27,7 @@ from toolkit.data import (
     require_columns,
 )
 from toolkit.errors import ToolkitError
-from toolkit.metrics import classification_metrics
+from toolkit.metrics import classification_metrics, error_report
 from toolkit.models import (
     apply_lora,
     load_text_classifier,
@@ -202,9 +202,13 @@ def evaluate_run(predictor, cfg: TextClassificationConfig, source: str, split: s
     table = drop_empty_text(table, [cfg.data.text_column], where)
     table = drop_missing_labels(table, cfg.data.label_column, where, cfg.data.missing_labels)
     gold = encode_labels(list(table[cfg.data.label_column]), predictor.labels, where)
-    answers = predictor(list(table[cfg.data.text_column]))
+    texts = list(table[cfg.data.text_column])
+    answers = predictor(texts)
     index = {name: i for i, name in enumerate(predictor.labels)}
-    return classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)
+    metrics = classification_metrics(np.array(gold), np.array([index[a["label"]] for a in answers]), predictor.labels)
+    probs = np.array([[a["scores"].get(name, 0.0) for name in predictor.labels] for a in answers])
+    report = error_report(np.array(gold), probs, predictor.labels, texts)
+    return {**metrics, "ece": report["calibration"]["ece"], "errors": report}
 
 
 def label_rows(cfg: TextClassificationConfig):
