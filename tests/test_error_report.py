@@ -40,3 +40,15 @@ def test_eval_reports_errors_and_draws_the_reliability_plot(tiny_config, tmp_pat
         assert e["label"] != e["predicted"] and e["input"] and 0.5 <= e["confidence"] <= 1
     assert errors["thresholds"]["class"] == "positive" and errors["thresholds"]["recall"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_qa_scores_by_answer_length():
+    from toolkit.recipes.qa import by_answer_length
+
+    predictions = ["Denver Broncos", "the big red dog", "", "Paris", "Lyon"]
+    golds = [["Denver Broncos"], ["a big red dog runs fast today"], [], ["Paris"], ["Marseille"]]
+    found = by_answer_length(predictions, golds)
+    assert list(found) == ["1 word", "2-3 words", "7+ words", "no answer"]
+    assert found["1 word"]["count"] == 2 and found["1 word"]["exact_match"] == 50.0
+    assert found["2-3 words"]["f1"] == 100.0 and 0 < found["7+ words"]["f1"] < 100
+    assert found["no answer"]["exact_match"] == 100.0

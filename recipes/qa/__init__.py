@@ -537,6 +537,31 @@ def squad_metrics(predictions: list[str], golds: list[list[str]]) -> dict:
     return out
 
 
+ANSWER_LENGTHS = ((1, 1), (2, 3), (4, 6), (7, None))  # words in the first gold answer
+
+
+def by_answer_length(predictions: list[str], golds: list[list[str]]) -> dict:
+    """Exact match and F1 of the questions whose (first) gold answer has 1, 2-3, 4-6 and 7 or more words, and of
+    the unanswerable ones: where a model's answers go wrong."""
+    groups: dict[str, list[int]] = {}
+    for i, gold in enumerate(golds):
+        words = len(gold[0].split()) if gold else 0
+        name = "no answer" if not gold else next(
+            f"{low}" if low == high else f"{low}+" if high is None else f"{low}-{high}"
+            for low, high in ANSWER_LENGTHS
+            if words >= low and (high is None or words <= high)
+        )  # fmt: skip
+        groups.setdefault(name, []).append(i)
+    order = ["1", "2-3", "4-6", "7+", "no answer"]
+    return {
+        (name if name == "no answer" else f"{name} word" + ("" if name == "1" else "s")): squad_metrics(
+            [predictions[i] for i in groups[name]], [golds[i] for i in groups[name]]
+        )
+        for name in order
+        if name in groups
+    }
+
+
 @without_gradients
 def evaluate(model, loader, accelerator, cfg: QuestionAnsweringConfig, settings: dict) -> dict:
     """Loss, then every window's candidate spans (gathered from every process), the best answer per question,
@@ -692,7 +717,8 @@ def evaluate_run(predictor, cfg: QuestionAnsweringConfig, source: str, split: st
     table = drop_empty_text(table, [data.context_column, data.question_column], where)
     pairs = [{"question": q, "context": c} for q, c in zip(table[data.question_column], table[data.context_column])]
     answers = predictor(pairs)
-    return squad_metrics([a["answer"] for a in answers], [answers_of(a)[0] for a in table[data.answers_column]])
+    predictions, golds = [a["answer"] for a in answers], [answers_of(a)[0] for a in table[data.answers_column]]
+    return {**squad_metrics(predictions, golds), "per_answer_length": by_answer_length(predictions, golds)}
 
 
 def export_answerer(folder: Path, path: Path, cfg, quantize: bool) -> str:
