@@ -135,3 +135,31 @@ def test_bad_requests_get_one_error_line(tiny_config, text_data, tmp_path):
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], (name, done.stderr[-1500:])
     assert not list(tmp_path.glob("*.csv*"))
+
+
+def test_review_writes_a_corrected_copy_and_leaves_the_original(tiny_config, text_data, tmp_path):
+    """The studio's review: accept a suggestion, keep a label, set another; the copy differs from the original at
+    exactly the changed rows, and the original file is byte for byte the same."""
+    from toolkit.studio.label_review import LabelReview
+
+    rows = read_csv(text_data["train"])
+    flip(rows, 0.1, 2, ["positive", "negative"])
+    data = write_csv(tmp_path / "noisy.csv", rows)
+    before = data.read_bytes()
+    review = LabelReview.start(tiny_config, [f"data.train={data}", "epochs=8", "lr=3e-3"], "finetune", folds=3)
+    first = review.current()
+    review.decide(first["suggested"])  # accept
+    second = review.current()
+    review.decide(None)  # keep
+    third = review.current()
+    other = next(n for n in review.names if n != third["label"])
+    review.decide(other)  # set
+    assert review.copy_name() == "noisy.corrected.csv"
+    copy = review.write(tmp_path / review.copy_name())
+    assert data.read_bytes() == before
+    fixed = read_csv(copy)
+    changed = {i for i, (a, b) in enumerate(zip(rows, fixed)) if a["label"] != b["label"]}
+    expected = {int(first["row"])} if first["suggested"] != first["label"] else set()
+    assert changed == expected | {int(third["row"])} and int(second["row"]) not in changed
+    assert fixed[int(third["row"])]["label"] == other and len(fixed) == len(rows)
+    assert list(review.table()["decision"][:3]) == [review.changes.get(int(first["row"]), "keep"), "keep", other]

@@ -50,6 +50,8 @@ class LabelIssueSpec:
     probabilities: Callable  # (predictor, rows, indices, names) -> per row [C] (token-level: per row [T, C])
     features: Optional[Callable] = None  # (cfg, rows) -> per row [D] (token-level: [T, D]) of the frozen encoder
     token_level: bool = False
+    # (cfg, changes {row or (row, token): new label}, out: Path) -> the corrected copy of data.train written there
+    correct: Optional[Callable] = None
     fold_overrides: list[str] = field(default_factory=list)  # each fold's training settings (the user's win)
 
 
@@ -230,3 +232,58 @@ def renormalized(matrix: np.ndarray) -> np.ndarray:
     """Probabilities clipped away from 0 and summing to 1 per row (cleanlab's checks are strict)."""
     matrix = np.clip(np.asarray(matrix, dtype=np.float64), 1e-9, None)
     return matrix / matrix.sum(axis=-1, keepdims=True)
+
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+def read_frame(path: Path):
+    """A whole data file as pandas reads it, rows in the file's order (those a task's loader numbers)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""])
+    first = path.read_text(encoding="utf-8").lstrip()[:1]
+    return pd.read_json(path, lines=first != "[", dtype=False)
+
+
+def write_frame(frame, path: Path) -> Path:
+    """The frame in the format its name says, written whole or not at all."""
+    partial = path.with_name(path.name + ".partial")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(partial, index=False)
+    elif suffix in (".csv", ".tsv"):
+        frame.to_csv(partial, sep="\t" if suffix == ".tsv" else ",", index=False)
+    else:
+        frame.to_json(partial, orient="records", lines=suffix == ".jsonl", force_ascii=False)
+    partial.replace(path)
+    return path
+
+
+def corrected_copy(source: str, column: str, changes: dict, out: Path) -> Path:
+    """A copy of the data file ``source`` with ``column`` set to each change's label at its row ({row: label}, or
+    {(row, token): tag} for a column of tag lists). The original is never written."""
+    path = Path(source)
+    if not path.is_file() or path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ToolkitError(f"'{source}' is not a CSV, TSV, JSON, JSONL or Parquet file: a corrected copy needs one.")
+    out = Path(out)
+    if out.resolve() == path.resolve():
+        raise ToolkitError(f"the corrected copy must not overwrite '{source}': give another file name.")
+    frame = read_frame(path)
+    values = frame[column].tolist()
+    for key, label in changes.items():
+        if isinstance(key, tuple):
+            row, token = key
+            tags = list(values[row])
+            if not all(isinstance(t, str) for t in tags):
+                raise ToolkitError(f"'{source}' stores its tags as class ids: correct them in their source instead.")
+            tags[token] = label
+            values[row] = tags
+        else:
+            values[key] = type(values[key])(label) if isinstance(values[key], (int, float)) else label
+    frame[column] = values
+    return write_frame(frame, out)

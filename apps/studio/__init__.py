@@ -17,7 +17,7 @@ from toolkit.studio import MAX_UPLOAD_MB, Studio
 from toolkit.studio.paths import display_path
 from toolkit.web import app_temp_folder, steady_memory
 
-from . import api, live, train, trying
+from . import api, labels, live, train, trying
 from . import runs as runs_tab
 from .context import POLL_SECONDS, PredictorCache, StudioContext
 
@@ -42,6 +42,7 @@ def build_studio(
         watching = live.build(ctx, demo)
         runs_tab.build(ctx, demo)
         trying.build(ctx, demo)  # the Try and Evaluate tabs
+        labels.build(ctx, demo)
         train.connect_start(training, watching.run)
         api.build(ctx)
     demo.queue(default_concurrency_limit=4)

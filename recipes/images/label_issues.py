@@ -91,7 +91,30 @@ def frozen_features(cfg, rows):
     return features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-9)
 
 
+def corrected_manifest(cfg, changes: dict, out: Path) -> Path:
+    """Every image of data.train with its label, corrected where ``changes`` says ({row: label}), as a CSV
+    manifest (path,label) that data.train can name; the images stay where they are."""
+    import csv
+
+    if Path(out).suffix.lower() != ".csv":
+        raise ToolkitError(f"'{out}': the corrected labels of images are a CSV manifest; give a .csv name.")
+    rows = label_rows(cfg)
+    if not all(isinstance(item, str) for item in rows.table):
+        raise ToolkitError("these images are not files: a manifest of corrected labels needs image files.")
+    partial = Path(out).with_name(Path(out).name + ".partial")
+    with partial.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        for item, label, number in zip(rows.table, rows.labels, rows.numbers):
+            writer.writerow([str(Path(item).absolute()), changes.get(number, rows.names[label])])
+    partial.replace(out)
+    return Path(out)
+
+
 def label_issue_spec():
     from toolkit.label_issues import LabelIssueSpec
 
-    return LabelIssueSpec(rows=label_rows, write=write_fold, probabilities=probabilities, features=frozen_features)
+    return LabelIssueSpec(
+        rows=label_rows, write=write_fold, probabilities=probabilities, features=frozen_features,
+        correct=corrected_manifest,
+    )  # fmt: skip

@@ -596,10 +596,11 @@ def frozen_word_features(cfg: TokenClassificationConfig, rows) -> list:
 
 
 def label_issue_spec():
-    from toolkit.label_issues import LabelIssueSpec, fold_file
+    from toolkit.label_issues import LabelIssueSpec, corrected_copy, fold_file
 
     return LabelIssueSpec(
         rows=label_rows,
+        correct=lambda cfg, changes, out: corrected_copy(cfg.data.train, cfg.data.tags_column, changes, out),
         write=lambda rows, indices, folder: fold_file(rows.table, indices, folder),
         probabilities=word_probabilities,
         features=frozen_word_features,

@@ -246,10 +246,11 @@ def frozen_features(cfg: TextClassificationConfig, rows):
 
 
 def label_issue_spec():
-    from toolkit.label_issues import LabelIssueSpec, fold_file
+    from toolkit.label_issues import LabelIssueSpec, corrected_copy, fold_file
 
     return LabelIssueSpec(
         rows=label_rows,
+        correct=lambda cfg, changes, out: corrected_copy(cfg.data.train, cfg.data.label_column, changes, out),
         write=lambda rows, indices, folder: fold_file(rows.table, indices, folder),
         probabilities=label_probabilities,
         features=frozen_features,
