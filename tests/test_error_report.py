@@ -4,6 +4,7 @@ the thresholds that reach a precision or recall; through `toolkit eval` (with it
 import json
 
 import numpy as np
+import pytest
 from conftest import run_cli, write_config
 
 from toolkit.metrics import error_report
@@ -17,7 +18,7 @@ def test_error_report_on_known_probabilities():
     assert report["worst_errors"][0] == {"row": 5, "input": "f", "label": "neg", "predicted": "pos", "confidence": 0.9}
     # Bins: (0.5,0.6] 1 right; (0.6,0.7] 1 wrong; (0.7,0.8] 1 right; (0.8,0.9] 2: one right one wrong; (0.9,1] 1 right
     expected = (abs(0.6 - 1) + abs(0.7 - 0) + abs(0.8 - 1) + 2 * abs(0.9 - 0.5) + abs(0.95 - 1)) / 6
-    assert report["calibration"]["ece"] == round(expected, 4)
+    assert report["calibration"]["ece"] == pytest.approx(expected)
     recall = report["thresholds"]["recall"]["0.9"]  # keep 90% of the 3 positives: all of them, lowest score 0.3
     assert recall == {"threshold": 0.3, "precision": 0.6}
     # Over 0.8 a negative (0.9) is among the three; only from 0.95 are all positive.

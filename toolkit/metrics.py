@@ -67,7 +67,7 @@ def calibration(confidence: np.ndarray, correct: np.ndarray) -> dict:
         ece += inside.mean() * abs(mean_confidence - accuracy)
         bins.append({"from": round(float(low), 2), "to": round(float(high), 2), "confidence": round(mean_confidence, 4),
                      "accuracy": round(accuracy, 4), "count": int(inside.sum())})  # fmt: skip
-    return {"ece": round(float(ece), 4), "bins": bins}
+    return {"ece": float(ece), "bins": bins}
 
 
 def thresholds(positive: np.ndarray, scores: np.ndarray, name: str) -> dict:

@@ -468,6 +468,27 @@ def write_model_card(run_dir: Path, cfg: Config, results: dict, command: str, sp
         (run_dir / "best" / "README.md").write_text(text)
 
 
+def per_class_section(results: dict) -> str:
+    """Per class (per entity type, for taggers) precision, recall, F1 and support on test (else validation), when
+    the task reports them."""
+    split = "test" if results.get("test") else "validation"
+    scores = results.get(split) or {}
+    found = scores.get("per_class") or scores.get("per_type")
+    if not isinstance(found, dict) or not found:
+        return ""
+    rows = [
+        f"| {name} | {v.get('precision', 0):.4f} | {v.get('recall', 0):.4f} | {v.get('f1', 0):.4f} | "
+        f"{v.get('support', v.get('number', ''))} |"
+        for name, v in found.items()
+        if isinstance(v, dict)
+    ]
+    return (
+        f"\n## Per class ({split})\n| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
 def model_card(run_dir: Path, cfg: Config, results: dict, command: str, spec, repo_id: str | None = None) -> str:
     """The card's text. ``repo_id``: the card of a copy pushed to the Hub, whose usage loads it from there."""
 
@@ -503,7 +524,7 @@ def model_card(run_dir: Path, cfg: Config, results: dict, command: str, spec, re
 
 ## Test (best checkpoint)
 {table(results.get("test", {}))}
-
+{per_class_section(results)}
 ## Reproduce
 ```
 {command}

@@ -27,7 +27,7 @@ from toolkit.data import (
     require_columns,
 )
 from toolkit.errors import ToolkitError
-from toolkit.metrics import classification_metrics, error_report
+from toolkit.metrics import calibration, classification_metrics, error_report
 from toolkit.models import (
     apply_lora,
     load_text_classifier,
@@ -182,16 +182,20 @@ def evaluate(model, loader, accelerator, names: list[str]) -> dict:
     """Loss and classification metrics over ``loader``, gathered from every process."""
     import torch
 
-    predictions, labels, losses = [], [], []
+    confidences, predictions, labels, losses = [], [], [], []
     for batch in loader:
         out = model(**batch)
-        preds, gold = accelerator.gather_for_metrics((out.logits.argmax(-1), batch["labels"]))
+        confidence, preds = out.logits.float().softmax(-1).max(-1)
+        confidence, preds, gold = accelerator.gather_for_metrics((confidence, preds, batch["labels"]))
         loss = accelerator.gather_for_metrics(out.loss.detach().float().repeat(len(batch["labels"])))
+        confidences.append(confidence.cpu())
         predictions.append(preds.cpu())
         labels.append(gold.cpu())
         losses.append(loss.cpu())
-    metrics = classification_metrics(torch.cat(labels).numpy(), torch.cat(predictions).numpy(), names)
-    return {"loss": float(torch.cat(losses).mean()), **metrics}
+    gold, predicted = torch.cat(labels).numpy(), torch.cat(predictions).numpy()
+    metrics = classification_metrics(gold, predicted, names)
+    ece = calibration(torch.cat(confidences).numpy(), predicted == gold)["ece"]
+    return {"loss": float(torch.cat(losses).mean()), **metrics, "ece": ece}
 
 
 def evaluate_run(predictor, cfg: TextClassificationConfig, source: str, split: str) -> dict:
