@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
 PORT ?= 7860
 
-.PHONY: install demo studio lint docs test bench clean
+.PHONY: install demo studio lint docs test bench clean label-studio
 
 install: $(STAMP)
 
@@ -17,6 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[offline,onnx,dev,ray,tracking]'
 	touch $(STAMP)
+
+# Label Studio's server, for the labelling loop's tests (`toolkit label`): a virtual environment of its own, since
+# its pins (Django, pyarrow, numpy) are not the toolkit's.
+LS_VENV := .venv-label-studio
+LS_STAMP := $(LS_VENV)/.installed
+label-studio: $(LS_STAMP)
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q 'label-studio>=1.20' 'sentry-sdk<3'  # 1.23's Sentry set-up fails on 3.x
+	touch $(LS_STAMP)
 
 demo: install
 	$(OFFLINE) $(BIN)/toolkit train recipes/configs/sentiment_minilm.yaml overwrite=true
@@ -35,7 +46,7 @@ docs: install
 	$(BIN)/python -m toolkit.reference docs/configuration.md
 
 # One worker process per CPU, each test file in one worker (module fixtures are built once).
-test: lint
+test: lint label-studio
 	$(OFFLINE) $(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: install

@@ -43,6 +43,8 @@ LONGEST_FIRST = [  # by their summed test time in a `make test --durations=0` ru
     "test_ner.py",
     "test_gan.py",
     "test_tracking.py",
+    "test_labelstudio.py",
+    "test_label_issues.py",
     "test_cli.py",
     "test_studio_sweep.py",
     "test_serve_api.py",

@@ -69,6 +69,21 @@ def add_training_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("--folds", type=int, default=5, help="folds (default: 5)")
     p.add_argument("--minutes", type=float, help="the folds' training budget in all (default: 8)")
+    p = sub.add_parser("label", help="a labelling loop with Label Studio: push rows with predictions, pull annotations")
+    label = p.add_subparsers(dest="label_command", required=True)
+    q = label.add_parser("push", help="rows of a file, pre-annotated with a run's predictions, into a project")
+    q.add_argument("run")
+    q.add_argument("--data", required=True, help="the rows to label (a data file with the run's text column)")
+    q.add_argument("--select", default="uncertain", help="uncertain (default), suspect or all")
+    q.add_argument("--count", type=int, default=100, help="how many rows uncertain or suspect selects (default 100)")
+    q.add_argument("--project", help="the project's title (default: toolkit RUN); created if it does not exist")
+    q.add_argument("--url", help="Label Studio's URL (default: LABEL_STUDIO_URL, else http://localhost:8080)")
+    q.add_argument("--token", help="its API token (default: LABEL_STUDIO_API_KEY)")
+    q = label.add_parser("pull", help="a project's annotations as training data")
+    q.add_argument("project", help="the project's id or title")
+    q.add_argument("--out", required=True, help="the file to write (.csv, .jsonl or .parquet)")
+    q.add_argument("--url")
+    q.add_argument("--token")
     p = sub.add_parser("sweep", help="search settings for a config: many trials, the best one named")
     p.add_argument("config", help="YAML config (see recipes/configs/)")
     p.add_argument(
@@ -301,6 +316,21 @@ def cmd_label_issues(args) -> int:
     for record in ranked.head(5).to_dict("records"):
         print(f"  row {record['row']}: {record['label']} -> {record['suggested']} ({record['score']:.3f}) "
               f"{str(record['input'])[:70]!r}")  # fmt: skip
+    return 0
+
+
+def cmd_label(args) -> int:
+    from . import labelstudio
+
+    if args.label_command == "push":
+        done = labelstudio.push(args.run, args.data, args.select, args.count, args.project, args.url, args.token)
+        print(f"{done['tasks']} rows sent to project {done['project']} ('{done['title']}'): {done['url']}")
+        return 0
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".jsonl", ".parquet"):
+        raise ToolkitError(f"--out {args.out}: give a .csv, .jsonl or .parquet file to write.")
+    rows = labelstudio.pull(args.project, out, args.url, args.token)
+    print(f"{rows} annotated rows written to {out}")
     return 0
 
 
@@ -642,6 +672,7 @@ COMMANDS = {
     "train": cmd_train,
     "check": cmd_check,
     "label-issues": cmd_label_issues,
+    "label": cmd_label,
     "sweep": cmd_sweep,
     "eval": cmd_eval,
     "predict": cmd_predict,
