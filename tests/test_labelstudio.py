@@ -69,6 +69,9 @@ def test_push_annotate_pull_train(label_studio, tiny_config, text_data, tmp_path
     again = run_cli("label", "push", str(run), "--data", str(text_data["validation"]), "--select", "suspect",
                     "--count", "4", "--project", "reviews", env_extra=env)  # fmt: skip
     assert again.returncode == 0 and pushed.stdout.split("project ")[1][:2] == again.stdout.split("project ")[1][:2]
+    from toolkit.labelstudio import projects_of
+
+    assert projects_of(run) == [f"- Label Studio: [reviews]({label_studio}/projects/{pushed.stdout.split()[5]})"]
 
     # A person labels each task in Label Studio: here through its own API, with the file's true label.
     truth = read_csv(text_data["validation"])

@@ -124,7 +124,38 @@ def push(run_dir, data: str, select: str = "uncertain", count: int = 100, projec
         for i in chosen
     ]
     client.call("POST", f"/api/projects/{found['id']}/import", json=tasks)
-    return {"project": found["id"], "title": title, "url": f"{client.url}/projects/{found['id']}", "tasks": len(tasks)}
+    done = {"project": found["id"], "title": title, "url": f"{client.url}/projects/{found['id']}", "tasks": len(tasks)}
+    remember(Path(run_dir), done)
+    return done
+
+
+PROJECTS_FILE = "labelstudio.json"  # in the run folder: the projects its rows went to (the studio links them)
+
+
+def remember(run_dir: Path, done: dict) -> None:
+    import json
+
+    path = run_dir / PROJECTS_FILE
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else []
+    except ValueError:
+        known = []
+    known = [p for p in known if p.get("url") != done["url"]] + [{k: done[k] for k in ("title", "url")}]
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(known, indent=1))
+    partial.replace(path)
+
+
+def projects_of(run_dir: Path) -> list[str]:
+    """Markdown links to the Label Studio projects a run's rows were pushed to."""
+    import json
+
+    path = Path(run_dir) / PROJECTS_FILE
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else []
+    except ValueError:
+        return []
+    return [f"- Label Studio: [{p['title']}]({p['url']})" for p in known if isinstance(p, dict) and p.get("url")]
 
 
 def choose(select: str, count: int, probs: np.ndarray, names: list[str], given) -> list[int]:

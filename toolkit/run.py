@@ -46,6 +46,8 @@ RUN_ENTRIES = {
     "trackers.json",
     ".trackers.json.tmp",
     "wandb",
+    "labelstudio.json",  # the Label Studio projects its rows went to (toolkit label push)
+    ".labelstudio.json.partial",
     "samples",
     "examples",
     "confusion_matrix.png",

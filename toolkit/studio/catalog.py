@@ -311,9 +311,10 @@ class Catalog:
         return self.serving_usage(name) + self.tracked(name) + "\n" + path.read_text(encoding="utf-8")
 
     def tracked(self, name: str) -> str:
+        from ..labelstudio import projects_of
         from ..tracking import where_tracked
 
-        lines = where_tracked(self.paths.run_dir(name))
+        lines = where_tracked(self.paths.run_dir(name)) + projects_of(self.paths.run_dir(name))
         return "\n**Tracked in**\n\n" + "\n".join(lines) + "\n" if lines else ""
 
     def push(self, name: str, repo_id: str, private: bool = False) -> str:
