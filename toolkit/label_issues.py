@@ -46,8 +46,10 @@ class LabelIssueSpec:
     """What a task brings to ``toolkit label-issues``."""
 
     rows: Callable  # (cfg) -> LabelRows of data.train, as the task reads it
-    write: Callable  # (rows: LabelRows, indices, folder: Path) -> the data.train value of those rows
     probabilities: Callable  # (predictor, rows, indices, names) -> per row [C] (token-level: per row [T, C])
+    # (rows: LabelRows, indices, folder: Path) -> the data.train value of those rows; default: a numbered
+    # ``datasets`` table's rows as Parquet
+    write: Callable = lambda rows, indices, folder: fold_file(rows.table, indices, folder)
     features: Optional[Callable] = None  # (cfg, rows) -> per row [D] (token-level: [T, D]) of the frozen encoder
     token_level: bool = False
     # (cfg, changes {row or (row, token): new label}, out: Path) -> the corrected copy of data.train written there
@@ -262,6 +264,11 @@ def write_frame(frame, path: Path) -> Path:
         frame.to_json(partial, orient="records", lines=suffix == ".jsonl", force_ascii=False)
     partial.replace(path)
     return path
+
+
+def copy_with(column_of: Callable) -> Callable:
+    """A LabelIssueSpec ``correct`` for a table task: ``column_of(cfg)`` names the column that holds the labels."""
+    return lambda cfg, changes, out: corrected_copy(cfg.data.train, column_of(cfg), changes, out)
 
 
 def corrected_copy(source: str, column: str, changes: dict, out: Path) -> Path:

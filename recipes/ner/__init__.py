@@ -548,24 +548,17 @@ def label_rows(cfg: TokenClassificationConfig):
 
 
 def word_probabilities(predictor, rows, indices, names: list[str]) -> list:
-    """Per sentence, each word's tag probabilities (its first sub-token's, as training labels it), in ``names``
-    order; a word the tokenizer gives no token gets equal odds."""
+    """Per sentence, each word's tag probabilities (a [words, tags] array in ``names`` order); a word the model
+    never reads gets equal odds."""
     from toolkit.label_issues import in_order
 
     sentences = [rows.tokens[i] for i in indices]
-    found: list[dict] = [{} for _ in sentences]
-    encodings = predictor.tokenizer.encode_batch(sentences, is_pretokenized=True)
-    for row, window, probs in predictor.probabilities(encodings):
-        for position, word in enumerate(window.word_ids):
-            if word is not None and word not in found[row]:
-                found[row][word] = probs[position]
-    out = []
-    for row, words in zip(found, sentences):
-        matrix = np.array(
-            [row.get(i, np.full(len(predictor.labels), 1 / len(predictor.labels))) for i in range(len(words))]
-        )
-        out.append(in_order(matrix, predictor.labels, names))
-    return out
+    even = np.full(len(predictor.labels), 1 / len(predictor.labels))
+    found = predictor.in_batches(sentences, predictor.word_probabilities)
+    return [
+        in_order(np.array([row.get(i, even) for i in range(len(words))]), predictor.labels, names)
+        for row, words in zip(found, sentences)
+    ]
 
 
 def frozen_word_features(cfg: TokenClassificationConfig, rows) -> list:
@@ -596,12 +589,11 @@ def frozen_word_features(cfg: TokenClassificationConfig, rows) -> list:
 
 
 def label_issue_spec():
-    from toolkit.label_issues import LabelIssueSpec, corrected_copy, fold_file
+    from toolkit.label_issues import LabelIssueSpec, copy_with
 
     return LabelIssueSpec(
         rows=label_rows,
-        correct=lambda cfg, changes, out: corrected_copy(cfg.data.train, cfg.data.tags_column, changes, out),
-        write=lambda rows, indices, folder: fold_file(rows.table, indices, folder),
+        correct=copy_with(lambda cfg: cfg.data.tags_column),
         probabilities=word_probabilities,
         features=frozen_word_features,
         token_level=True,
@@ -818,15 +810,20 @@ class TokenTagger(Predictor):
         self.check_bounds([" ".join(row) for row in rows])
         return self.in_batches(rows, self.tag_word_batch)
 
-    def tag_word_batch(self, rows: list[list[str]]) -> list[dict]:
+    def word_probabilities(self, rows: list[list[str]]) -> list[dict]:
+        """Per row of pre-split words, {word index: its first sub-token's tag probabilities} (as training labels
+        words); a word that truncation's windows never reach is absent."""
         best: list[dict] = [{} for _ in rows]
         encodings = self.tokenizer.encode_batch(rows, is_pretokenized=True)
         for row, window, probs in self.probabilities(encodings):
             for position, word in enumerate(window.word_ids):
                 if word is not None and word not in best[row]:
                     best[row][word] = probs[position]
+        return best
+
+    def tag_word_batch(self, rows: list[list[str]]) -> list[dict]:
         answers = []
-        for row, found in zip(rows, best):
+        for row, found in zip(rows, self.word_probabilities(rows)):
             tags = [self.labels[int(found[i].argmax())] if i in found else "O" for i in range(len(row))]
             scores = [float(found[i].max()) if i in found else 1.0 for i in range(len(row))]
             answers.append({"tags": to_iob2(tags), "entities": entities_from_word_tags(row, tags, scores)})

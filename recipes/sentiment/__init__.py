@@ -250,12 +250,11 @@ def frozen_features(cfg: TextClassificationConfig, rows):
 
 
 def label_issue_spec():
-    from toolkit.label_issues import LabelIssueSpec, corrected_copy, fold_file
+    from toolkit.label_issues import LabelIssueSpec, copy_with
 
     return LabelIssueSpec(
         rows=label_rows,
-        correct=lambda cfg, changes, out: corrected_copy(cfg.data.train, cfg.data.label_column, changes, out),
-        write=lambda rows, indices, folder: fold_file(rows.table, indices, folder),
+        correct=copy_with(lambda cfg: cfg.data.label_column),
         probabilities=label_probabilities,
         features=frozen_features,
         # Noisy labels: a gentler schedule than the shipped one learns the texts before it learns their wrong
