@@ -10,6 +10,7 @@ them first; the studio's data preview shows them. ``data.checks``: ``warn`` (the
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import unicodedata
@@ -251,7 +252,8 @@ def short(splits: dict, texts: Callable[[object], list[str]], what: str) -> list
 
 def report(findings: list[Finding], policy: str) -> None:
     """Each finding as one warning line; with data.checks=error, any finding refuses the data (one error line)."""
-    for finding in findings:
+    shown = os.environ.get("RANK", "0") == "0"  # several processes find the same: the first one says it
+    for finding in findings if shown else []:
         log.warning("data check: %s", finding.line())
     if findings and policy == "error":
         names = ", ".join(dict.fromkeys(f"{f.check} in {f.where}" for f in findings))
