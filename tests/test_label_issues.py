@@ -146,7 +146,7 @@ def test_review_writes_a_corrected_copy_and_leaves_the_original(tiny_config, tex
     flip(rows, 0.1, 2, ["positive", "negative"])
     data = write_csv(tmp_path / "noisy.csv", rows)
     before = data.read_bytes()
-    review = LabelReview.start(tiny_config, [f"data.train={data}", "epochs=8", "lr=3e-3"], "finetune", folds=3)
+    review = LabelReview.start(tiny_config, [f"data.train={data}"], "probe", folds=3)  # the workflow, not the ranks
     first = review.current()
     review.decide(first["suggested"])  # accept
     second = review.current()

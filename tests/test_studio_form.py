@@ -80,7 +80,7 @@ def test_the_form_refuses_what_train_would_refuse(uploaded, tmp_path):
 
 
 def test_label_issues_tab_in_a_browser(tmp_path):
-    """The Label issues tab in headless Chromium: 200 real reviews with flipped labels uploaded, ranked by the probe,
+    """The Label issues tab in headless Chromium: 120 real reviews with flipped labels uploaded, ranked by the probe,
     a suggestion accepted, and the corrected copy downloaded; the uploaded file stays as it was."""
     import csv
     import random
@@ -90,8 +90,8 @@ def test_label_issues_tab_in_a_browser(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with open(require_shared("sentiment", "rt-polarity") / "train.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:200]
-    for i in random.Random(0).sample(range(200), 20):
+        rows = list(csv.DictReader(f))[:120]
+    for i in random.Random(0).sample(range(120), 12):
         rows[i]["label"] = "negative" if rows[i]["label"] == "positive" else "positive"
     data = tmp_path / "reviews.csv"
     with open(data, "w", newline="") as f:
@@ -111,10 +111,10 @@ def test_label_issues_tab_in_a_browser(tmp_path):
             page.locator("#labels-data input[type=file]").set_input_files(str(data))
             page.locator("#labels-find").click()
             current = page.locator("#labels-current")
-            expect(current).to_contain_text("1 of 200", timeout=120_000)
+            expect(current).to_contain_text("1 of 120", timeout=300_000)  # a loaded CI machine: minutes
             suggested = current.inner_text().split("suggested:")[1].split("·")[0].strip()
             page.locator("#labels-accept").click()
-            expect(current).to_contain_text("2 of 200", timeout=20_000)
+            expect(current).to_contain_text("2 of 120", timeout=60_000)
             page.locator("#labels-write").click()
             link = page.locator("#labels-file a").first
             expect(link).to_be_visible(timeout=20_000)
@@ -129,5 +129,5 @@ def test_label_issues_tab_in_a_browser(tmp_path):
     with open(copy, newline="") as f:
         fixed = list(csv.DictReader(f))
     changed = [i for i, (a, b) in enumerate(zip(rows, fixed)) if a["label"] != b["label"]]
-    assert len(fixed) == 200 and len(changed) <= 1
+    assert len(fixed) == 120 and len(changed) <= 1
     assert all(fixed[i]["label"] == suggested for i in changed)

@@ -67,7 +67,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             label="Most suspect rows", interactive=False, visible=False, wrap=True, elem_id="labels-rows"
         )
 
-    def start(config_name, uploaded, how):
+    def find_label_issues(config_name, uploaded, how):
         if not config_name:
             raise refusal("Pick a config.")
         source = form.config_source(FormValues(config=config_name))
@@ -78,7 +78,7 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             raise refusal(str(err)) from None
         return found, *shown(found)
 
-    def decide(found: LabelReview | None, choice):
+    def decide_label(found: LabelReview | None, choice):
         if found is None:
             raise refusal("Find label issues first.")
         try:
@@ -87,12 +87,12 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             raise refusal(str(err)) from None
         return found, *shown(found)
 
-    def go_back(found: LabelReview | None):
+    def review_back(found: LabelReview | None):
         if found is not None:
             found.back()
         return found, *shown(found)
 
-    def write_copy(found: LabelReview | None, uploaded):
+    def write_corrected_copy(found: LabelReview | None, uploaded):
         if found is None:
             raise refusal("Find label issues first.")
         original = Path(uploaded or found.config).name
@@ -106,11 +106,15 @@ def build(ctx: StudioContext, demo: gr.Blocks) -> SimpleNamespace:
             raise refusal(str(err)) from None
 
     outputs = [review, current, label, rows]
-    find.click(start, [config, data_file, method], outputs, api_visibility="private")
-    accept.click(lambda found: decide(found, found.current()["suggested"] if found and found.current() else None),
-                 review, outputs, api_visibility="private")  # fmt: skip
-    keep.click(lambda found: decide(found, None), review, outputs, api_visibility="private")
-    set_label.click(decide, [review, label], outputs, api_visibility="private")
-    back.click(go_back, review, outputs, api_visibility="private")
-    write.click(write_copy, review, written, api_visibility="private")
+    find.click(
+        find_label_issues, [config, data_file, method], outputs, api_visibility="private", api_name="labels_find"
+    )
+    accept.click(lambda found: decide_label(found, found.current()["suggested"] if found and found.current() else None),
+                 review, outputs, api_visibility="private", api_name="labels_accept")  # fmt: skip
+    keep.click(
+        lambda found: decide_label(found, None), review, outputs, api_visibility="private", api_name="labels_keep"
+    )
+    set_label.click(decide_label, [review, label], outputs, api_visibility="private", api_name="labels_set")
+    back.click(review_back, review, outputs, api_visibility="private", api_name="labels_back")
+    write.click(write_corrected_copy, review, written, api_visibility="private", api_name="labels_write")
     return SimpleNamespace()
