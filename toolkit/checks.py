@@ -94,8 +94,9 @@ def duplicates(splits: dict, key: Callable[[dict], str], label: Optional[Callabl
     (near-duplicates); with ``label``, the repeats whose label disagrees are counted apart (one of them is wrong)."""
     findings = []
     for split, table in splits.items():
-        keys = keyed(table, key)
-        labels = [label(row) for row in rows_of(table)] if label else None
+        rows = list(rows_of(table))  # one pass over the table for inputs and labels
+        keys = [key(row) for row in rows]
+        labels = [label(row) for row in rows] if label else None
         exact = repeats(keys)
         near = [i for i in repeats([normalized(k) for k in keys]) if i not in set(exact)]
         where = f"data.{split}"
@@ -266,14 +267,12 @@ def report(findings: list[Finding], policy: str) -> None:
 def run_checks(cfg, splits: dict, checks: Callable[[object, dict], list[Finding]]) -> list[Finding]:
     """A task's checks on the splits it loaded, reported by data.checks; streams are not read ahead."""
     policy = getattr(cfg.data, "checks", "warn")
-    if policy == "off" or any(is_stream(t) for t in splits.values()):
+    from .data import is_streaming
+
+    if policy == "off" or any(is_streaming(t) for t in splits.values()):
         return []
     tic = time.perf_counter()
     findings = checks(cfg, splits)
     log.info("data checks: %d finding(s) in %.1f s", len(findings), time.perf_counter() - tic)
     report(findings, policy)
     return findings
-
-
-def is_stream(table) -> bool:
-    return type(table).__name__ in ("IterableDataset",)

@@ -363,6 +363,10 @@ def _summary(results: dict) -> dict:
 def cmd_eval(args) -> int:
     from . import api
 
+    if args.reliability and not Path(args.reliability).absolute().parent.is_dir():
+        folder = Path(args.reliability).parent
+        raise ToolkitError(f"--reliability {args.reliability}: folder '{folder}' does not exist.")
+
     metrics = api.evaluate(
         args.run,
         data=args.data,
